@@ -1,0 +1,67 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Opt-in native code generation for benchmarks: TOOLKIT_NATIVE=1 swift build -c release
+let native: [SwiftSetting] =
+    Context.environment["TOOLKIT_NATIVE"] == "1"
+    ? [.unsafeFlags(["-target-cpu", "x86-64-v3"], .when(configuration: .release))]
+    : []
+
+let package = Package(
+    name: "toolkit",
+    products: [
+        .executable(name: "toolkit", targets: ["ToolkitCLI"]),
+        .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "Layers", targets: ["Layers"]),
+        .library(name: "Optimizers", targets: ["Optimizers"]),
+        .library(name: "Tokenization", targets: ["Tokenization"]),
+        .library(name: "TokenShards", targets: ["TokenShards"]),
+        .library(name: "Checkpointing", targets: ["Checkpointing"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // MARK: - System libraries
+        .systemLibrary(
+            name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        // MARK: - Libraries
+        .target(name: "ToolkitSupport"),
+        .target(
+            name: "TensorCore",
+            dependencies: [
+                "COpenBLAS", "ToolkitSupport",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ],
+            swiftSettings: native),
+        .target(name: "Layers", dependencies: ["TensorCore"], swiftSettings: native),
+        .target(name: "Optimizers", dependencies: ["TensorCore", "Layers"]),
+        .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
+        .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
+        .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),
+        .executableTarget(
+            name: "ToolkitCLI",
+            dependencies: [
+                "TensorCore", "Layers", "Optimizers", "Tokenization", "TokenShards",
+                "Checkpointing", "ToolkitSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        // MARK: - Test support and tests
+        .target(
+            name: "_TestSupport",
+            dependencies: [
+                "TensorCore", .product(name: "RealModule", package: "swift-numerics"),
+            ]),
+        .testTarget(name: "ToolkitSupportTests", dependencies: ["ToolkitSupport"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "_TestSupport"]),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
+        .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards"]),
+        .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// Checkpointing: see README.md in this folder.

@@ -1,0 +1,1 @@
+// Optimizers: see README.md in this folder.

@@ -1,0 +1,1 @@
+// TokenShards: see README.md in this folder.

@@ -1,0 +1,20 @@
+import ArgumentParser
+
+struct Toolkit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "toolkit",
+        abstract: "Build, train, load and compare decoder-only language models on the CPU.",
+        subcommands: [
+            Doctor.self,
+            Bench.self,
+        ])
+}
+
+/// `toolkit bench ...`: every benchmark lives here (release builds only).
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks (run them on release builds).",
+        subcommands: [
+            BenchGemm.self,
+        ])
+}

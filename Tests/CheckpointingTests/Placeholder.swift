@@ -1,0 +1,3 @@
+import Testing
+
+@Test func CheckpointingTestsBuilds() { #expect(Bool(true)) }
