@@ -32,9 +32,12 @@ let package = Package(
         // MARK: - Libraries
         .target(name: "ToolkitSupport"),
         .target(
+            name: "CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+        .target(
             name: "TensorCore",
             dependencies: [
-                "COpenBLAS", "ToolkitSupport",
+                "COpenBLAS", "CKernels", "ToolkitSupport",
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
             swiftSettings: native),

@@ -10,6 +10,7 @@ public final class TensorStorage: @unchecked Sendable {
         let raw = UnsafeMutableRawPointer.allocate(
             byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        MemoryStats.allocated(max(count, 1) * 4)
         if zeroed { pointer.initialize(repeating: 0, count: count) }
     }
 
@@ -28,5 +29,8 @@ public final class TensorStorage: @unchecked Sendable {
         return s
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit {
+        MemoryStats.freed(max(count, 1) * 4)
+        UnsafeMutableRawPointer(pointer).deallocate()
+    }
 }
