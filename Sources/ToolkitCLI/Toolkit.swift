@@ -16,5 +16,6 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks (run them on release builds).",
         subcommands: [
             BenchGemm.self,
+            BenchAttention.self,
         ])
 }
