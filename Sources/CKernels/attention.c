@@ -175,8 +175,8 @@ TK_CLONES void tk_attention_forward_tiled(const tk_attention *p, const float *q,
         int kvh = h / (H / KVH);
         int i0 = qb * BR, nr = p->Tq - i0 < BR ? p->Tq - i0 : BR;
         const float *qb_ptr = q + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
-        const float *kb = k + (size_t)b * p->Tk * ldk + (size_t)kvh * D;
-        const float *vb = v + (size_t)b * p->Tk * ldk + (size_t)kvh * D;
+        const float *kb = k + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
+        const float *vb = v + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
         for (int r = 0; r < nr; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
         memset(acc, 0, sizeof(float) * (size_t)nr * D);
         int lo, hi;
@@ -246,8 +246,8 @@ TK_CLONES void tk_attention_backward_tiled(const tk_attention *p, const float *q
     float *dvt = malloc(sizeof(float) * (size_t)BC * D);
     for (int item = item_begin; item < item_end; item++) {
         int kvh = item % KVH, b = item / KVH;
-        const float *kb = k + (size_t)b * p->Tk * ldk + (size_t)kvh * D;
-        const float *vb = v + (size_t)b * p->Tk * ldk + (size_t)kvh * D;
+        const float *kb = k + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
+        const float *vb = v + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
         for (int j0 = 0; j0 < p->Tk; j0 += BC) {
             int nc = p->Tk - j0 < BC ? p->Tk - j0 : BC;
             transpose_tile(kb + (size_t)j0 * ldk, ldk, nc, D, kt, BC);
@@ -302,8 +302,8 @@ TK_CLONES void tk_attention_backward_tiled(const tk_attention *p, const float *q
                 }
             }
             for (int c = 0; c < nc; c++) {
-                float *dkr = dk + ((size_t)b * p->Tk + j0 + c) * ldk + (size_t)kvh * D;
-                float *dvr = dv + ((size_t)b * p->Tk + j0 + c) * ldk + (size_t)kvh * D;
+                float *dkr = dk + ((size_t)b * p->tk_stride + j0 + c) * ldk + (size_t)kvh * D;
+                float *dvr = dv + ((size_t)b * p->tk_stride + j0 + c) * ldk + (size_t)kvh * D;
                 const float *sk = dkt + (size_t)c * D, *sv = dvt + (size_t)c * D;
                 for (int d = 0; d < D; d++) { dkr[d] += sk[d]; dvr[d] += sv[d]; }
             }

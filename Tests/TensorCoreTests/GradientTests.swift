@@ -237,3 +237,45 @@ private func expectPass(_ r: GradCheck.Report, sourceLocation: SourceLocation = 
         })
     }
 }
+
+@Suite struct IndexingAndRoPEGradientTests {
+    @Test(arguments: RoPELayout.allCases)
+    func rope(layout: RoPELayout) throws {
+        let (b, t, h, d, half, offset) = (2, 3, 2, 6, 2, 1)  // partial rotary: 4 of 6 dims
+        let x = GradCheck.random([b, t, h, d], seed: 30)
+        let angles = (0..<(5 * half)).map { Float($0) * 0.37 }
+        let cosT = try Tensor(shape: [5, half], values: angles.map { cos($0) * 1.1 })
+        let sinT = try Tensor(shape: [5, half], values: angles.map { sin($0) * 1.1 })
+        let r = try GradCheck.check([x], op: { try Tensor.rope($0[0], cos: cosT, sin: sinT, offset: offset, layout: layout) }) { v in
+            var out = v[0]
+            for row in 0..<(b * t) {
+                let pos = offset + row % t
+                for hh in 0..<h {
+                    let base = (row * h + hh) * d
+                    for i in 0..<half {
+                        let (ia, ib) = layout == .interleaved ? (2 * i, 2 * i + 1) : (i, i + half)
+                        let c = Double(cosT.scalars[pos * half + i]), s = Double(sinT.scalars[pos * half + i])
+                        out[base + ia] = v[0][base + ia] * c - v[0][base + ib] * s
+                        out[base + ib] = v[0][base + ib] * c + v[0][base + ia] * s
+                    }
+                }
+            }
+            return out
+        }
+        #expect(r.passed, "\(r)")
+    }
+
+    @Test func gatherAndScatterRows() throws {
+        let x = GradCheck.random([4, 3], seed: 31)
+        let idx: [Int32] = [2, 0, 2]
+        let g = try GradCheck.check([x], op: { try $0[0].gatherRows(idx) }) { v in idx.flatMap { Array(v[0][(Int($0) * 3)..<(Int($0) * 3 + 3)]) } }
+        #expect(g.passed, "\(g)")
+        let vals = GradCheck.random([3, 3], seed: 32)
+        let s = try GradCheck.check([vals], op: { try Tensor.scatterAddRows($0[0], indices: idx, rows: 4) }) { v in
+            var out = [Double](repeating: 0, count: 12)
+            for (i, r) in idx.enumerated() { for j in 0..<3 { out[Int(r) * 3 + j] += v[0][i * 3 + j] } }
+            return out
+        }
+        #expect(s.passed, "\(s)")
+    }
+}

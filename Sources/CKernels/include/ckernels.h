@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 /* Attention problem description. Layouts (row-major):
- *   q, dq, out, dout: [B, Tq, H, D]      k, v, dk, dv: [B, Tk, KVH, D]      lse, delta: [B, H, Tq]
+ *   q, dq, out, dout: [B, Tq, H, D]   k, v, dk, dv: [B, tk_stride, KVH, D] (first Tk rows used)   lse, delta: [B, H, Tq]
  * Query head h reads KV head h / (H / KVH). Query row i sits at absolute position q_offset + i;
  * key j at position j. Key j is visible to query i iff (!causal || j <= p_i) and
  * (window <= 0 || |p_i - j| < window). ALiBi adds -alibi[h] * |p_i - j| to the scaled score. */
@@ -19,6 +19,7 @@ typedef struct {
     const float *alibi; /* [H] slopes, or NULL */
     float scale;
     int tile_q, tile_k; /* tiled kernel block sizes */
+    int tk_stride;      /* rows between batches in k/v (>= Tk; a KV cache's capacity) */
 } tk_attention;
 
 /* Number of independent forward work items (B * H * query blocks). */

@@ -25,9 +25,13 @@ public struct AttentionOptions: Sendable, Equatable {
     /// Score scale, usually 1/√head_dim.
     public var scale: Float
     public var kernel: AttentionKernel
+    /// Use only the first `keyLength` rows of k and v along time (a KV cache with spare
+    /// capacity); nil means all.
+    public var keyLength: Int?
 
     public init(causal: Bool = true, window: Int? = nil, alibiSlopes: [Float]? = nil, queryOffset: Int = 0,
-                scale: Float, kernel: AttentionKernel = .defaultTiled) {
+                scale: Float, kernel: AttentionKernel = .defaultTiled, keyLength: Int? = nil) {
+        self.keyLength = keyLength
         self.causal = causal
         self.window = window
         self.alibiSlopes = alibiSlopes
@@ -55,7 +59,11 @@ extension Tensor {
               q.shape[2] % k.shape[2] == 0
         else { throw TensorError.shapeMismatch(op: "attention(q, k)", lhs: q.shape, rhs: k.shape) }
         let (b, tq, h, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
-        let (tk, kvh) = (k.shape[1], k.shape[2])
+        let (cap, kvh) = (k.shape[1], k.shape[2])
+        let tk = o.keyLength ?? cap
+        guard tk >= 0, tk <= cap else {
+            throw TensorError.invalidArgument(op: "attention", message: "key length \(tk) outside 0...\(cap)")
+        }
         if let slopes = o.alibiSlopes, slopes.count != h {
             throw TensorError.invalidArgument(op: "attention", message: "\(slopes.count) ALiBi slopes for \(h) heads")
         }
@@ -70,7 +78,7 @@ extension Tensor {
         var params = tk_attention(
             B: Int32(b), Tq: Int32(tq), Tk: Int32(tk), H: Int32(h), KVH: Int32(kvh), D: Int32(d),
             causal: o.causal ? 1 : 0, window: Int32(o.window ?? 0), q_offset: Int32(o.queryOffset),
-            alibi: nil, scale: o.scale, tile_q: 64, tile_k: 64)
+            alibi: nil, scale: o.scale, tile_q: 64, tile_k: 64, tk_stride: Int32(cap))
         if case .tiled(let tq, let tkk) = o.kernel {
             guard tq > 0, tkk > 0 else {
                 throw TensorError.invalidArgument(op: "attention", message: "tile sizes must be positive")
@@ -126,7 +134,7 @@ extension Tensor {
             for bi in 0..<b {
                 for hi in 0..<h {
                     let qp = pq.pointer + bi * tq * h * d + hi * d
-                    let kp = pk.pointer + bi * tk * kvh * d + (hi / group) * d
+                    let kp = pk.pointer + bi * cap * kvh * d + (hi / group) * d
                     let sp = pp.pointer + (bi * h + hi) * tq * tk
                     // S[Tq, Tk] = Q Kᵀ (unscaled; scale, mask and softmax follow per row)
                     BLAS.gemm(transA: false, transB: true, m: tq, n: tk, k: d, alpha: 1, a: qp, lda: h * d,
@@ -138,7 +146,7 @@ extension Tensor {
                     }
                     // O[Tq, D] = P V
                     BLAS.gemm(transA: false, transB: false, m: tq, n: d, k: tk, alpha: 1, a: sp, lda: tk,
-                              b: pv.pointer + bi * tk * kvh * d + (hi / group) * d, ldb: kvh * d, beta: 0,
+                              b: pv.pointer + bi * cap * kvh * d + (hi / group) * d, ldb: kvh * d, beta: 0,
                               c: po.pointer + bi * tq * h * d + hi * d, ldc: h * d)
                 }
             }
@@ -149,7 +157,7 @@ extension Tensor {
                 for bi in 0..<b {
                     for hi in 0..<h {
                         let off = (bi * h + hi) * tq * tk
-                        let qo = bi * tq * h * d + hi * d, ko = bi * tk * kvh * d + (hi / group) * d
+                        let qo = bi * tq * h * d + hi * d, ko = bi * cap * kvh * d + (hi / group) * d
                         let gp = g + qo
                         // dV[Tk, D] += Pᵀ dO
                         if let nv = nodes[2] {
