@@ -133,3 +133,52 @@ package enum JSONText {
         return out + "\""
     }
 }
+
+extension JSONValue {
+    /// Pretty JSON text as Python's `json.dumps(value, indent: 2, sort_keys=True)` writes it
+    /// (the format of `config.json` files from `save_pretrained`).
+    package func rendered(indent: Int = 2) -> String {
+        var out = ""
+        render(into: &out, level: 0, indent: indent)
+        return out
+    }
+
+    private func render(into out: inout String, level: Int, indent: Int) {
+        let pad = String(repeating: " ", count: (level + 1) * indent)
+        let closePad = String(repeating: " ", count: level * indent)
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d):
+            // Python's repr: shortest round-trip digits; non-finite values are not JSON.
+            out += d.isFinite ? "\(d)" : "null"
+        case .string(let s): out += JSONText.quoted(s)
+        case .array(let a):
+            if a.isEmpty {
+                out += "[]"
+                return
+            }
+            out += "[\n"
+            for (i, e) in a.enumerated() {
+                out += pad
+                e.render(into: &out, level: level + 1, indent: indent)
+                out += i + 1 < a.count ? ",\n" : "\n"
+            }
+            out += closePad + "]"
+        case .object(let o):
+            if o.isEmpty {
+                out += "{}"
+                return
+            }
+            out += "{\n"
+            let keys = o.keys.sorted()
+            for (i, k) in keys.enumerated() {
+                out += pad + JSONText.quoted(k) + ": "
+                o[k]?.render(into: &out, level: level + 1, indent: indent)
+                out += i + 1 < keys.count ? ",\n" : "\n"
+            }
+            out += closePad + "}"
+        }
+    }
+}
