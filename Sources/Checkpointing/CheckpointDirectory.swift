@@ -24,7 +24,8 @@ public enum CheckpointDirectory {
         var out: [String: String] = [:]
         for (tensor, shard) in map {
             guard let file = shard.stringValue else {
-                throw ToolkitError.file(path, "weight_map['\(tensor)'] is \(shard.typeName), expected a file name")
+                throw ToolkitError.file(
+                    path, "weight_map['\(tensor)'] is \(shard.typeName), expected a file name")
             }
             guard !file.isEmpty, !file.contains("/"), file != ".", file != ".." else {
                 throw ToolkitError.file(
@@ -73,7 +74,8 @@ public enum CheckpointDirectory {
             let shardPath = dir.appendingPathComponent(shard).path
             guard FileManager.default.fileExists(atPath: shardPath) else {
                 throw ToolkitError.file(
-                    indexPath, "shard '\(shard)' (holding '\(byShard[shard]?.sorted().first ?? "")' "
+                    indexPath,
+                    "shard '\(shard)' (holding '\(byShard[shard]?.sorted().first ?? "")' "
                         + "and others) does not exist at \(shardPath)")
             }
             let file = try SafetensorsFile(path: shardPath)
@@ -137,7 +139,9 @@ public enum CheckpointDirectory {
             let file = "model-\(pad(i + 1))-of-\(pad(n)).safetensors"
             try writeShard(shard, file)
             files.append(file)
-            for name in shard { lines.append("    \(JSONText.quoted(name)): \(JSONText.quoted(file))") }
+            for name in shard {
+                lines.append("    \(JSONText.quoted(name)): \(JSONText.quoted(file))")
+            }
         }
         let index =
             "{\n  \"metadata\": {\n    \"total_size\": \(total)\n  },\n  \"weight_map\": {\n"

@@ -33,7 +33,9 @@ package enum DTypeConversion {
             case .bf16:
                 for i in 0..<count {
                     dst[i] = bf16ToFloat(
-                        UInt16(littleEndian: src.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)))
+                        UInt16(
+                            littleEndian: src.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)
+                        ))
                 }
             case .f16:
                 for i in 0..<count {
@@ -67,9 +69,15 @@ package enum DTypeConversion {
             guard count > 0, let src = raw.baseAddress, let dst = out.baseAddress else { return }
             func fill<T: FixedWidthInteger>(_: T.Type) {
                 for i in 0..<count {
-                    let v = T(littleEndian: src.loadUnaligned(
-                        fromByteOffset: i &* MemoryLayout<T>.size, as: T.self))
-                    if let x = Int(exactly: v) { dst[i] = x } else { dst[i] = 0; overflow = true }
+                    let v = T(
+                        littleEndian: src.loadUnaligned(
+                            fromByteOffset: i &* MemoryLayout<T>.size, as: T.self))
+                    if let x = Int(exactly: v) {
+                        dst[i] = x
+                    } else {
+                        dst[i] = 0
+                        overflow = true
+                    }
                 }
             }
             switch dtype {
@@ -89,8 +97,9 @@ package enum DTypeConversion {
     }
 
     /// Appends `values` encoded as `dtype` (F32, BF16, F16 or F64) to `out`.
-    package static func encode(_ values: [Float], as dtype: SafetensorsDType, into out: inout [UInt8])
-    {
+    package static func encode(
+        _ values: [Float], as dtype: SafetensorsDType, into out: inout [UInt8]
+    ) {
         let start = out.count
         out.append(contentsOf: repeatElement(0, count: values.count * dtype.size))
         out.withUnsafeMutableBytes { buf in
@@ -99,19 +108,25 @@ package enum DTypeConversion {
                 switch dtype {
                 case .f32:
                     for (i, v) in src.enumerated() {
-                        dst.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: i &* 4, as: UInt32.self)
+                        dst.storeBytes(
+                            of: v.bitPattern.littleEndian, toByteOffset: i &* 4, as: UInt32.self)
                     }
                 case .bf16:
                     for (i, v) in src.enumerated() {
-                        dst.storeBytes(of: floatToBF16(v).littleEndian, toByteOffset: i &* 2, as: UInt16.self)
+                        dst.storeBytes(
+                            of: floatToBF16(v).littleEndian, toByteOffset: i &* 2, as: UInt16.self)
                     }
                 case .f16:
                     for (i, v) in src.enumerated() {
-                        dst.storeBytes(of: Float16(v).bitPattern.littleEndian, toByteOffset: i &* 2, as: UInt16.self)
+                        dst.storeBytes(
+                            of: Float16(v).bitPattern.littleEndian, toByteOffset: i &* 2,
+                            as: UInt16.self)
                     }
                 case .f64:
                     for (i, v) in src.enumerated() {
-                        dst.storeBytes(of: Double(v).bitPattern.littleEndian, toByteOffset: i &* 8, as: UInt64.self)
+                        dst.storeBytes(
+                            of: Double(v).bitPattern.littleEndian, toByteOffset: i &* 8,
+                            as: UInt64.self)
                     }
                 default:
                     preconditionFailure("encode(_:as:) called with non-float dtype \(dtype)")

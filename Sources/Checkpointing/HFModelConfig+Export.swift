@@ -107,7 +107,7 @@ extension HFModelConfig.RopeScaling {
             ("mscale_all_dim", mscaleAllDim), ("low_freq_factor", lowFreqFactor),
             ("high_freq_factor", highFreqFactor),
         ]
-        for case let (k, v?) in doubles { o[k] = .double(v) }
+        for case (let k, let v?) in doubles { o[k] = .double(v) }
         if let originalMaxPositionEmbeddings {
             o["original_max_position_embeddings"] = .int(Int64(originalMaxPositionEmbeddings))
         }

@@ -204,7 +204,9 @@ extension HFModelConfig {
                 throw r.fail(k, "is not a supported RoPE parameter")
             }
             if let t = try r.double("rope_theta") {
-                if let theta, theta != t { throw r.fail("rope_theta", "conflicts with 'rope_theta'") }
+                if let theta, theta != t {
+                    throw r.fail("rope_theta", "conflicts with 'rope_theta'")
+                }
                 theta = t
             }
             if let p = try r.double("partial_rotary_factor") {
@@ -243,9 +245,14 @@ extension HFModelConfig {
         }
         let gpt2 = modelType == .gpt2
         try check(vocabSize > 0, "vocab_size", "must be positive (got \(vocabSize))")
-        try check(hiddenSize > 0, gpt2 ? "n_embd" : "hidden_size", "must be positive (got \(hiddenSize))")
-        try check(numLayers > 0, gpt2 ? "n_layer" : "num_hidden_layers", "must be positive (got \(numLayers))")
-        try check(numHeads > 0, gpt2 ? "n_head" : "num_attention_heads", "must be positive (got \(numHeads))")
+        try check(
+            hiddenSize > 0, gpt2 ? "n_embd" : "hidden_size", "must be positive (got \(hiddenSize))")
+        try check(
+            numLayers > 0, gpt2 ? "n_layer" : "num_hidden_layers",
+            "must be positive (got \(numLayers))")
+        try check(
+            numHeads > 0, gpt2 ? "n_head" : "num_attention_heads",
+            "must be positive (got \(numHeads))")
         try check(
             numKVHeads > 0 && numHeads % numKVHeads == 0, "num_key_value_heads",
             "(\(numKVHeads)) must be positive and divide num_attention_heads (\(numHeads))")
@@ -255,22 +262,31 @@ extension HFModelConfig {
                 "(\(numHeads)) must divide n_embd (\(hiddenSize))")
         }
         try check(headDim > 0, "head_dim", "must be positive (got \(headDim))")
-        try check(intermediateSize > 0, gpt2 ? "n_inner" : "intermediate_size", "must be positive (got \(intermediateSize))")
+        try check(
+            intermediateSize > 0, gpt2 ? "n_inner" : "intermediate_size",
+            "must be positive (got \(intermediateSize))")
         try check(
             maxPositionEmbeddings > 0, gpt2 ? "n_positions" : "max_position_embeddings",
             "must be positive (got \(maxPositionEmbeddings))")
-        try check(normEps > 0 && normEps.isFinite, gpt2 ? "layer_norm_epsilon" : "rms_norm_eps", "must be positive (got \(normEps))")
+        try check(
+            normEps > 0 && normEps.isFinite, gpt2 ? "layer_norm_epsilon" : "rms_norm_eps",
+            "must be positive (got \(normEps))")
         if let ropeTheta {
-            try check(ropeTheta > 0 && ropeTheta.isFinite, "rope_theta", "must be positive (got \(ropeTheta))")
+            try check(
+                ropeTheta > 0 && ropeTheta.isFinite, "rope_theta",
+                "must be positive (got \(ropeTheta))")
         }
         if let s = ropeScaling {
             if let f = s.factor {
-                try check(f > 0 && f.isFinite, "rope_parameters.factor", "must be positive (got \(f))")
+                try check(
+                    f > 0 && f.isFinite, "rope_parameters.factor", "must be positive (got \(f))")
             } else if s.type != "dynamic" {
                 try check(false, "rope_parameters.factor", "is required for rope_type '\(s.type)'")
             }
             if let o = s.originalMaxPositionEmbeddings {
-                try check(o > 0, "rope_parameters.original_max_position_embeddings", "must be positive (got \(o))")
+                try check(
+                    o > 0, "rope_parameters.original_max_position_embeddings",
+                    "must be positive (got \(o))")
             }
         }
         if let p = partialRotaryFactor {
@@ -280,16 +296,23 @@ extension HFModelConfig {
             try check(w > 0, "sliding_window", "must be positive (got \(w))")
         }
         if let m = moe {
-            try check(m.numExperts > 0, "num_local_experts", "must be positive (got \(m.numExperts))")
+            try check(
+                m.numExperts > 0, "num_local_experts", "must be positive (got \(m.numExperts))")
             try check(
                 m.numExpertsPerToken > 0 && m.numExpertsPerToken <= m.numExperts,
                 "num_experts_per_tok",
                 "(\(m.numExpertsPerToken)) must be in 1...num_local_experts (\(m.numExperts))")
-            try check(m.moeIntermediateSize > 0, "moe_intermediate_size", "must be positive (got \(m.moeIntermediateSize))")
-            try check(m.decoderSparseStep > 0, "decoder_sparse_step", "must be positive (got \(m.decoderSparseStep))")
+            try check(
+                m.moeIntermediateSize > 0, "moe_intermediate_size",
+                "must be positive (got \(m.moeIntermediateSize))")
+            try check(
+                m.decoderSparseStep > 0, "decoder_sparse_step",
+                "must be positive (got \(m.decoderSparseStep))")
             try check(m.routerAuxLossCoef >= 0, "router_aux_loss_coef", "must not be negative")
             for l in m.mlpOnlyLayers {
-                try check(l >= 0 && l < numLayers, "mlp_only_layers", "entry \(l) is not a layer index in 0..<\(numLayers)")
+                try check(
+                    l >= 0 && l < numLayers, "mlp_only_layers",
+                    "entry \(l) is not a layer index in 0..<\(numLayers)")
             }
         }
     }

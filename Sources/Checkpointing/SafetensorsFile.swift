@@ -85,7 +85,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         try withRawBytes(name) { raw, info in
             guard info.dtype.isFloat else {
                 throw ToolkitError.file(
-                    path, "tensor '\(name)' has dtype \(info.dtype.rawValue), expected a float type")
+                    path, "tensor '\(name)' has dtype \(info.dtype.rawValue), expected a float type"
+                )
             }
             return DTypeConversion.floats(raw, dtype: info.dtype, count: info.count)
         }
@@ -202,8 +203,7 @@ public final class SafetensorsFile: @unchecked Sendable {
             < (b.dataOffsets.lowerBound, b.dataOffsets.upperBound, b.name)
     }
 
-    private static func parseMetadata(_ value: JSONValue, path: String) throws -> [String: String]
-    {
+    private static func parseMetadata(_ value: JSONValue, path: String) throws -> [String: String] {
         guard let object = value.objectValue else {
             throw ToolkitError.file(
                 path, "__metadata__ is \(value.typeName), expected an object of strings")

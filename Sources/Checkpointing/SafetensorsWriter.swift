@@ -38,7 +38,8 @@ public struct SafetensorsWriter: Sendable {
         _ name: String, _ tensor: HostTensor, as dtype: SafetensorsDType = .f32
     ) throws {
         guard dtype.isFloat else {
-            throw ToolkitError("safetensors: tensor '\(name)': \(dtype.rawValue) is not a float dtype")
+            throw ToolkitError(
+                "safetensors: tensor '\(name)': \(dtype.rawValue) is not a float dtype")
         }
         try insert(
             Entry(
@@ -108,7 +109,8 @@ public struct SafetensorsWriter: Sendable {
         }
         json += "}"
         var header = Array(json.utf8)
-        header.append(contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8))
+        header.append(
+            contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8))
         var out: [UInt8] = []
         out.reserveCapacity(8 + header.count)
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }

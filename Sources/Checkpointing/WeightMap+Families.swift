@@ -48,7 +48,8 @@ extension WeightMap {
         return try WeightMap(
             prefixAliases: ["transformer."], exportPrefix: "transformer.", rules: rules,
             ignored: ["h.{L}.attn.bias", "h.{L}.attn.masked_bias"],
-            tiedDuplicates: tieWordEmbeddings ? ["lm_head.weight": "model.embed_tokens.weight"] : [:])
+            tiedDuplicates: tieWordEmbeddings
+                ? ["lm_head.weight": "model.embed_tokens.weight"] : [:])
     }
 
     /// HF Qwen3 / Qwen3-MoE: the identity on every key (the canonical layout *is* Qwen's);
@@ -70,7 +71,9 @@ extension WeightMap {
         }
         if sparse.contains(true) {
             names.append(l + "mlp.gate.weight")
-            names += ["gate_proj", "up_proj", "down_proj"].map { l + "mlp.experts.{E}.\($0).weight" }
+            names += ["gate_proj", "up_proj", "down_proj"].map {
+                l + "mlp.experts.{E}.\($0).weight"
+            }
         }
         if !config.tieWordEmbeddings { names.append("lm_head.weight") }
         return try WeightMap(
@@ -85,22 +88,26 @@ extension HFModelConfig {
     /// The canonical parameter names and shapes of a model with this configuration (for strict
     /// verification of an import, `WeightMap.importTensors(_:expected:)`).
     public func canonicalShapes() -> [String: [Int]] {
-        let C = hiddenSize
-        let V = vocabSize
-        var s: [String: [Int]] = ["model.embed_tokens.weight": [V, C], "model.norm.weight": [C]]
-        if !tieWordEmbeddings { s["lm_head.weight"] = [V, C] }
+        let h = hiddenSize
+        let vocab = vocabSize
+        var s: [String: [Int]] = [
+            "model.embed_tokens.weight": [vocab, h], "model.norm.weight": [h],
+        ]
+        if !tieWordEmbeddings { s["lm_head.weight"] = [vocab, h] }
         if modelType == .gpt2 {
-            s["model.embed_positions.weight"] = [maxPositionEmbeddings, C]
-            s["model.norm.bias"] = [C]
+            s["model.embed_positions.weight"] = [maxPositionEmbeddings, h]
+            s["model.norm.bias"] = [h]
         }
         let q = numHeads * headDim
         let kv = numKVHeads * headDim
         for layer in 0..<numLayers {
             let p = "model.layers.\(layer)."
             let norms = ["input_layernorm", "post_attention_layernorm"]
-            for n in norms { s[p + n + ".weight"] = [C] }
-            if usesLayerNorm { for n in norms { s[p + n + ".bias"] = [C] } }
-            let proj: [(String, [Int])] = [("q", [q, C]), ("k", [kv, C]), ("v", [kv, C]), ("o", [C, q])]
+            for n in norms { s[p + n + ".weight"] = [h] }
+            if usesLayerNorm { for n in norms { s[p + n + ".bias"] = [h] } }
+            let proj: [(String, [Int])] = [
+                ("q", [q, h]), ("k", [kv, h]), ("v", [kv, h]), ("o", [h, q]),
+            ]
             for (n, shape) in proj {
                 s[p + "self_attn.\(n)_proj.weight"] = shape
                 if attentionBias { s[p + "self_attn.\(n)_proj.bias"] = [shape[0]] }
@@ -109,24 +116,24 @@ extension HFModelConfig {
                 s[p + "self_attn.q_norm.weight"] = [headDim]
                 s[p + "self_attn.k_norm.weight"] = [headDim]
             }
-            let I = intermediateSize
+            let inner = intermediateSize
             if modelType == .gpt2 {
-                s[p + "mlp.fc_in.weight"] = [I, C]
-                s[p + "mlp.fc_in.bias"] = [I]
-                s[p + "mlp.fc_out.weight"] = [C, I]
-                s[p + "mlp.fc_out.bias"] = [C]
+                s[p + "mlp.fc_in.weight"] = [inner, h]
+                s[p + "mlp.fc_in.bias"] = [inner]
+                s[p + "mlp.fc_out.weight"] = [h, inner]
+                s[p + "mlp.fc_out.bias"] = [h]
             } else if let m = moe, m.isSparse(layer: layer) {
                 let mi = m.moeIntermediateSize
-                s[p + "mlp.gate.weight"] = [m.numExperts, C]
+                s[p + "mlp.gate.weight"] = [m.numExperts, h]
                 for e in 0..<m.numExperts {
-                    s[p + "mlp.experts.\(e).gate_proj.weight"] = [mi, C]
-                    s[p + "mlp.experts.\(e).up_proj.weight"] = [mi, C]
-                    s[p + "mlp.experts.\(e).down_proj.weight"] = [C, mi]
+                    s[p + "mlp.experts.\(e).gate_proj.weight"] = [mi, h]
+                    s[p + "mlp.experts.\(e).up_proj.weight"] = [mi, h]
+                    s[p + "mlp.experts.\(e).down_proj.weight"] = [h, mi]
                 }
             } else {
-                s[p + "mlp.gate_proj.weight"] = [I, C]
-                s[p + "mlp.up_proj.weight"] = [I, C]
-                s[p + "mlp.down_proj.weight"] = [C, I]
+                s[p + "mlp.gate_proj.weight"] = [inner, h]
+                s[p + "mlp.up_proj.weight"] = [inner, h]
+                s[p + "mlp.down_proj.weight"] = [h, inner]
             }
         }
         return s

@@ -138,7 +138,8 @@ public struct WeightMap: Sendable {
                 guard slots[slot] != nil, let entry = stripped[name] else {
                     let present = slots.values.sorted().first ?? ""
                     throw ToolkitError(
-                        "missing tensor '\(exportPrefix)\(name)' (needed together with '\(present)')")
+                        "missing tensor '\(exportPrefix)\(name)' (needed together with '\(present)')"
+                    )
                 }
                 inputs.append((entry.original, entry.tensor))
             }
@@ -177,7 +178,9 @@ public struct WeightMap: Sendable {
             let list = missing.sorted()
             throw ToolkitError(
                 "missing tensor '\(list[0])'"
-                    + (list.count > 1 ? " (and \(list.count - 1) more: \(list.dropFirst().prefix(5).joined(separator: ", ")))" : ""))
+                    + (list.count > 1
+                        ? " (and \(list.count - 1) more: \(list.dropFirst().prefix(5).joined(separator: ", ")))"
+                        : ""))
         }
         let unexpected = tensors.keys.filter { expected[$0] == nil }.sorted()
         if let first = unexpected.first {
@@ -268,7 +271,8 @@ public struct WeightMap: Sendable {
             }
             guard hits.count == 1 else {
                 throw ToolkitError(
-                    "tensor '\(display(name))' matches \(hits.count) weight-map rules (table error)")
+                    "tensor '\(display(name))' matches \(hits.count) weight-map rules (table error)"
+                )
             }
             groups[GroupKey(rule: hit.rule, bindings: hit.bindings), default: [:]][hit.slot] = name
         }
@@ -328,7 +332,8 @@ extension WeightMap {
     static func splitRows(_ t: HostTensor, parts: Int, name: String) throws -> [HostTensor] {
         guard let rows = t.shape.first, rows % parts == 0 else {
             throw ToolkitError(
-                "tensor '\(name)' has shape \(t.shape); cannot split dim 0 into \(parts) equal parts")
+                "tensor '\(name)' has shape \(t.shape); cannot split dim 0 into \(parts) equal parts"
+            )
         }
         var shape = t.shape
         shape[0] = rows / parts

@@ -9,7 +9,8 @@ import ToolkitSupport
         var out: [String: HostTensor] = [:]
         for i in 0..<7 {
             let n = 16 * (i + 1)
-            out["layer.\(i).weight"] = HostTensor(shape: [n / 4, 4], values: (0..<n).map { Float($0 * (i + 1)) })
+            out["layer.\(i).weight"] = HostTensor(
+                shape: [n / 4, 4], values: (0..<n).map { Float($0 * (i + 1)) })
         }
         return out
     }
@@ -20,21 +21,28 @@ import ToolkitSupport
         let tensors = sampleTensors()
         let single = try CheckpointDirectory.write(tensors, to: dir.path("single"))
         #expect(single == ["model.safetensors"])
-        let files = try CheckpointDirectory.write(tensors, to: dir.path("sharded"), maxShardBytes: 300)
+        let files = try CheckpointDirectory.write(
+            tensors, to: dir.path("sharded"), maxShardBytes: 300)
         #expect(files.last == "model.safetensors.index.json")
         #expect(files.count > 3)
-        #expect(files.first == "model-00001-of-\(String(format: "%05d", files.count - 1)).safetensors")
-        for path in [dir.path("single"), dir.path("sharded"), dir.path("single/model.safetensors"),
-                     dir.path("sharded/model.safetensors.index.json")] {
+        #expect(
+            files.first == "model-00001-of-\(String(format: "%05d", files.count - 1)).safetensors")
+        for path in [
+            dir.path("single"), dir.path("sharded"), dir.path("single/model.safetensors"),
+            dir.path("sharded/model.safetensors.index.json"),
+        ] {
             let loaded = try CheckpointDirectory.load(path)
             #expect(loaded == tensors, "\(path)")
         }
-        let index = try CheckpointDirectory.readIndex(dir.path("sharded/model.safetensors.index.json"))
+        let index = try CheckpointDirectory.readIndex(
+            dir.path("sharded/model.safetensors.index.json"))
         #expect(Set(index.keys) == Set(tensors.keys))
         #expect(Set(index.values) == Set(files.dropLast()))
         // Re-writing as one file removes the stale index.
         try CheckpointDirectory.write(tensors, to: dir.path("sharded"))
-        #expect(!FileManager.default.fileExists(atPath: dir.path("sharded/model.safetensors.index.json")))
+        #expect(
+            !FileManager.default.fileExists(
+                atPath: dir.path("sharded/model.safetensors.index.json")))
     }
 
     @Test func loadsAFixtureDirectory() throws {
@@ -46,34 +54,45 @@ import ToolkitSupport
     @Test func shardErrorsNameTheShardOrTensor() throws {
         let dir = try TempDir()
         defer { dir.cleanup() }
-        let files = try CheckpointDirectory.write(sampleTensors(), to: dir.path("c"), maxShardBytes: 300)
+        let files = try CheckpointDirectory.write(
+            sampleTensors(), to: dir.path("c"), maxShardBytes: 300)
         let indexPath = dir.path("c/model.safetensors.index.json")
         let original = try String(contentsOfFile: indexPath, encoding: .utf8)
 
         // A listed tensor missing from its shard.
         try original.replacingOccurrences(of: "\"layer.0.weight\"", with: "\"layer.0.missing\"")
             .write(toFile: indexPath, atomically: true, encoding: .utf8)
-        expectError(["layer.0.missing", "missing here", files[0]]) { _ = try CheckpointDirectory.load(dir.path("c")) }
+        expectError(["layer.0.missing", "missing here", files[0]]) {
+            _ = try CheckpointDirectory.load(dir.path("c"))
+        }
 
         // A shard tensor the index does not list (restore, then drop one line's tensor).
-        try original.replacingOccurrences(of: "    \"layer.1.weight\": \"\(files[0])\",\n", with: "")
-            .write(toFile: indexPath, atomically: true, encoding: .utf8)
-        expectError(["layer.1.weight", "not listed"]) { _ = try CheckpointDirectory.load(dir.path("c")) }
+        try original.replacingOccurrences(
+            of: "    \"layer.1.weight\": \"\(files[0])\",\n", with: ""
+        )
+        .write(toFile: indexPath, atomically: true, encoding: .utf8)
+        expectError(["layer.1.weight", "not listed"]) {
+            _ = try CheckpointDirectory.load(dir.path("c"))
+        }
 
         // A missing shard file.
         try original.write(toFile: indexPath, atomically: true, encoding: .utf8)
         try FileManager.default.removeItem(atPath: dir.path("c/\(files[1])"))
-        expectError([files[1], "does not exist"]) { _ = try CheckpointDirectory.load(dir.path("c")) }
+        expectError([files[1], "does not exist"]) {
+            _ = try CheckpointDirectory.load(dir.path("c"))
+        }
 
         // Malformed index files.
-        try #"{"weight_map": {"a": "../x.safetensors"}}"#.write(toFile: indexPath, atomically: true, encoding: .utf8)
+        try #"{"weight_map": {"a": "../x.safetensors"}}"#.write(
+            toFile: indexPath, atomically: true, encoding: .utf8)
         expectError(["not a plain file name"]) { _ = try CheckpointDirectory.load(dir.path("c")) }
         try #"{"weight_map": [1]}"#.write(toFile: indexPath, atomically: true, encoding: .utf8)
         expectError(["weight_map"]) { _ = try CheckpointDirectory.load(dir.path("c")) }
         try "{".write(toFile: indexPath, atomically: true, encoding: .utf8)
         expectError([indexPath, "invalid JSON"]) { _ = try CheckpointDirectory.load(dir.path("c")) }
 
-        try FileManager.default.createDirectory(atPath: dir.path("empty"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: dir.path("empty"), withIntermediateDirectories: true)
         expectError(["contains neither"]) { _ = try CheckpointDirectory.load(dir.path("empty")) }
         expectError(["no such file"]) { _ = try CheckpointDirectory.load(dir.path("nothing")) }
     }

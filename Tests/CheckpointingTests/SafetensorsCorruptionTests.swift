@@ -9,11 +9,14 @@ import ToolkitSupport
 
     func open(_ header: String, _ data: [UInt8], length: UInt64? = nil) throws {
         _ = try SafetensorsFile(
-            data: rawSafetensors(header: header, data: data, declaredLength: length), path: "bad.st")
+            data: rawSafetensors(header: header, data: data, declaredLength: length), path: "bad.st"
+        )
     }
 
     @Test func headerLengthOutOfBounds() {
-        expectError(["bad.st", "too short"]) { _ = try SafetensorsFile(data: Data([1, 2, 3]), path: "bad.st") }
+        expectError(["bad.st", "too short"]) {
+            _ = try SafetensorsFile(data: Data([1, 2, 3]), path: "bad.st")
+        }
         expectError(["bad.st", "exceeds the", "bytes after the length field", "offset 0"]) {
             try open("{}", [], length: 3)
         }
@@ -34,7 +37,9 @@ import ToolkitSupport
                 path: "bad.st")
         }
         expectError(["'x'", "expected an object"]) { try open(#"{"x": 3}"#, []) }
-        expectError(["__metadata__", "expected a string"]) { try open(#"{"__metadata__": {"a": 1}}"#, []) }
+        expectError(["__metadata__", "expected a string"]) {
+            try open(#"{"__metadata__": {"a": 1}}"#, [])
+        }
     }
 
     @Test func badEntries() {
@@ -49,7 +54,8 @@ import ToolkitSupport
             try open(#"{"w":{"dtype":"F32","shape":[2,1.5],"data_offsets":[0,8]}}"#, d)
         }
         expectError(["'w'", "overflows"]) {
-            try open(#"{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, d)
+            try open(
+                #"{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, d)
         }
         expectError(["'w'", "outside the data section of 8 bytes"]) {
             try open(#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, d)
@@ -77,10 +83,12 @@ import ToolkitSupport
             try open(two + #""b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, f32x2)
         }
         expectError(["'b'", "leaves a gap"]) {
-            try open(two + #""b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}"#, f32x2 + f32x2)
+            try open(
+                two + #""b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}"#, f32x2 + f32x2)
         }
         expectError(["cover 8 bytes of data but the data section has 12 bytes"]) {
-            try open(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, f32x2 + [0, 0, 0, 0])
+            try open(
+                #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, f32x2 + [0, 0, 0, 0])
         }
         // Zero-sized tensors may share an offset.
         #expect(throws: Never.self) {
@@ -95,7 +103,9 @@ import ToolkitSupport
     @Test func fuzzTruncationsAndByteFlips() throws {
         var rng = SplitMix64(state: 0x5EED)
         var samples: [Data] = []
-        samples.append(try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("gpt2-tiny/inputs.safetensors"))))
+        samples.append(
+            try Data(
+                contentsOf: URL(fileURLWithPath: Fixtures.path("gpt2-tiny/inputs.safetensors"))))
         var w = SafetensorsWriter()
         try w.add("a", HostTensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6]), as: .bf16)
         try w.add("b", HostTensor(shape: [3], values: [7, 8, 9]), as: .f16)
@@ -106,7 +116,9 @@ import ToolkitSupport
         var valid = 0
         for iteration in 0..<3000 {
             var data = samples[iteration % samples.count]
-            let headerEnd = min(data.count, 8 + Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+            let headerEnd = min(
+                data.count,
+                8 + Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
             switch rng.next() % 4 {
             case 0:
                 data = data.prefix(Int(rng.next() % UInt64(data.count)))
@@ -124,8 +136,11 @@ import ToolkitSupport
                 let st = try SafetensorsFile(data: data, path: "fuzz")
                 for name in st.names {
                     let dtype = try st.info(name).dtype
-                    if dtype.isFloat { _ = try st.floats(name) }
-                    else if dtype.isInteger { _ = try st.ints(name) }
+                    if dtype.isFloat {
+                        _ = try st.floats(name)
+                    } else if dtype.isInteger {
+                        _ = try st.ints(name)
+                    }
                 }
                 valid += 1
             } catch is ToolkitError {

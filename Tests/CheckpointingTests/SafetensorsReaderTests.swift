@@ -31,7 +31,9 @@ import ToolkitSupport
         // README: labels[0,0] = -100 and the last 4 labels of the last row are -100.
         #expect(labels[0] == -100)
         #expect(Array(labels[28..<32]) == [-100, -100, -100, -100])
-        expectError(["input_ids", "I64", "expected a float type"]) { _ = try inputs.floats("input_ids") }
+        expectError(["input_ids", "I64", "expected a float type"]) {
+            _ = try inputs.floats("input_ids")
+        }
 
         let outputs = try SafetensorsFile(path: Fixtures.path("gpt2-tiny/outputs.safetensors"))
         let loss = try outputs.tensor("loss")
@@ -42,8 +44,10 @@ import ToolkitSupport
     }
 
     @Test func rewritingAFixtureIsByteIdentical() throws {
-        for file in ["gpt2-tiny/model.safetensors", "qwen3-moe-tiny/grads.safetensors",
-                     "gpt2-tiny/inputs.safetensors", "attention/attention.safetensors"] {
+        for file in [
+            "gpt2-tiny/model.safetensors", "qwen3-moe-tiny/grads.safetensors",
+            "gpt2-tiny/inputs.safetensors", "attention/attention.safetensors",
+        ] {
             let original = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path(file)))
             let st = try SafetensorsFile(data: original, path: file)
             var w = SafetensorsWriter(metadata: st.metadata.isEmpty ? nil : st.metadata)
@@ -102,7 +106,8 @@ import ToolkitSupport
         let data = try w.serialized()
         let n = data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         #expect(n % 8 == 0)
-        #expect(data[8 + Int(n) - 1] == UInt8(ascii: " ") || data[8 + Int(n) - 1] == UInt8(ascii: "}"))
+        #expect(
+            data[8 + Int(n) - 1] == UInt8(ascii: " ") || data[8 + Int(n) - 1] == UInt8(ascii: "}"))
         let st = try SafetensorsFile(data: data)
         #expect(st.metadata == ["format": "pt", "a\"b": "c\nd"])
         #expect(try st.ints("ids") == [-1, 7])
@@ -120,9 +125,13 @@ import ToolkitSupport
         var w = SafetensorsWriter()
         try w.add("a", HostTensor(shape: [1], values: [1]))
         expectError(["duplicate", "'a'"]) { try w.add("a", HostTensor(shape: [1], values: [1])) }
-        expectError(["invalid tensor name"]) { try w.add("__metadata__", HostTensor(shape: [], values: [1])) }
+        expectError(["invalid tensor name"]) {
+            try w.add("__metadata__", HostTensor(shape: [], values: [1]))
+        }
         expectError(["'c'", "does not match"]) { try w.add("c", ints: [1, 2], shape: [3]) }
-        expectError(["'d'", "not an integer dtype"]) { try w.add("d", ints: [1], shape: [1], as: .f32) }
+        expectError(["'d'", "not an integer dtype"]) {
+            try w.add("d", ints: [1], shape: [1], as: .f32)
+        }
         try w.add("e", ints: [300], shape: [1], as: .u8)
         expectError(["'e'", "300", "U8"]) { _ = try w.serialized() }
     }
@@ -137,9 +146,15 @@ import ToolkitSupport
         #expect(try st.tensor("w").bitwiseEqual(t))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path("sub"))
         #expect(leftovers == ["x.safetensors"])
-        expectError([dir.path("missing"), "cannot open"]) { _ = try SafetensorsFile(path: dir.path("missing")) }
+        expectError([dir.path("missing"), "cannot open"]) {
+            _ = try SafetensorsFile(path: dir.path("missing"))
+        }
         #expect(FileManager.default.createFile(atPath: dir.path("empty"), contents: Data()))
-        expectError([dir.path("empty"), "too short"]) { _ = try SafetensorsFile(path: dir.path("empty")) }
-        expectError([dir.path("sub"), "not a regular file"]) { _ = try SafetensorsFile(path: dir.path("sub")) }
+        expectError([dir.path("empty"), "too short"]) {
+            _ = try SafetensorsFile(path: dir.path("empty"))
+        }
+        expectError([dir.path("sub"), "not a regular file"]) {
+            _ = try SafetensorsFile(path: dir.path("sub"))
+        }
     }
 }

@@ -50,7 +50,9 @@ struct TempDir {
 func rawSafetensors(header: String, data: [UInt8], declaredLength: UInt64? = nil) -> Data {
     var out = Data()
     let h = Array(header.utf8)
-    withUnsafeBytes(of: (declaredLength ?? UInt64(h.count)).littleEndian) { out.append(contentsOf: $0) }
+    withUnsafeBytes(of: (declaredLength ?? UInt64(h.count)).littleEndian) {
+        out.append(contentsOf: $0)
+    }
     out.append(contentsOf: h)
     out.append(contentsOf: data)
     return out
