@@ -1,3 +1,7 @@
+#if _endian(big)
+    #error("Checkpointing reads and writes little-endian data with plain copies")
+#endif
+
 /// Bulk conversion of little-endian safetensors payloads to `Float` / `Int` and back.
 ///
 /// Loops run over raw pointers with unaligned loads (the data section need not be aligned in a
@@ -29,6 +33,7 @@ package enum DTypeConversion {
             }
             switch dtype {
             case .f32:
+                // The host is little-endian (x86_64/arm64 Linux), so F32 is a plain copy.
                 UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: count * 4)
             case .bf16:
                 for i in 0..<count {
@@ -107,9 +112,9 @@ package enum DTypeConversion {
             values.withUnsafeBufferPointer { src in
                 switch dtype {
                 case .f32:
-                    for (i, v) in src.enumerated() {
-                        dst.storeBytes(
-                            of: v.bitPattern.littleEndian, toByteOffset: i &* 4, as: UInt32.self)
+                    // The host is little-endian (x86_64/arm64 Linux), so F32 is a plain copy.
+                    if let base = src.baseAddress {
+                        dst.copyMemory(from: base, byteCount: src.count &* 4)
                     }
                 case .bf16:
                     for (i, v) in src.enumerated() {

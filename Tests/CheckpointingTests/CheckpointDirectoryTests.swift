@@ -97,3 +97,39 @@ import ToolkitSupport
         expectError(["no such file"]) { _ = try CheckpointDirectory.load(dir.path("nothing")) }
     }
 }
+
+@Suite struct HFCheckpointTests {
+    @Test(arguments: ["gpt2-tiny", "qwen3-moe-tiny"])
+    func loadSaveLoadRoundTrip(model: String) throws {
+        let (config, tensors) = try HFCheckpoint.load(Fixtures.path(model))
+        #expect(Set(tensors.keys) == Set(config.canonicalShapes().keys))
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        try HFCheckpoint.save(config: config, tensors: tensors, to: dir.path("a"))
+        let (config2, tensors2) = try HFCheckpoint.load(dir.path("a"))
+        #expect(config2 == config)
+        #expect(tensors2 == tensors)
+        let original = try Data(
+            contentsOf: URL(fileURLWithPath: Fixtures.path("\(model)/model.safetensors")))
+        #expect(
+            try Data(contentsOf: dir.url.appendingPathComponent("a/model.safetensors")) == original)
+
+        // BF16 + sharded: values come back rounded to BF16.
+        try HFCheckpoint.save(
+            config: config, tensors: tensors, to: dir.path("b"), as: .bf16, maxShardBytes: 100_000)
+        let (config3, tensors3) = try HFCheckpoint.load(dir.path("b"))
+        #expect(config3.dtype == "bfloat16")
+        for (name, t) in tensors {
+            let rounded = t.values.map {
+                DTypeConversion.bf16ToFloat(DTypeConversion.floatToBF16($0))
+            }
+            #expect(tensors3[name]?.values == rounded, "\(name)")
+        }
+
+        var bad = tensors
+        bad["model.norm.weight"] = nil
+        expectError(["missing tensor 'model.norm.weight'"]) {
+            try HFCheckpoint.save(config: config, tensors: bad, to: dir.path("c"))
+        }
+    }
+}

@@ -158,3 +158,35 @@ import ToolkitSupport
         }
     }
 }
+
+@Suite struct HFModelConfigFuzzTests {
+    /// Byte flips and truncations of real config files give a clean error or a valid config.
+    @Test func fuzzConfigFiles() throws {
+        var rng = SplitMix64(state: 42)
+        var outcomes = [0, 0]
+        for model in Fixtures.models {
+            for file in ["config.json", "config.v4-keys.json"] {
+                let original = try Data(
+                    contentsOf: URL(fileURLWithPath: Fixtures.path("\(model)/\(file)")))
+                for _ in 0..<60 {
+                    var data = original
+                    if rng.next() % 3 == 0 {
+                        data = data.prefix(Int(rng.next() % UInt64(data.count)))
+                    } else {
+                        let i = Int(rng.next() % UInt64(data.count))
+                        data[i] = UInt8(truncatingIfNeeded: rng.next() % 128)
+                    }
+                    do {
+                        let c = try HFModelConfig.parse(data, path: file)
+                        try c.validate()
+                        #expect(try HFModelConfig.parse(Data(c.hfConfigJSON().utf8)) == c)
+                        outcomes[1] += 1
+                    } catch is ToolkitError {
+                        outcomes[0] += 1
+                    }
+                }
+            }
+        }
+        #expect(outcomes[0] > 50 && outcomes[1] > 50)
+    }
+}

@@ -158,3 +158,39 @@ import ToolkitSupport
         }
     }
 }
+
+@Suite struct SafetensorsDTypeTests {
+    @Test func everyIntegerDTypeAndF64RoundTrip() throws {
+        let cases: [(SafetensorsDType, [Int])] = [
+            (.bool, [0, 1, 1]), (.u8, [0, 255, 7]), (.i8, [-128, 127, 0]),
+            (.i16, [-32768, 32767, 5]), (.u16, [0, 65535, 9]),
+            (.i32, [Int(Int32.min), Int(Int32.max), -1]), (.u32, [0, Int(UInt32.max), 3]),
+            (.i64, [Int.min, Int.max, -100]), (.u64, [0, Int.max, 42]),
+        ]
+        var w = SafetensorsWriter(metadata: nil)
+        for (dtype, values) in cases {
+            try w.add(dtype.rawValue, ints: values, shape: [3], as: dtype)
+        }
+        let doubles: [Float] = [1e-30, -3.25, .infinity]
+        try w.add("f64", HostTensor(shape: [3], values: doubles), as: .f64)
+        let st = try SafetensorsFile(data: try w.serialized())
+        for (dtype, values) in cases {
+            #expect(try st.ints(dtype.rawValue) == values, "\(dtype)")
+            #expect(st.tensors[dtype.rawValue]?.dtype == dtype)
+        }
+        #expect(try st.floats("f64") == doubles)
+        expectError(["'BOOL'", "expected a float type"]) { _ = try st.floats("BOOL") }
+        expectError(["'f64'", "expected an integer type"]) { _ = try st.ints("f64") }
+
+        var bad = SafetensorsWriter()
+        try bad.add("b", ints: [2], shape: [1], as: .bool)
+        expectError(["'b'", "BOOL"]) { _ = try bad.serialized() }
+        // U64 values above Int.max are reported, not wrapped.
+        var raw: [UInt8] = []
+        withUnsafeBytes(of: UInt64.max.littleEndian) { raw.append(contentsOf: $0) }
+        let big = try SafetensorsFile(
+            data: rawSafetensors(
+                header: #"{"u":{"dtype":"U64","shape":[1],"data_offsets":[0,8]}}"#, data: raw))
+        expectError(["'u'", "above Int.max"]) { _ = try big.ints("u") }
+    }
+}
