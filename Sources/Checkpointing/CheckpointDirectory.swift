@@ -36,50 +36,73 @@ public enum CheckpointDirectory {
         return out
     }
 
-    /// Loads every tensor of a checkpoint as `Float` tensors by name.
+    /// Reports loading progress in bytes of tensor data: `(done, total)`.
+    public typealias Progress = (_ bytesDone: Int, _ bytesTotal: Int) -> Void
+
+    /// Loads every tensor of a checkpoint as `Float` tensors by name (see `open` for the
+    /// accepted layouts and checks), calling `progress` after each tensor.
+    public static func load(_ path: String, progress: Progress? = nil) throws
+        -> [String: HostTensor]
+    {
+        let files = try open(path)
+        let total = files.reduce(0) { $0 + $1.dataByteCount }
+        var done = 0
+        var out: [String: HostTensor] = [:]
+        for file in files {
+            for name in file.names {
+                let t = try file.tensor(name)
+                done += t.count * (file.tensors[name]?.dtype.size ?? 0)
+                out[name] = t
+                progress?(done, total)
+            }
+        }
+        return out
+    }
+
+    /// Opens (memory-maps and validates) the safetensors files of a checkpoint without reading
+    /// tensor data; names, dtypes and shapes are then available from each file's header.
     ///
     /// `path` may be a `.safetensors` file, an index file, or a directory holding
     /// `model.safetensors` or `model.safetensors.index.json`. For a sharded checkpoint, the index
     /// and the shards must agree exactly: a tensor listed but absent from its shard, a missing
     /// shard file, or a shard tensor the index does not list is an error naming it.
-    public static func load(_ path: String) throws -> [String: HostTensor] {
+    public static func open(_ path: String) throws -> [SafetensorsFile] {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ToolkitError.file(path, "no such file or directory")
         }
         if !isDir.boolValue {
             return path.hasSuffix(".json")
-                ? try loadSharded(indexPath: path) : try SafetensorsFile(path: path).loadAll()
+                ? try openSharded(indexPath: path) : [try SafetensorsFile(path: path)]
         }
         let dir = URL(fileURLWithPath: path)
         let single = dir.appendingPathComponent(singleFileName).path
         if FileManager.default.fileExists(atPath: single) {
-            return try SafetensorsFile(path: single).loadAll()
+            return [try SafetensorsFile(path: single)]
         }
         let index = dir.appendingPathComponent(indexFileName).path
         if FileManager.default.fileExists(atPath: index) {
-            return try loadSharded(indexPath: index)
+            return try openSharded(indexPath: index)
         }
         throw ToolkitError.file(path, "contains neither \(singleFileName) nor \(indexFileName)")
     }
 
-    private static func loadSharded(indexPath: String) throws -> [String: HostTensor] {
+    private static func openSharded(indexPath: String) throws -> [SafetensorsFile] {
         let weightMap = try readIndex(indexPath)
         let dir = URL(fileURLWithPath: indexPath).deletingLastPathComponent()
-        var byShard: [String: [String]] = [:]
-        for (tensor, shard) in weightMap { byShard[shard, default: []].append(tensor) }
-        var out: [String: HostTensor] = [:]
-        out.reserveCapacity(weightMap.count)
+        var byShard: [String: Set<String>] = [:]
+        for (tensor, shard) in weightMap { byShard[shard, default: []].insert(tensor) }
+        var files: [SafetensorsFile] = []
         for shard in byShard.keys.sorted() {
+            let listed = byShard[shard] ?? []
             let shardPath = dir.appendingPathComponent(shard).path
             guard FileManager.default.fileExists(atPath: shardPath) else {
                 throw ToolkitError.file(
                     indexPath,
-                    "shard '\(shard)' (holding '\(byShard[shard]?.sorted().first ?? "")' "
+                    "shard '\(shard)' (holding '\(listed.sorted().first ?? "")' "
                         + "and others) does not exist at \(shardPath)")
             }
             let file = try SafetensorsFile(path: shardPath)
-            let listed = Set(byShard[shard] ?? [])
             for name in listed.sorted() where file.tensors[name] == nil {
                 throw ToolkitError.file(
                     shardPath, "tensor '\(name)' is listed in \(indexFileName) but missing here")
@@ -88,9 +111,9 @@ public enum CheckpointDirectory {
                 throw ToolkitError.file(
                     shardPath, "tensor '\(name)' is not listed for this shard in \(indexFileName)")
             }
-            for name in listed { out[name] = try file.tensor(name) }
+            files.append(file)
         }
-        return out
+        return files
     }
 
     /// Writes `tensors` into directory `dir`: one `model.safetensors` when the data fits in

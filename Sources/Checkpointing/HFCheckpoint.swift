@@ -5,12 +5,14 @@ import ToolkitSupport
 public enum HFCheckpoint {
     /// Reads `dir/config.json` and the weights (single file or sharded), maps them to canonical
     /// names with the family's `WeightMap`, and verifies names and shapes against the config.
-    public static func load(_ dir: String) throws -> (
-        config: HFModelConfig, tensors: [String: HostTensor]
-    ) {
+    public static func load(_ dir: String, progress: CheckpointDirectory.Progress? = nil) throws
+        -> (
+            config: HFModelConfig, tensors: [String: HostTensor]
+        )
+    {
         let configPath = URL(fileURLWithPath: dir).appendingPathComponent("config.json").path
         let config = try HFModelConfig.load(configPath)
-        let raw = try CheckpointDirectory.load(dir)
+        let raw = try CheckpointDirectory.load(dir, progress: progress)
         do {
             let tensors = try WeightMap.forConfig(config).importTensors(
                 raw, expected: config.canonicalShapes())

@@ -43,6 +43,9 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// Tensor names, sorted.
     public var names: [String] { tensors.keys.sorted() }
 
+    /// Size of the data section in bytes (the sum of all tensors' sizes).
+    public var dataByteCount: Int { storage.bytes.count - dataStart }
+
     /// Opens and validates `path` (memory-mapped).
     public convenience init(path: String) throws {
         try self.init(storage: try Storage(mapping: path), path: path)

@@ -31,8 +31,13 @@ import ToolkitSupport
             dir.path("single"), dir.path("sharded"), dir.path("single/model.safetensors"),
             dir.path("sharded/model.safetensors.index.json"),
         ] {
-            let loaded = try CheckpointDirectory.load(path)
+            var reports: [(Int, Int)] = []
+            let loaded = try CheckpointDirectory.load(path) { reports.append(($0, $1)) }
             #expect(loaded == tensors, "\(path)")
+            let bytes = tensors.values.reduce(0) { $0 + 4 * $1.count }
+            #expect(reports.count == tensors.count)
+            #expect(reports.last.map { [$0.0, $0.1] } == [bytes, bytes])
+            #expect(zip(reports, reports.dropFirst()).allSatisfy { $0.0 < $1.0 })
         }
         let index = try CheckpointDirectory.readIndex(
             dir.path("sharded/model.safetensors.index.json"))
