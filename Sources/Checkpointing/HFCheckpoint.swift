@@ -32,11 +32,10 @@ public enum HFCheckpoint {
         let hf = try WeightMap.forConfig(config).exportTensors(tensors)
         try CheckpointDirectory.write(hf, to: dir, as: dtype, maxShardBytes: maxShardBytes)
         var exported = config
-        if dtype == .bf16 {
-            exported.dtype = "bfloat16"
-        } else if dtype == .f32 {
-            exported.dtype = "float32"
-        }
+        let torchNames: [SafetensorsDType: String] = [
+            .f32: "float32", .bf16: "bfloat16", .f16: "float16", .f64: "float64",
+        ]
+        exported.dtype = torchNames[dtype] ?? config.dtype
         try exported.writeHFConfig(
             to: URL(fileURLWithPath: dir).appendingPathComponent("config.json").path)
     }

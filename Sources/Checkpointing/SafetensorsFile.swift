@@ -171,7 +171,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         tensors.reserveCapacity(object.count)
         for (name, value) in object {
             if name == "__metadata__" {
-                metadata = try parseMetadata(value, path: path)
+                // `null` means no metadata, as in the reference implementation.
+                if !value.isNull { metadata = try parseMetadata(value, path: path) }
             } else {
                 tensors[name] = try parseEntry(name, value, dataSize: dataSize, path: path)
             }

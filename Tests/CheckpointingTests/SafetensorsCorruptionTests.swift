@@ -90,6 +90,7 @@ import ToolkitSupport
             try open(
                 #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, f32x2 + [0, 0, 0, 0])
         }
+        #expect(throws: Never.self) { try open(#"{"__metadata__":null}"#, []) }
         // Zero-sized tensors may share an offset.
         #expect(throws: Never.self) {
             try open(
