@@ -33,9 +33,7 @@ struct ConfigObject {
         return found
     }
 
-    func int(_ keys: String..., default def: Int? = nil) throws -> Int? {
-        try int(keys) ?? def
-    }
+    func int(_ keys: String...) throws -> Int? { try int(keys) }
 
     func requiredInt(_ keys: String...) throws -> Int {
         guard let i = try int(keys) else {
@@ -50,8 +48,8 @@ struct ConfigObject {
         return i
     }
 
-    func double(_ keys: String..., default def: Double? = nil) throws -> Double? {
-        guard let (k, v) = try value(keys) else { return def }
+    func double(_ keys: String...) throws -> Double? {
+        guard let (k, v) = try value(keys) else { return nil }
         guard let d = v.doubleValue else { throw fail(k, "is \(v.typeName), expected a number") }
         return d
     }
@@ -62,8 +60,8 @@ struct ConfigObject {
         return b
     }
 
-    func string(_ keys: String..., default def: String? = nil) throws -> String? {
-        guard let (k, v) = try value(keys) else { return def }
+    func string(_ keys: String...) throws -> String? {
+        guard let (k, v) = try value(keys) else { return nil }
         guard let s = v.stringValue else { throw fail(k, "is \(v.typeName), expected a string") }
         return s
     }
