@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Tokenization", targets: ["Tokenization"]),
         .library(name: "TokenShards", targets: ["TokenShards"]),
         .library(name: "Checkpointing", targets: ["Checkpointing"]),
+        .library(name: "Models", targets: ["Models"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,11 +47,16 @@ let package = Package(
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
         .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),
+        .target(
+            name: "Models",
+            dependencies: [
+                "Layers", "Checkpointing", "ToolkitSupport", .product(name: "Yams", package: "Yams"),
+            ]),
         .executableTarget(
             name: "ToolkitCLI",
             dependencies: [
                 "TensorCore", "Layers", "Optimizers", "Tokenization", "TokenShards",
-                "Checkpointing", "ToolkitSupport",
+                "Checkpointing", "Models", "ToolkitSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -63,6 +69,7 @@ let package = Package(
         .testTarget(name: "ToolkitSupportTests", dependencies: ["ToolkitSupport"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "_TestSupport"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "_TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "_TestSupport"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),

@@ -41,7 +41,7 @@ public struct ComponentOptions {
 
     private func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    func error(_ key: String, _ message: String) -> ToolkitError {
+    public func error(_ key: String, _ message: String) -> ToolkitError {
         ToolkitError("\(keyPath(key)): \(message)")
     }
 
