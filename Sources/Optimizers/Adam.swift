@@ -25,7 +25,8 @@ public class Adam: OptimizerGroup {
     /// Defaults follow `torch.optim.Adam`: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no decay.
     public convenience init(
         _ parameters: [NamedParameter], learningRate: Double = 1e-3, beta1: Double = 0.9,
-        beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0, label: String = "adam"
+        beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0,
+        label: String = "adam"
     ) throws {
         try self.init(
             parameters, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
@@ -44,21 +45,27 @@ public class Adam: OptimizerGroup {
         self.epsilon = epsilon
         self.decoupledWeightDecay = decoupled
         try super.init(
-            label: label, parameters: parameters, learningRate: learningRate, weightDecay: weightDecay,
+            label: label, parameters: parameters, learningRate: learningRate,
+            weightDecay: weightDecay,
             slotNames: ["exp_avg", "exp_avg_sq"])
     }
 
     override func update(
-        index: Int, values: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int
+        index: Int, values: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>,
+        count: Int
     ) {
-        let p = UnsafeSendablePointer(values), g = UnsafeSendablePointer(grad)
+        let p = UnsafeSendablePointer(values)
+        let g = UnsafeSendablePointer(grad)
         let m = UnsafeSendablePointer(slot(0, of: index).pointer)
         let v = UnsafeSendablePointer(slot(1, of: index).pointer)
         let t = Double(stepCounts[index])
         // Scalars are formed in Double and rounded once, as PyTorch does with Python floats.
         let stepSize = Float(learningRate / (1 - Foundation.pow(beta1, t)))
         let bc2Sqrt = Float((1 - Foundation.pow(beta2, t)).squareRoot())
-        let eps = Float(epsilon), w1 = Float(1 - beta1), b2 = Float(beta2), w2 = Float(1 - beta2)
+        let eps = Float(epsilon)
+        let w1 = Float(1 - beta1)
+        let b2 = Float(beta2)
+        let w2 = Float(1 - beta2)
         let l2 = decoupledWeightDecay ? 0 : Float(weightDecay)
         let shrink = Float(1 - learningRate * weightDecay)
         let decoupled = decoupledWeightDecay && weightDecay != 0

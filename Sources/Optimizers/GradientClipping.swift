@@ -10,7 +10,8 @@ public enum GradientClipping {
         for (_, p) in parameters {
             guard let g = p.gradValues else { continue }
             // Float dot products over fixed blocks, summed in Double: fast and accurate.
-            let n = p.count, block = 4096
+            let n = p.count
+            let block = 4096
             var i = 0
             while i < n {
                 let len = min(block, n - i)

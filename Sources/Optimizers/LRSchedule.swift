@@ -38,9 +38,12 @@ public struct LRSchedule: Sendable, Equatable, Codable {
 
     /// - Throws: `OptimizerError.invalidHyperparameter` when steps are negative, warm-up exceeds
     ///   the total for a decaying schedule, or a ratio/fraction is outside [0, 1].
-    public init(_ kind: Kind, warmupSteps: Int = 0, totalSteps: Int = 0, minRatio: Double = 0) throws {
+    public init(_ kind: Kind, warmupSteps: Int = 0, totalSteps: Int = 0, minRatio: Double = 0)
+        throws
+    {
         try checkHyperparameter("warmup_steps", Double(warmupSteps), warmupSteps >= 0)
-        try checkHyperparameter("min_lr_ratio", minRatio, minRatio >= 0 && minRatio <= 1, "must be in [0, 1]")
+        try checkHyperparameter(
+            "min_lr_ratio", minRatio, minRatio >= 0 && minRatio <= 1, "must be in [0, 1]")
         if kind != .constant {
             try checkHyperparameter(
                 "total_steps", Double(totalSteps), totalSteps > 0 && totalSteps >= warmupSteps,
@@ -57,7 +60,8 @@ public struct LRSchedule: Sendable, Equatable, Codable {
 
     /// Linear warm-up then constant.
     public static func constant(warmupSteps: Int = 0) -> LRSchedule {
-        LRSchedule(unchecked: .constant, warmupSteps: max(0, warmupSteps), totalSteps: 0, minRatio: 1)
+        LRSchedule(
+            unchecked: .constant, warmupSteps: max(0, warmupSteps), totalSteps: 0, minRatio: 1)
     }
 
     private init(unchecked kind: Kind, warmupSteps: Int, totalSteps: Int, minRatio: Double) {

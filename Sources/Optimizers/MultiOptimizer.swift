@@ -9,7 +9,9 @@ public struct ParameterFilter: Sendable {
         self.matches = matches
     }
 
-    public func callAsFunction(_ name: String, _ parameter: Parameter) -> Bool { matches(name, parameter) }
+    public func callAsFunction(_ name: String, _ parameter: Parameter) -> Bool {
+        matches(name, parameter)
+    }
 
     /// Names containing any of `patterns` (case-insensitive substring match).
     public static func nameContains(_ patterns: [String]) -> ParameterFilter {
@@ -33,11 +35,13 @@ public struct ParameterFilter: Sendable {
 
     /// Default "no weight decay" set: 1-D tensors and names with embed/norm/bias (GPT-2 `wte`,
     /// `wpe`, `ln_` too).
-    public static let noWeightDecay = rank(below: 2) || nameContains(embeddingNames + ["norm", "bias", "ln_"])
+    public static let noWeightDecay =
+        rank(below: 2) || nameContains(embeddingNames + ["norm", "bias", "ln_"])
 
     /// Default Muon set: 2-D matrices that are not embeddings, the output head, norms or biases.
     public static let muonEligible =
-        ParameterFilter { _, p in p.shape.count == 2 } && !nameContains(embeddingNames + ["lm_head", "norm", "bias", "ln_"])
+        ParameterFilter { _, p in p.shape.count == 2 }
+        && !nameContains(embeddingNames + ["lm_head", "norm", "bias", "ln_"])
 
     public static func || (l: ParameterFilter, r: ParameterFilter) -> ParameterFilter {
         ParameterFilter { n, p in l(n, p) || r(n, p) }
@@ -60,7 +64,8 @@ public final class MultiOptimizer: Optimizer {
 
     /// - Throws: `OptimizerError.duplicateParameter` if a parameter or name is in two groups.
     public init(_ groups: [OptimizerGroup]) throws {
-        var names = Set<String>(), seen = Set<ObjectIdentifier>()
+        var names = Set<String>()
+        var seen = Set<ObjectIdentifier>()
         for g in groups {
             for (name, p) in g.parameters {
                 guard names.insert(name).inserted, seen.insert(ObjectIdentifier(p)).inserted else {
@@ -102,9 +107,14 @@ public final class MultiOptimizer: Optimizer {
     // MARK: Standard group layouts
 
     /// Splits trainable parameters into `(selected, rest)` keeping their order.
-    static func split(_ params: [NamedParameter], _ filter: ParameterFilter) -> ([NamedParameter], [NamedParameter]) {
+    static func split(_ params: [NamedParameter], _ filter: ParameterFilter) -> (
+        [NamedParameter], [NamedParameter]
+    ) {
         let trainable = params.filter { $0.parameter.isTrainable }
-        return (trainable.filter { filter($0.name, $0.parameter) }, trainable.filter { !filter($0.name, $0.parameter) })
+        return (
+            trainable.filter { filter($0.name, $0.parameter) },
+            trainable.filter { !filter($0.name, $0.parameter) }
+        )
     }
 
     /// AdamW with weight decay on most matrices and none on `noDecay` (1-D tensors, embeddings,
@@ -118,7 +128,8 @@ public final class MultiOptimizer: Optimizer {
         return try MultiOptimizer(
             [
                 try AdamW(
-                    decayed, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                    decayed, learningRate: learningRate, beta1: beta1, beta2: beta2,
+                    epsilon: epsilon,
                     weightDecay: weightDecay, label: "adamw"),
                 try AdamW(
                     plain, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
@@ -142,7 +153,8 @@ public final class MultiOptimizer: Optimizer {
             others, learningRate: adamLearningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
             weightDecay: adamWeightDecay, noDecay: noDecay)
         let muon = try Muon(
-            hidden, learningRate: muonLearningRate, weightDecay: muonWeightDecay, momentum: muonMomentum,
+            hidden, learningRate: muonLearningRate, weightDecay: muonWeightDecay,
+            momentum: muonMomentum,
             adjustment: muonAdjustment)
         return try MultiOptimizer((hidden.isEmpty ? [] : [muon]) + adam.groups)
     }

@@ -47,13 +47,17 @@ public final class Muon: OptimizerGroup {
         newtonSchulzSteps: Int = 5, epsilon: Double = 1e-7,
         adjustment: LearningRateAdjustment = .original, label: String = "muon"
     ) throws {
-        try checkHyperparameter("momentum", momentum, momentum >= 0 && momentum < 1, "must be in [0, 1)")
-        try checkHyperparameter("epsilon", epsilon, epsilon > 0 && epsilon.isFinite, "must be positive")
         try checkHyperparameter(
-            "ns_steps", Double(newtonSchulzSteps), newtonSchulzSteps >= 0 && newtonSchulzSteps <= 100)
+            "momentum", momentum, momentum >= 0 && momentum < 1, "must be in [0, 1)")
+        try checkHyperparameter(
+            "epsilon", epsilon, epsilon > 0 && epsilon.isFinite, "must be positive")
+        try checkHyperparameter(
+            "ns_steps", Double(newtonSchulzSteps),
+            newtonSchulzSteps >= 0 && newtonSchulzSteps <= 100)
         for (name, p) in parameters where p.shape.count != 2 || p.count == 0 {
             throw OptimizerError.unsupportedParameter(
-                name: name, shape: p.shape, reason: "Muon needs a non-empty 2-D matrix (use AdamW for it)")
+                name: name, shape: p.shape,
+                reason: "Muon needs a non-empty 2-D matrix (use AdamW for it)")
         }
         self.momentum = momentum
         self.nesterov = nesterov
@@ -62,13 +66,15 @@ public final class Muon: OptimizerGroup {
         self.epsilon = epsilon
         self.adjustment = adjustment
         try super.init(
-            label: label, parameters: parameters, learningRate: learningRate, weightDecay: weightDecay,
+            label: label, parameters: parameters, learningRate: learningRate,
+            weightDecay: weightDecay,
             slotNames: ["momentum_buffer"])
     }
 
     override func prepareStep() {
         guard workspace == nil else { return }
-        var big = 1, small = 1
+        var big = 1
+        var small = 1
         for (_, p) in parameters {
             big = max(big, p.count)
             small = max(small, min(p.shape[0], p.shape[1]))
@@ -88,15 +94,18 @@ public final class Muon: OptimizerGroup {
     }
 
     override func update(
-        index: Int, values: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int
+        index: Int, values: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>,
+        count: Int
     ) {
         guard let ws = workspace else { return }
         let shape = parameters[index].parameter.shape
-        let rows = shape[0], cols = shape[1]
+        let rows = shape[0]
+        let cols = shape[1]
         let transposed = rows > cols
         let buf = slot(0, of: index).pointer
         let x = ws.x.pointer
-        let mu = Float(momentum), w = Float(1 - momentum)
+        let mu = Float(momentum)
+        let w = Float(1 - momentum)
 
         // Momentum and the Nesterov blend, written into X (transposed when rows > cols).
         for i in 0..<rows {
@@ -107,9 +116,11 @@ public final class Muon: OptimizerGroup {
                 x[transposed ? j * rows + i : k] = nesterov ? lerp(grad[k], b, mu) : b
             }
         }
-        let m = min(rows, cols), n = max(rows, cols)
+        let m = min(rows, cols)
+        let n = max(rows, cols)
         NewtonSchulz.orthogonalize(
-            x, m: m, n: n, coefficients: coefficients, steps: newtonSchulzSteps, epsilon: Float(epsilon),
+            x, m: m, n: n, coefficients: coefficients, steps: newtonSchulzSteps,
+            epsilon: Float(epsilon),
             scratch: ws.y.pointer, gram: ws.a.pointer, polynomial: ws.b.pointer)
 
         let shrink = Float(1 - learningRate * weightDecay)
@@ -133,7 +144,8 @@ public enum NewtonSchulz {
     /// ```
     /// Buffers: `scratch` [m·n], `gram` and `polynomial` [m·m].
     public static func orthogonalize(
-        _ x: UnsafeMutablePointer<Float>, m: Int, n: Int, coefficients: (a: Float, b: Float, c: Float),
+        _ x: UnsafeMutablePointer<Float>, m: Int, n: Int,
+        coefficients: (a: Float, b: Float, c: Float),
         steps: Int, epsilon: Float, scratch: UnsafeMutablePointer<Float>,
         gram: UnsafeMutablePointer<Float>, polynomial: UnsafeMutablePointer<Float>
     ) {
@@ -143,16 +155,19 @@ public enum NewtonSchulz {
         let norm = max(Float(sumSquares.squareRoot()), epsilon)
         for i in 0..<count { x[i] = x[i] / norm }
 
-        var cur = x, next = scratch
+        var cur = x
+        var next = scratch
         for _ in 0..<steps {
             // A = X·Xᵀ
             BLAS.gemm(
-                transA: false, transB: true, m: m, n: m, k: n, alpha: 1, a: cur, lda: n, b: cur, ldb: n,
+                transA: false, transB: true, m: m, n: m, k: n, alpha: 1, a: cur, lda: n, b: cur,
+                ldb: n,
                 beta: 0, c: gram, ldc: m)
             // B = b·A + c·A·A
             polynomial.update(from: gram, count: m * m)
             BLAS.gemm(
-                transA: false, transB: false, m: m, n: m, k: m, alpha: coefficients.c, a: gram, lda: m,
+                transA: false, transB: false, m: m, n: m, k: m, alpha: coefficients.c, a: gram,
+                lda: m,
                 b: gram, ldb: m, beta: coefficients.b, c: polynomial, ldc: m)
             // X' = a·X + B·X
             next.update(from: cur, count: count)

@@ -109,8 +109,10 @@ public class OptimizerGroup: Optimizer {
         label: String, parameters: [NamedParameter], learningRate: Double, weightDecay: Double,
         slotNames: [String]
     ) throws {
-        try checkHyperparameter("learning_rate", learningRate, learningRate >= 0 && learningRate.isFinite)
-        try checkHyperparameter("weight_decay", weightDecay, weightDecay >= 0 && weightDecay.isFinite)
+        try checkHyperparameter(
+            "learning_rate", learningRate, learningRate >= 0 && learningRate.isFinite)
+        try checkHyperparameter(
+            "weight_decay", weightDecay, weightDecay >= 0 && weightDecay.isFinite)
         var index: [String: Int] = [:]
         var seen = Set<ObjectIdentifier>()
         for (i, (name, p)) in parameters.enumerated() {
@@ -125,7 +127,8 @@ public class OptimizerGroup: Optimizer {
         self.baseLearningRate = learningRate
         self.weightDecay = weightDecay
         self.slotNames = slotNames
-        self.slots = Array(repeating: Array(repeating: nil, count: slotNames.count), count: parameters.count)
+        self.slots = Array(
+            repeating: Array(repeating: nil, count: slotNames.count), count: parameters.count)
         self.stepCounts = Array(repeating: 0, count: parameters.count)
         self.indexByName = index
     }
@@ -146,7 +149,10 @@ public class OptimizerGroup: Optimizer {
     func prepareStep() {}
 
     /// Updates parameter `index` in place. `stepCounts[index]` already counts this update.
-    func update(index: Int, values: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int) {
+    func update(
+        index: Int, values: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>,
+        count: Int
+    ) {
         preconditionFailure("OptimizerGroup subclasses implement update")
     }
 
@@ -168,7 +174,8 @@ public class OptimizerGroup: Optimizer {
             for (s, slotName) in slotNames.enumerated() {
                 guard let b = slots[i][s] else { continue }
                 out["\(name).\(slotName)"] = StateTensor(
-                    shape: p.shape, values: Array(UnsafeBufferPointer(start: b.pointer, count: b.count)))
+                    shape: p.shape,
+                    values: Array(UnsafeBufferPointer(start: b.pointer, count: b.count)))
             }
         }
         return out
@@ -177,7 +184,8 @@ public class OptimizerGroup: Optimizer {
     /// Whether `key` names state of one of this group's parameters (its parameter index and
     /// slot, `slotNames.count` standing for `step`).
     func resolve(_ key: String) -> (index: Int, slot: Int)? {
-        for (s, slotName) in (slotNames + ["step"]).enumerated() where key.hasSuffix("." + slotName) {
+        for (s, slotName) in (slotNames + ["step"]).enumerated() where key.hasSuffix("." + slotName)
+        {
             if let i = indexByName[String(key.dropLast(slotName.count + 1))] { return (i, s) }
         }
         return nil
@@ -197,12 +205,14 @@ public class OptimizerGroup: Optimizer {
             let expected = s == slotNames.count ? [] : parameters[i].parameter.shape
             guard t.shape == expected, t.values.count == Shape.count(expected) else {
                 throw OptimizerError.invalidState(
-                    key: key, reason: "shape \(t.shape) with \(t.values.count) values, expected \(expected)")
+                    key: key,
+                    reason: "shape \(t.shape) with \(t.values.count) values, expected \(expected)")
             }
             if s == slotNames.count {
                 let v = t.values[0]
                 guard v.isFinite, v >= 1, v == v.rounded() else {
-                    throw OptimizerError.invalidState(key: key, reason: "step must be a positive integer, got \(v)")
+                    throw OptimizerError.invalidState(
+                        key: key, reason: "step must be a positive integer, got \(v)")
                 }
             }
             found[i][s] = t
@@ -229,7 +239,9 @@ public class OptimizerGroup: Optimizer {
                 }
                 let b = slots[i][s] ?? TensorStorage(count: t.values.count, zeroed: false)
                 t.values.withUnsafeBufferPointer { src in
-                    if let base = src.baseAddress { b.pointer.update(from: base, count: t.values.count) }
+                    if let base = src.baseAddress {
+                        b.pointer.update(from: base, count: t.values.count)
+                    }
                 }
                 slots[i][s] = b
             }
@@ -237,8 +249,12 @@ public class OptimizerGroup: Optimizer {
     }
 }
 
-func checkHyperparameter(_ name: String, _ value: Double, _ ok: Bool, _ reason: String = "out of range") throws {
-    guard ok else { throw OptimizerError.invalidHyperparameter(name: name, value: value, reason: reason) }
+func checkHyperparameter(
+    _ name: String, _ value: Double, _ ok: Bool, _ reason: String = "out of range"
+) throws {
+    guard ok else {
+        throw OptimizerError.invalidHyperparameter(name: name, value: value, reason: reason)
+    }
 }
 
 /// PyTorch's `lerp` formula (`start + w·(end − start)` for |w| < 0.5, else
@@ -249,6 +265,8 @@ func checkHyperparameter(_ name: String, _ value: Double, _ ok: Bool, _ reason: 
 
 /// Elementwise loops over parameter-sized buffers, split across workers for large tensors.
 /// Each index is touched by exactly one worker, so results do not depend on the split.
-@inline(__always) func elementwise(_ count: Int, cost: Int = 4, _ body: @Sendable (Range<Int>) -> Void) {
+@inline(__always) func elementwise(
+    _ count: Int, cost: Int = 4, _ body: @Sendable (Range<Int>) -> Void
+) {
     Parallel.forRange(count, costPerItem: cost, body)
 }

@@ -21,7 +21,8 @@ public final class SGD: OptimizerGroup {
     ///   momentum or with dampening (PyTorch's rule).
     public init(
         _ parameters: [NamedParameter], learningRate: Double, momentum: Double = 0,
-        dampening: Double = 0, nesterov: Bool = false, weightDecay: Double = 0, label: String = "sgd"
+        dampening: Double = 0, nesterov: Bool = false, weightDecay: Double = 0,
+        label: String = "sgd"
     ) throws {
         try checkHyperparameter("momentum", momentum, momentum >= 0 && momentum.isFinite)
         try checkHyperparameter("dampening", dampening, dampening.isFinite)
@@ -32,15 +33,19 @@ public final class SGD: OptimizerGroup {
         self.dampening = dampening
         self.nesterov = nesterov
         try super.init(
-            label: label, parameters: parameters, learningRate: learningRate, weightDecay: weightDecay,
+            label: label, parameters: parameters, learningRate: learningRate,
+            weightDecay: weightDecay,
             slotNames: momentum == 0 ? [] : ["momentum_buffer"])
     }
 
     override func update(
-        index: Int, values: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int
+        index: Int, values: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>,
+        count: Int
     ) {
-        let p = UnsafeSendablePointer(values), g = UnsafeSendablePointer(grad)
-        let wd = Float(weightDecay), lr = Float(learningRate)
+        let p = UnsafeSendablePointer(values)
+        let g = UnsafeSendablePointer(grad)
+        let wd = Float(weightDecay)
+        let lr = Float(learningRate)
         guard momentum != 0 else {
             elementwise(count) { r in
                 for j in r { p[j] = p[j] + -lr * (g[j] + wd * p[j]) }
@@ -49,7 +54,9 @@ public final class SGD: OptimizerGroup {
         }
         let (bufPointer, first) = slot(0, of: index)
         let buf = UnsafeSendablePointer(bufPointer)
-        let mu = Float(momentum), keep = Float(1 - dampening), nesterov = nesterov
+        let mu = Float(momentum)
+        let keep = Float(1 - dampening)
+        let nesterov = nesterov
         elementwise(count) { r in
             for j in r {
                 let d = g[j] + wd * p[j]

@@ -36,7 +36,8 @@ import Testing
         // torch.optim.Muon runs Newton–Schulz in bfloat16: loose against it, tight against the
         // same update with NS in float32 / float64.
         Run(
-            name: "muon", references: [("muon_ns_fp32", 1e-6), ("muon_ns_fp64", 1e-6), ("muon", 5e-3)],
+            name: "muon",
+            references: [("muon_ns_fp32", 1e-6), ("muon_ns_fp64", 1e-6), ("muon", 5e-3)],
             accumulatedGradB: ["muon"]
         ) {
             try Muon([("W", $0.w)], learningRate: 0.02, weightDecay: 0.1, momentum: 0.95)
@@ -52,7 +53,8 @@ import Testing
         var gradBSum = [Float](repeating: 0, count: problem.b.count)
         for t in 1...5 {
             let loss = try problem.lossAndGradients()
-            let gradW = try #require(problem.w.grad).scalars, gradB = try #require(problem.b.grad).scalars
+            let gradW = try #require(problem.w.grad).scalars
+            let gradB = try #require(problem.b.grad).scalars
             gradBSum = zip(gradBSum, gradB).map { $0 + $1 }
             try optimizer.step()
             for (r, (ref, tolerance)) in run.references.enumerated() {
@@ -61,7 +63,8 @@ import Testing
                     "loss": maxAbsDifference([loss], try file.values(prefix + "loss")),
                     "grad_W": maxAbsDifference(gradW, try file.values(prefix + "grad_W")),
                     "grad_b": maxAbsDifference(
-                        run.accumulatedGradB.contains(ref) ? gradBSum : gradB, try file.values(prefix + "grad_b")),
+                        run.accumulatedGradB.contains(ref) ? gradBSum : gradB,
+                        try file.values(prefix + "grad_b")),
                     "W": maxAbsDifference(values(problem.w), try file.values(prefix + "W")),
                     "b": maxAbsDifference(values(problem.b), try file.values(prefix + "b")),
                 ]

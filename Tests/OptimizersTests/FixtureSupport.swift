@@ -12,10 +12,15 @@ struct SafetensorsF32 {
 
     init(url: URL) throws {
         let data = try Data(contentsOf: url)
-        guard data.count >= 8 else { throw ReadError.malformed("\(url.path): shorter than 8 bytes") }
-        let headerSize = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        guard data.count >= 8 else {
+            throw ReadError.malformed("\(url.path): shorter than 8 bytes")
+        }
+        let headerSize = data.prefix(8).enumerated().reduce(0) {
+            $0 | Int($1.element) << (8 * $1.offset)
+        }
         guard 8 + headerSize <= data.count,
-            let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<8 + headerSize))
+            let header = try JSONSerialization.jsonObject(
+                with: data.subdata(in: 8..<8 + headerSize))
                 as? [String: Any]
         else { throw ReadError.malformed("\(url.path): bad header") }
         let base = 8 + headerSize
@@ -27,7 +32,9 @@ struct SafetensorsF32 {
             else { throw ReadError.malformed("\(url.path): tensor '\(key)'") }
             let bytes = data.subdata(in: base + offsets[0]..<base + offsets[1])
             let values = bytes.withUnsafeBytes { raw in
-                (0..<raw.count / 4).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
+                (0..<raw.count / 4).map {
+                    Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))
+                }
             }
             tensors[key] = (shape, values)
         }
@@ -44,7 +51,9 @@ struct SafetensorsF32 {
     }
 
     static func fixture() throws -> SafetensorsF32 {
-        guard let url = Bundle.module.url(forResource: "Fixtures/optimizers", withExtension: "safetensors")
+        guard
+            let url = Bundle.module.url(
+                forResource: "Fixtures/optimizers", withExtension: "safetensors")
         else { throw ReadError.malformed("fixture optimizers.safetensors not in the test bundle") }
         return try SafetensorsF32(url: url)
     }

@@ -13,14 +13,19 @@ import Testing
         let newBuf = zip(buf, g).map { mu * $0 + (1 - mu) * $1 }
         let u = nesterov ? zip(g, newBuf).map { (1 - mu) * $0 + mu * $1 } : newBuf
         let t = rows > cols
-        let m = min(rows, cols), n = max(rows, cols)
+        let m = min(rows, cols)
+        let n = max(rows, cols)
         var x = [Double](repeating: 0, count: m * n)
-        for i in 0..<rows { for j in 0..<cols { x[t ? j * rows + i : i * cols + j] = u[i * cols + j] } }
+        for i in 0..<rows {
+            for j in 0..<cols { x[t ? j * rows + i : i * cols + j] = u[i * cols + j] }
+        }
         let norm = max(x.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-7)
         x = x.map { $0 / norm }
         func mul(_ a: [Double], _ b: [Double], _ r: Int, _ k: Int, _ c: Int) -> [Double] {
             var out = [Double](repeating: 0, count: r * c)
-            for i in 0..<r { for l in 0..<k { for j in 0..<c { out[i * c + j] += a[i * k + l] * b[l * c + j] } } }
+            for i in 0..<r {
+                for l in 0..<k { for j in 0..<c { out[i * c + j] += a[i * k + l] * b[l * c + j] } }
+            }
             return out
         }
         for _ in 0..<5 {
@@ -34,7 +39,9 @@ import Testing
         }
         var out = p.map { $0 * (1 - lr * wd) }
         for i in 0..<rows {
-            for j in 0..<cols { out[i * cols + j] -= lr * scale * x[t ? j * rows + i : i * cols + j] }
+            for j in 0..<cols {
+                out[i * cols + j] -= lr * scale * x[t ? j * rows + i : i * cols + j]
+            }
         }
         return (out, newBuf)
     }
@@ -50,7 +57,8 @@ import Testing
             let muon = try Muon(
                 [("w", w)], learningRate: 0.05, weightDecay: 0.1, momentum: 0.9, nesterov: nesterov,
                 adjustment: adjustment)
-            var p = values(w).map(Double.init), buf = [Double](repeating: 0, count: rows * cols)
+            var p = values(w).map(Double.init)
+            var buf = [Double](repeating: 0, count: rows * cols)
             var worst = 0.0
             for _ in 0..<3 {
                 w.zeroGrad()
@@ -67,23 +75,27 @@ import Testing
             }
             #expect(worst < 2e-6, "\(rows)x\(cols) \(adjustment): \(worst)")
         }
-        let scale = try Muon([("w", w)], adjustment: .matchRMSAdamW).learningRateScale(rows: rows, cols: cols)
+        let scale = try Muon([("w", w)], adjustment: .matchRMSAdamW).learningRateScale(
+            rows: rows, cols: cols)
         #expect(abs(scale - 0.2 * Double(max(rows, cols)).squareRoot()) < 1e-12)
     }
 
     /// After five iterations the singular values lie roughly in [0.5, 1.5] (not exactly 1).
     @Test func newtonSchulzApproximatelyOrthogonalises() throws {
         var rng = SplitMix64(seed: 7)
-        let m = 6, n = 10
+        let m = 6
+        let n = 10
         var x = Tensor.randn([m, n], rng: &rng).scalars
         var scratch = [Float](repeating: 0, count: m * n)
-        var gram = [Float](repeating: 0, count: m * m), poly = gram
+        var gram = [Float](repeating: 0, count: m * m)
+        var poly = gram
         x.withUnsafeMutableBufferPointer { xp in
             scratch.withUnsafeMutableBufferPointer { sp in
                 gram.withUnsafeMutableBufferPointer { gp in
                     poly.withUnsafeMutableBufferPointer { pp in
                         NewtonSchulz.orthogonalize(
-                            xp.baseAddress!, m: m, n: n, coefficients: (3.4445, -4.7750, 2.0315), steps: 5,
+                            xp.baseAddress!, m: m, n: n, coefficients: (3.4445, -4.7750, 2.0315),
+                            steps: 5,
                             epsilon: 1e-7, scratch: sp.baseAddress!, gram: gp.baseAddress!,
                             polynomial: pp.baseAddress!)
                     }

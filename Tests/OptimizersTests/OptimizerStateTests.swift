@@ -7,7 +7,13 @@ import Testing
     typealias Factory = @Sendable (RegressionProblem) throws -> any Optimizer
 
     static let factories: [(String, Factory)] = [
-        ("sgd_nesterov", { try SGD($0.named, learningRate: 0.05, momentum: 0.9, nesterov: true, weightDecay: 0.01) }),
+        (
+            "sgd_nesterov",
+            {
+                try SGD(
+                    $0.named, learningRate: 0.05, momentum: 0.9, nesterov: true, weightDecay: 0.01)
+            }
+        ),
         ("adam_l2", { try Adam($0.named, learningRate: 0.01, weightDecay: 0.1) }),
         (
             "muon+adamw",
@@ -24,7 +30,8 @@ import Testing
     func roundTripContinuesBitIdentically(_ which: Int) throws {
         let (name, make) = Self.factories[which]
         let file = try SafetensorsF32.fixture()
-        let a = try RegressionProblem(file), optA = try make(a)
+        let a = try RegressionProblem(file)
+        let optA = try make(a)
         for _ in 0..<2 {
             _ = try a.lossAndGradients()
             try optA.step()
@@ -39,7 +46,8 @@ import Testing
         #expect(optB.stateTensors() == saved, "\(name)")
 
         for _ in 0..<3 {
-            let la = try a.lossAndGradients(), lb = try b.lossAndGradients()
+            let la = try a.lossAndGradients()
+            let lb = try b.lossAndGradients()
             #expect(la == lb)
             try optA.step()
             try optB.step()
@@ -56,7 +64,10 @@ import Testing
         _ = try p.lossAndGradients()
         try opt.step()
         let state = opt.stateTensors()
-        #expect(Set(state.keys) == ["W.momentum_buffer", "W.step", "b.exp_avg", "b.exp_avg_sq", "b.step"])
+        #expect(
+            Set(state.keys) == [
+                "W.momentum_buffer", "W.step", "b.exp_avg", "b.exp_avg_sq", "b.step",
+            ])
         #expect(state["W.momentum_buffer"]?.shape == [16, 8] && state["b.exp_avg"]?.shape == [8])
         #expect(state["b.step"] == StateTensor(shape: [], values: [1]))
         // First Adam step: exp_avg = (1 − β1)·g.
@@ -67,14 +78,18 @@ import Testing
 
     @Test func badStateIsRejectedAndLeavesStateUnchanged() throws {
         let p = try RegressionProblem(try SafetensorsF32.fixture())
-        let opt = try MultiOptimizer([try SGD([("W", p.w)], learningRate: 0.1, momentum: 0.9), try Adam([("b", p.b)])])
+        let opt = try MultiOptimizer([
+            try SGD([("W", p.w)], learningRate: 0.1, momentum: 0.9), try Adam([("b", p.b)]),
+        ])
         _ = try p.lossAndGradients()
         try opt.step()
         let good = opt.stateTensors()
 
         var unknown = good
         unknown["c.exp_avg"] = StateTensor(shape: [8], values: Array(repeating: 0, count: 8))
-        #expect(throws: OptimizerError.unknownStateKey(key: "c.exp_avg")) { try opt.loadStateTensors(unknown) }
+        #expect(throws: OptimizerError.unknownStateKey(key: "c.exp_avg")) {
+            try opt.loadStateTensors(unknown)
+        }
 
         var wrongShape = good
         wrongShape["b.exp_avg"] = StateTensor(shape: [4, 2], values: Array(repeating: 0, count: 8))
@@ -90,7 +105,8 @@ import Testing
 
         // A bad key in the second group must not have changed the first.
         var mixed = good
-        mixed["W.momentum_buffer"] = StateTensor(shape: [16, 8], values: Array(repeating: 7, count: 128))
+        mixed["W.momentum_buffer"] = StateTensor(
+            shape: [16, 8], values: Array(repeating: 7, count: 128))
         mixed["b.step"] = StateTensor(shape: [], values: [0])
         #expect(throws: OptimizerError.self) { try opt.loadStateTensors(mixed) }
         #expect(opt.stateTensors() == good)

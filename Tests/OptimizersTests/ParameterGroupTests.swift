@@ -34,7 +34,8 @@ import Testing
         #expect(
             names(opt.group("adamw_no_decay")) == [
                 "model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
-                "model.layers.0.mlp.down_proj.bias", "transformer.wpe.weight", "transformer.h.0.ln_1.weight",
+                "model.layers.0.mlp.down_proj.bias", "transformer.wpe.weight",
+                "transformer.h.0.ln_1.weight",
             ])
         #expect(opt.group("muon") is Muon && opt.group("adamw") is AdamW)
         #expect(opt.group("muon")?.weightDecay == 0.1 && opt.group("adamw")?.weightDecay == 0.01)
@@ -43,7 +44,8 @@ import Testing
     }
 
     @Test func adamWDecaySplitAndLearningRatePerGroup() throws {
-        let opt = try MultiOptimizer.adamW(Self.modelParameters(), learningRate: 1e-3, weightDecay: 0.1)
+        let opt = try MultiOptimizer.adamW(
+            Self.modelParameters(), learningRate: 1e-3, weightDecay: 0.1)
         #expect(
             names(opt.group("adamw")) == [
                 "model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.down_proj.weight",
@@ -64,7 +66,8 @@ import Testing
         #expect(names(opt.group("muon")) == ["model.layers.0.self_attn.q_proj.weight"])
         #expect(
             names(opt.group("adamw")) == [
-                "model.embed_tokens.weight", "model.layers.0.mlp.down_proj.weight", "transformer.wpe.weight",
+                "model.embed_tokens.weight", "model.layers.0.mlp.down_proj.weight",
+                "transformer.wpe.weight",
             ])
         #expect(!opt.parameters.contains { $0.name == "lm_head.weight" })
     }
@@ -73,7 +76,9 @@ import Testing
         let params = Self.modelParameters()
         let a = try SGD([params[2]], learningRate: 0.1)
         let b = try AdamW([params[2], params[3]], learningRate: 0.1)
-        #expect(throws: OptimizerError.duplicateParameter(name: params[2].name)) { try MultiOptimizer([a, b]) }
+        #expect(throws: OptimizerError.duplicateParameter(name: params[2].name)) {
+            try MultiOptimizer([a, b])
+        }
         #expect(throws: OptimizerError.self) { try SGD([params[0], params[0]], learningRate: 0.1) }
     }
 

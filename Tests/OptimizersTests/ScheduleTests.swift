@@ -26,7 +26,8 @@ import Testing
     }
 
     @Test func warmupStableDecay() throws {
-        let sqrt = try LRSchedule(.wsd(decayFraction: 0.2, shape: .sqrt), warmupSteps: 10, totalSteps: 100)
+        let sqrt = try LRSchedule(
+            .wsd(decayFraction: 0.2, shape: .sqrt), warmupSteps: 10, totalSteps: 100)
         #expect(sqrt.decayStart == 80)
         #expect(close(sqrt.multiplier(at: 9), 1))
         #expect(close(sqrt.multiplier(at: 50), 1))
@@ -34,7 +35,8 @@ import Testing
         #expect(close(sqrt.multiplier(at: 90), 1 - 0.5.squareRoot()))
         #expect(close(sqrt.multiplier(at: 100), 0))
         let linear = try LRSchedule(
-            .wsd(decayFraction: 0.5, shape: .linear), warmupSteps: 0, totalSteps: 100, minRatio: 0.2)
+            .wsd(decayFraction: 0.5, shape: .linear), warmupSteps: 0, totalSteps: 100, minRatio: 0.2
+        )
         #expect(linear.decayStart == 50)
         #expect(close(linear.multiplier(at: 49), 1))
         #expect(close(linear.multiplier(at: 75), 0.2 + 0.8 * 0.5))
@@ -50,9 +52,15 @@ import Testing
     }
 
     @Test func invalidSchedulesThrow() {
-        #expect(throws: OptimizerError.self) { try LRSchedule(.cosine, warmupSteps: 20, totalSteps: 10) }
-        #expect(throws: OptimizerError.self) { try LRSchedule(.cosine, warmupSteps: -1, totalSteps: 10) }
-        #expect(throws: OptimizerError.self) { try LRSchedule(.linear, totalSteps: 10, minRatio: 1.5) }
+        #expect(throws: OptimizerError.self) {
+            try LRSchedule(.cosine, warmupSteps: 20, totalSteps: 10)
+        }
+        #expect(throws: OptimizerError.self) {
+            try LRSchedule(.cosine, warmupSteps: -1, totalSteps: 10)
+        }
+        #expect(throws: OptimizerError.self) {
+            try LRSchedule(.linear, totalSteps: 10, minRatio: 1.5)
+        }
         #expect(throws: OptimizerError.self) {
             try LRSchedule(.wsd(decayFraction: 1.2, shape: .sqrt), totalSteps: 10)
         }
