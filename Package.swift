@@ -39,7 +39,8 @@ let package = Package(
             ],
             swiftSettings: native),
         .target(name: "Layers", dependencies: ["TensorCore"], swiftSettings: native),
-        .target(name: "Optimizers", dependencies: ["TensorCore", "Layers"]),
+        .target(
+            name: "Optimizers", dependencies: ["TensorCore", "Layers"], exclude: ["README.md"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
         .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),

@@ -15,7 +15,7 @@ import Foundation
 /// ```
 /// q is clamped to [0, 1], so steps at or past T give r. Schedules: llm.c `llmc/schedulers.h`;
 /// WSD: Hu et al., MiniCPM, https://arxiv.org/abs/2404.06395 .
-public struct LRSchedule: Sendable, Equatable, Codable {
+public struct LRSchedule: Sendable, Equatable {
     /// Shape of the WSD cool-down.
     public enum DecayShape: String, Sendable, Equatable, Codable {
         case linear
@@ -23,7 +23,7 @@ public struct LRSchedule: Sendable, Equatable, Codable {
         case sqrt
     }
 
-    public enum Kind: Sendable, Equatable, Codable {
+    public enum Kind: Sendable, Equatable {
         case constant
         case cosine
         case linear

@@ -117,6 +117,21 @@ public final class MultiOptimizer: Optimizer {
         )
     }
 
+    /// Two groups of one algorithm, `label` with `weightDecay` and `label_no_decay` with none
+    /// for `noDecay` parameters (empty groups omitted, frozen parameters left out). `make`
+    /// builds a group from its parameters, weight decay and label.
+    public static func decaySplit(
+        _ params: [NamedParameter], label: String, weightDecay: Double, noDecay: ParameterFilter,
+        _ make: (_ params: [NamedParameter], _ weightDecay: Double, _ label: String) throws ->
+            OptimizerGroup
+    ) throws -> MultiOptimizer {
+        let (plain, decayed) = split(params, noDecay)
+        var groups: [OptimizerGroup] = []
+        if !decayed.isEmpty { groups.append(try make(decayed, weightDecay, label)) }
+        if !plain.isEmpty { groups.append(try make(plain, 0, label + "_no_decay")) }
+        return try MultiOptimizer(groups)
+    }
+
     /// AdamW with weight decay on most matrices and none on `noDecay` (1-D tensors, embeddings,
     /// norms, biases by default): groups `adamw` and `adamw_no_decay` (empty groups omitted).
     /// Frozen parameters are left out.
@@ -124,17 +139,11 @@ public final class MultiOptimizer: Optimizer {
         _ params: [NamedParameter], learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.95,
         epsilon: Double = 1e-8, weightDecay: Double = 0.1, noDecay: ParameterFilter = .noWeightDecay
     ) throws -> MultiOptimizer {
-        let (plain, decayed) = split(params, noDecay)
-        return try MultiOptimizer(
-            [
-                try AdamW(
-                    decayed, learningRate: learningRate, beta1: beta1, beta2: beta2,
-                    epsilon: epsilon,
-                    weightDecay: weightDecay, label: "adamw"),
-                try AdamW(
-                    plain, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
-                    weightDecay: 0, label: "adamw_no_decay"),
-            ].filter { !$0.parameters.isEmpty })
+        try decaySplit(params, label: "adamw", weightDecay: weightDecay, noDecay: noDecay) {
+            try AdamW(
+                $0, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                weightDecay: $1, label: $2)
+        }
     }
 
     /// Muon for hidden 2-D matrices (`useMuon`), AdamW for everything else (embeddings, output
@@ -143,7 +152,7 @@ public final class MultiOptimizer: Optimizer {
     public static func muonWithAdamW(
         _ params: [NamedParameter],
         muonLearningRate: Double = 0.02, muonMomentum: Double = 0.95, muonWeightDecay: Double = 0,
-        muonAdjustment: Muon.LearningRateAdjustment = .original,
+        muonNesterov: Bool = true, muonAdjustment: Muon.LearningRateAdjustment = .original,
         adamLearningRate: Double = 3e-4, beta1: Double = 0.9, beta2: Double = 0.95,
         epsilon: Double = 1e-10, adamWeightDecay: Double = 0,
         useMuon: ParameterFilter = .muonEligible, noDecay: ParameterFilter = .noWeightDecay
@@ -154,8 +163,7 @@ public final class MultiOptimizer: Optimizer {
             weightDecay: adamWeightDecay, noDecay: noDecay)
         let muon = try Muon(
             hidden, learningRate: muonLearningRate, weightDecay: muonWeightDecay,
-            momentum: muonMomentum,
-            adjustment: muonAdjustment)
+            momentum: muonMomentum, nesterov: muonNesterov, adjustment: muonAdjustment)
         return try MultiOptimizer((hidden.isEmpty ? [] : [muon]) + adam.groups)
     }
 }
