@@ -43,7 +43,8 @@ let package = Package(
             ],
             swiftSettings: native),
         .target(name: "Layers", dependencies: ["TensorCore", "ToolkitSupport"], swiftSettings: native),
-        .target(name: "Optimizers", dependencies: ["TensorCore", "Layers"]),
+        .target(
+            name: "Optimizers", dependencies: ["TensorCore", "Layers"], exclude: ["README.md"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
         .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),
@@ -73,6 +74,9 @@ let package = Package(
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
+        .testTarget(
+            name: "OptimizersTests", dependencies: ["Optimizers", "_TestSupport"],
+            resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]
 )
