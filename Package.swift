@@ -47,7 +47,7 @@ let package = Package(
             name: "Optimizers", dependencies: ["TensorCore", "Layers"], exclude: ["README.md"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
         .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
-        .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),
+        .target(name: "Checkpointing", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
             name: "Models",
             dependencies: [

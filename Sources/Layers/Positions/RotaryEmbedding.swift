@@ -119,7 +119,7 @@ public final class RotaryEmbedding: PositionalEncoding {
             case "linear": scaling = .linear(factor: factor)
             case "ntk": scaling = .ntk(factor: factor)
             case "yarn":
-                let orig = try s.optionalInt("original_max_position_embeddings") ?? Int((Double(c.contextLength) / factor).rounded())
+                let orig = try s.optionalInt("original_max_position_embeddings") ?? c.contextLength
                 scaling = .yarn(
                     factor: factor, originalMaxPositions: orig, betaFast: try s.double("beta_fast", default: 32),
                     betaSlow: try s.double("beta_slow", default: 1), attentionFactor: try s.optionalDouble("attention_factor"),
