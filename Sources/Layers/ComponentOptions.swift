@@ -140,9 +140,12 @@ public final class ComponentContext {
     public let initStd: Float
     /// Seeded generator that every component draws its initial values from, in build order.
     public var rng: SplitMix64
+    /// False: weights are left at zero (shape-only builds for counting parameters quickly).
+    public let initializeWeights: Bool
 
     public init(hiddenSize: Int, heads: Int, kvHeads: Int, headDim: Int, layers: Int, contextLength: Int,
-                initStd: Float = 0.02, seed: UInt64 = 0) {
+                initStd: Float = 0.02, seed: UInt64 = 0, initializeWeights: Bool = true) {
+        self.initializeWeights = initializeWeights
         self.hiddenSize = hiddenSize
         self.heads = heads
         self.kvHeads = kvHeads
@@ -155,6 +158,7 @@ public final class ComponentContext {
 
     /// N(0, initStd²) weights; `residual` scales by 1/√(2·layers) (GPT-2's residual projections).
     public func normal(_ shape: [Int], residual: Bool = false) -> Tensor {
+        guard initializeWeights else { return Tensor(zeros: shape) }
         let std = residual ? initStd / Float(2 * layers).squareRoot() : initStd
         return Tensor.randn(shape, std: std, rng: &rng)
     }

@@ -23,7 +23,8 @@ import ToolkitSupport
 ///        #     dense_intermediate_size}
 /// ```
 public enum ModelBuilder {
-    public static func build(_ recipe: Recipe) throws -> DecoderModel {
+    /// `initializeWeights: false` leaves weights at zero (fast shape-only builds).
+    public static func build(_ recipe: Recipe, initializeWeights: Bool = true) throws -> DecoderModel {
         var o = recipe.modelOptions()
         let vocab = try o.requiredInt("vocab_size")
         let hidden = try o.requiredInt("hidden_size")
@@ -63,7 +64,8 @@ public enum ModelBuilder {
         let kernel: AttentionKernel = kernelName == "naive" ? .naive : .tiled(queryTile: tile, keyTile: tile)
 
         let ctx = ComponentContext(hiddenSize: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, layers: layerCount,
-                                   contextLength: context, initStd: Float(initStd), seed: UInt64(truncatingIfNeeded: seed))
+                                   contextLength: context, initStd: Float(initStd), seed: UInt64(truncatingIfNeeded: seed),
+                                   initializeWeights: initializeWeights)
         guard let normOptions = try o.nested("norm") else { throw o.error("norm", "missing (required)") }
         guard let posOptions = try o.nested("position") else { throw o.error("position", "missing (required)") }
         guard var mlpOptions = try o.nested("mlp") else { throw o.error("mlp", "missing (required)") }

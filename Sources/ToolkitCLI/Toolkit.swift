@@ -6,6 +6,10 @@ struct Toolkit: ParsableCommand {
         abstract: "Build, train, load and compare decoder-only language models on the CPU.",
         subcommands: [
             Doctor.self,
+            Build.self,
+            Export.self,
+            Generate.self,
+            Eval.self,
             Bench.self,
         ])
 }
@@ -17,5 +21,6 @@ struct Bench: ParsableCommand {
         subcommands: [
             BenchGemm.self,
             BenchAttention.self,
+            BenchGenerate.self,
         ])
 }

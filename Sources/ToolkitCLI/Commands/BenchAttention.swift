@@ -37,9 +37,10 @@ struct BenchAttention: ParsableCommand {
     func run() throws {
         BLASRuntime.setThreads(ProcessInfo.processInfo.activeProcessorCount)
         let k: AttentionKernel = kernel == "naive" ? .naive : .tiled(queryTile: tile, keyTile: tile)
-        let q = GradCheck0.random([batch, seq, heads, headDim], seed: 1)
-        let kk = GradCheck0.random([batch, seq, kvHeads, headDim], seed: 2)
-        let v = GradCheck0.random([batch, seq, kvHeads, headDim], seed: 3)
+        var rng = SplitMix64(seed: 1)
+        let q = Tensor.uniform([batch, seq, heads, headDim], low: -1, high: 1, rng: &rng)
+        let kk = Tensor.uniform([batch, seq, kvHeads, headDim], low: -1, high: 1, rng: &rng)
+        let v = Tensor.uniform([batch, seq, kvHeads, headDim], low: -1, high: 1, rng: &rng)
         let opts = AttentionOptions(scale: 1 / Float(headDim).squareRoot(), kernel: k)
         var times: [Double] = []
         let base = MemoryStats.currentBytes
@@ -65,13 +66,5 @@ struct BenchAttention: ParsableCommand {
                          kernel, batch, seq, heads, kvHeads, headDim, backward ? "fwd+bwd" : "fwd",
                          r.medianSeconds * 1e3, repeats, Double(r.peakTensorBytes) / 1048576, Double(r.maxRSSBytes) / 1048576))
         }
-    }
-}
-
-/// Seeded uniform inputs for benchmarks.
-enum GradCheck0 {
-    static func random(_ shape: [Int], seed: UInt64) -> Tensor {
-        var rng = SplitMix64(seed: seed)
-        return Tensor.uniform(shape, low: -1, high: 1, rng: &rng)
     }
 }
