@@ -54,7 +54,7 @@ extension BPETokenizer {
         let first = data.first { !($0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09) }
         if first == UInt8(ascii: "{") {
             let root = try parseJSONObject(data, path: path)
-            if root["model"] != nil { return try huggingFace(root: root, path: path) }
+            if root["model"] is [String: Any] { return try huggingFace(root: root, path: path) }
             let merges = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("merges.txt").path
             return try vocabMerges(
                 vocab: root, vocabPath: path, mergesPath: merges, pretokenizer: pretokenizer)

@@ -7,6 +7,9 @@ struct Toolkit: ParsableCommand {
         subcommands: [
             Doctor.self,
             Bench.self,
+            TrainTokenizer.self,
+            Encode.self,
+            Decode.self,
         ])
 }
 
@@ -16,5 +19,6 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks (run them on release builds).",
         subcommands: [
             BenchGemm.self,
+            BenchTokenizer.self,
         ])
 }

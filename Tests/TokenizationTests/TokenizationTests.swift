@@ -21,8 +21,11 @@ enum Fixture {
 
     static var cases: [[String: Any]] { meta["cases"] as! [[String: Any]] }
 
-    static func corpus(_ name: String) -> String? {
-        let p = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/\(name)").path
+    static func corpus(_ name: String) -> String? { shared("data/\(name)") }
+
+    /// A file under ../shared (beside the clone), if present.
+    static func shared(_ relative: String) -> String? {
+        let p = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/\(relative)").path
         return FileManager.default.fileExists(atPath: p) ? p : nil
     }
 
@@ -130,6 +133,23 @@ struct Fuzz {
             #expect(Fixture.qwen.encode(text) == Fixture.ints(q["ids"]), "\(text)")
             #expect(Fixture.qwenNFC.encode(text) == Fixture.ints(q["ids_after_nfc"]), "\(text)")
             #expect(Fixture.qwenNFC.encode(text) == Fixture.ints(c["qwen_hf_derived_tokenizer_json_ids"]))
+        }
+    }
+
+    /// The 11 MB derived Qwen tokenizer.json and GPT-2's vocab.json + merges.txt are not
+    /// committed; checked when ../shared is present.
+    @Test func realHuggingFaceFilesWhenPresent() throws {
+        if let p = Fixture.shared("tokenizers/qwen/tokenizer.json") {
+            let hf = try BPETokenizer.load(path: p)
+            #expect(hf.normalizesNFC && hf.pretokenizer == .qwen && hf.vocabSize == 151_669)
+            #expect(hf.merges == Fixture.qwen.merges)
+            for c in Fixture.cases {
+                #expect(hf.encode(c["text"] as! String) == Fixture.ints(c["qwen_hf_derived_tokenizer_json_ids"]))
+            }
+        }
+        if let p = Fixture.shared("tokenizers/gpt2/vocab.json") {
+            let hf = try BPETokenizer.load(path: p)
+            #expect(hf.contentHash == Fixture.gpt2.contentHash)
         }
     }
 
