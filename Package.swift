@@ -60,7 +60,8 @@ let package = Package(
         .testTarget(name: "ToolkitSupportTests", dependencies: ["ToolkitSupport"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "_TestSupport"]),
         .testTarget(
-            name: "TokenizationTests", dependencies: ["Tokenization"], resources: [.copy("Fixtures")]),
+            name: "TokenizationTests", dependencies: ["Tokenization"], exclude: ["FixtureGenerators"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
     ],

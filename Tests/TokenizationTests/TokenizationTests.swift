@@ -89,6 +89,26 @@ struct Fuzz {
         #expect(checked == 600)
     }
 
+    /// Fuzzed strings never seen by the tokenizer fixture: HF tokenizers' (Oniguruma) splits
+    /// and tiktoken's GPT-2 / Qwen ids (FixtureGenerators/pretokenizer_parity.py).
+    @Test func matchesHuggingFaceAndTiktokenOnUnseenStrings() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixture.path("pretokenizer-parity.json")))
+        let root = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let patterns = root["patterns"] as! [String: String]
+        for pre in Pretokenizer.allCases { #expect(patterns[pre.rawValue] == pre.pattern) }
+        let cases = root["cases"] as! [[String: Any]]
+        #expect(cases.count == 400)
+        for c in cases {
+            let text = c["text"] as! String
+            let splits = c["splits"] as! [String: [String]]
+            for pre in Pretokenizer.allCases {
+                #expect(pre.split(text) == splits[pre.rawValue]!, "\(pre) on \(text.debugDescription)")
+            }
+            #expect(Fixture.gpt2.encode(text) == Fixture.ints(c["gpt2_ids"]), "\(text.debugDescription)")
+            #expect(Fixture.qwen.encode(text) == Fixture.ints(c["qwen_ids"]), "\(text.debugDescription)")
+        }
+    }
+
     @Test func knownSplits() {
         #expect(Pretokenizer.gpt2.split("I'm   here\n\n  ok 123!!") == ["I", "'m", "  ", " here", "\n\n ", " ok", " 123", "!!"])
         #expect(Pretokenizer.gpt4.split("Hello 12345 'LL  \n\n x") == ["Hello", " ", "123", "45", " '", "LL", "  \n\n", " x"])
@@ -304,6 +324,23 @@ struct Fuzz {
         #expect(a.huggingFaceJSON() == b.huggingFaceJSON())
         #expect(a.vocabSize <= 400)
         for t in texts { #expect(try a.decode(a.encode(t)) == t) }
+    }
+
+    /// HF BpeTrainer merges on a committed synthetic text (FixtureGenerators/trainer_parity.py),
+    /// for every pre-tokenizer, with two special tokens and min_frequency 2.
+    @Test(arguments: Pretokenizer.allCases)
+    func matchesHuggingFaceOnSyntheticText(_ pre: Pretokenizer) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixture.path("trainer-parity.json")))
+        let root = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let expected = (root["results"] as! [String: Any])[pre.rawValue] as! [String: Any]
+        var o = BPETrainerOptions(vocabSize: 700)
+        o.pretokenizer = pre
+        o.minFrequency = 2
+        o.specialTokens = ["<|endoftext|>", "<pad>"]
+        let tok = try BPETrainer.train(texts: [root["text"] as! String], options: o)
+        let merges = tok.merges.map { tok.vocabString(Int($0.left))! + " " + tok.vocabString(Int($0.right))! }
+        #expect(merges == expected["merges"] as! [String])
+        #expect(tok.vocabSize == (expected["vocab_size"] as! NSNumber).intValue)
     }
 
     @Test func reproducesTheFixtureMergesOnTinyShakespeare() throws {
