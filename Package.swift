@@ -40,7 +40,7 @@ let package = Package(
             swiftSettings: native),
         .target(name: "Layers", dependencies: ["TensorCore"], swiftSettings: native),
         .target(name: "Optimizers", dependencies: ["TensorCore", "Layers"]),
-        .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
+        .target(name: "Tokenization", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),
         .executableTarget(

@@ -103,6 +103,7 @@ public enum BPETrainer {
     static func train(counter: WordCounter, options: BPETrainerOptions, progress: Bool) throws -> (BPETokenizer, Int) {
         let specials = options.specialTokens
         guard Set(specials).count == specials.count else { throw ToolkitError("special tokens must be distinct") }
+        guard !specials.contains(where: \.isEmpty) else { throw ToolkitError("a special token is empty") }
         let s = specials.count
         // byte → initial id
         var byteID = [UInt32](repeating: 0, count: 256)

@@ -12,6 +12,9 @@ public enum TokenizerFileFormat: String, Sendable, CaseIterable {
 }
 
 extension BPETokenizer {
+    /// Ids at or above this are rejected when reading files (16.7 M; real vocabularies are ≤ 300 k).
+    static let maxTokenID = 1 << 24
+
     // MARK: - Loading
 
     /// Loads a tokenizer, detecting the format: a directory (holding `tokenizer.json`, or
@@ -22,6 +25,15 @@ extension BPETokenizer {
     /// (`.tiktoken`, `vocab.json`); when nil it is guessed from the vocabulary size (151,643
     /// ranks: Qwen; 100,256: cl100k; otherwise GPT-2). HF files carry their own.
     public static func load(path: String, pretokenizer: Pretokenizer? = nil) throws -> BPETokenizer {
+        let tok = try detectAndLoad(path: path, pretokenizer: pretokenizer)
+        if let pretokenizer, tok.pretokenizer != pretokenizer {
+            throw ToolkitError.file(
+                path, "the file's pre-tokenizer is \(tok.pretokenizer.rawValue), not \(pretokenizer.rawValue)")
+        }
+        return tok
+    }
+
+    private static func detectAndLoad(path: String, pretokenizer: Pretokenizer?) throws -> BPETokenizer {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ToolkitError.file(path, "no such file or directory")
@@ -105,7 +117,7 @@ extension BPETokenizer {
             guard let list = added as? [Any] else { throw fail("added_tokens", "not an array") }
             for (k, item) in list.enumerated() {
                 guard let t = item as? [String: Any], let content = t["content"] as? String,
-                    let id = (t["id"] as? NSNumber)?.intValue, id >= 0
+                    let id = (t["id"] as? NSNumber)?.intValue, id >= 0, id < maxTokenID
                 else { throw fail("added_tokens[\(k)]", "needs \"id\" (non-negative integer) and \"content\" (string)") }
                 specials.append(SpecialToken(content: content, id: id, special: (t["special"] as? Bool) ?? true))
             }
@@ -134,7 +146,7 @@ extension BPETokenizer {
         idOf.reserveCapacity(vocab.count)
         var maxID = -1
         for (token, value) in vocab {
-            guard let id = (value as? NSNumber)?.intValue, id >= 0, id < 1 << 30 else {
+            guard let id = (value as? NSNumber)?.intValue, id >= 0, id < maxTokenID else {
                 throw fail("model.vocab[\"\(token)\"]", "id is not a non-negative integer")
             }
             idOf[token] = id
@@ -236,7 +248,7 @@ extension BPETokenizer {
             if lineData.isEmpty { continue }
             guard let space = lineData.firstIndex(of: 0x20),
                 let token = Data(base64Encoded: Data(lineData[..<space])),
-                let rank = Int(String(decoding: lineData[(space + 1)...], as: UTF8.self)), rank >= 0, rank < 1 << 30
+                let rank = Int(String(decoding: lineData[(space + 1)...], as: UTF8.self)), rank >= 0, rank < maxTokenID
             else {
                 throw ToolkitError.file(path, "line \(line): expected \"<base64 token> <rank>\"")
             }
@@ -360,7 +372,7 @@ extension BPETokenizer {
         var idOf: [String: Int] = [:]
         var maxID = -1
         for (token, value) in vocab {
-            guard let id = (value as? NSNumber)?.intValue, id >= 0, id < 1 << 30 else {
+            guard let id = (value as? NSNumber)?.intValue, id >= 0, id < maxTokenID else {
                 throw ToolkitError.file(vocabPath, "key \"\(token)\": id is not a non-negative integer")
             }
             idOf[token] = id
