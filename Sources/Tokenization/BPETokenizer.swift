@@ -71,7 +71,9 @@ public final class BPETokenizer: Sendable {
         self.specialTokens = specials
         var size = tokens.count
         for s in specials {
-            guard s.id >= 0 else { throw ToolkitError.file(source, "special token \(s.content) has a negative id") }
+            guard s.id >= 0 else {
+                throw ToolkitError.file(source, "special token \(s.content) has a negative id")
+            }
             size = max(size, s.id + 1)
         }
         vocabSize = size
@@ -92,7 +94,11 @@ public final class BPETokenizer: Sendable {
                 arena.append(contentsOf: t)
                 present[id] = true
                 let (k, inserted) = table.insert(t)
-                if inserted { tokenIDs.append(id) } else if k >= 0 && tokenIDs[k] > id { tokenIDs[k] = id }
+                if inserted {
+                    tokenIDs.append(id)
+                } else if k >= 0 && tokenIDs[k] > id {
+                    tokenIDs[k] = id
+                }
             } else if let content = specialAt[id] {
                 arena.append(contentsOf: Array(content.utf8))
                 present[id] = true
@@ -107,7 +113,8 @@ public final class BPETokenizer: Sendable {
             let k = table.find([UInt8(b)])
             guard k >= 0 else {
                 throw ToolkitError.file(
-                    source, "byte 0x\(String(b, radix: 16)) has no token (byte-level BPE needs all 256)")
+                    source,
+                    "byte 0x\(String(b, radix: 16)) has no token (byte-level BPE needs all 256)")
             }
             byteIDs[b] = UInt32(tokenIDs[k])
         }
@@ -118,13 +125,18 @@ public final class BPETokenizer: Sendable {
             guard Int(a) < size, Int(b) < size, present[Int(a)], present[Int(b)],
                 specialAt[Int(a)] == nil, specialAt[Int(b)] == nil
             else {
-                throw ToolkitError.file(source, "merge \(n + 1) refers to an unknown token id (\(a), \(b))")
+                throw ToolkitError.file(
+                    source, "merge \(n + 1) refers to an unknown token id (\(a), \(b))")
             }
-            let joined = Array(arena[offsets[Int(a)]..<offsets[Int(a) + 1]]) + arena[offsets[Int(b)]..<offsets[Int(b) + 1]]
+            let joined =
+                Array(arena[offsets[Int(a)]..<offsets[Int(a) + 1]])
+                + arena[offsets[Int(b)]..<offsets[Int(b) + 1]]
             let k = table.find(joined)
             guard k >= 0 else {
                 throw ToolkitError.file(
-                    source, "merge \(n + 1) (\(ByteLevel.encode(joined))) produces a token that is not in the vocabulary")
+                    source,
+                    "merge \(n + 1) (\(ByteLevel.encode(joined))) produces a token that is not in the vocabulary"
+                )
             }
             merges.append(Merge(left: a, right: b, result: UInt32(tokenIDs[k])))
         }
@@ -146,10 +158,16 @@ public final class BPETokenizer: Sendable {
         arena: [UInt8], offsets: [Int], present: [Bool], merges: [Merge], specials: [SpecialToken],
         pretokenizer: Pretokenizer, nfc: Bool
     ) -> String {
-        var buf: [UInt8] = Array("bpe1 \(pretokenizer.rawValue) nfc=\(nfc) n=\(present.count)\n".utf8)
-        func u32(_ v: Int) { for k in 0..<4 { buf.append(UInt8(truncatingIfNeeded: v >> (8 * k))) } }
+        var buf: [UInt8] = Array(
+            "bpe1 \(pretokenizer.rawValue) nfc=\(nfc) n=\(present.count)\n".utf8)
+        func u32(_ v: Int) {
+            for k in 0..<4 { buf.append(UInt8(truncatingIfNeeded: v >> (8 * k))) }
+        }
         for id in 0..<present.count {
-            guard present[id] else { u32(-1); continue }
+            guard present[id] else {
+                u32(-1)
+                continue
+            }
             u32(offsets[id + 1] - offsets[id])
             buf.append(contentsOf: arena[offsets[id]..<offsets[id + 1]])
         }
@@ -178,16 +196,19 @@ public final class BPETokenizer: Sendable {
     public func isSpecial(_ id: Int) -> Bool { specialTokens.contains { $0.id == id } }
 
     /// The concatenated bytes of `ids`. Throws on an id that is not in the vocabulary.
-    public func decodeBytes<C: Collection>(_ ids: C) throws -> [UInt8] where C.Element: BinaryInteger {
+    public func decodeBytes<C: Collection>(_ ids: C) throws -> [UInt8]
+    where C.Element: BinaryInteger {
         var out: [UInt8] = []
         out.reserveCapacity(ids.count * 4)
         try arena.withUnsafeBufferPointer { ar in
             for raw in ids {
                 let id = Int(raw)
                 guard id >= 0 && id < vocabSize && hasToken[id] else {
-                    throw ToolkitError("token id \(id) is not in the vocabulary (size \(vocabSize))")
+                    throw ToolkitError(
+                        "token id \(id) is not in the vocabulary (size \(vocabSize))")
                 }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: ar[offsets[id]..<offsets[id + 1]]))
+                out.append(
+                    contentsOf: UnsafeBufferPointer(rebasing: ar[offsets[id]..<offsets[id + 1]]))
             }
         }
         return out
@@ -222,7 +243,8 @@ public final class BPETokenizer: Sendable {
     /// Encodes many texts on `threads` threads (each with its own pre-token cache); results are
     /// in input order.
     public func encodeBatch(
-        _ texts: [String], allowedSpecial: AllowedSpecial = .all, threads: Int = ProcessInfo.processInfo.activeProcessorCount
+        _ texts: [String], allowedSpecial: AllowedSpecial = .all,
+        threads: Int = ProcessInfo.processInfo.activeProcessorCount
     ) -> [[Int]] {
         let n = texts.count
         let workers = max(1, min(threads, n))
@@ -244,7 +266,8 @@ public final class BPETokenizer: Sendable {
 
     /// Encodes, appending to `out`, reusing `state`'s cache across calls.
     public func encode(
-        _ text: String, allowedSpecial: AllowedSpecial, into out: inout [UInt32], state: inout EncoderState
+        _ text: String, allowedSpecial: AllowedSpecial, into out: inout [UInt32],
+        state: inout EncoderState
     ) {
         var text = text
         if !specialsByLength.isEmpty && allowedSpecial != .none {
@@ -254,7 +277,9 @@ public final class BPETokenizer: Sendable {
                 var i = 0
                 let n = buf.count
                 while i < n {
-                    if specialFirstByte[Int(p[i])], let (id, len) = matchSpecial(p + i, n - i, allowedSpecial) {
+                    if specialFirstByte[Int(p[i])],
+                        let (id, len) = matchSpecial(p + i, n - i, allowedSpecial)
+                    {
                         encodeSegment(p + segmentStart, i - segmentStart, into: &out, state: &state)
                         out.append(id)
                         i += len
@@ -279,9 +304,13 @@ public final class BPETokenizer: Sendable {
         encode(String(decoding: bytes, as: UTF8.self), allowedSpecial: allowedSpecial)
     }
 
-    private func matchSpecial(_ p: UnsafePointer<UInt8>, _ n: Int, _ allowed: AllowedSpecial) -> (UInt32, Int)? {
+    private func matchSpecial(_ p: UnsafePointer<UInt8>, _ n: Int, _ allowed: AllowedSpecial) -> (
+        UInt32, Int
+    )? {
         for s in specialsByLength where s.bytes.count <= n {
-            let equal = s.bytes.withUnsafeBufferPointer { memcmp($0.baseAddress!, p, s.bytes.count) == 0 }
+            let equal = s.bytes.withUnsafeBufferPointer {
+                memcmp($0.baseAddress!, p, s.bytes.count) == 0
+            }
             guard equal else { continue }
             switch allowed {
             case .all: return (s.id, s.bytes.count)
@@ -300,7 +329,9 @@ public final class BPETokenizer: Sendable {
             var s = String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
                 .precomposedStringWithCanonicalMapping
             s.withUTF8 { buf in
-                if let q = buf.baseAddress { encodeOrdinary(q, buf.count, into: &out, state: &state) }
+                if let q = buf.baseAddress {
+                    encodeOrdinary(q, buf.count, into: &out, state: &state)
+                }
             }
         } else {
             encodeOrdinary(p, n, into: &out, state: &state)

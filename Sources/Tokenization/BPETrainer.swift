@@ -41,12 +41,17 @@ public enum BPETrainer {
         var counter = WordCounter(pretokenizer: options.pretokenizer, threads: options.threads)
         var total = 0
         for f in files {
-            let size = ((try? FileManager.default.attributesOfItem(atPath: f))?[.size] as? NSNumber)?.intValue
+            let size =
+                ((try? FileManager.default.attributesOfItem(atPath: f))?[.size] as? NSNumber)?
+                .intValue
             guard size != nil, let handle = FileHandle(forReadingAtPath: f) else {
                 throw ToolkitError.file(f, "cannot open for reading")
             }
             defer { try? handle.close() }
-            let bar = ProgressBar(total: Double(size ?? 0) / 1e6, label: "counting \(URL(fileURLWithPath: f).lastPathComponent)", unit: "MB", enabled: progress)
+            let bar = ProgressBar(
+                total: Double(size ?? 0) / 1e6,
+                label: "counting \(URL(fileURLWithPath: f).lastPathComponent)", unit: "MB",
+                enabled: progress)
             var carry: [UInt8] = []
             var done = 0
             while true {
@@ -58,7 +63,8 @@ public enum BPETrainer {
                 }
                 let atEnd = block.isEmpty
                 carry.append(contentsOf: block)
-                let cut = atEnd ? carry.count : WordCounter.lastSafeSplit(carry, before: carry.count)
+                let cut =
+                    atEnd ? carry.count : WordCounter.lastSafeSplit(carry, before: carry.count)
                 if cut > 0 {
                     counter.count(carry[0..<cut])
                     done += cut
@@ -75,7 +81,9 @@ public enum BPETrainer {
         let t2 = monotonicSeconds()
         return (
             tok,
-            Report(bytes: total, uniqueWords: counter.words.count, merges: merges, countSeconds: t1 - t0, mergeSeconds: t2 - t1)
+            Report(
+                bytes: total, uniqueWords: counter.words.count, merges: merges,
+                countSeconds: t1 - t0, mergeSeconds: t2 - t1)
         )
     }
 
@@ -100,10 +108,16 @@ public enum BPETrainer {
         }
     }
 
-    static func train(counter: WordCounter, options: BPETrainerOptions, progress: Bool) throws -> (BPETokenizer, Int) {
+    static func train(counter: WordCounter, options: BPETrainerOptions, progress: Bool) throws -> (
+        BPETokenizer, Int
+    ) {
         let specials = options.specialTokens
-        guard Set(specials).count == specials.count else { throw ToolkitError("special tokens must be distinct") }
-        guard !specials.contains(where: \.isEmpty) else { throw ToolkitError("a special token is empty") }
+        guard Set(specials).count == specials.count else {
+            throw ToolkitError("special tokens must be distinct")
+        }
+        guard !specials.contains(where: \.isEmpty) else {
+            throw ToolkitError("a special token is empty")
+        }
         let s = specials.count
         // byte → initial id
         var byteID = [UInt32](repeating: 0, count: 256)
@@ -166,7 +180,8 @@ public enum BPETrainer {
                 wherePairs[k] = []
                 if pairCount[k] > 0 {
                     positions.append(list)
-                    heap.push(Entry(count: pairCount[k], pair: pairOfIndex[k], pos: positions.count - 1))
+                    heap.push(
+                        Entry(count: pairCount[k], pair: pairOfIndex[k], pos: positions.count - 1))
                 }
             }
             touched.removeAll(keepingCapacity: true)
@@ -174,7 +189,8 @@ public enum BPETrainer {
         flush()
 
         let target = max(0, options.vocabSize - vocabCount)
-        let bar = ProgressBar(total: Double(target), label: "merges", unit: "merges", enabled: progress)
+        let bar = ProgressBar(
+            total: Double(target), label: "merges", unit: "merges", enabled: progress)
         var merges: [(UInt32, UInt32)] = []
         var stamp = [Int](repeating: -1, count: words.count)
         var round = 0

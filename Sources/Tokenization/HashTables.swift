@@ -57,7 +57,9 @@ struct ByteStringTable {
                     if k < 0 { return -1 }
                     if hashes[k] == h {
                         let a = starts[k]
-                        if starts[k + 1] - a == n && (n == 0 || memcmp(ar.baseAddress! + a, p, n) == 0) {
+                        if starts[k + 1] - a == n
+                            && (n == 0 || memcmp(ar.baseAddress! + a, p, n) == 0)
+                        {
                             return k
                         }
                     }
@@ -68,7 +70,9 @@ struct ByteStringTable {
     }
 
     /// Index of the string, inserting it if new.
-    mutating func insert(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt64) -> (index: Int, inserted: Bool) {
+    mutating func insert(_ p: UnsafePointer<UInt8>, _ n: Int, hash h: UInt64) -> (
+        index: Int, inserted: Bool
+    ) {
         let found = find(p, n, hash: h)
         if found >= 0 { return (found, false) }
         let k = hashes.count

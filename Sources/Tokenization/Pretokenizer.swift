@@ -57,7 +57,8 @@ public enum Pretokenizer: String, Sendable, CaseIterable, Codable {
             var i = 0
             while i < buf.count {
                 let j = scanner.next(i)
-                out.append(String(decoding: UnsafeBufferPointer(rebasing: buf[i..<j]), as: UTF8.self))
+                out.append(
+                    String(decoding: UnsafeBufferPointer(rebasing: buf[i..<j]), as: UTF8.self))
                 i = j
             }
             return out
@@ -79,11 +80,6 @@ struct PretokenScanner {
         self.flavor = flavor
         self.table = CharClass.bmp
     }
-
-    private static let L = CharClass.letter
-    private static let N = CharClass.number
-    private static let S = CharClass.space
-    private static let NL = CharClass.newline
 
     /// Class and byte length of the scalar at `i`.
     @inline(__always) func cls(_ i: Int) -> (UInt8, Int) {
@@ -158,14 +154,14 @@ struct PretokenScanner {
         var (c, len) = cls(i)
         if b == 0x20 && i + 1 < n {
             let (c2, len2) = cls(i + 1)
-            if c2 & Self.S == 0 {
+            if c2 & CharClass.space == 0 {
                 start = i + 1
                 c = c2
                 len = len2
             }
         }
-        if c & Self.L != 0 { return run(start + len, Self.L) }
-        if c & Self.N != 0 { return run(start + len, Self.N) }
+        if c & CharClass.letter != 0 { return run(start + len, CharClass.letter) }
+        if c & CharClass.number != 0 { return run(start + len, CharClass.number) }
         if c == 0 { return otherRun(start + len) }
         return spaceTail(i, allowEndRun: true)
     }
@@ -181,8 +177,8 @@ struct PretokenScanner {
         var lastStart = i
         while j < n {
             let (c, len) = cls(j)
-            if c & Self.S == 0 { break }
-            if c & Self.NL != 0 { lastNewlineEnd = j + len }
+            if c & CharClass.space == 0 { break }
+            if c & CharClass.newline != 0 { lastNewlineEnd = j + len }
             lastStart = j
             j += len
             count += 1
@@ -203,18 +199,18 @@ struct PretokenScanner {
             if k > 0 { return i + k }
         }
         let (c, len) = cls(i)
-        if c & Self.L != 0 { return run(i + len, Self.L) }
-        if c & (Self.NL | Self.N) == 0 && i + len < n {
+        if c & CharClass.letter != 0 { return run(i + len, CharClass.letter) }
+        if c & (CharClass.newline | CharClass.number) == 0 && i + len < n {
             // one optional non-letter, non-digit, non-newline prefix glued to letters
             let (c2, len2) = cls(i + len)
-            if c2 & Self.L != 0 { return run(i + len + len2, Self.L) }
+            if c2 & CharClass.letter != 0 { return run(i + len + len2, CharClass.letter) }
         }
-        if c & Self.N != 0 {
+        if c & CharClass.number != 0 {
             var j = i + len
             var k = 1
             while k < maxDigits && j < n {
                 let (c2, len2) = cls(j)
-                if c2 & Self.N == 0 { break }
+                if c2 & CharClass.number == 0 { break }
                 j += len2
                 k += 1
             }

@@ -43,7 +43,15 @@ public struct StreamingDecoder {
                 continue
             }
             let need: Int
-            if c >= 0xF0 && c <= 0xF4 { need = 4 } else if c >= 0xE0 && c < 0xF0 { need = 3 } else if c >= 0xC2 && c < 0xE0 { need = 2 } else { return 0 }
+            if c >= 0xF0 && c <= 0xF4 {
+                need = 4
+            } else if c >= 0xE0 && c < 0xF0 {
+                need = 3
+            } else if c >= 0xC2 && c < 0xE0 {
+                need = 2
+            } else {
+                return 0
+            }
             return k < need ? k : 0
         }
         return 0

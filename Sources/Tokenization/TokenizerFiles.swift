@@ -24,16 +24,21 @@ extension BPETokenizer {
     /// `pretokenizer` chooses the regex and special tokens for formats that do not store them
     /// (`.tiktoken`, `vocab.json`); when nil it is guessed from the vocabulary size (151,643
     /// ranks: Qwen; 100,256: cl100k; otherwise GPT-2). HF files carry their own.
-    public static func load(path: String, pretokenizer: Pretokenizer? = nil) throws -> BPETokenizer {
+    public static func load(path: String, pretokenizer: Pretokenizer? = nil) throws -> BPETokenizer
+    {
         let tok = try detectAndLoad(path: path, pretokenizer: pretokenizer)
         if let pretokenizer, tok.pretokenizer != pretokenizer {
             throw ToolkitError.file(
-                path, "the file's pre-tokenizer is \(tok.pretokenizer.rawValue), not \(pretokenizer.rawValue)")
+                path,
+                "the file's pre-tokenizer is \(tok.pretokenizer.rawValue), not \(pretokenizer.rawValue)"
+            )
         }
         return tok
     }
 
-    private static func detectAndLoad(path: String, pretokenizer: Pretokenizer?) throws -> BPETokenizer {
+    private static func detectAndLoad(path: String, pretokenizer: Pretokenizer?) throws
+        -> BPETokenizer
+    {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ToolkitError.file(path, "no such file or directory")
@@ -47,27 +52,38 @@ extension BPETokenizer {
             if fm.fileExists(atPath: dir.appendingPathComponent("vocab.json").path) {
                 return try loadVocabMerges(
                     vocabPath: dir.appendingPathComponent("vocab.json").path,
-                    mergesPath: dir.appendingPathComponent("merges.txt").path, pretokenizer: pretokenizer)
+                    mergesPath: dir.appendingPathComponent("merges.txt").path,
+                    pretokenizer: pretokenizer)
             }
-            let ranks = (try? fm.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".tiktoken") }.sorted() ?? []
+            let ranks =
+                (try? fm.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".tiktoken") }
+                .sorted() ?? []
             if ranks.count == 1 {
-                return try loadTiktoken(path: dir.appendingPathComponent(ranks[0]).path, pretokenizer: pretokenizer)
+                return try loadTiktoken(
+                    path: dir.appendingPathComponent(ranks[0]).path, pretokenizer: pretokenizer)
             }
             throw ToolkitError.file(
-                path, "directory holds no tokenizer.json, vocab.json + merges.txt, or single .tiktoken file")
+                path,
+                "directory holds no tokenizer.json, vocab.json + merges.txt, or single .tiktoken file"
+            )
         }
         let name = URL(fileURLWithPath: path).lastPathComponent
-        if name.hasSuffix(".tiktoken") { return try loadTiktoken(path: path, pretokenizer: pretokenizer) }
+        if name.hasSuffix(".tiktoken") {
+            return try loadTiktoken(path: path, pretokenizer: pretokenizer)
+        }
         if name == "merges.txt" {
-            let vocab = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("vocab.json").path
-            return try loadVocabMerges(vocabPath: vocab, mergesPath: path, pretokenizer: pretokenizer)
+            let vocab = URL(fileURLWithPath: path).deletingLastPathComponent()
+                .appendingPathComponent("vocab.json").path
+            return try loadVocabMerges(
+                vocabPath: vocab, mergesPath: path, pretokenizer: pretokenizer)
         }
         let data = try readFile(path)
         let first = data.first { !($0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09) }
         if first == UInt8(ascii: "{") {
             let root = try parseJSONObject(data, path: path)
             if root["model"] is [String: Any] { return try huggingFace(root: root, path: path) }
-            let merges = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("merges.txt").path
+            let merges = URL(fileURLWithPath: path).deletingLastPathComponent()
+                .appendingPathComponent("merges.txt").path
             return try vocabMerges(
                 vocab: root, vocabPath: path, mergesPath: merges, pretokenizer: pretokenizer)
         }
@@ -89,7 +105,9 @@ extension BPETokenizer {
         } catch {
             throw ToolkitError.file(path, "not valid JSON: \(error.localizedDescription)")
         }
-        guard let root = any as? [String: Any] else { throw ToolkitError.file(path, "top level is not a JSON object") }
+        guard let root = any as? [String: Any] else {
+            throw ToolkitError.file(path, "top level is not a JSON object")
+        }
         return root
     }
 
@@ -100,17 +118,29 @@ extension BPETokenizer {
     }
 
     private static func huggingFace(root: [String: Any], path: String) throws -> BPETokenizer {
-        func fail(_ key: String, _ what: String) -> ToolkitError { ToolkitError.file(path, "key \(key): \(what)") }
-        guard let model = root["model"] as? [String: Any] else { throw fail("model", "missing or not an object") }
+        func fail(_ key: String, _ what: String) -> ToolkitError {
+            ToolkitError.file(path, "key \(key): \(what)")
+        }
+        guard let model = root["model"] as? [String: Any] else {
+            throw fail("model", "missing or not an object")
+        }
         if let type = model["type"], (type as? String) != "BPE" {
             throw fail("model.type", "unsupported model type \(type) (only byte-level BPE)")
         }
-        if let b = model["byte_fallback"] as? Bool, b { throw fail("model.byte_fallback", "true is not supported") }
-        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if let s = model[key] as? String, !s.isEmpty { throw fail("model.\(key)", "\"\(s)\" is not supported") }
+        if let b = model["byte_fallback"] as? Bool, b {
+            throw fail("model.byte_fallback", "true is not supported")
         }
-        guard let vocab = model["vocab"] as? [String: Any] else { throw fail("model.vocab", "missing or not an object") }
-        guard let mergeList = model["merges"] as? [Any] else { throw fail("model.merges", "missing or not an array") }
+        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+            if let s = model[key] as? String, !s.isEmpty {
+                throw fail("model.\(key)", "\"\(s)\" is not supported")
+            }
+        }
+        guard let vocab = model["vocab"] as? [String: Any] else {
+            throw fail("model.vocab", "missing or not an object")
+        }
+        guard let mergeList = model["merges"] as? [Any] else {
+            throw fail("model.merges", "missing or not an array")
+        }
 
         var specials: [SpecialToken] = []
         if let added = root["added_tokens"] {
@@ -118,8 +148,14 @@ extension BPETokenizer {
             for (k, item) in list.enumerated() {
                 guard let t = item as? [String: Any], let content = t["content"] as? String,
                     let id = (t["id"] as? NSNumber)?.intValue, id >= 0, id < maxTokenID
-                else { throw fail("added_tokens[\(k)]", "needs \"id\" (non-negative integer) and \"content\" (string)") }
-                specials.append(SpecialToken(content: content, id: id, special: (t["special"] as? Bool) ?? true))
+                else {
+                    throw fail(
+                        "added_tokens[\(k)]",
+                        "needs \"id\" (non-negative integer) and \"content\" (string)")
+                }
+                specials.append(
+                    SpecialToken(content: content, id: id, special: (t["special"] as? Bool) ?? true)
+                )
             }
         }
         let specialContents = Set(specials.map(\.content))
@@ -158,7 +194,9 @@ extension BPETokenizer {
                 if specialContents.contains(token) { continue }
                 throw fail("model.vocab[\"\(token)\"]", "not a byte-level token string")
             }
-            if tokens[id] != nil { throw fail("model.vocab[\"\(token)\"]", "id \(id) is used twice") }
+            if tokens[id] != nil {
+                throw fail("model.vocab[\"\(token)\"]", "id \(id) is used twice")
+            }
             tokens[id] = bytes
         }
         var pairs: [(UInt32, UInt32)] = []
@@ -167,19 +205,26 @@ extension BPETokenizer {
             let parts: [String]
             if let s = item as? String {
                 parts = s.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-            } else if let a = item as? [Any], a.count == 2, let l = a[0] as? String, let r = a[1] as? String {
+            } else if let a = item as? [Any], a.count == 2, let l = a[0] as? String,
+                let r = a[1] as? String
+            {
                 parts = [l, r]
             } else {
                 throw fail("model.merges[\(k)]", "expected \"a b\" or [\"a\", \"b\"]")
             }
-            guard parts.count == 2 else { throw fail("model.merges[\(k)]", "expected two tokens, got \(parts.count)") }
+            guard parts.count == 2 else {
+                throw fail("model.merges[\(k)]", "expected two tokens, got \(parts.count)")
+            }
             guard let a = idOf[parts[0]], let b = idOf[parts[1]] else {
-                throw fail("model.merges[\(k)]", "token \(idOf[parts[0]] == nil ? parts[0] : parts[1]) is not in model.vocab")
+                throw fail(
+                    "model.merges[\(k)]",
+                    "token \(idOf[parts[0]] == nil ? parts[0] : parts[1]) is not in model.vocab")
             }
             pairs.append((UInt32(a), UInt32(b)))
         }
         return try BPETokenizer(
-            tokens: tokens, mergePairs: pairs, specialTokens: specials, pretokenizer: pre, normalizesNFC: nfc,
+            tokens: tokens, mergePairs: pairs, specialTokens: specials, pretokenizer: pre,
+            normalizesNFC: nfc,
             source: path)
     }
 
@@ -187,7 +232,9 @@ extension BPETokenizer {
         _ value: Any?, fail: (String, String) -> ToolkitError
     ) throws -> Pretokenizer {
         guard let pre = value as? [String: Any], let type = pre["type"] as? String else {
-            throw fail("pre_tokenizer", "missing or not an object with a \"type\" (byte-level BPE needs ByteLevel)")
+            throw fail(
+                "pre_tokenizer",
+                "missing or not an object with a \"type\" (byte-level BPE needs ByteLevel)")
         }
         func checkByteLevel(_ b: [String: Any], key: String, regex: Bool) throws {
             if (b["add_prefix_space"] as? Bool) == true {
@@ -205,22 +252,28 @@ extension BPETokenizer {
         guard type == "Sequence", let list = pre["pretokenizers"] as? [[String: Any]] else {
             throw fail("pre_tokenizer.type", "unsupported pre-tokenizer \(type)")
         }
-        guard list.count == 2, (list[0]["type"] as? String) == "Split", (list[1]["type"] as? String) == "ByteLevel"
+        guard list.count == 2, (list[0]["type"] as? String) == "Split",
+            (list[1]["type"] as? String) == "ByteLevel"
         else {
-            throw fail("pre_tokenizer.pretokenizers", "expected [Split(regex), ByteLevel(use_regex=false)]")
+            throw fail(
+                "pre_tokenizer.pretokenizers", "expected [Split(regex), ByteLevel(use_regex=false)]"
+            )
         }
         try checkByteLevel(list[1], key: "pre_tokenizer.pretokenizers[1]", regex: false)
         guard let pattern = (list[0]["pattern"] as? [String: Any])?["Regex"] as? String else {
             throw fail("pre_tokenizer.pretokenizers[0].pattern", "expected {\"Regex\": ...}")
         }
         if let b = list[0]["behavior"] as? String, b != "Isolated" {
-            throw fail("pre_tokenizer.pretokenizers[0].behavior", "only Isolated is supported, got \(b)")
+            throw fail(
+                "pre_tokenizer.pretokenizers[0].behavior", "only Isolated is supported, got \(b)")
         }
         if (list[0]["invert"] as? Bool) == true {
             throw fail("pre_tokenizer.pretokenizers[0].invert", "true is not supported")
         }
         guard let p = Pretokenizer.matching(pattern: pattern) else {
-            throw fail("pre_tokenizer.pretokenizers[0].pattern.Regex", "unsupported regex (known: GPT-2, GPT-4 cl100k, Qwen)")
+            throw fail(
+                "pre_tokenizer.pretokenizers[0].pattern.Regex",
+                "unsupported regex (known: GPT-2, GPT-4 cl100k, Qwen)")
         }
         return p
     }
@@ -230,7 +283,9 @@ extension BPETokenizer {
     public static func loadTiktoken(
         path: String, pretokenizer: Pretokenizer? = nil, normalizesNFC: Bool = false
     ) throws -> BPETokenizer {
-        try tiktoken(data: readFile(path), path: path, pretokenizer: pretokenizer, normalizesNFC: normalizesNFC)
+        try tiktoken(
+            data: readFile(path), path: path, pretokenizer: pretokenizer,
+            normalizesNFC: normalizesNFC)
     }
 
     private static func tiktoken(
@@ -248,7 +303,8 @@ extension BPETokenizer {
             if lineData.isEmpty { continue }
             guard let space = lineData.firstIndex(of: 0x20),
                 let token = Data(base64Encoded: Data(lineData[..<space])),
-                let rank = Int(String(decoding: lineData[(space + 1)...], as: UTF8.self)), rank >= 0, rank < maxTokenID
+                let rank = Int(String(decoding: lineData[(space + 1)...], as: UTF8.self)),
+                rank >= 0, rank < maxTokenID
             else {
                 throw ToolkitError.file(path, "line \(line): expected \"<base64 token> <rank>\"")
             }
@@ -259,10 +315,14 @@ extension BPETokenizer {
         let maxRank = ranked.map(\.rank).max() ?? 0
         var tokens = [[UInt8]?](repeating: nil, count: maxRank + 1)
         for r in ranked {
-            if tokens[r.rank] != nil { throw ToolkitError.file(path, "rank \(r.rank) appears twice") }
+            if tokens[r.rank] != nil {
+                throw ToolkitError.file(path, "rank \(r.rank) appears twice")
+            }
             tokens[r.rank] = r.bytes
         }
-        let pre = pretokenizer ?? (ranked.count == 151_643 ? .qwen : ranked.count == 100_256 ? .gpt4 : .gpt2)
+        let pre =
+            pretokenizer
+            ?? (ranked.count == 151_643 ? .qwen : ranked.count == 100_256 ? .gpt4 : .gpt2)
         let specials = defaultSpecials(pre, tokens: tokens)
         let pairs = try mergesFromRanks(tokens, path: path)
         return try BPETokenizer(
@@ -293,13 +353,16 @@ extension BPETokenizer {
     /// Qwen2/Qwen3 added tokens (ids 151643–151668).
     public static let qwenAddedTokens: [SpecialToken] = {
         let special = [
-            "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+            "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>",
+            "<|object_ref_end|>",
             "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
             "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
         ]
         let added = [
-            "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
-            "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>", "</think>",
+            "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+            "<|fim_pad|>",
+            "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>",
+            "</think>",
         ]
         return special.enumerated().map { SpecialToken(content: $1, id: 151_643 + $0) }
             + added.enumerated().map { SpecialToken(content: $1, id: 151_657 + $0, special: false) }
@@ -316,7 +379,8 @@ extension BPETokenizer {
             if table.insert(t).inserted { idOfKey.append(id) }
         }
         for b in 0..<256 where table.find([UInt8(b)]) < 0 {
-            throw ToolkitError.file(path, "byte 0x\(String(b, radix: 16)) has no rank (byte-level BPE needs all 256)")
+            throw ToolkitError.file(
+                path, "byte 0x\(String(b, radix: 16)) has no rank (byte-level BPE needs all 256)")
         }
         var pairs: [(UInt32, UInt32)] = []
         var bounds: [Int] = []  // part k = t[bounds[k]..<bounds[k+1]]
@@ -373,7 +437,8 @@ extension BPETokenizer {
         var maxID = -1
         for (token, value) in vocab {
             guard let id = (value as? NSNumber)?.intValue, id >= 0, id < maxTokenID else {
-                throw ToolkitError.file(vocabPath, "key \"\(token)\": id is not a non-negative integer")
+                throw ToolkitError.file(
+                    vocabPath, "key \"\(token)\": id is not a non-negative integer")
             }
             idOf[token] = id
             maxID = max(maxID, id)
@@ -386,7 +451,8 @@ extension BPETokenizer {
             if line.isEmpty || (k == 0 && line.hasPrefix("#version")) { continue }
             let parts = line.split(separator: " ", omittingEmptySubsequences: false)
             guard parts.count == 2 else {
-                throw ToolkitError.file(mergesPath, "line \(k + 1): expected two tokens separated by one space")
+                throw ToolkitError.file(
+                    mergesPath, "line \(k + 1): expected two tokens separated by one space")
             }
             guard let a = idOf[String(parts[0])], let b = idOf[String(parts[1])] else {
                 throw ToolkitError.file(mergesPath, "line \(k + 1): token not in \(vocabPath)")
@@ -397,17 +463,21 @@ extension BPETokenizer {
         var tokens = [[UInt8]?](repeating: nil, count: maxID + 1)
         var specials: [SpecialToken] = []
         for (token, id) in idOf {
-            if token.count > 4 && token.hasPrefix("<|") && token.hasSuffix("|>") && !produced.contains(token) {
+            if token.count > 4 && token.hasPrefix("<|") && token.hasSuffix("|>")
+                && !produced.contains(token)
+            {
                 specials.append(SpecialToken(content: token, id: id))
                 continue
             }
             guard let bytes = ByteLevel.decode(token) else {
-                throw ToolkitError.file(vocabPath, "key \"\(token)\": not a byte-level token string")
+                throw ToolkitError.file(
+                    vocabPath, "key \"\(token)\": not a byte-level token string")
             }
             tokens[id] = bytes
         }
         return try BPETokenizer(
-            tokens: tokens, mergePairs: pairs, specialTokens: specials, pretokenizer: pretokenizer ?? .gpt2,
+            tokens: tokens, mergePairs: pairs, specialTokens: specials,
+            pretokenizer: pretokenizer ?? .gpt2,
             source: vocabPath)
     }
 
@@ -424,14 +494,16 @@ extension BPETokenizer {
     public func huggingFaceJSON() -> String {
         let added: [JSONValue] = specialTokens.map {
             .object([
-                ("id", .int($0.id)), ("content", .string($0.content)), ("single_word", .bool(false)),
+                ("id", .int($0.id)), ("content", .string($0.content)),
+                ("single_word", .bool(false)),
                 ("lstrip", .bool(false)), ("rstrip", .bool(false)), ("normalized", .bool(false)),
                 ("special", .bool($0.special)),
             ])
         }
         func byteLevel(prefix: Bool, trim: Bool, regex: Bool) -> JSONValue {
             .object([
-                ("type", .string("ByteLevel")), ("add_prefix_space", .bool(prefix)), ("trim_offsets", .bool(trim)),
+                ("type", .string("ByteLevel")), ("add_prefix_space", .bool(prefix)),
+                ("trim_offsets", .bool(trim)),
                 ("use_regex", .bool(regex)),
             ])
         }
@@ -449,7 +521,8 @@ extension BPETokenizer {
                     "pretokenizers",
                     .array([
                         .object([
-                            ("type", .string("Split")), ("pattern", .object([("Regex", .string(pretokenizer.pattern))])),
+                            ("type", .string("Split")),
+                            ("pattern", .object([("Regex", .string(pretokenizer.pattern))])),
                             ("behavior", .string("Isolated")), ("invert", .bool(false)),
                         ]),
                         byteLevel(prefix: false, trim: false, regex: false),
@@ -465,18 +538,23 @@ extension BPETokenizer {
             if let s = vocabString(id) { vocab.append((s, .int(id))) }
         }
         let mergeValues: [JSONValue] = merges.map {
-            .array([.string(vocabString(Int($0.left)) ?? ""), .string(vocabString(Int($0.right)) ?? "")])
+            .array([
+                .string(vocabString(Int($0.left)) ?? ""), .string(vocabString(Int($0.right)) ?? ""),
+            ])
         }
         let root: JSONValue = .object([
-            ("version", .string("1.0")), ("truncation", .null), ("padding", .null), ("added_tokens", .array(added)),
+            ("version", .string("1.0")), ("truncation", .null), ("padding", .null),
+            ("added_tokens", .array(added)),
             ("normalizer", normalizesNFC ? .object([("type", .string("NFC"))]) : .null),
             ("pre_tokenizer", pre), ("post_processor", post), ("decoder", decoder),
             (
                 "model",
                 .object([
                     ("type", .string("BPE")), ("dropout", .null), ("unk_token", .null),
-                    ("continuing_subword_prefix", .null), ("end_of_word_suffix", .null), ("fuse_unk", .bool(false)),
-                    ("byte_fallback", .bool(false)), ("ignore_merges", .bool(false)), ("vocab", .object(vocab)),
+                    ("continuing_subword_prefix", .null), ("end_of_word_suffix", .null),
+                    ("fuse_unk", .bool(false)),
+                    ("byte_fallback", .bool(false)), ("ignore_merges", .bool(false)),
+                    ("vocab", .object(vocab)),
                     ("merges", .array(mergeValues)),
                 ])
             ),
@@ -490,7 +568,8 @@ extension BPETokenizer {
         var last: UInt32 = 0
         for m in merges {
             guard m.result > last, m.result > m.left, m.result > m.right else {
-                throw ToolkitError("cannot write tiktoken ranks: merge priority does not follow token ids")
+                throw ToolkitError(
+                    "cannot write tiktoken ranks: merge priority does not follow token ids")
             }
             last = m.result
         }
@@ -516,7 +595,8 @@ extension BPETokenizer {
         vocab += "}"
         var merges = "#version: 0.2\n"
         for m in self.merges {
-            merges += (vocabString(Int(m.left)) ?? "") + " " + (vocabString(Int(m.right)) ?? "") + "\n"
+            merges +=
+                (vocabString(Int(m.left)) ?? "") + " " + (vocabString(Int(m.right)) ?? "") + "\n"
         }
         return (vocab, merges)
     }

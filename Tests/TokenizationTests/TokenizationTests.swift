@@ -25,16 +25,20 @@ enum Fixture {
 
     /// A file under ../shared (beside the clone), if present.
     static func shared(_ relative: String) -> String? {
-        let p = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/\(relative)").path
+        let p = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/\(relative)")
+            .path
         return FileManager.default.fileExists(atPath: p) ? p : nil
     }
 
     static let trained = try! BPETokenizer.load(path: path("tokenizer.json"))
-    static let gpt2 = try! BPETokenizer.load(path: packageRoot.appendingPathComponent("Tokenizers/gpt2.tiktoken").path)
+    static let gpt2 = try! BPETokenizer.load(
+        path: packageRoot.appendingPathComponent("Tokenizers/gpt2.tiktoken").path)
     static let qwen = try! BPETokenizer.loadTiktoken(
-        path: packageRoot.appendingPathComponent("Tokenizers/qwen.tiktoken").path, pretokenizer: .qwen)
+        path: packageRoot.appendingPathComponent("Tokenizers/qwen.tiktoken").path,
+        pretokenizer: .qwen)
     static let qwenNFC = try! BPETokenizer.loadTiktoken(
-        path: packageRoot.appendingPathComponent("Tokenizers/qwen.tiktoken").path, pretokenizer: .qwen,
+        path: packageRoot.appendingPathComponent("Tokenizers/qwen.tiktoken").path,
+        pretokenizer: .qwen,
         normalizesNFC: true)
 
     static func ints(_ v: Any?) -> [Int] { (v as? [Any] ?? []).map { ($0 as! NSNumber).intValue } }
@@ -44,10 +48,14 @@ enum Fixture {
 struct Fuzz {
     var state: UInt64
     static let atoms: [String] = [
-        "a", "Z", "é", "e\u{301}", "'", "s", "S", "t", "T", "re", "RE", "ve", "ll", "LL", "m", "d", "D", " ", "  ",
-        "\t", "\n", "\r", "\r\n", "\n\n", "1", "23", "4567", "٣", "½", "Ⅻ", "!", "?", ".", "...", "中", "文",
-        "ß", "\u{A0}", "\u{200B}", "\u{3000}", "😀", "👨‍👩‍👧", "🇺🇸", "\u{85}", "\u{2028}", "\u{0B}", "\u{0C}",
-        "_", "-", "$", "ǅ", "ʰ", "ア", "한", "Ω", "ж", "<|endoftext|>", "<|", "x", "'s", "'S", "'ll", "''",
+        "a", "Z", "é", "e\u{301}", "'", "s", "S", "t", "T", "re", "RE", "ve", "ll", "LL", "m", "d",
+        "D", " ", "  ",
+        "\t", "\n", "\r", "\r\n", "\n\n", "1", "23", "4567", "٣", "½", "Ⅻ", "!", "?", ".", "...",
+        "中", "文",
+        "ß", "\u{A0}", "\u{200B}", "\u{3000}", "😀", "👨‍👩‍👧", "🇺🇸", "\u{85}", "\u{2028}", "\u{0B}",
+        "\u{0C}",
+        "_", "-", "$", "ǅ", "ʰ", "ア", "한", "Ω", "ж", "<|endoftext|>", "<|", "x", "'s", "'S", "'ll",
+        "''",
         " '", "ſ", "\u{1F}", "\u{7F}", "\u{FFFD}", "𝔸", "🙂", "#", "(", ")", "{", "}",
     ]
 
@@ -83,7 +91,8 @@ struct Fuzz {
             let ours = pre.split(s)
             #expect(ours.joined() == s)
             let ref = try Self.referenceSplit(s, pre)
-            #expect(ours == ref, "\(pre) on \(s.unicodeScalars.map { String($0.value, radix: 16) })")
+            #expect(
+                ours == ref, "\(pre) on \(s.unicodeScalars.map { String($0.value, radix: 16) })")
             checked += 1
         }
         #expect(checked == 600)
@@ -92,7 +101,8 @@ struct Fuzz {
     /// Fuzzed strings never seen by the tokenizer fixture: HF tokenizers' (Oniguruma) splits
     /// and tiktoken's GPT-2 / Qwen ids (FixtureGenerators/pretokenizer_parity.py).
     @Test func matchesHuggingFaceAndTiktokenOnUnseenStrings() throws {
-        let data = try Data(contentsOf: URL(fileURLWithPath: Fixture.path("pretokenizer-parity.json")))
+        let data = try Data(
+            contentsOf: URL(fileURLWithPath: Fixture.path("pretokenizer-parity.json")))
         let root = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         let patterns = root["patterns"] as! [String: String]
         for pre in Pretokenizer.allCases { #expect(patterns[pre.rawValue] == pre.pattern) }
@@ -102,16 +112,27 @@ struct Fuzz {
             let text = c["text"] as! String
             let splits = c["splits"] as! [String: [String]]
             for pre in Pretokenizer.allCases {
-                #expect(pre.split(text) == splits[pre.rawValue]!, "\(pre) on \(text.debugDescription)")
+                #expect(
+                    pre.split(text) == splits[pre.rawValue]!, "\(pre) on \(text.debugDescription)")
             }
-            #expect(Fixture.gpt2.encode(text) == Fixture.ints(c["gpt2_ids"]), "\(text.debugDescription)")
-            #expect(Fixture.qwen.encode(text) == Fixture.ints(c["qwen_ids"]), "\(text.debugDescription)")
+            #expect(
+                Fixture.gpt2.encode(text) == Fixture.ints(c["gpt2_ids"]), "\(text.debugDescription)"
+            )
+            #expect(
+                Fixture.qwen.encode(text) == Fixture.ints(c["qwen_ids"]), "\(text.debugDescription)"
+            )
         }
     }
 
     @Test func knownSplits() {
-        #expect(Pretokenizer.gpt2.split("I'm   here\n\n  ok 123!!") == ["I", "'m", "  ", " here", "\n\n ", " ok", " 123", "!!"])
-        #expect(Pretokenizer.gpt4.split("Hello 12345 'LL  \n\n x") == ["Hello", " ", "123", "45", " '", "LL", "  \n\n", " x"])
+        #expect(
+            Pretokenizer.gpt2.split("I'm   here\n\n  ok 123!!") == [
+                "I", "'m", "  ", " here", "\n\n ", " ok", " 123", "!!",
+            ])
+        #expect(
+            Pretokenizer.gpt4.split("Hello 12345 'LL  \n\n x") == [
+                "Hello", " ", "123", "45", " '", "LL", "  \n\n", " x",
+            ])
         #expect(Pretokenizer.qwen.split("ab12 c") == ["ab", "1", "2", " c"])
         #expect(Pretokenizer.gpt4.split("a  \n ") == ["a", "  \n "])  // \s++$ takes the whole tail
         #expect(Pretokenizer.qwen.split("a  \n ") == ["a", "  \n", " "])
@@ -137,9 +158,13 @@ struct Fuzz {
             let g = c["gpt2_tiktoken"] as! [String: Any]
             let ids = Fixture.ints(g["ids"])
             #expect(Fixture.gpt2.encode(text, allowedSpecial: .all) == ids, "\(text)")
-            #expect(Fixture.gpt2.encode(text, allowedSpecial: .none) == Fixture.ints(g["ids_ordinary"]), "\(text)")
+            #expect(
+                Fixture.gpt2.encode(text, allowedSpecial: .none) == Fixture.ints(g["ids_ordinary"]),
+                "\(text)")
             let hex = (g["token_bytes_hex"] as! [String])
-            #expect(ids.map { Fixture.gpt2.tokenBytes($0)!.map { String(format: "%02x", $0) }.joined() } == hex)
+            #expect(
+                ids.map { Fixture.gpt2.tokenBytes($0)!.map { String(format: "%02x", $0) }.joined() }
+                    == hex)
             #expect(try Fixture.gpt2.decode(ids) == text)
         }
     }
@@ -152,7 +177,9 @@ struct Fuzz {
             let q = c["qwen_tiktoken"] as! [String: Any]
             #expect(Fixture.qwen.encode(text) == Fixture.ints(q["ids"]), "\(text)")
             #expect(Fixture.qwenNFC.encode(text) == Fixture.ints(q["ids_after_nfc"]), "\(text)")
-            #expect(Fixture.qwenNFC.encode(text) == Fixture.ints(c["qwen_hf_derived_tokenizer_json_ids"]))
+            #expect(
+                Fixture.qwenNFC.encode(text)
+                    == Fixture.ints(c["qwen_hf_derived_tokenizer_json_ids"]))
         }
     }
 
@@ -164,7 +191,9 @@ struct Fuzz {
             #expect(hf.normalizesNFC && hf.pretokenizer == .qwen && hf.vocabSize == 151_669)
             #expect(hf.merges == Fixture.qwen.merges)
             for c in Fixture.cases {
-                #expect(hf.encode(c["text"] as! String) == Fixture.ints(c["qwen_hf_derived_tokenizer_json_ids"]))
+                #expect(
+                    hf.encode(c["text"] as! String)
+                        == Fixture.ints(c["qwen_hf_derived_tokenizer_json_ids"]))
             }
         }
         if let p = Fixture.shared("tokenizers/gpt2/vocab.json") {
@@ -198,7 +227,9 @@ struct Fuzz {
                 } else {
                     #expect(back == s)
                 }
-                #expect(try tok.decode(tok.encode(s, allowedSpecial: .all)) == (tok.normalizesNFC ? back : s))
+                #expect(
+                    try tok.decode(tok.encode(s, allowedSpecial: .all))
+                        == (tok.normalizesNFC ? back : s))
             }
         }
     }
@@ -206,7 +237,8 @@ struct Fuzz {
     @Test func specialTokens() throws {
         let t = "a<|endoftext|>b"
         #expect(Fixture.gpt2.encode(t, allowedSpecial: .all) == [64, 50256, 65])
-        #expect(Fixture.gpt2.encode(t, allowedSpecial: .some(["<|endoftext|>"])) == [64, 50256, 65])
+        #expect(
+            Fixture.gpt2.encode(t, allowedSpecial: .some(["<|endoftext|>"])) == [64, 50256, 65])
         #expect(!Fixture.gpt2.encode(t, allowedSpecial: .none).contains(50256))
         #expect(Fixture.qwen.encode("<think>hi</think><|im_end|>").first == 151_667)
     }
@@ -225,7 +257,8 @@ struct Fuzz {
                     bytes.withUnsafeBufferPointer { b in
                         scratch.bpeHeap(b.baseAddress!, n, bid.baseAddress!, lookup, into: &heap)
                         var q = BPEScratch()
-                        q.bpeQuadratic(b.baseAddress!, n, bid.baseAddress!, lookup, into: &quadratic)
+                        q.bpeQuadratic(
+                            b.baseAddress!, n, bid.baseAddress!, lookup, into: &quadratic)
                     }
                 }
             }
@@ -271,7 +304,8 @@ struct Fuzz {
 
     @Test func vocabMergesAndTiktokenFormsAgree() throws {
         let pair = try BPETokenizer.loadVocabMerges(
-            vocabPath: Fixture.path("trained-vocab.json"), mergesPath: Fixture.path("trained-merges.txt"))
+            vocabPath: Fixture.path("trained-vocab.json"),
+            mergesPath: Fixture.path("trained-merges.txt"))
         #expect(pair.contentHash == Fixture.trained.contentHash)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tok-\(getpid())")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -291,7 +325,8 @@ struct Fuzz {
     }
 
     @Test func malformedFilesNameTheProblem() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tokbad-\(getpid())")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tokbad-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         func expectError(_ name: String, _ content: String, _ fragment: String) {
@@ -306,7 +341,10 @@ struct Fuzz {
         }
         expectError("a.tiktoken", "IQ== 0\nnot-base64!! x\n", "line 2")
         expectError("b.json", #"{"model": {"type": "Unigram"}}"#, "model.type")
-        expectError("c.json", #"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}"#, "byte 0x")
+        expectError(
+            "c.json",
+            #"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}"#,
+            "byte 0x")
         expectError("d.json", "{", "not valid JSON")
         expectError("e.tiktoken", "IQ== 0\n", "has no rank")
     }
@@ -338,7 +376,9 @@ struct Fuzz {
         o.minFrequency = 2
         o.specialTokens = ["<|endoftext|>", "<pad>"]
         let tok = try BPETrainer.train(texts: [root["text"] as! String], options: o)
-        let merges = tok.merges.map { tok.vocabString(Int($0.left))! + " " + tok.vocabString(Int($0.right))! }
+        let merges = tok.merges.map {
+            tok.vocabString(Int($0.left))! + " " + tok.vocabString(Int($0.right))!
+        }
         #expect(merges == expected["merges"] as! [String])
         #expect(tok.vocabSize == (expected["vocab_size"] as! NSNumber).intValue)
     }

@@ -5,19 +5,25 @@ import ToolkitSupport
 
 struct BenchTokenizer: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tokenizer", abstract: "Encode throughput (MB/s, tokens/s), single-threaded and batched.")
+        commandName: "tokenizer",
+        abstract: "Encode throughput (MB/s, tokens/s), single-threaded and batched.")
 
     @OptionGroup var tokenizerOptions: TokenizerOptions
     @Option(help: "Corpus file (UTF-8).") var file: String
     @Option(help: "Threads for batched encoding (default: all cores).") var threads: Int?
     @Option(help: "Timed repeats (the median is reported).") var repeats = 3
-    @Option(help: "Batched encoding splits the corpus into documents of about this many bytes (at line ends).")
+    @Option(
+        help:
+            "Batched encoding splits the corpus into documents of about this many bytes (at line ends)."
+    )
     var documentBytes = 100_000
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
-        guard documentBytes >= 1 else { throw ValidationError("--document-bytes must be at least 1") }
+        guard documentBytes >= 1 else {
+            throw ValidationError("--document-bytes must be at least 1")
+        }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
@@ -61,14 +67,17 @@ struct BenchTokenizer: ParsableCommand {
         let r = Result(
             bytes: bytes, tokens: tokens, threads: n, singleMBPerSecond: Double(bytes) / st / 1e6,
             singleTokensPerSecond: Double(tokens) / st, batchMBPerSecond: Double(bytes) / bt / 1e6,
-            batchTokensPerSecond: Double(tokens) / bt, documents: docs.count, loadSeconds: loadSeconds)
+            batchTokensPerSecond: Double(tokens) / bt, documents: docs.count,
+            loadSeconds: loadSeconds)
         if json {
             print(try jsonLine(r))
         } else {
             print(
                 String(
-                    format: "%.1f MB, %d tokens\nsingle-threaded: %.1f MB/s, %.2fM tokens/s\nbatched (%d threads, %d documents): %.1f MB/s, %.2fM tokens/s\n(load %.2f s, median of %d)",
-                    Double(bytes) / 1e6, tokens, r.singleMBPerSecond, r.singleTokensPerSecond / 1e6, n, docs.count,
+                    format:
+                        "%.1f MB, %d tokens\nsingle-threaded: %.1f MB/s, %.2fM tokens/s\nbatched (%d threads, %d documents): %.1f MB/s, %.2fM tokens/s\n(load %.2f s, median of %d)",
+                    Double(bytes) / 1e6, tokens, r.singleMBPerSecond, r.singleTokensPerSecond / 1e6,
+                    n, docs.count,
                     r.batchMBPerSecond, r.batchTokensPerSecond / 1e6, loadSeconds, repeats))
         }
     }

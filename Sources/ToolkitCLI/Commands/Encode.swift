@@ -10,7 +10,9 @@ struct TokenizerOptions: ParsableArguments {
     @Option(help: "Regex and specials for .tiktoken / vocab.json files: gpt2, gpt4 or qwen.")
     var pretokenizer: Pretokenizer?
 
-    func load() throws -> BPETokenizer { try BPETokenizer.load(path: tokenizer, pretokenizer: pretokenizer) }
+    func load() throws -> BPETokenizer {
+        try BPETokenizer.load(path: tokenizer, pretokenizer: pretokenizer)
+    }
 }
 
 /// Reads a text file; invalid UTF-8 becomes U+FFFD.
@@ -31,7 +33,9 @@ struct Encode: ParsableCommand {
     @Flag(help: "Print {\"ids\": [...]}.") var json = false
 
     func validate() throws {
-        guard (text == nil) != (file == nil) else { throw ValidationError("give exactly one of --text or --file") }
+        guard (text == nil) != (file == nil) else {
+            throw ValidationError("give exactly one of --text or --file")
+        }
     }
 
     func run() throws {
