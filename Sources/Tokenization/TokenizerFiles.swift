@@ -127,6 +127,12 @@ extension BPETokenizer {
         if let type = model["type"], (type as? String) != "BPE" {
             throw fail("model.type", "unsupported model type \(type) (only byte-level BPE)")
         }
+        if let b = model["ignore_merges"] as? Bool, b {
+            throw fail("model.ignore_merges", "true is not supported")
+        }
+        if let d = model["dropout"] as? NSNumber, d.doubleValue > 0 {
+            throw fail("model.dropout", "BPE dropout is not supported")
+        }
         if let b = model["byte_fallback"] as? Bool, b {
             throw fail("model.byte_fallback", "true is not supported")
         }

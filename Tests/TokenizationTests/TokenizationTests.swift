@@ -346,6 +346,17 @@ struct Fuzz {
             #"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}"#,
             "byte 0x")
         expectError("d.json", "{", "not valid JSON")
+        expectError(
+            "f.json", #"{"model": {"type": "BPE", "ignore_merges": true}}"#, "model.ignore_merges")
+        let mergesDir = dir.appendingPathComponent("vm")
+        try FileManager.default.createDirectory(at: mergesDir, withIntermediateDirectories: true)
+        try Data(#"{"a": 0, "b": 1}"#.utf8).write(
+            to: mergesDir.appendingPathComponent("vocab.json"))
+        try Data("#version: 0.2\na b\na c d\n".utf8).write(
+            to: mergesDir.appendingPathComponent("merges.txt"))
+        #expect {
+            _ = try BPETokenizer.load(path: mergesDir.path)
+        } throws: { "\($0)".contains("merges.txt: line 3") }
         expectError("e.tiktoken", "IQ== 0\n", "has no rank")
     }
 }
