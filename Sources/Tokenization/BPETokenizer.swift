@@ -325,10 +325,9 @@ public final class BPETokenizer: Sendable {
         _ p: UnsafePointer<UInt8>, _ n: Int, into out: inout [UInt32], state: inout EncoderState
     ) {
         guard n > 0 else { return }
-        if normalizesNFC && Self.mayNeedNFC(p, n) {
-            var s = String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
-                .precomposedStringWithCanonicalMapping
-            s.withUTF8 { buf in
+        if normalizesNFC && !NFC.isQuickYes(p, n) {
+            let normalized = NFC.normalize(p, n)
+            normalized.withUnsafeBufferPointer { buf in
                 if let q = buf.baseAddress {
                     encodeOrdinary(q, buf.count, into: &out, state: &state)
                 }
@@ -336,12 +335,6 @@ public final class BPETokenizer: Sendable {
         } else {
             encodeOrdinary(p, n, into: &out, state: &state)
         }
-    }
-
-    /// Text whose scalars are all below U+0300 is already in NFC.
-    static func mayNeedNFC(_ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
-        for i in 0..<n where p[i] >= 0xCC { return true }
-        return false
     }
 
     private func encodeOrdinary(

@@ -234,6 +234,28 @@ struct Fuzz {
         }
     }
 
+    @Test func lineWiseNFCEqualsFoundationNFC() {
+        let atoms = [
+            "a", "e", "\u{301}", "\u{327}", "\u{1100}", "\u{1161}", "\u{11A8}", "\u{AC00}",
+            "\u{212B}",
+            "\u{2000}", "\u{0B47}", "\u{0B3E}", "\u{0344}", "\n", " ", "“", "é", "\u{1D15E}", "😀",
+            "Å",
+            "\u{0F73}", "\u{3099}", "か",
+        ]
+        var fuzz = Fuzz(state: 99)
+        for _ in 0..<500 {
+            let n = Int(fuzz.next() % 12)
+            let s = (0..<n).map { _ in atoms[Int(fuzz.next() % UInt64(atoms.count))] }.joined()
+            var copy = s
+            let ours = copy.withUTF8 { b in
+                b.baseAddress.map { NFC.normalize($0, b.count) } ?? []
+            }
+            #expect(
+                ours == Array(s.precomposedStringWithCanonicalMapping.utf8), "\(s.debugDescription)"
+            )
+        }
+    }
+
     @Test func specialTokens() throws {
         let t = "a<|endoftext|>b"
         #expect(Fixture.gpt2.encode(t, allowedSpecial: .all) == [64, 50256, 65])
