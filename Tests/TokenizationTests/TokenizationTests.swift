@@ -257,7 +257,9 @@ struct Fuzz {
     }
 
     @Test func invalidUTF8BecomesReplacementCharacters() throws {
-        let bytes: [UInt8] = [0x61, 0xFF, 0x62, 0xE4, 0xB8, 0x20, 0xF0, 0x9F, 0x98, 0x80, 0xC0, 0xAF]
+        let bytes: [UInt8] = [
+            0x61, 0xFF, 0x62, 0xE4, 0xB8, 0x20, 0xF0, 0x9F, 0x98, 0x80, 0xC0, 0xAF,
+        ]
         let ids = Fixture.gpt2.encode(bytes: bytes)
         #expect(try Fixture.gpt2.decode(ids) == String(decoding: bytes, as: UTF8.self))
         #expect(try Fixture.gpt2.decode(ids).unicodeScalars.filter { $0 == "\u{FFFD}" }.count == 4)
