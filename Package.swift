@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Layers", dependencies: ["TensorCore", "ToolkitSupport"], swiftSettings: native),
         .target(
             name: "Optimizers", dependencies: ["TensorCore", "Layers"], exclude: ["README.md"]),
-        .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
+        .target(name: "Tokenization", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
@@ -71,7 +71,9 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "_TestSupport"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "_TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "_TestSupport"]),
-        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
+        .testTarget(
+            name: "TokenizationTests", dependencies: ["Tokenization"], exclude: ["FixtureGenerators"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
         .testTarget(

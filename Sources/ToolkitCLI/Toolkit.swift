@@ -11,6 +11,9 @@ struct Toolkit: ParsableCommand {
             Generate.self,
             Eval.self,
             Bench.self,
+            TrainTokenizer.self,
+            Encode.self,
+            Decode.self,
         ])
 }
 
@@ -22,5 +25,6 @@ struct Bench: ParsableCommand {
             BenchGemm.self,
             BenchAttention.self,
             BenchGenerate.self,
+            BenchTokenizer.self,
         ])
 }
