@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Models
+import Tokenization
 import TensorCore
 import ToolkitSupport
 
@@ -75,23 +76,28 @@ struct Generate: ParsableCommand {
     }
 }
 
-/// Text ↔ ids for commands that take a tokenizer (filled in by the tokenizer integration).
+/// Text ↔ ids for commands that take a tokenizer.
 struct TextCodec {
-    var encode: (String) throws -> [Int32]
-    var decode: ([Int32]) -> String
-    var endOfText: Int32?
-    var makeStreamer: () -> Streamer
+    let tokenizer: BPETokenizer
 
+    var endOfText: Int32? { tokenizer.endOfTextID.map { Int32($0) } }
+
+    func encode(_ text: String) throws -> [Int32] { tokenizer.encode(text).map { Int32($0) } }
+
+    func decode(_ ids: [Int32]) -> String { (try? tokenizer.decode(ids)) ?? "" }
+
+    /// Incremental decoding that never splits a UTF-8 character.
     struct Streamer {
-        var push: (Int32) -> String
-        var flush: () -> String
+        var decoder: StreamingDecoder
+        mutating func push(_ id: Int32) -> String { (try? decoder.push(Int(id))) ?? "\u{FFFD}" }
+        mutating func flush() -> String { decoder.finish() }
     }
 
-    func streamer() -> Streamer { makeStreamer() }
+    func streamer() -> Streamer { Streamer(decoder: StreamingDecoder(tokenizer: tokenizer)) }
 
     static func load(_ path: String?) throws -> TextCodec? {
         guard let path else { return nil }
-        throw ValidationError("--tokenizer \(path): tokenizer support is not available in this build")
+        return TextCodec(tokenizer: try BPETokenizer.load(path: path))
     }
 }
 
