@@ -1,0 +1,100 @@
+import Foundation
+import ToolkitSupport
+
+/// What the shard pipeline needs from a tokenizer. TokenShards does not import Tokenization;
+/// the CLI adapts the real tokenizer to this protocol.
+///
+/// `encode` must be a pure function of its input and must be safe to call from several threads
+/// at once. The pipeline cuts long documents into pieces only right after a `\n` that is followed
+/// by a printable ASCII character, where byte-level BPE pre-tokenisers (GPT-2, cl100k, Qwen)
+/// always start a new pre-token, so encoding the pieces gives the same ids as the whole.
+public protocol TokenEncoder: Sendable {
+    /// Content hash, vocabulary size and end-of-text id.
+    var info: TokenizerInfo { get }
+    /// Token ids of `text` (no special tokens added).
+    func encode(_ text: String) throws -> [Int]
+    /// Token ids of several texts; the default runs `encode` on up to `threads` threads.
+    func encodeBatch(_ texts: [String], threads: Int) throws -> [[Int]]
+}
+
+/// Turns ids back into text, for `toolkit shard inspect`.
+public protocol TokenDecoder: Sendable {
+    func decode(_ ids: [Int]) -> String
+}
+
+extension TokenEncoder {
+    public func encodeBatch(_ texts: [String], threads: Int) throws -> [[Int]] {
+        try parallelMap(texts, threads: threads) { try encode($0) }
+    }
+}
+
+/// A byte-level encoder: each UTF-8 byte is one token (0…255), end-of-text is 256. A test and
+/// bootstrap aid (`toolkit shard --tokenizer builtin:bytes`), not a real tokenizer.
+public struct ByteTokenEncoder: TokenEncoder, TokenDecoder {
+    /// Ids are `byte * stride`, so a stride > 257 exercises uint32 shards.
+    public let stride: Int
+    public let info: TokenizerInfo
+
+    public init(stride: Int = 1) {
+        self.stride = stride
+        let vocab = 255 * stride + 2
+        info = TokenizerInfo(hash: "builtin-bytes-x\(stride)", vocabSize: vocab, eotID: vocab - 1)
+    }
+
+    public func encode(_ text: String) -> [Int] { text.utf8.map { Int($0) * stride } }
+
+    public func decode(_ ids: [Int]) -> String {
+        var bytes = [UInt8]()
+        var out = ""
+        for id in ids {
+            if id == info.eotID {
+                out += String(decoding: bytes, as: UTF8.self) + "<|endoftext|>"
+                bytes = []
+            } else if id % stride == 0, id / stride < 256 {
+                bytes.append(UInt8(id / stride))
+            }
+        }
+        return out + String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Maps `items` through `transform` on up to `threads` threads, keeping order.
+func parallelMap<T: Sendable, R>(
+    _ items: [T], threads: Int, _ transform: @Sendable (T) throws -> R
+) throws -> [R] {
+    if items.count <= 1 || threads <= 1 { return try items.map(transform) }
+    let results = ResultSlots<R>(count: items.count)
+    let next = LockedCounter()
+    DispatchQueue.concurrentPerform(iterations: min(threads, items.count)) { _ in
+        while let i = next.take(below: items.count) {
+            results.set(i, Result { try transform(items[i]) })
+        }
+    }
+    return try results.values()
+}
+
+/// Slots for results written by several threads, each slot once.
+private final class ResultSlots<R>: @unchecked Sendable {
+    private var slots: [Result<R, any Error>?]
+    private let lock = NSLock()
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<R, any Error>) {
+        lock.lock()
+        slots[i] = r
+        lock.unlock()
+    }
+    func values() throws -> [R] { try slots.map { try $0!.get() } }
+}
+
+/// A shared counter handing out 0, 1, 2, … below a limit.
+final class LockedCounter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+    func take(below limit: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard value < limit else { return nil }
+        value += 1
+        return value - 1
+    }
+}
