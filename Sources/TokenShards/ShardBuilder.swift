@@ -17,6 +17,8 @@ public struct ShardBuildOptions: Sendable {
     public var threads = ProcessInfo.processInfo.activeProcessorCount
     /// Draw a progress bar on standard error.
     public var progress = false
+    /// Tests: stop (as if killed) once the journal records this many shards.
+    var stopAfterJournaledShards: Int?
 
     public init(inputs: [String], outputDirectory: String) {
         self.inputs = inputs
@@ -143,6 +145,10 @@ public enum ShardBuilder {
                     .write(directory: dir)
                 journaled = durable.count
                 resumePoints = resumePoints.filter { $0.key > journaled }
+                if let stop = options.stopAfterJournaledShards, journaled >= stop {
+                    writer.waitForPending()
+                    throw ToolkitError("interrupted after \(journaled) shards (test hook)")
+                }
             }
             bar.update(
                 Double(stream.consumed) / 1e6,

@@ -7,6 +7,7 @@ struct Toolkit: ParsableCommand {
         subcommands: [
             Doctor.self,
             Bench.self,
+            Shard.self,
         ])
 }
 
