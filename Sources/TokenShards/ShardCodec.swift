@@ -36,7 +36,10 @@ public enum ShardCodec {
         let header = ShardHeader(
             dtype: dtype, layout: layout, tokenCount: UInt64(tokens.count), checksum: crc,
             frameCount: frames, payloadBytes: UInt64(payload.count),
-            frameTokens: UInt32(frameTokens), tokenizerHashPrefix: tokenizerHash)
+            frameTokens: UInt32(frameTokens),
+            tokenizerHashPrefix: String(tokenizerHash.utf8.prefix(ShardHeader.hashPrefixBytes))
+                ?? "",
+            payloadChecksum: Hashing.crc32(payload))
         return header.encoded() + payload
     }
 
@@ -104,6 +107,16 @@ public enum ShardCodec {
             throw ToolkitError.file(
                 path, "checksum mismatch: header says crc32 \(hex32(header.checksum)), tokens "
                     + "have \(hex32(crc))", offset: 24)
+        }
+        let payloadCRC = bytes.withUnsafeBytes {
+            Hashing.crc32(UnsafeRawBufferPointer(rebasing: $0[ShardHeader.size...]))
+        }
+        guard payloadCRC == header.payloadChecksum else {
+            throw ToolkitError.file(
+                path, "payload checksum mismatch: header says crc32 "
+                    + "\(hex32(header.payloadChecksum)), bytes \(ShardHeader.size)..<\(bytes.count) "
+                    + "have \(hex32(payloadCRC)) (a changed byte that still decodes)",
+                offset: ShardHeader.size)
         }
         return (header, tokens)
     }

@@ -46,7 +46,8 @@ public enum TokenLayout: String, Codable, Sendable {
 /// 28      4   frame count
 /// 32      8   payload bytes (everything after the header)
 /// 40      4   tokens per frame (the last frame may hold fewer)
-/// 44     16   first 16 bytes of the tokenizer content hash (ASCII, zero padded)
+/// 44     12   first 12 bytes of the tokenizer content hash (ASCII, zero padded)
+/// 56      4   CRC-32 of the payload bytes (so a flipped byte anywhere is caught)
 /// 60      4   CRC-32 of header bytes 0..<60
 /// ```
 /// The payload is `frame count` frames, each a u32 compressed length followed by one zstd frame.
@@ -64,6 +65,10 @@ public struct ShardHeader: Equatable, Sendable {
     public var payloadBytes: UInt64
     public var frameTokens: UInt32
     public var tokenizerHashPrefix: String
+    public var payloadChecksum: UInt32
+
+    /// Bytes of the tokenizer hash kept in the header.
+    public static let hashPrefixBytes = 12
 
     /// The header's 64 bytes.
     public func encoded() -> [UInt8] {
@@ -77,9 +82,10 @@ public struct ShardHeader: Equatable, Sendable {
         b.appendLE(frameCount)
         b.appendLE(payloadBytes)
         b.appendLE(frameTokens)
-        var hash = Array(tokenizerHashPrefix.utf8.prefix(16))
-        hash += [UInt8](repeating: 0, count: 16 - hash.count)
+        var hash = Array(tokenizerHashPrefix.utf8.prefix(Self.hashPrefixBytes))
+        hash += [UInt8](repeating: 0, count: Self.hashPrefixBytes - hash.count)
         b += hash
+        b.appendLE(payloadChecksum)
         b.appendLE(Hashing.crc32(b))
         return b
     }
@@ -117,13 +123,14 @@ public struct ShardHeader: Equatable, Sendable {
         guard let layout = TokenLayout(code: bytes[base + 13]) else {
             throw ToolkitError.file(path, "invalid layout \(bytes[base + 13])", offset: 13)
         }
-        let hashBytes = bytes[base + 44..<base + 60].prefix { $0 != 0 }
+        let hashBytes = bytes[base + 44..<base + 56].prefix { $0 != 0 }
         return ShardHeader(
             version: version, dtype: dtype, layout: layout,
             tokenCount: bytes.readLE(at: base + 16), checksum: bytes.readLE(at: base + 24),
             frameCount: bytes.readLE(at: base + 28), payloadBytes: bytes.readLE(at: base + 32),
             frameTokens: bytes.readLE(at: base + 40),
-            tokenizerHashPrefix: String(decoding: hashBytes, as: UTF8.self))
+            tokenizerHashPrefix: String(decoding: hashBytes, as: UTF8.self),
+            payloadChecksum: bytes.readLE(at: base + 56))
     }
 }
 
