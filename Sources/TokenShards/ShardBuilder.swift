@@ -113,7 +113,8 @@ public enum ShardBuilder {
             for c in chunks {
                 let (text, skipped, bad) = decodeUTF8Skipping(c.bytes)
                 if let bad, firstBad == nil {
-                    firstBad = "\(files[c.position.fileIndex].path) at byte offset "
+                    firstBad =
+                        "\(files[c.position.fileIndex].path) at byte offset "
                         + "\(c.position.offset + bad)"
                 }
                 invalidBytes += skipped

@@ -51,7 +51,8 @@ public enum ShardCodec {
         let expectedSize = UInt64(ShardHeader.size) + header.payloadBytes
         if UInt64(bytes.count) < expectedSize {
             throw ToolkitError.file(
-                path, "truncated shard: header promises \(expectedSize) bytes, file has "
+                path,
+                "truncated shard: header promises \(expectedSize) bytes, file has "
                     + "\(bytes.count)", offset: bytes.count)
         }
         if UInt64(bytes.count) > expectedSize {
@@ -64,7 +65,8 @@ public enum ShardCodec {
         let frameCount = count == 0 ? 0 : (count + max(frameTokens, 1) - 1) / max(frameTokens, 1)
         guard frameTokens > 0 || count == 0, frameCount == Int(header.frameCount) else {
             throw ToolkitError.file(
-                path, "header is inconsistent: \(count) tokens in \(header.frameCount) frames "
+                path,
+                "header is inconsistent: \(count) tokens in \(header.frameCount) frames "
                     + "of \(frameTokens)", offset: 28)
         }
         var tokens = [UInt32](repeating: 0, count: count)
@@ -105,7 +107,8 @@ public enum ShardCodec {
         }
         guard crc == header.checksum else {
             throw ToolkitError.file(
-                path, "checksum mismatch: header says crc32 \(hex32(header.checksum)), tokens "
+                path,
+                "checksum mismatch: header says crc32 \(hex32(header.checksum)), tokens "
                     + "have \(hex32(crc))", offset: 24)
         }
         let payloadCRC = bytes.withUnsafeBytes {
@@ -113,7 +116,8 @@ public enum ShardCodec {
         }
         guard payloadCRC == header.payloadChecksum else {
             throw ToolkitError.file(
-                path, "payload checksum mismatch: header says crc32 "
+                path,
+                "payload checksum mismatch: header says crc32 "
                     + "\(hex32(header.payloadChecksum)), bytes \(ShardHeader.size)..<\(bytes.count) "
                     + "have \(hex32(payloadCRC)) (a changed byte that still decodes)",
                 offset: ShardHeader.size)
@@ -139,7 +143,9 @@ public enum ShardCodec {
         out.withUnsafeMutableBytes { dst in
             if dtype == .uint16 {
                 let p = dst.bindMemory(to: UInt16.self)
-                for (i, t) in tokens.enumerated() { p[i] = UInt16(truncatingIfNeeded: t).littleEndian }
+                for (i, t) in tokens.enumerated() {
+                    p[i] = UInt16(truncatingIfNeeded: t).littleEndian
+                }
             } else {
                 let p = dst.bindMemory(to: UInt32.self)
                 for (i, t) in tokens.enumerated() { p[i] = t.littleEndian }
@@ -148,7 +154,9 @@ public enum ShardCodec {
         return out
     }
 
-    static func unpack(_ raw: [UInt8], dtype: TokenDType, into tokens: inout [UInt32], at start: Int) {
+    static func unpack(
+        _ raw: [UInt8], dtype: TokenDType, into tokens: inout [UInt32], at start: Int
+    ) {
         raw.withUnsafeBytes { src in
             tokens.withUnsafeMutableBufferPointer { dst in
                 if dtype == .uint16 {

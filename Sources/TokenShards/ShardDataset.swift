@@ -75,7 +75,8 @@ public final class ShardDataset: Sendable {
         else { throw ToolkitError.file(path, "shard listed in the manifest is missing") }
         if size < entry.compressedBytes {
             throw ToolkitError.file(
-                path, "truncated shard: manifest says \(entry.compressedBytes) bytes, file has "
+                path,
+                "truncated shard: manifest says \(entry.compressedBytes) bytes, file has "
                     + "\(size)", offset: size)
         }
         if size > entry.compressedBytes {
@@ -96,16 +97,24 @@ public final class ShardDataset: Sendable {
         }
         let (header, tokens) = try ShardCodec.decode(bytes, path: path)
         let problems = [
-            (hex32(header.checksum) != entry.crc32,
-                "checksum \(hex32(header.checksum)) differs from the manifest's \(entry.crc32)"),
-            (tokens.count != entry.tokens,
-                "holds \(tokens.count) tokens, the manifest says \(entry.tokens)"),
-            (header.dtype != manifest.dtype,
+            (
+                hex32(header.checksum) != entry.crc32,
+                "checksum \(hex32(header.checksum)) differs from the manifest's \(entry.crc32)"
+            ),
+            (
+                tokens.count != entry.tokens,
+                "holds \(tokens.count) tokens, the manifest says \(entry.tokens)"
+            ),
+            (
+                header.dtype != manifest.dtype,
                 "dtype \(header.dtype.rawValue) differs from the manifest's "
-                    + manifest.dtype.rawValue),
-            (!manifest.tokenizer.hash.hasPrefix(header.tokenizerHashPrefix)
-                || header.tokenizerHashPrefix.isEmpty != manifest.tokenizer.hash.isEmpty,
-                "was made with another tokenizer (\(header.tokenizerHashPrefix)…)"),
+                    + manifest.dtype.rawValue
+            ),
+            (
+                !manifest.tokenizer.hash.hasPrefix(header.tokenizerHashPrefix)
+                    || header.tokenizerHashPrefix.isEmpty != manifest.tokenizer.hash.isEmpty,
+                "was made with another tokenizer (\(header.tokenizerHashPrefix)…)"
+            ),
         ]
         if let (_, what) = problems.first(where: { $0.0 }) {
             throw ToolkitError.file(path, what)

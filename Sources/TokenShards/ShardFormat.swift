@@ -104,14 +104,16 @@ public struct ShardHeader: Equatable, Sendable {
         let version: UInt32 = bytes.readLE(at: base + 8)
         guard version == currentVersion else {
             throw ToolkitError.file(
-                path, "unsupported shard format version \(version) (this build reads "
+                path,
+                "unsupported shard format version \(version) (this build reads "
                     + "\(currentVersion))", offset: 8)
         }
         let stored: UInt32 = bytes.readLE(at: base + 60)
         let computed = Array(bytes[base..<base + 60]).withUnsafeBytes { Hashing.crc32($0) }
         guard stored == computed else {
             throw ToolkitError.file(
-                path, "header checksum mismatch (stored \(hex32(stored)), computed "
+                path,
+                "header checksum mismatch (stored \(hex32(stored)), computed "
                     + "\(hex32(computed)))", offset: 60)
         }
         let dtype: TokenDType

@@ -92,8 +92,10 @@ public struct ShardManifest: Codable, Sendable, Equatable {
     public static func load(directory: String) throws -> ShardManifest {
         let path = (directory as NSString).appendingPathComponent(fileName)
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ToolkitError.file(path, "cannot read the shard manifest (is \(directory) a "
-                + "directory written by `toolkit shard`?)")
+            throw ToolkitError.file(
+                path,
+                "cannot read the shard manifest (is \(directory) a "
+                    + "directory written by `toolkit shard`?)")
         }
         let manifest: ShardManifest
         do {
@@ -104,7 +106,8 @@ public struct ShardManifest: Codable, Sendable, Equatable {
             throw ToolkitError.file(path, "wrong type at \(keyPath(context.codingPath))")
         } catch let DecodingError.dataCorrupted(context) {
             throw ToolkitError.file(
-                path, "invalid value at \(keyPath(context.codingPath)): \(context.debugDescription)")
+                path, "invalid value at \(keyPath(context.codingPath)): \(context.debugDescription)"
+            )
         } catch {
             throw ToolkitError.file(path, "invalid manifest: \(error)")
         }
@@ -113,8 +116,10 @@ public struct ShardManifest: Codable, Sendable, Equatable {
     }
 
     private static func keyPath(_ keys: [any CodingKey]) -> String {
-        keys.isEmpty ? "(root)" : keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
-            .joined(separator: ".")
+        keys.isEmpty
+            ? "(root)"
+            : keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+                .joined(separator: ".")
     }
 
     /// Checks internal consistency; errors name `path` and the key.
@@ -130,7 +135,8 @@ public struct ShardManifest: Codable, Sendable, Equatable {
             throw fail("tokenizer", "vocab_size \(tokenizer.vocabSize) / eot_id \(tokenizer.eotID)")
         }
         guard dtype == TokenDType.fitting(vocabSize: tokenizer.vocabSize) else {
-            throw fail("dtype", "\(dtype.rawValue) does not match vocab_size \(tokenizer.vocabSize)")
+            throw fail(
+                "dtype", "\(dtype.rawValue) does not match vocab_size \(tokenizer.vocabSize)")
         }
         guard shardTokens > 0, frameTokens > 0 else {
             throw fail("shard_tokens", "shard_tokens and frame_tokens must be positive")

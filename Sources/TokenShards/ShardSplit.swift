@@ -84,7 +84,8 @@ public final class ShardSplit: @unchecked Sendable {
             try appendWindow(segment, window, seqLen: seqLen, to: &out)
             last = (epoch, position)
         }
-        prefetchAfter(epoch: last.epoch, position: last.position, seqLen: seqLen, seed: seed,
+        prefetchAfter(
+            epoch: last.epoch, position: last.position, seqLen: seqLen, seed: seed,
             order: order)
         return out
     }

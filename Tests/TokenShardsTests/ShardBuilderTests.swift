@@ -27,7 +27,8 @@ import ToolkitSupport
         let file = docs.joined(separator: "<|sep|>") + "<|sep|><|sep|>"
         let report = try buildShards(dir, files: [file, "last"], separator: "<|sep|>")
         #expect(report.manifest.documents == 5)
-        #expect(try allTokens(dir.file("out")) == expectedTokens(docs + ["last"], ByteTokenEncoder()))
+        #expect(
+            try allTokens(dir.file("out")) == expectedTokens(docs + ["last"], ByteTokenEncoder()))
     }
 
     @Test func uint32ForLargeVocabularies() throws {
@@ -50,7 +51,9 @@ import ToolkitSupport
         let report = try buildShards(dir, files: [""])
         #expect(report.manifest.invalidUTF8BytesSkipped == 2)
         #expect(report.firstInvalidUTF8 == "\(dir.file("input-0.txt")) at byte offset 10")
-        #expect(try allTokens(dir.file("out")) == expectedTokens(["good text\nmore\n"], ByteTokenEncoder()))
+        #expect(
+            try allTokens(dir.file("out"))
+                == expectedTokens(["good text\nmore\n"], ByteTokenEncoder()))
     }
 
     @Test func emptyAndUnreadableInput() throws {
@@ -60,7 +63,8 @@ import ToolkitSupport
         let dir2 = try TempDir()
         defer { dir2.cleanup() }
         expectError(["no tokens"]) { _ = try buildShards(dir2, files: ["<s>"], separator: "<s>") }
-        var options = ShardBuildOptions(inputs: [dir.file("nope.txt")], outputDirectory: dir.file("o"))
+        var options = ShardBuildOptions(
+            inputs: [dir.file("nope.txt")], outputDirectory: dir.file("o"))
         options.threads = 1
         expectError(["nope.txt", "does not exist"]) {
             _ = try ShardBuilder.build(options, encoder: ByteTokenEncoder())
@@ -70,15 +74,19 @@ import ToolkitSupport
     @Test func directoriesAreWalkedInOrder() throws {
         let dir = try TempDir()
         defer { dir.cleanup() }
-        try FileManager.default.createDirectory(atPath: dir.file("corpus/sub"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: dir.file("corpus/sub"), withIntermediateDirectories: true)
         try dir.write("corpus/b.txt", "bee")
         try dir.write("corpus/a.txt", "ay")
         try dir.write("corpus/sub/c.txt", "sea")
         try dir.write("corpus/.hidden", "no")
-        var options = ShardBuildOptions(inputs: [dir.file("corpus")], outputDirectory: dir.file("out"))
+        var options = ShardBuildOptions(
+            inputs: [dir.file("corpus")], outputDirectory: dir.file("out"))
         options.threads = 2
         _ = try ShardBuilder.build(options, encoder: ByteTokenEncoder())
-        #expect(try allTokens(dir.file("out")) == expectedTokens(["ay", "bee", "sea"], ByteTokenEncoder()))
+        #expect(
+            try allTokens(dir.file("out"))
+                == expectedTokens(["ay", "bee", "sea"], ByteTokenEncoder()))
     }
 
     @Test func interruptedRunResumesToTheSameShards() throws {
@@ -87,7 +95,9 @@ import ToolkitSupport
         let docs = (0..<6).map { sampleText(UInt64(10 + $0), bytes: 1500) }
         let clean = try buildShards(dir, files: docs, out: "clean")
         expectError(["interrupted after 3 shards"]) {
-            _ = try buildShards(dir, files: docs, out: "resumed") { $0.stopAfterJournaledShards = 3 }
+            _ = try buildShards(dir, files: docs, out: "resumed") {
+                $0.stopAfterJournaledShards = 3
+            }
         }
         let partial = dir.file("resumed")
         #expect(!FileManager.default.fileExists(atPath: partial + "/manifest.json"))
@@ -119,7 +129,9 @@ import ToolkitSupport
     @Test func longLinesWithoutCutPointsStillEncode() throws {
         let dir = try TempDir()
         defer { dir.cleanup() }
-        let docs = [String(repeating: "x", count: 5000) + "\nA" + String(repeating: "y", count: 300)]
+        let docs = [
+            String(repeating: "x", count: 5000) + "\nA" + String(repeating: "y", count: 300)
+        ]
         _ = try buildShards(dir, files: docs, chunkBytes: 64)
         #expect(try allTokens(dir.file("out")) == expectedTokens(docs, ByteTokenEncoder()))
     }

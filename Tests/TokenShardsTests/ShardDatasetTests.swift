@@ -21,9 +21,13 @@ import ToolkitSupport
         for order in BatchOrder.allCases {
             // b sees the steps in another order, as a resumed run would.
             let steps = Array(0..<40)
-            let fromA = try steps.map { try a.batch(step: $0, batchSize: 4, seqLen: 16, seed: 7, order: order) }
+            let fromA = try steps.map {
+                try a.batch(step: $0, batchSize: 4, seqLen: 16, seed: 7, order: order)
+            }
             for s in steps.reversed() {
-                #expect(try b.batch(step: s, batchSize: 4, seqLen: 16, seed: 7, order: order) == fromA[s])
+                #expect(
+                    try b.batch(step: s, batchSize: 4, seqLen: 16, seed: 7, order: order)
+                        == fromA[s])
             }
             #expect(fromA.allSatisfy { $0.count == 4 * 17 })
         }
@@ -37,21 +41,29 @@ import ToolkitSupport
         defer { dir.cleanup() }
         let dataset = try ShardDataset(directory: dir.file("out"))
         let train = dataset.split(.train)
-        let T = 10
-        let first = try train.batch(step: 0, batchSize: 2, seqLen: T, seed: 0, order: .sequential)
-        #expect(first == stream[0...(2 * T)].map { Int32($0) }.prefix(T + 1) + stream[T...(2 * T)].map { Int32($0) })
+        let seqLen = 10
+        let first = try train.batch(
+            step: 0, batchSize: 2, seqLen: seqLen, seed: 0, order: .sequential)
+        #expect(
+            first == stream[0...(2 * seqLen)].map { Int32($0) }.prefix(seqLen + 1)
+                + stream[seqLen...(2 * seqLen)].map { Int32($0) })
         // One random epoch visits every window of the split exactly once.
-        let windows = train.windowCount(seqLen: T)
+        let windows = train.windowCount(seqLen: seqLen)
         var seen: [[Int32]] = []
         for step in 0..<windows {
-            seen.append(try train.batch(step: step, batchSize: 1, seqLen: T, seed: 9, order: .random))
+            seen.append(
+                try train.batch(step: step, batchSize: 1, seqLen: seqLen, seed: 9, order: .random))
         }
         var sequential: [[Int32]] = []
         for step in 0..<windows {
-            sequential.append(try train.batch(step: step, batchSize: 1, seqLen: T, seed: 0, order: .sequential))
+            sequential.append(
+                try train.batch(
+                    step: step, batchSize: 1, seqLen: seqLen, seed: 0, order: .sequential))
         }
         #expect(seen != sequential)
-        #expect(seen.sorted { $0.lexicographicallyPrecedes($1) } == sequential.sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(
+            seen.sorted { $0.lexicographicallyPrecedes($1) }
+                == sequential.sorted { $0.lexicographicallyPrecedes($1) })
         // Every train window lies before the validation start, every val window after it.
         let valStart = dataset.manifest.split.valStart
         let trainText = stream[0..<valStart].map { Int32($0) }
@@ -87,8 +99,10 @@ import ToolkitSupport
         let without = try ShardDataset(directory: dir.file("out"), prefetch: false, cachedShards: 2)
         for order in BatchOrder.allCases {
             for step in 0..<60 {
-                let a = try with.split(.train).batch(step: step, batchSize: 8, seqLen: 32, seed: 5, order: order)
-                let b = try without.split(.train).batch(step: step, batchSize: 8, seqLen: 32, seed: 5, order: order)
+                let a = try with.split(.train).batch(
+                    step: step, batchSize: 8, seqLen: 32, seed: 5, order: order)
+                let b = try without.split(.train).batch(
+                    step: step, batchSize: 8, seqLen: 32, seed: 5, order: order)
                 #expect(a == b)
             }
         }
@@ -104,7 +118,8 @@ import ToolkitSupport
         expectError(["manifest.json", "builtin-bytes-x1", "other-hash"]) {
             _ = try ShardDataset(directory: out, expectedTokenizerHash: "other-hash")
         }
-        _ = try ShardDataset(directory: out, expectedTokenizerHash: "other-hash", allowMismatch: true)
+        _ = try ShardDataset(
+            directory: out, expectedTokenizerHash: "other-hash", allowMismatch: true)
         _ = try ShardDataset(directory: out, expectedTokenizerHash: "builtin-bytes-x1")
     }
 
@@ -133,7 +148,10 @@ import ToolkitSupport
         try dir.write("out/shard-000002.tks", "")
         try dir.write("out/shard-000099.tks", "")
         let problems = try ShardVerifier.verify(directory: out).problems
-        #expect(problems.contains { $0.contains("shard-000099.tks") && $0.contains("missing from the manifest") })
+        #expect(
+            problems.contains {
+                $0.contains("shard-000099.tks") && $0.contains("missing from the manifest")
+            })
     }
 
     @Test func manifestValidation() throws {
@@ -151,8 +169,11 @@ import ToolkitSupport
         ]
         for (old, new, fragments) in cases {
             #expect(original.contains(old))
-            try original.replacingOccurrences(of: old, with: new).write(toFile: path, atomically: true, encoding: .utf8)
-            expectError(["manifest.json"] + fragments) { _ = try ShardDataset(directory: dir.file("out")) }
+            try original.replacingOccurrences(of: old, with: new).write(
+                toFile: path, atomically: true, encoding: .utf8)
+            expectError(["manifest.json"] + fragments) {
+                _ = try ShardDataset(directory: dir.file("out"))
+            }
         }
         try "{".write(toFile: path, atomically: true, encoding: .utf8)
         expectError(["manifest.json"]) { _ = try ShardDataset(directory: dir.file("out")) }

@@ -7,7 +7,8 @@ import Testing
 struct TempDir {
     let path: String
     init() throws {
-        path = FileManager.default.temporaryDirectory
+        path =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("tokenshards-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
@@ -73,9 +74,10 @@ func buildShards(
 }
 
 /// Expects `body` to throw a ToolkitError whose message contains every fragment.
-func expectError(_ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation,
-    _ body: () throws -> Void)
-{
+func expectError(
+    _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> Void
+) {
     do {
         try body()
         Issue.record("expected an error containing \(fragments)", sourceLocation: sourceLocation)

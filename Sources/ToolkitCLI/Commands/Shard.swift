@@ -78,8 +78,12 @@ struct ShardWrite: ParsableCommand {
         if report.resumedShards > 0 {
             print("resumed          \(report.resumedShards) shards from an interrupted run")
         }
-        print("tokens           \(m.totalTokens) (train \(m.split.trainTokens), val \(m.split.valTokens))")
-        print("documents        \(m.documents) from \(report.inputFiles) files, \(report.inputBytes) bytes")
+        print(
+            "tokens           \(m.totalTokens) (train \(m.split.trainTokens), val \(m.split.valTokens))"
+        )
+        print(
+            "documents        \(m.documents) from \(report.inputFiles) files, \(report.inputBytes) bytes"
+        )
         print(
             "compressed       \(m.compressedBytes) bytes = "
                 + String(format: "%.3f", Double(m.compressedBytes) / Double(raw))
@@ -191,10 +195,15 @@ struct ShardInspect: ParsableCommand {
             return
         }
         print("directory        \(directory) (format version \(m.formatVersion))")
-        print("tokenizer        \(m.tokenizer.hash), vocab \(m.tokenizer.vocabSize), eot \(m.tokenizer.eotID)")
-        print("dtype/layout     \(m.dtype.rawValue), \(m.layout.rawValue), zstd level \(m.zstdLevel)")
+        print(
+            "tokenizer        \(m.tokenizer.hash), vocab \(m.tokenizer.vocabSize), eot \(m.tokenizer.eotID)"
+        )
+        print(
+            "dtype/layout     \(m.dtype.rawValue), \(m.layout.rawValue), zstd level \(m.zstdLevel)")
         print("shards           \(m.shards.count) × up to \(m.shardTokens) tokens")
-        print("total tokens     \(m.totalTokens) (train \(m.split.trainTokens), val \(m.split.valTokens))")
+        print(
+            "total tokens     \(m.totalTokens) (train \(m.split.trainTokens), val \(m.split.valTokens))"
+        )
         print("documents        \(m.documents)")
         print(
             "compressed       \(m.compressedBytes) bytes ("
