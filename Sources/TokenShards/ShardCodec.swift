@@ -3,8 +3,9 @@ import ToolkitSupport
 
 /// Encodes token arrays to shard files and decodes them back, verifying everything.
 public enum ShardCodec {
-    /// Default tokens per zstd frame (512 KiB of uint16 tokens).
-    public static let defaultFrameTokens = 1 << 18
+    /// Default tokens per zstd frame (one frame per default-sized shard: long frames give zstd more
+    /// repeated token sequences to match).
+    public static let defaultFrameTokens = 1 << 20
 
     /// The bytes of a complete shard file holding `tokens`.
     ///

@@ -9,7 +9,7 @@ public struct ShardWriterOptions: Sendable {
     public var frameTokens = ShardCodec.defaultFrameTokens
     /// zstd level (1…22).
     public var level = 3
-    public var layout = TokenLayout.shuffled
+    public var layout = TokenLayout.plain
     /// Shards compressed at the same time (each on its own thread).
     public var threads = ProcessInfo.processInfo.activeProcessorCount
 

@@ -35,8 +35,8 @@ struct ShardWrite: ParsableCommand {
     @Option(help: "Document separator inside files (\\n, \\t and \\\\ are unescaped).")
     var docSeparator: String?
     @Option(help: "zstd compression level (1-22).") var level = 3
-    @Option(help: "Token byte layout in each frame: shuffled or plain.") var layout = "shuffled"
-    @Option(help: "Tokens per zstd frame.") var frameTokens = 1 << 18
+    @Option(help: "Token byte layout in each frame: plain or shuffled.") var layout = "plain"
+    @Option(help: "Tokens per zstd frame.") var frameTokens = 1 << 20
     @Option(help: "Threads for encoding and compression (default: all cores).") var threads: Int?
     @Flag(help: "Print one JSON object.") var json = false
 
@@ -48,7 +48,7 @@ struct ShardWrite: ParsableCommand {
         }
         guard (1...22).contains(level) else { throw ValidationError("--level must be in 1...22") }
         guard TokenLayout(rawValue: layout) != nil else {
-            throw ValidationError("--layout must be shuffled or plain")
+            throw ValidationError("--layout must be plain or shuffled")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if docSeparator?.isEmpty == true { throw ValidationError("--doc-separator is empty") }
@@ -60,7 +60,7 @@ struct ShardWrite: ParsableCommand {
         options.writer.shardTokens = shardTokens
         options.writer.frameTokens = frameTokens
         options.writer.level = level
-        options.writer.layout = TokenLayout(rawValue: layout) ?? .shuffled
+        options.writer.layout = TokenLayout(rawValue: layout) ?? .plain
         let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
         options.writer.threads = threads
         options.threads = threads
