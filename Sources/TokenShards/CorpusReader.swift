@@ -67,8 +67,8 @@ struct TextChunk {
 }
 
 /// Streams the corpus as chunks: documents are whole files or the text between separators;
-/// documents longer than `chunkBytes` are cut right after a `\n` followed by a printable ASCII
-/// character (see `TokenEncoder`). Memory use is a few times `chunkBytes`, whatever the input.
+/// documents longer than `chunkBytes` are cut only inside `x\ny`, x and y printable non-space
+/// ASCII (see `TokenEncoder`). Memory use is a few times `chunkBytes`, whatever the input.
 final class ChunkStream {
     let files: [CorpusFile]
     let separator: [UInt8]
@@ -189,16 +189,22 @@ final class ChunkStream {
         return nil
     }
 
-    /// The largest cut point in 1...limit-1: right after `\n`, before a printable ASCII byte.
+    /// The largest cut point in 2...limit-1 that lies right after a `\n` with a printable,
+    /// non-space ASCII byte on both sides (see `TokenEncoder`).
     private func safeCut(below limit: Int) -> Int? {
         var j = limit - 1
-        while j > 0 {
-            let next = buffer[head + j]
-            if buffer[head + j - 1] == 0x0A && next > 0x20 && next < 0x7F { return j }
+        while j > 1 {
+            if buffer[head + j - 1] == 0x0A && isPrintable(buffer[head + j])
+                && isPrintable(buffer[head + j - 2])
+            {
+                return j
+            }
             j -= 1
         }
         return nil
     }
+
+    private func isPrintable(_ b: UInt8) -> Bool { b > 0x20 && b < 0x7F }
 }
 
 /// Turns bytes into a String, dropping (and counting) invalid UTF-8 sequences.

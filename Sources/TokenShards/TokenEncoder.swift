@@ -5,9 +5,12 @@ import ToolkitSupport
 /// the CLI adapts the real tokenizer to this protocol.
 ///
 /// `encode` must be a pure function of its input and must be safe to call from several threads
-/// at once. The pipeline cuts long documents into pieces only right after a `\n` that is followed
-/// by a printable ASCII character, where byte-level BPE pre-tokenisers (GPT-2, cl100k, Qwen)
-/// always start a new pre-token, so encoding the pieces gives the same ids as the whole.
+/// at once. The pipeline cuts long documents into pieces only between `x\n` and `y`, where x and y
+/// are printable non-space ASCII characters. Byte-level BPE pre-tokenisers (GPT-2, cl100k, Qwen)
+/// always end a pre-token there (a lone newline after a non-space is its own pre-token or ends a
+/// punctuation run, and a newline never prefixes a word), so encoding the pieces gives the same
+/// ids as the whole. A newline after whitespace is not a safe cut: `\s+(?!\S)` splits
+/// `\n\nX` as `\n`,`\n`,`X` but a piece ending in `\n\n` as one `\n\n` pre-token.
 public protocol TokenEncoder: Sendable {
     /// Content hash, vocabulary size and end-of-text id.
     var info: TokenizerInfo { get }
