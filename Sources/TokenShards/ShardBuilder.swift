@@ -104,24 +104,25 @@ public enum ShardBuilder {
             total: Double(totalBytes) / 1e6, label: "shard", unit: "MB",
             enabled: options.progress)
         let batchSize = max(options.threads, 1) * 4
+        let sessions = SessionBox((0..<max(options.threads, 1)).map { _ in encoder.makeSession() })
 
         while true {
             var chunks: [TextChunk] = []
             while chunks.count < batchSize, let c = try stream.next() { chunks.append(c) }
             if chunks.isEmpty { break }
-            var texts: [String] = []
-            for c in chunks {
-                let (text, skipped, bad) = decodeUTF8Skipping(c.bytes)
-                if let bad, firstBad == nil {
+            let encoded = try parallelMap(chunks, workers: sessions.count) { worker, chunk in
+                let (text, skipped, bad) = decodeUTF8Skipping(chunk.bytes)
+                return (try sessions[worker].encode(text), skipped, bad)
+            }
+            for (c, e) in zip(chunks, encoded) where e.1 > 0 {
+                if firstBad == nil, let bad = e.2 {
                     firstBad =
                         "\(files[c.position.fileIndex].path) at byte offset "
                         + "\(c.position.offset + bad)"
                 }
-                invalidBytes += skipped
-                texts.append(text)
+                invalidBytes += e.1
             }
-            let encoded = try encoder.encodeBatch(texts, threads: options.threads)
-            for (c, ids) in zip(chunks, encoded) {
+            for (c, (ids, _, _)) in zip(chunks, encoded) {
                 let eot = c.position.atDocumentStart && documents > 0
                 let length = ids.count + (eot ? 1 : 0)
                 var boundary = (position + shardTokens - 1) / shardTokens * shardTokens
@@ -132,12 +133,9 @@ public enum ShardBuilder {
                     boundary += shardTokens
                 }
                 if c.position.atDocumentStart { documents += 1 }
-                var tokens = eot ? [info.eotID] + ids : ids
-                if skip > 0 {
-                    tokens.removeFirst(min(skip, tokens.count))
-                    skip = 0
-                }
-                try writer.append(tokens)
+                if eot && skip == 0 { try writer.append([UInt32(info.eotID)]) }
+                try writer.append(ids[max(skip - (eot ? 1 : 0), 0)...])
+                skip = 0
                 position += length
             }
             let durable = writer.durableShards
@@ -189,6 +187,14 @@ public enum ShardBuilder {
     public static func isShardFileName(_ name: String) -> Bool {
         name.hasPrefix("shard-") && name.hasSuffix(".tks")
     }
+}
+
+/// Per-worker encoding sessions; worker `i` is the only user of `sessions[i]`.
+final class SessionBox: @unchecked Sendable {
+    private let sessions: [any TokenEncodingSession]
+    init(_ sessions: [any TokenEncodingSession]) { self.sessions = sessions }
+    var count: Int { sessions.count }
+    subscript(_ i: Int) -> any TokenEncodingSession { sessions[i] }
 }
 
 /// Everything that must match for a run to continue an interrupted one.

@@ -64,16 +64,31 @@ public final class ShardWriter {
 
     /// Appends tokens; ids must be below the vocabulary size.
     public func append(_ tokens: some Collection<Int>) throws {
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= tokenizer.vocabSize }) {
+            throw ToolkitError(
+                "token id \(bad) is outside the vocabulary (size \(tokenizer.vocabSize))")
+        }
+        try append(tokens.map { UInt32($0) }[...])
+    }
+
+    /// Appends tokens; ids must be below the vocabulary size.
+    public func append(_ tokens: ArraySlice<UInt32>) throws {
         try state.rethrow()
-        for t in tokens {
-            guard t >= 0 && t < tokenizer.vocabSize else {
-                throw ToolkitError(
-                    "token id \(t) is outside the vocabulary (size \(tokenizer.vocabSize))")
-            }
-            buffer.append(UInt32(t))
+        if let bad = tokens.first(where: { Int($0) >= tokenizer.vocabSize }) {
+            throw ToolkitError(
+                "token id \(bad) is outside the vocabulary (size \(tokenizer.vocabSize))")
+        }
+        var rest = tokens
+        while !rest.isEmpty {
+            let n = min(rest.count, options.shardTokens - buffer.count)
+            buffer.append(contentsOf: rest.prefix(n))
+            rest = rest.dropFirst(n)
             if buffer.count == options.shardTokens { submit() }
         }
     }
+
+    /// Appends tokens; ids must be below the vocabulary size.
+    public func append(_ tokens: [UInt32]) throws { try append(tokens[...]) }
 
     /// The shards that are on disk with every earlier shard also on disk.
     public var durableShards: [ShardEntry] { state.durablePrefix() }

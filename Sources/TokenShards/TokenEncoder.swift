@@ -16,8 +16,14 @@ public protocol TokenEncoder: Sendable {
     var info: TokenizerInfo { get }
     /// Token ids of `text` (no special tokens added).
     func encode(_ text: String) throws -> [Int]
-    /// Token ids of several texts; the default runs `encode` on up to `threads` threads.
-    func encodeBatch(_ texts: [String], threads: Int) throws -> [[Int]]
+    /// An encoder for one thread that may keep caches between calls (the pipeline keeps one per
+    /// worker for the whole run). The default calls `encode`.
+    func makeSession() -> any TokenEncodingSession
+}
+
+/// A single-threaded encoding context (for example a BPE pre-token cache).
+public protocol TokenEncodingSession: AnyObject {
+    func encode(_ text: String) throws -> [UInt32]
 }
 
 /// Turns ids back into text, for `toolkit shard inspect`.
@@ -26,8 +32,19 @@ public protocol TokenDecoder: Sendable {
 }
 
 extension TokenEncoder {
+    public func makeSession() -> any TokenEncodingSession { StatelessSession(encoder: self) }
+
+    /// Token ids of several texts on up to `threads` threads, in input order.
     public func encodeBatch(_ texts: [String], threads: Int) throws -> [[Int]] {
         try parallelMap(texts, threads: threads) { try encode($0) }
+    }
+}
+
+private final class StatelessSession: TokenEncodingSession {
+    let encoder: any TokenEncoder
+    init(encoder: any TokenEncoder) { self.encoder = encoder }
+    func encode(_ text: String) throws -> [UInt32] {
+        try encoder.encode(text).map { UInt32(truncatingIfNeeded: $0) }
     }
 }
 
@@ -66,11 +83,19 @@ func parallelMap<T: Sendable, R>(
     _ items: [T], threads: Int, _ transform: @Sendable (T) throws -> R
 ) throws -> [R] {
     if items.count <= 1 || threads <= 1 { return try items.map(transform) }
+    return try parallelMap(items, workers: threads) { _, item in try transform(item) }
+}
+
+/// Like `parallelMap`, passing the worker number (0..<workers) so each worker can use its own
+/// state.
+func parallelMap<T: Sendable, R>(
+    _ items: [T], workers: Int, _ transform: @Sendable (Int, T) throws -> R
+) throws -> [R] {
     let results = ResultSlots<R>(count: items.count)
     let next = LockedCounter()
-    DispatchQueue.concurrentPerform(iterations: min(threads, items.count)) { _ in
+    DispatchQueue.concurrentPerform(iterations: max(1, min(workers, items.count))) { worker in
         while let i = next.take(below: items.count) {
-            results.set(i, Result { try transform(items[i]) })
+            results.set(i, Result { try transform(worker, items[i]) })
         }
     }
     return try results.values()

@@ -94,7 +94,7 @@ import ToolkitSupport
         defer { dir.cleanup() }
         let docs = (0..<6).map { sampleText(UInt64(10 + $0), bytes: 1500) }
         let clean = try buildShards(dir, files: docs, out: "clean")
-        expectError(["interrupted after 3 shards"]) {
+        expectError(["interrupted after"]) {
             _ = try buildShards(dir, files: docs, out: "resumed") {
                 $0.stopAfterJournaledShards = 3
             }
