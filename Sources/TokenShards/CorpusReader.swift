@@ -64,6 +64,8 @@ public struct CorpusPosition: Codable, Sendable, Equatable {
 struct TextChunk {
     var position: CorpusPosition
     var bytes: [UInt8]
+    /// Corpus bytes consumed once this chunk is read (for progress).
+    var consumedAfter = 0
 }
 
 /// Streams the corpus as chunks: documents are whole files or the text between separators;
@@ -132,6 +134,12 @@ final class ChunkStream {
 
     /// The next chunk, or nil at the end of the corpus.
     func next() throws -> TextChunk? {
+        guard var chunk = try nextChunk() else { return nil }
+        chunk.consumedAfter = consumed
+        return chunk
+    }
+
+    private func nextChunk() throws -> TextChunk? {
         var limit = chunkBytes
         while fileIndex < files.count {
             try fill(limit + separator.count)

@@ -93,6 +93,7 @@ public enum ShardBuilder {
             files: files, separator: separator, chunkBytes: options.chunkBytes,
             start: journal?.resume.position)
         let startBytes = stream.consumed
+        var consumed = startBytes
         var documents = journal?.resume.documents ?? 0
         var invalidBytes = journal?.resume.invalidUTF8Bytes ?? 0
         var skip = journal?.resume.skipTokens ?? 0
@@ -103,41 +104,40 @@ public enum ShardBuilder {
         let bar = ProgressBar(
             total: Double(totalBytes) / 1e6, label: "shard", unit: "MB",
             enabled: options.progress)
-        let batchSize = max(options.threads, 1) * 4
-        let sessions = SessionBox((0..<max(options.threads, 1)).map { _ in encoder.makeSession() })
 
-        while true {
-            var chunks: [TextChunk] = []
-            while chunks.count < batchSize, let c = try stream.next() { chunks.append(c) }
-            if chunks.isEmpty { break }
-            let encoded = try parallelMap(chunks, workers: sessions.count) { worker, chunk in
+        let sessions = (0..<max(options.threads, 1)).map { _ in encoder.makeSession() }
+        let pipeline = OrderedPipeline<TextChunk, EncodedChunk>(
+            workers: sessions.count, window: sessions.count * 4,
+            produce: { try stream.next() },
+            transform: { worker, chunk in
                 let (text, skipped, bad) = decodeUTF8Skipping(chunk.bytes)
-                return (try sessions[worker].encode(text), skipped, bad)
+                return EncodedChunk(
+                    chunk: chunk, tokens: try sessions[worker].encode(text),
+                    invalidBytes: skipped, firstInvalid: bad)
+            })
+        defer { pipeline.finish() }
+        while let e = try pipeline.next() {
+            let c = e.chunk
+            if e.invalidBytes > 0, firstBad == nil, let bad = e.firstInvalid {
+                firstBad =
+                    "\(files[c.position.fileIndex].path) at byte offset "
+                    + "\(c.position.offset + bad)"
             }
-            for (c, e) in zip(chunks, encoded) where e.1 > 0 {
-                if firstBad == nil, let bad = e.2 {
-                    firstBad =
-                        "\(files[c.position.fileIndex].path) at byte offset "
-                        + "\(c.position.offset + bad)"
-                }
-                invalidBytes += e.1
+            let eot = c.position.atDocumentStart && documents > 0
+            let length = e.tokens.count + (eot ? 1 : 0)
+            var boundary = (position + shardTokens - 1) / shardTokens * shardTokens
+            while boundary < position + length {
+                resumePoints[boundary / shardTokens] = ResumePoint(
+                    position: c.position, skipTokens: boundary - position,
+                    documents: documents, invalidUTF8Bytes: invalidBytes)
+                boundary += shardTokens
             }
-            for (c, (ids, _, _)) in zip(chunks, encoded) {
-                let eot = c.position.atDocumentStart && documents > 0
-                let length = ids.count + (eot ? 1 : 0)
-                var boundary = (position + shardTokens - 1) / shardTokens * shardTokens
-                while boundary < position + length {
-                    resumePoints[boundary / shardTokens] = ResumePoint(
-                        position: c.position, skipTokens: boundary - position,
-                        documents: documents, invalidUTF8Bytes: invalidBytes)
-                    boundary += shardTokens
-                }
-                if c.position.atDocumentStart { documents += 1 }
-                if eot && skip == 0 { try writer.append([UInt32(info.eotID)]) }
-                try writer.append(ids[max(skip - (eot ? 1 : 0), 0)...])
-                skip = 0
-                position += length
-            }
+            invalidBytes += e.invalidBytes
+            if c.position.atDocumentStart { documents += 1 }
+            if eot && skip == 0 { try writer.append([UInt32(info.eotID)]) }
+            try writer.append(e.tokens[max(skip - (eot ? 1 : 0), 0)...])
+            skip = 0
+            position += length
             let durable = writer.durableShards
             if durable.count > journaled, let point = resumePoints[durable.count] {
                 try ShardJournal(fingerprint: fingerprint, shards: durable, resume: point)
@@ -149,9 +149,9 @@ public enum ShardBuilder {
                     throw ToolkitError("interrupted after \(journaled) shards (test hook)")
                 }
             }
+            consumed = c.consumedAfter
             bar.update(
-                Double(stream.consumed) / 1e6,
-                extra: "\(ProgressBar.format(Double(position))) tok")
+                Double(consumed) / 1e6, extra: "\(ProgressBar.format(Double(position))) tok")
         }
         bar.finish()
         let manifest = try writer.finish(
@@ -160,7 +160,7 @@ public enum ShardBuilder {
         try? FileManager.default.removeItem(
             atPath: (dir as NSString).appendingPathComponent(journalName))
         let seconds = monotonicSeconds() - started
-        let processed = stream.consumed - startBytes
+        let processed = consumed - startBytes
         return ShardBuildReport(
             manifest: manifest, inputFiles: files.count, inputBytes: totalBytes,
             bytesProcessed: processed, resumedShards: journal?.shards.count ?? 0,
@@ -189,12 +189,12 @@ public enum ShardBuilder {
     }
 }
 
-/// Per-worker encoding sessions; worker `i` is the only user of `sessions[i]`.
-final class SessionBox: @unchecked Sendable {
-    private let sessions: [any TokenEncodingSession]
-    init(_ sessions: [any TokenEncodingSession]) { self.sessions = sessions }
-    var count: Int { sessions.count }
-    subscript(_ i: Int) -> any TokenEncodingSession { sessions[i] }
+/// A chunk and its tokens.
+struct EncodedChunk {
+    var chunk: TextChunk
+    var tokens: [UInt32]
+    var invalidBytes: Int
+    var firstInvalid: Int?
 }
 
 /// Everything that must match for a run to continue an interrupted one.
