@@ -26,7 +26,7 @@ public enum ShardCodec {
         while start < tokens.count {
             let end = min(start + frameTokens, tokens.count)
             let raw = pack(tokens[start..<end], dtype: dtype)
-            crc = raw.withUnsafeBytes { Hashing.crc32($0, crc: crc) }
+            crc = raw.withUnsafeBytes { CRC32.checksum($0, crc: crc) }
             let laid = layout == .shuffled ? shuffle(raw, width: dtype.width) : raw
             let compressed = try laid.withUnsafeBytes { try Zstd.compress($0, level: level) }
             payload.appendLE(UInt32(compressed.count))
@@ -40,7 +40,7 @@ public enum ShardCodec {
             frameTokens: UInt32(frameTokens),
             tokenizerHashPrefix: String(tokenizerHash.utf8.prefix(ShardHeader.hashPrefixBytes))
                 ?? "",
-            payloadChecksum: Hashing.crc32(payload))
+            payloadChecksum: CRC32.checksum(payload))
         return header.encoded() + payload
     }
 
@@ -97,7 +97,7 @@ public enum ShardCodec {
                 throw ToolkitError.file(path, "corrupt frame \(f): \(problem)", offset: offset)
             }
             if header.layout == .shuffled { raw = unshuffle(raw, width: width) }
-            crc = raw.withUnsafeBytes { Hashing.crc32($0, crc: crc) }
+            crc = raw.withUnsafeBytes { CRC32.checksum($0, crc: crc) }
             unpack(raw, dtype: header.dtype, into: &tokens, at: first)
             offset += 4 + length
         }
@@ -113,7 +113,7 @@ public enum ShardCodec {
                     + "have \(hex32(crc))", offset: 24)
         }
         let payloadCRC = bytes.withUnsafeBytes {
-            Hashing.crc32(UnsafeRawBufferPointer(rebasing: $0[ShardHeader.size...]))
+            CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[ShardHeader.size...]))
         }
         guard payloadCRC == header.payloadChecksum else {
             throw ToolkitError.file(
