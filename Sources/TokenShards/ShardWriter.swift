@@ -62,6 +62,16 @@ public final class ShardWriter {
         return "shard-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".tks"
     }
 
+    /// Documents added with `appendDocument`.
+    public private(set) var documentsAppended = 0
+
+    /// Appends one encoded document, preceded by the end-of-text id unless it is the first.
+    public func appendDocument(_ tokens: [UInt32]) throws {
+        if documentsAppended > 0 { try append([UInt32(tokenizer.eotID)]) }
+        try append(tokens)
+        documentsAppended += 1
+    }
+
     /// Appends tokens; ids must be below the vocabulary size.
     public func append(_ tokens: some Collection<Int>) throws {
         if let bad = tokens.first(where: { $0 < 0 || $0 >= tokenizer.vocabSize }) {
@@ -113,8 +123,11 @@ public final class ShardWriter {
     }
 
     /// Writes the last shard, waits for all shards, and writes the manifest.
-    public func finish(valFraction: Double, documents: Int, invalidUTF8Bytes: Int) throws
-        -> ShardManifest
+    /// - Parameters:
+    ///   - documents: documents in the stream; nil uses the count of `appendDocument` calls.
+    ///   - invalidUTF8Bytes: recorded in the manifest.
+    public func finish(valFraction: Double, documents: Int? = nil, invalidUTF8Bytes: Int = 0)
+        throws -> ShardManifest
     {
         guard tokensWritten + buffer.count > 0 else {
             throw ToolkitError("no tokens to write: the input is empty")
@@ -128,7 +141,8 @@ public final class ShardWriter {
         let manifest = ShardManifest(
             tokenizer: tokenizer, dtype: dtype, layout: options.layout, zstdLevel: options.level,
             shardTokens: options.shardTokens, frameTokens: options.frameTokens,
-            totalTokens: total, documents: documents, invalidUTF8BytesSkipped: invalidUTF8Bytes,
+            totalTokens: total, documents: documents ?? documentsAppended,
+            invalidUTF8BytesSkipped: invalidUTF8Bytes,
             shards: shards,
             split: SplitInfo(
                 valFraction: valFraction, trainTokens: total - valTokens, valTokens: valTokens,
