@@ -41,7 +41,8 @@ let package = Package(
         .target(name: "Layers", dependencies: ["TensorCore"], swiftSettings: native),
         .target(name: "Optimizers", dependencies: ["TensorCore", "Layers"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
-        .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
+        .target(
+            name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"], exclude: ["README.md"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),
         .executableTarget(
             name: "ToolkitCLI",
