@@ -38,9 +38,11 @@ struct ShardWrite: ParsableCommand {
     @Option(help: "Token byte layout in each frame: plain or shuffled.") var layout = "plain"
     @Option(help: "Tokens per zstd frame.") var frameTokens = 1 << 20
     @Option(help: "Threads for encoding and compression (default: all cores).") var threads: Int?
+    @Option(help: .hidden) var chunkBytes = 1 << 20
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
+        guard chunkBytes >= 1024 else { throw ValidationError("--chunk-bytes must be ≥ 1024") }
         guard shardTokens >= 1 else { throw ValidationError("--shard-tokens must be positive") }
         guard frameTokens >= 1 else { throw ValidationError("--frame-tokens must be positive") }
         guard (0..<1).contains(valFraction) else {
@@ -65,6 +67,7 @@ struct ShardWrite: ParsableCommand {
         options.writer.threads = threads
         options.threads = threads
         options.valFraction = valFraction
+        options.chunkBytes = chunkBytes
         options.separator = docSeparator.map(Self.unescape)
         options.progress = !json
         let report = try ShardBuilder.build(options, encoder: encoder)
