@@ -41,8 +41,8 @@ public final class ShardDataset: Sendable {
         {
             throw ToolkitError.file(
                 (directory as NSString).appendingPathComponent(ShardManifest.fileName),
-                "shards were made with tokenizer \(manifest.tokenizer.hash), but the model uses "
-                    + "\(expected); re-shard, or override the check if this is intended")
+                "shards were made with tokenizer \(manifest.tokenizer.hash), expected \(expected) "
+                    + "(re-shard with that tokenizer, or override the check if intended)")
         }
         for entry in manifest.shards {
             try Self.checkPresent(entry, directory: directory)

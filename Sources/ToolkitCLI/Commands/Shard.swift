@@ -133,7 +133,7 @@ struct ShardInspect: ParsableCommand {
     @Argument(help: "Shard directory.") var directory: String
     @Option(help: "Tokenizer to decode the sample with (otherwise ids are printed).")
     var tokenizer: String?
-    @Flag(help: "Accept shards made with a tokenizer other than --tokenizer.")
+    @Flag(help: "Accept shards made with a tokenizer other than --tokenizer (override).")
     var allowTokenizerMismatch = false
     @Option(help: "Shard to sample from.") var shard = 0
     @Option(help: "First token of the sample inside that shard.") var offset = 0
