@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Tokenization", targets: ["Tokenization"]),
         .library(name: "TokenShards", targets: ["TokenShards"]),
         .library(name: "Checkpointing", targets: ["Checkpointing"]),
+        .library(name: "Models", targets: ["Models"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,23 +33,32 @@ let package = Package(
         // MARK: - Libraries
         .target(name: "ToolkitSupport"),
         .target(
+            name: "CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+        .target(
             name: "TensorCore",
             dependencies: [
-                "COpenBLAS", "ToolkitSupport",
+                "COpenBLAS", "CKernels", "ToolkitSupport",
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
             swiftSettings: native),
-        .target(name: "Layers", dependencies: ["TensorCore"], swiftSettings: native),
-        .target(name: "Optimizers", dependencies: ["TensorCore", "Layers"]),
-        .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
+        .target(name: "Layers", dependencies: ["TensorCore", "ToolkitSupport"], swiftSettings: native),
+        .target(
+            name: "Optimizers", dependencies: ["TensorCore", "Layers"], exclude: ["README.md"]),
+        .target(name: "Tokenization", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
             name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"], exclude: ["README.md"]),
-        .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),
+        .target(name: "Checkpointing", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
+        .target(
+            name: "Models",
+            dependencies: [
+                "Layers", "Checkpointing", "ToolkitSupport", .product(name: "Yams", package: "Yams"),
+            ]),
         .executableTarget(
             name: "ToolkitCLI",
             dependencies: [
                 "TensorCore", "Layers", "Optimizers", "Tokenization", "TokenShards",
-                "Checkpointing", "ToolkitSupport",
+                "Checkpointing", "Models", "ToolkitSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -60,9 +70,16 @@ let package = Package(
             ]),
         .testTarget(name: "ToolkitSupportTests", dependencies: ["ToolkitSupport"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "_TestSupport"]),
-        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "_TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "_TestSupport"]),
+        .testTarget(
+            name: "TokenizationTests", dependencies: ["Tokenization"], exclude: ["FixtureGenerators"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
+        .testTarget(
+            name: "OptimizersTests", dependencies: ["Optimizers", "_TestSupport"],
+            resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -6,7 +6,14 @@ struct Toolkit: ParsableCommand {
         abstract: "Build, train, load and compare decoder-only language models on the CPU.",
         subcommands: [
             Doctor.self,
+            Build.self,
+            Export.self,
+            Generate.self,
+            Eval.self,
             Bench.self,
+            TrainTokenizer.self,
+            Encode.self,
+            Decode.self,
             Shard.self,
         ])
 }
@@ -17,5 +24,8 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks (run them on release builds).",
         subcommands: [
             BenchGemm.self,
+            BenchAttention.self,
+            BenchGenerate.self,
+            BenchTokenizer.self,
         ])
 }

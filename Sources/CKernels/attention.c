@@ -1,0 +1,349 @@
+#include "ckernels.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+static inline float tk_expf1(float x) {
+    /* Cephes expf: x = n*ln2 + r, polynomial on r, scale by 2^n. */
+    const float hi = 88.3762626647949f;
+    int under = x < -87.3f;
+    x = x > hi ? hi : x;
+    x = x < -87.3f ? -87.3f : x;
+    float fx = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+    float z = r * r;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * z + r + 1.0f;
+    union { int i; float f; } u;
+    u.i = ((int)fx + 127) << 23;
+    float res = y * u.f;
+    return under ? 0.0f : res;
+}
+
+TK_CLONES void tk_exp(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = tk_expf1(x[i]);
+}
+
+static inline int visible(const tk_attention *p, int pos_q, int j) {
+    if (p->causal && j > pos_q) return 0;
+    if (p->window > 0) {
+        int d = pos_q - j;
+        if (d < 0) d = -d;
+        if (d >= p->window) return 0;
+    }
+    return 1;
+}
+
+/* Keys [*lo, *hi) that can be visible to any query in [pos0, pos1]. */
+static inline void key_range(const tk_attention *p, int pos0, int pos1, int *lo, int *hi) {
+    int l = 0, h = p->Tk;
+    if (p->causal && pos1 + 1 < h) h = pos1 + 1;
+    if (p->window > 0) {
+        int wl = pos0 - p->window + 1;
+        if (wl > l) l = wl;
+        if (!p->causal) {
+            int wh = pos1 + p->window;
+            if (wh < h) h = wh;
+        }
+    }
+    if (h < l) h = l;
+    *lo = l;
+    *hi = h;
+}
+
+static inline int div_up(int a, int b) { return (a + b - 1) / b; }
+
+int tk_attention_forward_items(const tk_attention *p) {
+    return p->B * p->H * div_up(p->Tq, p->tile_q);
+}
+
+int tk_attention_backward_items(const tk_attention *p) { return p->B * p->KVH; }
+
+/* S[r, c] = scale * dot(A[r], B[c]) for r < nr, c < nc, where A rows have stride lda and
+ * Bt is B transposed: [D][ldb] (column c of B at Bt[d*ldb + c]). S: [nr][lds]. */
+static inline void scores_tile(const float *a, int lda, const float *bt, int ldb, int nr, int nc, int D,
+                               float scale, float *s, int lds) {
+    for (int r = 0; r < nr; r++) {
+        float *sr = s + (size_t)r * lds;
+        for (int c = 0; c < nc; c++) sr[c] = 0.0f;
+    }
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) {
+        const float *a0 = a + (size_t)r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        float *s0 = s + (size_t)r * lds, *s1 = s0 + lds, *s2 = s1 + lds, *s3 = s2 + lds;
+        for (int d = 0; d < D; d++) {
+            const float *b = bt + (size_t)d * ldb;
+            float x0 = a0[d], x1 = a1[d], x2 = a2[d], x3 = a3[d];
+            for (int c = 0; c < nc; c++) {
+                float bv = b[c];
+                s0[c] += x0 * bv;
+                s1[c] += x1 * bv;
+                s2[c] += x2 * bv;
+                s3[c] += x3 * bv;
+            }
+        }
+    }
+    for (; r < nr; r++) {
+        const float *a0 = a + (size_t)r * lda;
+        float *s0 = s + (size_t)r * lds;
+        for (int d = 0; d < D; d++) {
+            const float *b = bt + (size_t)d * ldb;
+            float x0 = a0[d];
+            for (int c = 0; c < nc; c++) s0[c] += x0 * b[c];
+        }
+    }
+    for (int rr = 0; rr < nr; rr++) {
+        float *sr = s + (size_t)rr * lds;
+        for (int c = 0; c < nc; c++) sr[c] *= scale;
+    }
+}
+
+/* Bt[d][c] = B[c][d] for a tile of nc rows (stride ldb_rows) and D columns. Bt: [D][ldt]. */
+static inline void transpose_tile(const float *b, int ldb_rows, int nc, int D, float *bt, int ldt) {
+    for (int c = 0; c < nc; c++) {
+        const float *row = b + (size_t)c * ldb_rows;
+        for (int d = 0; d < D; d++) bt[(size_t)d * ldt + c] = row[d];
+    }
+}
+
+/* C[r][:] (+)= sum_c A[r][c] * B[c][:], A: [nr][lda], B rows stride ldb, C rows stride ldc, width D. */
+static inline void acc_ab(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
+    for (int r = 0; r < nr; r++) {
+        const float *ar = a + (size_t)r * lda;
+        float *cr = c + (size_t)r * ldc;
+        for (int k = 0; k < nc; k++) {
+            float w = ar[k];
+            if (w == 0.0f) continue;
+            const float *bk = b + (size_t)k * ldb;
+            for (int d = 0; d < D; d++) cr[d] += w * bk[d];
+        }
+    }
+}
+
+/* C[c][:] += sum_r A[r][c] * B[r][:] (A transposed), A: [nr][lda], B rows stride ldb, C: [nc][ldc]. */
+static inline void acc_atb(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
+    for (int r = 0; r < nr; r++) {
+        const float *ar = a + (size_t)r * lda;
+        const float *br = b + (size_t)r * ldb;
+        for (int k = 0; k < nc; k++) {
+            float w = ar[k];
+            if (w == 0.0f) continue;
+            float *ck = c + (size_t)k * ldc;
+            for (int d = 0; d < D; d++) ck[d] += w * br[d];
+        }
+    }
+}
+
+/* Applies ALiBi and the mask to a score tile: rows are queries [i0, i0+nr), columns keys [j0, j0+nc).
+ * Masked entries become -INFINITY. */
+static inline void bias_and_mask(const tk_attention *p, int h, int i0, int j0, int nr, int nc, float *s, int lds) {
+    float slope = p->alibi ? p->alibi[h] : 0.0f;
+    for (int r = 0; r < nr; r++) {
+        int pos = p->q_offset + i0 + r;
+        float *sr = s + (size_t)r * lds;
+        for (int c = 0; c < nc; c++) {
+            int j = j0 + c;
+            if (!visible(p, pos, j)) {
+                sr[c] = -INFINITY;
+            } else if (slope != 0.0f) {
+                int d = pos - j;
+                if (d < 0) d = -d;
+                sr[c] -= slope * (float)d;
+            }
+        }
+    }
+}
+
+TK_CLONES void tk_attention_forward_tiled(const tk_attention *p, const float *q, const float *k, const float *v,
+                                          float *out, float *lse, int item_begin, int item_end) {
+    const int D = p->D, H = p->H, KVH = p->KVH, BR = p->tile_q, BC = p->tile_k;
+    const int nqb = div_up(p->Tq, BR);
+    const int ldq = H * D, ldk = KVH * D;
+    float *s = malloc(sizeof(float) * (size_t)BR * BC);
+    float *kt = malloc(sizeof(float) * (size_t)D * BC);
+    float *acc = malloc(sizeof(float) * (size_t)BR * D);
+    float *m = malloc(sizeof(float) * BR), *l = malloc(sizeof(float) * BR);
+    for (int item = item_begin; item < item_end; item++) {
+        int qb = item % nqb, bh = item / nqb, h = bh % H, b = bh / H;
+        int kvh = h / (H / KVH);
+        int i0 = qb * BR, nr = p->Tq - i0 < BR ? p->Tq - i0 : BR;
+        const float *qb_ptr = q + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
+        const float *kb = k + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
+        const float *vb = v + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
+        for (int r = 0; r < nr; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
+        memset(acc, 0, sizeof(float) * (size_t)nr * D);
+        int lo, hi;
+        key_range(p, p->q_offset + i0, p->q_offset + i0 + nr - 1, &lo, &hi);
+        for (int j0 = (lo / BC) * BC; j0 < hi; j0 += BC) {
+            int nc = hi - j0 < BC ? hi - j0 : BC;
+            transpose_tile(kb + (size_t)j0 * ldk, ldk, nc, D, kt, BC);
+            scores_tile(qb_ptr, ldq, kt, BC, nr, nc, D, p->scale, s, BC);
+            bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
+            for (int r = 0; r < nr; r++) {
+                float *sr = s + (size_t)r * BC;
+                float mx = m[r];
+                for (int c = 0; c < nc; c++) mx = sr[c] > mx ? sr[c] : mx;
+                if (mx == -INFINITY) {  /* whole row masked in this tile and before */
+                    for (int c = 0; c < nc; c++) sr[c] = 0.0f;
+                    continue;
+                }
+                float alpha = m[r] == -INFINITY ? 0.0f : tk_expf1(m[r] - mx);
+                float sum = 0.0f;
+                for (int c = 0; c < nc; c++) {
+                    float e = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - mx);
+                    sr[c] = e;
+                    sum += e;
+                }
+                l[r] = alpha * l[r] + sum;
+                m[r] = mx;
+                float *ar = acc + (size_t)r * D;
+                if (alpha != 1.0f) for (int d = 0; d < D; d++) ar[d] *= alpha;
+            }
+            acc_ab(s, BC, vb + (size_t)j0 * ldk, ldk, nr, nc, D, acc, D);
+        }
+        for (int r = 0; r < nr; r++) {
+            float *o = out + ((size_t)b * p->Tq + i0 + r) * ldq + (size_t)h * D;
+            float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+            const float *ar = acc + (size_t)r * D;
+            for (int d = 0; d < D; d++) o[d] = ar[d] * inv;
+            lse[((size_t)b * H + h) * p->Tq + i0 + r] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+        }
+    }
+    free(s); free(kt); free(acc); free(m); free(l);
+}
+
+TK_CLONES void tk_attention_backward_delta(const tk_attention *p, const float *out, const float *dout, float *delta,
+                                           int row_begin, int row_end) {
+    /* rows enumerate (b, i, h) in memory order of [B, Tq, H]. */
+    const int D = p->D, H = p->H;
+    for (int row = row_begin; row < row_end; row++) {
+        int h = row % H, bi = row / H, i = bi % p->Tq, b = bi / p->Tq;
+        const float *o = out + (size_t)row * D, *g = dout + (size_t)row * D;
+        float s = 0.0f;
+        for (int d = 0; d < D; d++) s += o[d] * g[d];
+        delta[((size_t)b * H + h) * p->Tq + i] = s;
+    }
+}
+
+TK_CLONES void tk_attention_backward_tiled(const tk_attention *p, const float *q, const float *k, const float *v,
+                                           const float *dout, const float *lse, const float *delta,
+                                           float *dq, float *dk, float *dv, int item_begin, int item_end) {
+    const int D = p->D, H = p->H, KVH = p->KVH, BR = p->tile_q, BC = p->tile_k;
+    const int group = H / KVH;
+    const int ldq = H * D, ldk = KVH * D;
+    float *s = malloc(sizeof(float) * (size_t)BR * BC);   /* P tile */
+    float *dp = malloc(sizeof(float) * (size_t)BR * BC);  /* dP, then dS */
+    float *kt = malloc(sizeof(float) * (size_t)D * BC);
+    float *vt = malloc(sizeof(float) * (size_t)D * BC);
+    float *dkt = malloc(sizeof(float) * (size_t)BC * D);
+    float *dvt = malloc(sizeof(float) * (size_t)BC * D);
+    for (int item = item_begin; item < item_end; item++) {
+        int kvh = item % KVH, b = item / KVH;
+        const float *kb = k + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
+        const float *vb = v + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
+        for (int j0 = 0; j0 < p->Tk; j0 += BC) {
+            int nc = p->Tk - j0 < BC ? p->Tk - j0 : BC;
+            transpose_tile(kb + (size_t)j0 * ldk, ldk, nc, D, kt, BC);
+            transpose_tile(vb + (size_t)j0 * ldk, ldk, nc, D, vt, BC);
+            memset(dkt, 0, sizeof(float) * (size_t)nc * D);
+            memset(dvt, 0, sizeof(float) * (size_t)nc * D);
+            /* Query rows that can see keys [j0, j0 + nc): positions in [j0 - (window-1), ...]. */
+            int qlo = 0, qhi = p->Tq;
+            if (p->causal) {
+                int first = j0 - p->q_offset;
+                if (first > qlo) qlo = first;
+            }
+            if (p->window > 0) {
+                int last = j0 + nc - 1 + p->window - 1 - p->q_offset;
+                if (last + 1 < qhi) qhi = last + 1;
+                if (!p->causal) {
+                    int first = j0 - p->window + 1 - p->q_offset;
+                    if (first > qlo) qlo = first;
+                }
+            }
+            if (qhi <= qlo) continue;
+            for (int hh = 0; hh < group; hh++) {
+                int h = kvh * group + hh;
+                const float *lse_h = lse + ((size_t)b * H + h) * p->Tq;
+                const float *delta_h = delta + ((size_t)b * H + h) * p->Tq;
+                for (int i0 = (qlo / BR) * BR; i0 < qhi; i0 += BR) {
+                    int nr = qhi - i0 < BR ? qhi - i0 : BR;
+                    const float *qi = q + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
+                    const float *doi = dout + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
+                    float *dqi = dq + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
+                    /* P = exp(S - lse) */
+                    scores_tile(qi, ldq, kt, BC, nr, nc, D, p->scale, s, BC);
+                    bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
+                    for (int r = 0; r < nr; r++) {
+                        float *sr = s + (size_t)r * BC;
+                        float L = lse_h[i0 + r];
+                        for (int c = 0; c < nc; c++) sr[c] = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - L);
+                    }
+                    /* dV += P^T dO */
+                    acc_atb(s, BC, doi, ldq, nr, nc, D, dvt, D);
+                    /* dP = dO V^T ; dS = P * (dP - delta) */
+                    scores_tile(doi, ldq, vt, BC, nr, nc, D, 1.0f, dp, BC);
+                    for (int r = 0; r < nr; r++) {
+                        float *dpr = dp + (size_t)r * BC;
+                        const float *pr = s + (size_t)r * BC;
+                        float dl = delta_h[i0 + r];
+                        for (int c = 0; c < nc; c++) dpr[c] = pr[c] * (dpr[c] - dl) * p->scale;
+                    }
+                    /* dQ += scale * dS K ; dK += scale * dS^T Q (scale folded into dS) */
+                    acc_ab(dp, BC, kb + (size_t)j0 * ldk, ldk, nr, nc, D, dqi, ldq);
+                    acc_atb(dp, BC, qi, ldq, nr, nc, D, dkt, D);
+                }
+            }
+            for (int c = 0; c < nc; c++) {
+                float *dkr = dk + ((size_t)b * p->tk_stride + j0 + c) * ldk + (size_t)kvh * D;
+                float *dvr = dv + ((size_t)b * p->tk_stride + j0 + c) * ldk + (size_t)kvh * D;
+                const float *sk = dkt + (size_t)c * D, *sv = dvt + (size_t)c * D;
+                for (int d = 0; d < D; d++) { dkr[d] += sk[d]; dvr[d] += sv[d]; }
+            }
+        }
+    }
+    free(s); free(dp); free(kt); free(vt); free(dkt); free(dvt);
+}
+
+TK_CLONES void tk_attention_masked_softmax(const tk_attention *p, int h, float *scores, float *lse, int lse_stride,
+                                           int row_begin, int row_end) {
+    const int n = p->Tk;
+    for (int i = row_begin; i < row_end; i++) {
+        float *sr = scores + (size_t)i * n;
+        for (int c = 0; c < n; c++) sr[c] *= p->scale;
+        bias_and_mask(p, h, i, 0, 1, n, sr, n);
+        float mx = -INFINITY;
+        for (int c = 0; c < n; c++) mx = sr[c] > mx ? sr[c] : mx;
+        if (mx == -INFINITY) {
+            for (int c = 0; c < n; c++) sr[c] = 0.0f;
+            lse[(size_t)i * lse_stride] = -INFINITY;
+            continue;
+        }
+        float sum = 0.0f;
+        for (int c = 0; c < n; c++) {
+            float e = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - mx);
+            sr[c] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (int c = 0; c < n; c++) sr[c] *= inv;
+        lse[(size_t)i * lse_stride] = mx + logf(sum);
+    }
+}
+
+TK_CLONES void tk_softmax_backward_rows(const float *p, float *dp, int n, float scale, int row_begin, int row_end) {
+    for (int i = row_begin; i < row_end; i++) {
+        const float *pr = p + (size_t)i * n;
+        float *dr = dp + (size_t)i * n;
+        float s = 0.0f;
+        for (int c = 0; c < n; c++) s += pr[c] * dr[c];
+        for (int c = 0; c < n; c++) dr[c] = pr[c] * (dr[c] - s) * scale;
+    }
+}

@@ -1,1 +1,0 @@
-// Checkpointing: see README.md in this folder.

@@ -1,0 +1,317 @@
+import Foundation
+import ToolkitSupport
+
+/// Typed access to a JSON object with errors naming the file and the key path.
+/// `null` is treated like an absent key.
+struct ConfigObject {
+    let object: [String: JSONValue]
+    let path: String
+    let prefix: String
+
+    func fail(_ key: String, _ what: String) -> ToolkitError {
+        ToolkitError.file(path, "key '\(prefix)\(key)' \(what)")
+    }
+
+    func value(_ key: String) -> JSONValue? {
+        guard let v = object[key], !v.isNull else { return nil }
+        return v
+    }
+
+    /// The value of the first present key among `keys` (alternative spellings); if several are
+    /// present they must agree.
+    func value(_ keys: [String]) throws -> (key: String, value: JSONValue)? {
+        var found: (key: String, value: JSONValue)?
+        for k in keys {
+            guard let v = value(k) else { continue }
+            if let f = found, f.value != v,
+                f.value.doubleValue == nil || f.value.doubleValue != v.doubleValue
+            {
+                throw fail(k, "conflicts with '\(prefix)\(f.key)'")
+            }
+            if found == nil { found = (k, v) }
+        }
+        return found
+    }
+
+    func int(_ keys: String...) throws -> Int? { try int(keys) }
+
+    func requiredInt(_ keys: String...) throws -> Int {
+        guard let i = try int(keys) else {
+            throw ToolkitError.file(path, "missing required key '\(prefix)\(keys[0])'")
+        }
+        return i
+    }
+
+    private func int(_ keys: [String]) throws -> Int? {
+        guard let (k, v) = try value(keys) else { return nil }
+        guard let i = v.intValue else { throw fail(k, "is \(v.typeName), expected an integer") }
+        return i
+    }
+
+    func double(_ keys: String...) throws -> Double? {
+        guard let (k, v) = try value(keys) else { return nil }
+        guard let d = v.doubleValue else { throw fail(k, "is \(v.typeName), expected a number") }
+        return d
+    }
+
+    func bool(_ key: String, default def: Bool) throws -> Bool {
+        guard let v = value(key) else { return def }
+        guard let b = v.boolValue else { throw fail(key, "is \(v.typeName), expected a boolean") }
+        return b
+    }
+
+    func string(_ keys: String...) throws -> String? {
+        guard let (k, v) = try value(keys) else { return nil }
+        guard let s = v.stringValue else { throw fail(k, "is \(v.typeName), expected a string") }
+        return s
+    }
+
+    func intList(_ key: String) throws -> [Int]? {
+        guard let v = value(key) else { return nil }
+        if let i = v.intValue { return [i] }
+        guard let a = v.arrayValue else {
+            throw fail(key, "is \(v.typeName), expected an integer or a list of integers")
+        }
+        return try a.enumerated().map { i, e in
+            guard let x = e.intValue else { throw fail("\(key)[\(i)]", "is not an integer") }
+            return x
+        }
+    }
+
+    /// Whether `key` is present at all (even as null), to tell "explicit null" from "absent".
+    func has(_ key: String) -> Bool { object[key] != nil }
+}
+
+extension HFModelConfig {
+    /// Reads and parses a `config.json`.
+    public static func load(_ path: String) throws -> HFModelConfig {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ToolkitError.file(path, "cannot read: \(error.localizedDescription)")
+        }
+        return try parse(data, path: path)
+    }
+
+    /// Parses the text of a `config.json`; `path` names the file in error messages.
+    public static func parse(_ data: Data, path: String = "config.json") throws -> HFModelConfig {
+        guard let object = try JSONValue.parse(data, path: path).objectValue else {
+            throw ToolkitError.file(path, "expected a JSON object")
+        }
+        let c = ConfigObject(object: object, path: path, prefix: "")
+        guard let typeName = try c.string("model_type") else {
+            throw ToolkitError.file(path, "missing required key 'model_type'")
+        }
+        guard let type = ModelType(rawValue: typeName) else {
+            let known = ModelType.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ToolkitError.file(
+                path, "unsupported model_type '\(typeName)' (supported: \(known))")
+        }
+        var config = try type == .gpt2 ? parseGPT2(c) : parseQwen3(c, type: type)
+        config.dtype = try c.string("dtype", "torch_dtype")
+        try config.validate(path: path)
+        return config
+    }
+
+    /// GPT2Config (transformers `configuration_gpt2.py`), including its `attribute_map`
+    /// aliases (`hidden_size` → `n_embd`, …).
+    private static func parseGPT2(_ c: ConfigObject) throws -> HFModelConfig {
+        let hidden = try c.requiredInt("n_embd", "hidden_size")
+        let heads = try c.requiredInt("n_head", "num_attention_heads")
+        return HFModelConfig(
+            modelType: .gpt2,
+            vocabSize: try c.int("vocab_size") ?? 50257,
+            hiddenSize: hidden,
+            numLayers: try c.requiredInt("n_layer", "num_hidden_layers"),
+            numHeads: heads,
+            numKVHeads: heads,
+            headDim: heads > 0 ? hidden / heads : 0,
+            intermediateSize: try c.int("n_inner") ?? 4 * hidden,
+            maxPositionEmbeddings: try c.int("n_positions", "max_position_embeddings")
+                ?? 1024,
+            normEps: try c.double("layer_norm_epsilon") ?? 1e-5,
+            attentionBias: true,
+            tieWordEmbeddings: try c.bool("tie_word_embeddings", default: true),
+            activation: try c.string("activation_function") ?? "gelu_new",
+            bosTokenId: c.has("bos_token_id") ? try c.int("bos_token_id") : 50256,
+            eosTokenIds: c.has("eos_token_id") ? try c.intList("eos_token_id") ?? [] : [50256])
+    }
+
+    /// Qwen3Config / Qwen3MoeConfig (transformers 4.5x and 5.x).
+    private static func parseQwen3(_ c: ConfigObject, type: ModelType) throws -> HFModelConfig {
+        let hidden = try c.requiredInt("hidden_size")
+        let heads = try c.requiredInt("num_attention_heads")
+        let rope = try parseRope(c)
+        var moe: MoE?
+        if type == .qwen3Moe {
+            moe = MoE(
+                numExperts: try c.int("num_local_experts", "num_experts") ?? 128,
+                numExpertsPerToken: try c.int("num_experts_per_tok") ?? 8,
+                moeIntermediateSize: try c.int("moe_intermediate_size") ?? 768,
+                normTopKProb: try c.bool("norm_topk_prob", default: false),
+                routerAuxLossCoef: try c.double("router_aux_loss_coef") ?? 0.001,
+                decoderSparseStep: try c.int("decoder_sparse_step") ?? 1,
+                mlpOnlyLayers: try c.intList("mlp_only_layers") ?? [])
+        }
+        return HFModelConfig(
+            modelType: type,
+            vocabSize: try c.requiredInt("vocab_size"),
+            hiddenSize: hidden,
+            numLayers: try c.requiredInt("num_hidden_layers"),
+            numHeads: heads,
+            numKVHeads: try c.int("num_key_value_heads") ?? heads,
+            headDim: try c.int("head_dim") ?? 128,
+            intermediateSize: try c.requiredInt("intermediate_size"),
+            maxPositionEmbeddings: try c.int("max_position_embeddings") ?? 32768,
+            normEps: try c.double("rms_norm_eps") ?? 1e-6,
+            ropeTheta: rope.theta,
+            ropeScaling: rope.scaling,
+            partialRotaryFactor: rope.partialRotaryFactor,
+            attentionBias: try c.bool("attention_bias", default: false),
+            tieWordEmbeddings: try c.bool("tie_word_embeddings", default: false),
+            activation: try c.string("hidden_act") ?? "silu",
+            moe: moe,
+            slidingWindow: try c.int("sliding_window"),
+            useSlidingWindow: try c.bool("use_sliding_window", default: false),
+            maxWindowLayers: try c.int("max_window_layers"),
+            bosTokenId: try c.int("bos_token_id"),
+            eosTokenIds: try c.intList("eos_token_id") ?? [])
+    }
+
+    static let supportedRopeTypes: Set<String> = ["default", "linear", "dynamic", "yarn", "llama3"]
+    static let ropeKeys: Set<String> = [
+        "rope_type", "type", "rope_theta", "factor", "original_max_position_embeddings",
+        "beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "truncate",
+        "low_freq_factor", "high_freq_factor", "partial_rotary_factor",
+    ]
+
+    /// RoPE settings from v5 `rope_parameters` or v4 `rope_theta` + `rope_scaling`; when both
+    /// forms are present they must agree.
+    private static func parseRope(_ c: ConfigObject) throws
+        -> (theta: Double, scaling: RopeScaling?, partialRotaryFactor: Double?)
+    {
+        var theta = try c.double("rope_theta")
+        var partial = try c.double("partial_rotary_factor")
+        var scaling: RopeScaling?
+        for key in ["rope_parameters", "rope_scaling"] {
+            guard let v = c.value(key) else { continue }
+            guard let o = v.objectValue else {
+                throw c.fail(key, "is \(v.typeName), expected an object")
+            }
+            let r = ConfigObject(object: o, path: c.path, prefix: key + ".")
+            for k in o.keys.sorted() where !ropeKeys.contains(k) {
+                throw r.fail(k, "is not a supported RoPE parameter")
+            }
+            if let t = try r.double("rope_theta") {
+                if let theta, theta != t {
+                    throw r.fail("rope_theta", "conflicts with 'rope_theta'")
+                }
+                theta = t
+            }
+            if let p = try r.double("partial_rotary_factor") {
+                if let partial, partial != p {
+                    throw r.fail("partial_rotary_factor", "conflicts with 'partial_rotary_factor'")
+                }
+                partial = p
+            }
+            let type = try r.string("rope_type", "type") ?? "default"
+            guard supportedRopeTypes.contains(type) else {
+                let known = supportedRopeTypes.sorted().joined(separator: ", ")
+                throw r.fail("rope_type", "'\(type)' is not supported (supported: \(known))")
+            }
+            var s: RopeScaling? = RopeScaling(
+                type: type, factor: try r.double("factor"),
+                originalMaxPositionEmbeddings: try r.int("original_max_position_embeddings"),
+                betaFast: try r.double("beta_fast"), betaSlow: try r.double("beta_slow"),
+                attentionFactor: try r.double("attention_factor"), mscale: try r.double("mscale"),
+                mscaleAllDim: try r.double("mscale_all_dim"),
+                truncate: r.has("truncate") ? try r.bool("truncate", default: true) : nil,
+                lowFreqFactor: try r.double("low_freq_factor"),
+                highFreqFactor: try r.double("high_freq_factor"))
+            if type == "default" { s = nil }
+            if let scaling, scaling != s {
+                throw c.fail("rope_parameters", "conflicts with 'rope_scaling'")
+            }
+            scaling = s
+        }
+        return (theta ?? 10000, scaling, partial)
+    }
+
+    /// Checks the invariants the model builder relies on; errors name the HF key.
+    public func validate(path: String = "config.json") throws {
+        func check(_ ok: Bool, _ key: String, _ what: String) throws {
+            if !ok { throw ToolkitError.file(path, "key '\(key)' \(what)") }
+        }
+        let gpt2 = modelType == .gpt2
+        try check(vocabSize > 0, "vocab_size", "must be positive (got \(vocabSize))")
+        try check(
+            hiddenSize > 0, gpt2 ? "n_embd" : "hidden_size", "must be positive (got \(hiddenSize))")
+        try check(
+            numLayers > 0, gpt2 ? "n_layer" : "num_hidden_layers",
+            "must be positive (got \(numLayers))")
+        try check(
+            numHeads > 0, gpt2 ? "n_head" : "num_attention_heads",
+            "must be positive (got \(numHeads))")
+        try check(
+            numKVHeads > 0 && numHeads % numKVHeads == 0, "num_key_value_heads",
+            "(\(numKVHeads)) must be positive and divide num_attention_heads (\(numHeads))")
+        if gpt2 {
+            try check(
+                hiddenSize % numHeads == 0, "n_head",
+                "(\(numHeads)) must divide n_embd (\(hiddenSize))")
+        }
+        try check(headDim > 0, "head_dim", "must be positive (got \(headDim))")
+        try check(
+            intermediateSize > 0, gpt2 ? "n_inner" : "intermediate_size",
+            "must be positive (got \(intermediateSize))")
+        try check(
+            maxPositionEmbeddings > 0, gpt2 ? "n_positions" : "max_position_embeddings",
+            "must be positive (got \(maxPositionEmbeddings))")
+        try check(
+            normEps > 0 && normEps.isFinite, gpt2 ? "layer_norm_epsilon" : "rms_norm_eps",
+            "must be positive (got \(normEps))")
+        if let ropeTheta {
+            try check(
+                ropeTheta > 0 && ropeTheta.isFinite, "rope_theta",
+                "must be positive (got \(ropeTheta))")
+        }
+        if let s = ropeScaling {
+            if let f = s.factor {
+                try check(
+                    f > 0 && f.isFinite, "rope_parameters.factor", "must be positive (got \(f))")
+            } else if s.type != "dynamic" {
+                try check(false, "rope_parameters.factor", "is required for rope_type '\(s.type)'")
+            }
+            if let o = s.originalMaxPositionEmbeddings {
+                try check(
+                    o > 0, "rope_parameters.original_max_position_embeddings",
+                    "must be positive (got \(o))")
+            }
+        }
+        if let p = partialRotaryFactor {
+            try check(p > 0 && p <= 1, "partial_rotary_factor", "must be in (0, 1] (got \(p))")
+        }
+        if let w = slidingWindow {
+            try check(w > 0, "sliding_window", "must be positive (got \(w))")
+        }
+        if let m = moe {
+            try check(
+                m.numExperts > 0, "num_local_experts", "must be positive (got \(m.numExperts))")
+            try check(
+                m.numExpertsPerToken > 0 && m.numExpertsPerToken <= m.numExperts,
+                "num_experts_per_tok",
+                "(\(m.numExpertsPerToken)) must be in 1...num_local_experts (\(m.numExperts))")
+            try check(
+                m.moeIntermediateSize > 0, "moe_intermediate_size",
+                "must be positive (got \(m.moeIntermediateSize))")
+            try check(
+                m.decoderSparseStep > 0, "decoder_sparse_step",
+                "must be positive (got \(m.decoderSparseStep))")
+            try check(m.routerAuxLossCoef >= 0, "router_aux_loss_coef", "must not be negative")
+            for l in m.mlpOnlyLayers {
+                try check(
+                    l >= 0 && l < numLayers, "mlp_only_layers",
+                    "entry \(l) is not a layer index in 0..<\(numLayers)")
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import ToolkitSupport
+
+/// A parsed JSON document, used for safetensors headers, index files and HF `config.json`,
+/// where the structure is dynamic and every key needs its own error message.
+///
+/// Parsing goes through `JSONDecoder` (which limits nesting depth, so hostile input cannot
+/// overflow the stack). Integers that fit `Int64` decode as `.int`, even when written `1.0` or
+/// `1e3`; other numbers are `.double`.
+package indirect enum JSONValue: Decodable, Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    package init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? c.decode(Int64.self) {
+            self = .int(i)
+        } else if let d = try? c.decode(Double.self) {
+            self = .double(d)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
+        }
+    }
+
+    /// Parses `data`, turning any decoding failure into a `ToolkitError` naming `path`.
+    package static func parse(_ data: Data, path: String, what: String = "JSON") throws
+        -> JSONValue
+    {
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw ToolkitError.file(path, "invalid \(what): \(Self.describe(error))")
+        }
+    }
+
+    private static func describe(_ error: Error) -> String {
+        if case DecodingError.dataCorrupted(let ctx) = error {
+            if let u = ctx.underlyingError as NSError?,
+                let d = u.userInfo[NSDebugDescriptionErrorKey] as? String
+            {
+                return d
+            }
+            return ctx.debugDescription
+        }
+        return "\(error)"
+    }
+
+    package var objectValue: [String: JSONValue]? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+
+    package var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
+    package var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    package var intValue: Int? {
+        if case .int(let i) = self { return Int(exactly: i) }
+        return nil
+    }
+
+    package var doubleValue: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        default: return nil
+        }
+    }
+
+    package var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    package var isNull: Bool { self == .null }
+
+    /// A short description of the value's type for error messages.
+    package var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .int: "an integer"
+        case .double: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+}
+
+/// Minimal JSON text writing with the same escaping rules as serde_json / Python's `json`
+/// (`ensure_ascii=False`): quotes, backslashes and control characters are escaped.
+package enum JSONText {
+    package static func quoted(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            default:
+                if u.value < 0x20 {
+                    let h = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension JSONValue {
+    /// Pretty JSON text as Python's `json.dumps(value, indent: 2, sort_keys=True)` writes it
+    /// (the format of `config.json` files from `save_pretrained`).
+    package func rendered(indent: Int = 2) -> String {
+        var out = ""
+        render(into: &out, level: 0, indent: indent)
+        return out
+    }
+
+    private func render(into out: inout String, level: Int, indent: Int) {
+        let pad = String(repeating: " ", count: (level + 1) * indent)
+        let closePad = String(repeating: " ", count: level * indent)
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d):
+            // Python's repr: shortest round-trip digits; non-finite values are not JSON.
+            out += d.isFinite ? "\(d)" : "null"
+        case .string(let s): out += JSONText.quoted(s)
+        case .array(let a):
+            if a.isEmpty {
+                out += "[]"
+                return
+            }
+            out += "[\n"
+            for (i, e) in a.enumerated() {
+                out += pad
+                e.render(into: &out, level: level + 1, indent: indent)
+                out += i + 1 < a.count ? ",\n" : "\n"
+            }
+            out += closePad + "]"
+        case .object(let o):
+            if o.isEmpty {
+                out += "{}"
+                return
+            }
+            out += "{\n"
+            let keys = o.keys.sorted()
+            for (i, k) in keys.enumerated() {
+                out += pad + JSONText.quoted(k) + ": "
+                o[k]?.render(into: &out, level: level + 1, indent: indent)
+                out += i + 1 < keys.count ? ",\n" : "\n"
+            }
+            out += closePad + "}"
+        }
+    }
+}

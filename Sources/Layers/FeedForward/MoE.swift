@@ -1,0 +1,119 @@
+import TensorCore
+
+/// What one MoE layer's router did in the last forward pass (for the aux loss and logging).
+public struct RoutingRecord {
+    /// Router probabilities `[N, E]` over all experts (on the tape: the aux loss differentiates them).
+    public var probabilities: Tensor
+    /// Router logits `[N, E]`.
+    public var logits: Tensor
+    /// Chosen experts, `[N, k]` row-major.
+    public var topK: [Int32]
+    /// Routing weights after optional renormalisation, `[N, k]` (values only).
+    public var weights: [Float]
+    /// Tokens sent to each expert (counting every top-k slot).
+    public var expertCounts: [Int]
+}
+
+/// Sparse mixture of SwiGLU experts with a softmax router (Qwen3-MoE): router linear → softmax over
+/// all experts → top-k → optional renormalisation (`norm_topk_prob`) → weighted sum of the chosen
+/// experts. Tokens are grouped per expert so each expert runs one GEMM.
+///
+/// Keys: `gate.weight` `[E, C]`, `experts.{e}.{gate,up,down}_proj.weight`.
+/// Recipe kind `moe`: `experts`, `top_k`, `intermediate_size`, `norm_topk_prob` (true),
+/// `aux_loss_coef` (0.001), `z_loss_coef` (0).
+public final class MoE: FeedForward {
+    public let gate: Linear
+    public let experts: [SwiGLUMLP]
+    public let topK: Int
+    public let normalizeTopK: Bool
+    public let auxLossCoefficient: Float
+    public let zLossCoefficient: Float
+    /// Set by each forward pass.
+    public private(set) var lastRouting: RoutingRecord?
+
+    public init(hiddenSize: Int, experts: Int, topK: Int, intermediateSize: Int, normalizeTopK: Bool,
+                auxLossCoefficient: Float, zLossCoefficient: Float, context: ComponentContext) {
+        gate = Linear(hiddenSize, experts, bias: false, context: context)
+        self.experts = (0..<experts).map { _ in
+            SwiGLUMLP(hiddenSize: hiddenSize, intermediateSize: intermediateSize, bias: false, context: context)
+        }
+        self.topK = topK
+        self.normalizeTopK = normalizeTopK
+        self.auxLossCoefficient = auxLossCoefficient
+        self.zLossCoefficient = zLossCoefficient
+    }
+
+    public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any FeedForward {
+        let e = try o.requiredInt("experts")
+        let k = try o.requiredInt("top_k")
+        guard k <= e else { throw o.error("top_k", "\(k) is greater than the number of experts (\(e))") }
+        return MoE(hiddenSize: c.hiddenSize, experts: e, topK: k, intermediateSize: try o.requiredInt("intermediate_size"),
+                   normalizeTopK: try o.bool("norm_topk_prob", default: true),
+                   auxLossCoefficient: Float(try o.double("aux_loss_coef", default: 0.001)),
+                   zLossCoefficient: Float(try o.double("z_loss_coef", default: 0)), context: c)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let c = x.shape[x.rank - 1], n = x.count / c, e = experts.count
+        let flat = try x.reshaped([n, c])
+        let logits = try gate(flat)                       // [N, E]
+        let probs = logits.softmax()                      // [N, E]
+        // Top-k per row: highest probability first, lowest index on ties (torch.topk order).
+        let p = probs.scalars
+        var top = [Int32](repeating: 0, count: n * topK)
+        for row in 0..<n {
+            let r = p[(row * e)..<((row + 1) * e)]
+            let order = r.indices.sorted { r[$0] != r[$1] ? r[$0] > r[$1] : $0 < $1 }
+            for j in 0..<topK { top[row * topK + j] = Int32(order[j] - row * e) }
+        }
+        // Routing weights [N, k] gathered from the probabilities (differentiable), renormalised.
+        let flatIndex = (0..<(n * topK)).map { Int32(($0 / topK) * e) + top[$0] }
+        var w = try probs.reshaped([n * e, 1]).gatherRows(flatIndex).reshaped([n, topK])
+        if normalizeTopK { w = try w / w.sum(axes: [1], keepDims: true) }
+        let wFlat = try w.reshaped([n * topK, 1])
+        var out: Tensor? = nil
+        var counts = [Int](repeating: 0, count: e)
+        for (ei, expert) in experts.enumerated() {
+            var rows: [Int32] = [], slots: [Int32] = []
+            for s in 0..<(n * topK) where top[s] == Int32(ei) {
+                rows.append(Int32(s / topK))
+                slots.append(Int32(s))
+            }
+            counts[ei] = rows.count
+            guard !rows.isEmpty else { continue }
+            let y = try expert(flat.gatherRows(rows))                 // [n_e, C]: one GEMM per projection
+            let weighted = try y * wFlat.gatherRows(slots)            // [n_e, C] · [n_e, 1]
+            let scattered = try Tensor.scatterAddRows(weighted, indices: rows, rows: n)
+            out = try out.map { try $0 + scattered } ?? scattered
+        }
+        lastRouting = RoutingRecord(probabilities: probs, logits: logits, topK: top, weights: w.scalars, expertCounts: counts)
+        return try (out ?? Tensor(zeros: [n, c])).reshaped(x.shape)
+    }
+
+    /// Router z-loss of the last forward: mean over tokens of logsumexp(logits)² (ST-MoE).
+    public func zLoss() throws -> Tensor? {
+        guard let r = lastRouting else { return nil }
+        let lse = try (r.logits - r.logits.logSoftmax()).slice(axis: 1, 0..<1)
+        return lse.square().mean()
+    }
+
+    public func visit(_ v: inout ModuleVisitor) {
+        v.child("gate", gate)
+        v.children("experts", experts)
+    }
+}
+
+/// The load-balancing loss exactly as HF `load_balancing_loss_func` (Switch Transformer):
+/// router probabilities of all layers concatenated to `[L·N, E]`;
+/// `L_aux = E · Σ_e f_e · P̄_e` with f_e the fraction of top-k picks of expert e (Σ_e f_e = k) and
+/// P̄_e the mean probability. Only P̄ carries gradient.
+public func loadBalancingLoss(_ records: [RoutingRecord], experts e: Int, topK: Int) throws -> Tensor? {
+    guard !records.isEmpty else { return nil }
+    let probs = try Tensor.concat(records.map(\.probabilities), axis: 0)   // [L·N, E]
+    let tokens = probs.shape[0]
+    var f = [Float](repeating: 0, count: e)
+    for r in records { for i in r.topK { f[Int(i)] += 1 } }
+    let fraction = try Tensor(shape: [e], values: f.map { $0 / Float(tokens) })
+    let meanProb = try probs.mean(axes: [0])
+    return try (meanProb * fraction).sum() * Float(e)
+}

@@ -1,0 +1,130 @@
+import Layers
+import TensorCore
+
+/// Resolved dimensions of a decoder-only model.
+public struct ModelDimensions: Sendable, Equatable, Codable {
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var layers: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var contextLength: Int
+    public var tieWordEmbeddings: Bool
+}
+
+/// A decoder-only transformer composed from components: token embeddings, a positional encoding,
+/// pre-norm blocks, a final norm and an LM head (tied to the embeddings or not).
+///
+/// Parameter names follow HF Llama/Qwen: `model.embed_tokens.weight`, `model.embed_positions.weight`,
+/// `model.layers.{L}.…`, `model.norm.…`, `lm_head.weight`.
+public final class DecoderModel: Module {
+    public let dims: ModelDimensions
+    public let embedTokens: Embedding
+    public let position: any PositionalEncoding
+    public let layers: [TransformerBlock]
+    public let norm: any Normalization
+    public let lmHead: Linear?
+    /// The recipe this model was built from.
+    public let recipe: Recipe
+
+    init(dims: ModelDimensions, embedTokens: Embedding, position: any PositionalEncoding, layers: [TransformerBlock],
+         norm: any Normalization, lmHead: Linear?, recipe: Recipe) {
+        self.dims = dims
+        self.embedTokens = embedTokens
+        self.position = position
+        self.layers = layers
+        self.norm = norm
+        self.lmHead = lmHead
+        self.recipe = recipe
+    }
+
+    /// The body (`model.*` keys).
+    final class Body: Module {
+        unowned let owner: DecoderModel
+        init(_ owner: DecoderModel) { self.owner = owner }
+        func visit(_ v: inout ModuleVisitor) {
+            v.child("embed_tokens", owner.embedTokens)
+            v.child("embed_positions", owner.position)
+            v.children("layers", owner.layers)
+            v.child("norm", owner.norm)
+        }
+    }
+
+    public func visit(_ v: inout ModuleVisitor) {
+        v.child("model", Body(self))
+        v.child("lm_head", lmHead)
+    }
+
+    /// The output projection `[V, C]` (the embedding matrix when tied).
+    public var outputWeight: Parameter { lmHead?.weight ?? embedTokens.weight }
+
+    /// The MoE layers, in order.
+    public var moeLayers: [MoE] { layers.compactMap { $0.mlp as? MoE } }
+
+    /// Final hidden states `[B, T, C]` for token ids `[B, T]` at positions `offset ..< offset+T`.
+    /// `hidden`, when given, receives the embedding output and every block's output.
+    public func hiddenStates(_ ids: [Int32], batch: Int, offset: Int = 0, cache: KVCache? = nil,
+                             hidden: UnsafeMutablePointer<[Tensor]>? = nil) throws -> Tensor {
+        guard batch > 0, ids.count % batch == 0 else {
+            throw TensorError.invalidArgument(op: "model", message: "\(ids.count) ids do not split into \(batch) rows")
+        }
+        let t = ids.count / batch
+        guard offset + t <= dims.contextLength else {
+            throw TensorError.invalidArgument(
+                op: "model", message: "sequence of \(offset + t) tokens exceeds the context length \(dims.contextLength)")
+        }
+        var h = try position.embed(embedTokens(ids, shape: [batch, t]), offset: offset)
+        hidden?.pointee.append(h)
+        for (i, block) in layers.enumerated() {
+            h = try block(h, offset: offset, cache: cache, layer: i)
+            hidden?.pointee.append(h)
+        }
+        let out = try norm(h)
+        hidden?.pointee.append(out)
+        return out
+    }
+
+    /// Logits `[B, T, V]`.
+    public func callAsFunction(_ ids: [Int32], batch: Int, offset: Int = 0, cache: KVCache? = nil) throws -> Tensor {
+        try logits(hiddenStates(ids, batch: batch, offset: offset, cache: cache))
+    }
+
+    /// LM-head projection of hidden states `[..., C]` → `[..., V]`.
+    public func logits(_ h: Tensor) throws -> Tensor {
+        try Tensor.linear(h, weight: outputWeight.value)
+    }
+
+    /// Mean next-token cross-entropy of `logits` for already-aligned targets (−100 = ignored),
+    /// plus the MoE auxiliary losses of the last forward (HF: CE + coef·aux).
+    public func loss(ids: [Int32], targets: [Int32], batch: Int) throws -> (total: Tensor, crossEntropy: Tensor) {
+        let lg = try self(ids, batch: batch)
+        let ce = try Tensor.crossEntropy(logits: lg.reshaped([-1, dims.vocabSize]), targets: targets)
+        if let aux = try auxiliaryLoss() { return (try ce + aux, ce) }
+        return (ce, ce)
+    }
+
+    /// `router_aux_loss_coef · L_aux` (over all MoE layers, as HF concatenates them) plus any
+    /// router z-losses, from the last forward pass; nil for dense models.
+    public func auxiliaryLoss() throws -> Tensor? {
+        let moes = moeLayers
+        guard let first = moes.first else { return nil }
+        let records = moes.compactMap(\.lastRouting)
+        var total: Tensor? = nil
+        if first.auxLossCoefficient != 0, let aux = try loadBalancingLoss(records, experts: first.experts.count, topK: first.topK) {
+            total = aux * first.auxLossCoefficient
+        }
+        for m in moes where m.zLossCoefficient != 0 {
+            if let z = try m.zLoss() { total = try total.map { try $0 + z * m.zLossCoefficient } ?? z * m.zLossCoefficient }
+        }
+        return total
+    }
+
+    /// A KV cache for this model.
+    public func makeCache(batch: Int, capacity: Int) -> KVCache {
+        KVCache(layers: layers.count, batch: batch, capacity: capacity, kvHeads: dims.kvHeads, headDim: dims.headDim)
+    }
+
+    /// Selects the attention kernel for every layer.
+    public func setAttentionKernel(_ kernel: AttentionKernel) { for b in layers { b.attention.kernel = kernel } }
+}

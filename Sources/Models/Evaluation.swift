@@ -1,0 +1,82 @@
+import Foundation
+import TensorCore
+import ToolkitSupport
+
+/// Next-token cross-entropy of a model over token sequences (no gradients).
+public enum Evaluation {
+    public struct Result: Codable, Sendable {
+        /// Mean cross-entropy in nats over all predicted tokens.
+        public var loss: Double
+        public var perplexity: Double
+        /// Predicted tokens.
+        public var tokens: Int
+        /// Bits per byte of the predicted tokens' text, when their byte lengths are known.
+        public var bitsPerByte: Double?
+    }
+
+    /// Scores each sequence on predicting `ids[t+1]` from `ids[...t]`; sequences longer than the
+    /// context are cut into consecutive windows of `context + 1` tokens overlapping by one.
+    /// `tokenBytes`, when given, maps an id to its UTF-8 byte length for bits-per-byte.
+    public static func score(_ model: DecoderModel, sequences: [[Int32]], tokenBytes: ((Int32) -> Int)? = nil,
+                             progress: ((Int) -> Void)? = nil) throws -> Result {
+        let v = model.dims.vocabSize, ctx = model.dims.contextLength
+        var windows: [[Int32]] = []
+        for (i, s) in sequences.enumerated() {
+            if let bad = s.first(where: { $0 < 0 || Int($0) >= v }) {
+                throw ToolkitError("sequence \(i): token id \(bad) is outside the vocabulary (0..<\(v))")
+            }
+            var start = 0
+            while start + 1 < s.count {
+                let end = min(start + ctx + 1, s.count)
+                windows.append(Array(s[start..<end]))
+                start = end - 1
+            }
+        }
+        guard !windows.isEmpty else { throw ToolkitError("no sequence has two or more tokens to score") }
+        // Batch windows of equal length together.
+        let groups = Dictionary(grouping: windows.indices, by: { windows[$0].count })
+        var total = 0.0, count = 0, bytes = 0
+        try GradMode.withoutGrad {
+            for len in groups.keys.sorted() {
+                let idx = groups[len]!
+                for chunk in stride(from: 0, to: idx.count, by: 8) {
+                    let rows = idx[chunk..<min(chunk + 8, idx.count)].map { windows[$0] }
+                    let input = rows.flatMap { $0.dropLast() }
+                    let targets = rows.flatMap { $0.dropFirst() }
+                    let logits = try model(input, batch: rows.count)
+                    let ce = try Tensor.crossEntropy(logits: logits.reshaped([-1, v]), targets: targets)
+                    total += Double(ce.item()) * Double(targets.count)
+                    count += targets.count
+                    if let tokenBytes { bytes += targets.reduce(0) { $0 + tokenBytes($1) } }
+                    progress?(count)
+                }
+            }
+        }
+        let loss = total / Double(count)
+        return Result(loss: loss, perplexity: Foundation.exp(loss), tokens: count,
+                      bitsPerByte: tokenBytes != nil && bytes > 0 ? total / (Foundation.log(2) * Double(bytes)) : nil)
+    }
+
+    /// Reads a JSON array of token-id arrays.
+    public static func readTokenFile(_ path: String) throws -> [[Int32]] {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ToolkitError.file(path, "cannot read: \(error.localizedDescription)")
+        }
+        let json: Any
+        do { json = try JSONSerialization.jsonObject(with: data) } catch {
+            throw ToolkitError.file(path, "invalid JSON: \(error.localizedDescription)")
+        }
+        guard let rows = json as? [Any] else { throw ToolkitError.file(path, "expected a JSON array of token-id arrays") }
+        return try rows.enumerated().map { i, row in
+            guard let r = row as? [Any] else { throw ToolkitError.file(path, "element \(i) is not an array of ids") }
+            return try r.enumerated().map { j, v in
+                guard let n = v as? NSNumber, !(v is Bool),
+                      let id = Int32(exactly: n.doubleValue) else {
+                    throw ToolkitError.file(path, "element [\(i)][\(j)] is not an integer token id")
+                }
+                return id
+            }
+        }
+    }
+}

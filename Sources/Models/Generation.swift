@@ -1,0 +1,145 @@
+import Foundation
+import Layers
+import TensorCore
+import ToolkitSupport
+
+/// How the next token is chosen.
+public struct SamplingOptions: Sendable, Equatable {
+    /// Argmax (first maximum on ties); the other settings are ignored.
+    public var greedy: Bool
+    /// Logits are divided by the temperature (> 0).
+    public var temperature: Float
+    /// Keep only the k most likely tokens (nil: all).
+    public var topK: Int?
+    /// Keep the smallest set whose probability reaches p, always including the most likely token (nil: all).
+    public var topP: Float?
+    public var seed: UInt64
+
+    public init(greedy: Bool = true, temperature: Float = 1, topK: Int? = nil, topP: Float? = nil, seed: UInt64 = 0) {
+        self.greedy = greedy
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.seed = seed
+    }
+}
+
+/// The result of a generation call.
+public struct GenerationResult: Sendable {
+    /// New tokens per row (up to and including an EOS token).
+    public var newTokens: [[Int32]]
+    /// The logits of each decoding step, `[steps][batch·V]` (when requested).
+    public var stepLogits: [[Float]]
+    public var prefillTokens: Int
+    public var prefillSeconds: Double
+    public var decodeTokens: Int
+    public var decodeSeconds: Double
+}
+
+/// Autoregressive decoding with a KV cache sized by KV heads (or full recomputation).
+public struct Generator {
+    public let model: DecoderModel
+
+    public init(model: DecoderModel) { self.model = model }
+
+    /// Chooses one token from a row of logits.
+    public static func sample(_ logits: UnsafeBufferPointer<Float>, _ o: SamplingOptions, rng: inout SplitMix64) -> Int32 {
+        var best = 0
+        for i in 1..<logits.count where logits[i] > logits[best] { best = i }
+        if o.greedy { return Int32(best) }
+        let t = max(o.temperature, 1e-6)
+        var order = Array(0..<logits.count)
+        if let k = o.topK, k > 0, k < logits.count {
+            order.sort { logits[$0] != logits[$1] ? logits[$0] > logits[$1] : $0 < $1 }
+            order = Array(order.prefix(k))
+        }
+        let m = order.map { logits[$0] }.max() ?? 0
+        var probs = order.map { Foundation.exp(Double((logits[$0] - m) / t)) }
+        var total = probs.reduce(0, +)
+        if let p = o.topP, p < 1 {
+            let sorted = probs.indices.sorted { probs[$0] != probs[$1] ? probs[$0] > probs[$1] : order[$0] < order[$1] }
+            var keep = Set<Int>(), cum = 0.0
+            for i in sorted {
+                keep.insert(i)
+                cum += probs[i] / total
+                if cum >= Double(p) { break }
+            }
+            for i in probs.indices where !keep.contains(i) { probs[i] = 0 }
+            total = probs.reduce(0, +)
+        }
+        var u = rng.nextUniform() * total
+        for (i, pr) in probs.enumerated() {
+            u -= pr
+            if u < 0 && pr > 0 { return Int32(order[i]) }
+        }
+        return Int32(order[probs.lastIndex { $0 > 0 } ?? 0])
+    }
+
+    /// Generates up to `maxNewTokens` for each prompt (all prompts the same length). Stops a row
+    /// at an EOS id; stops when every row has stopped. `onStep` sees each step's new tokens.
+    public func generate(
+        prompts: [[Int32]], maxNewTokens: Int, sampling: SamplingOptions = .init(), eos: Set<Int32> = [],
+        useCache: Bool = true, keepStepLogits: Bool = false, onStep: (([Int32]) -> Void)? = nil
+    ) throws -> GenerationResult {
+        guard let first = prompts.first, !first.isEmpty, prompts.allSatisfy({ $0.count == first.count }) else {
+            throw ToolkitError("generate: prompts must be non-empty and of equal length")
+        }
+        let v = model.dims.vocabSize
+        for p in prompts {
+            if let bad = p.first(where: { $0 < 0 || Int($0) >= v }) {
+                throw ToolkitError("prompt id \(bad) is outside the vocabulary (0..<\(v))")
+            }
+        }
+        let b = prompts.count, p = first.count
+        guard p + maxNewTokens <= model.dims.contextLength else {
+            throw ToolkitError("prompt (\(p)) + new tokens (\(maxNewTokens)) exceed the context length \(model.dims.contextLength)")
+        }
+        var rng = SplitMix64(seed: sampling.seed)
+        var sequences = prompts
+        var done = [Bool](repeating: false, count: b)
+        var result = GenerationResult(newTokens: Array(repeating: [], count: b), stepLogits: [], prefillTokens: b * p,
+                                      prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0)
+        let cache = useCache ? model.makeCache(batch: b, capacity: p + maxNewTokens) : nil
+        try GradMode.withoutGrad {
+            var input = prompts.flatMap { $0 }
+            var offset = 0
+            for step in 0..<maxNewTokens {
+                let t0 = monotonicSeconds()
+                let logits: Tensor
+                let t = input.count / b
+                if let cache {
+                    let h = try model.hiddenStates(input, batch: b, offset: offset, cache: cache)
+                    cache.advance(by: t)
+                    offset += t
+                    logits = try model.logits(h.slice(axis: 1, (t - 1)..<t))      // last position only
+                } else {
+                    let full = sequences.flatMap { $0 }
+                    let n = full.count / b
+                    let h = try model.hiddenStates(full, batch: b)
+                    logits = try model.logits(h.slice(axis: 1, (n - 1)..<n))
+                }
+                let values = logits.scalars  // [B, 1, V]
+                if keepStepLogits { result.stepLogits.append(values) }
+                var next = [Int32](repeating: 0, count: b)
+                values.withUnsafeBufferPointer { buf in
+                    for r in 0..<b {
+                        next[r] = Generator.sample(UnsafeBufferPointer(rebasing: buf[(r * v)..<((r + 1) * v)]), sampling, rng: &rng)
+                    }
+                }
+                let dt = monotonicSeconds() - t0
+                if step == 0 { result.prefillSeconds = dt } else { result.decodeSeconds += dt; result.decodeTokens += b }
+                for r in 0..<b {
+                    sequences[r].append(next[r])
+                    if !done[r] {
+                        result.newTokens[r].append(next[r])
+                        if eos.contains(next[r]) { done[r] = true }
+                    }
+                }
+                onStep?(next)
+                if done.allSatisfy({ $0 }) { break }
+                input = next
+            }
+        }
+        return result
+    }
+}

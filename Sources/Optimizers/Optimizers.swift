@@ -1,1 +1,0 @@
-// Optimizers: see README.md in this folder.

@@ -1,0 +1,115 @@
+/// Whether operations record themselves for backward. Disable with `GradMode.withoutGrad`.
+public enum GradMode {
+    @TaskLocal public static var isEnabled = true
+
+    /// Runs `body` without recording anything on the tape and without allocating gradients.
+    public static func withoutGrad<R>(_ body: () throws -> R) rethrows -> R {
+        try $isEnabled.withValue(false) { try body() }
+    }
+}
+
+/// One recorded value on the tape: its gradient buffer, its parents and the closure that
+/// propagates its gradient to them.
+///
+/// Leaves (parameters, inputs marked `requiringGrad`) keep their gradient across backward calls,
+/// accumulating until `zeroGrad()`. Interior nodes free theirs as soon as it has been propagated.
+public final class Node: @unchecked Sendable {
+    public let shape: [Int]
+    public let count: Int
+    public let isLeaf: Bool
+    /// Accumulated gradient (same shape as the value), allocated on first use.
+    public internal(set) var grad: TensorStorage?
+    var parents: [Node]
+    /// Reads this node's gradient and accumulates (+=) into the parents' gradient buffers.
+    var backwardFn: ((UnsafeMutablePointer<Float>) -> Void)?
+
+    init(shape: [Int], isLeaf: Bool, parents: [Node] = [], backward: ((UnsafeMutablePointer<Float>) -> Void)? = nil) {
+        self.shape = shape
+        self.count = Shape.count(shape)
+        self.isLeaf = isLeaf
+        self.parents = parents
+        self.backwardFn = backward
+    }
+
+    /// The gradient buffer, zero-initialised on first access. Backward kernels add into it.
+    @inline(__always) public func gradBuffer() -> UnsafeMutablePointer<Float> {
+        if let g = grad { return g.pointer }
+        let g = TensorStorage(count: count)
+        grad = g
+        return g.pointer
+    }
+
+    /// Drops the accumulated gradient.
+    public func zeroGrad() { grad = nil }
+}
+
+extension Tensor {
+    /// Records `out` as the result of an op on `inputs`, when grad mode is on and some input is on
+    /// the tape. `backward` receives dOut and the inputs' nodes (nil for constants) and must
+    /// accumulate into `node.gradBuffer()` of each non-nil input node.
+    @inline(__always)
+    static func record(
+        _ out: inout Tensor, _ inputs: [Tensor],
+        _ backward: @escaping (_ dOut: UnsafeMutablePointer<Float>, _ nodes: [Node?]) -> Void
+    ) {
+        guard GradMode.isEnabled else { return }
+        var any = false
+        for t in inputs where t.node != nil { any = true; break }
+        guard any else { return }
+        let nodes = inputs.map(\.node)
+        let parents = nodes.compactMap { $0 }
+        out.node = Node(shape: out.shape, isLeaf: false, parents: parents) { dOut in
+            backward(dOut, nodes)
+        }
+    }
+
+    /// Back-propagates from this scalar: accumulates d(self)/d(leaf) into every leaf's gradient.
+    ///
+    /// The graph is consumed: saved activations are released as the walk proceeds.
+    public func backward() throws {
+        guard count == 1 else {
+            throw TensorError.invalidArgument(op: "backward", message: "needs a scalar, got shape \(shape)")
+        }
+        guard let root = node else {
+            throw TensorError.invalidArgument(op: "backward", message: "tensor is not on the tape (no input requires grad)")
+        }
+        // Topological order by an explicit-stack DFS (no recursion on deep graphs).
+        var order: [Node] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(Node, Bool)] = [(root, false)]
+        while let (n, expanded) = stack.popLast() {
+            if expanded { order.append(n); continue }
+            if visited.contains(ObjectIdentifier(n)) { continue }
+            visited.insert(ObjectIdentifier(n))
+            stack.append((n, true))
+            for p in n.parents where !visited.contains(ObjectIdentifier(p)) { stack.append((p, false)) }
+        }
+        root.gradBuffer()[0] += 1
+        for n in order.reversed() {
+            if let fn = n.backwardFn, let g = n.grad { fn(g.pointer) }
+            n.backwardFn = nil
+            n.parents = []
+            if !n.isLeaf { n.grad = nil }
+        }
+    }
+
+    /// The accumulated gradient of a leaf, as a tensor (nil if none yet).
+    public var grad: Tensor? {
+        guard let n = node, let g = n.grad else { return nil }
+        return Tensor(storage: g, shape: shape)
+    }
+
+    /// A leaf on the tape sharing this tensor's values; its gradient accumulates across backward
+    /// calls until `zeroGrad()`.
+    public func requiringGrad() -> Tensor {
+        var t = Tensor(storage: storage, shape: shape)
+        t.node = Node(shape: shape, isLeaf: true)
+        return t
+    }
+
+    /// This tensor's values without tape history.
+    public func detached() -> Tensor { Tensor(storage: storage, shape: shape) }
+
+    /// Clears a leaf's gradient.
+    public func zeroGrad() { node?.zeroGrad() }
+}

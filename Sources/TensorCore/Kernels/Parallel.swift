@@ -1,0 +1,43 @@
+import Dispatch
+import Foundation
+
+/// A raw pointer that may cross into `concurrentPerform` closures.
+///
+/// Invariant: concurrent users write disjoint ranges (or only read).
+public struct UnsafeSendablePointer<T>: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<T>
+    @inlinable public init(_ p: UnsafeMutablePointer<T>) { pointer = p }
+    @inlinable public subscript(i: Int) -> T {
+        get { pointer[i] }
+        nonmutating set { pointer[i] = newValue }
+    }
+}
+
+/// Parallel loops over row ranges. Our parallel regions never call BLAS (BLAS has its own threads).
+public enum Parallel {
+    /// Worker count (the active processor count, overridable once at start-up).
+    nonisolated(unsafe) public static var workers = ProcessInfo.processInfo.activeProcessorCount
+
+    /// Runs `body` over `0..<count` split into contiguous chunks. Falls back to a serial loop when
+    /// `count * costPerItem` is small (< ~32k operations) or there is one worker.
+    @inlinable
+    public static func forRange(
+        _ count: Int, costPerItem: Int = 1, _ body: @Sendable (Range<Int>) -> Void
+    ) {
+        guard count > 0 else { return }
+        let total = count &* max(costPerItem, 1)
+        let w = workers
+        if w <= 1 || total < 32_768 || count < 2 {
+            body(0..<count)
+            return
+        }
+        // ~4 chunks per worker balance uneven rows without much overhead.
+        let chunks = min(count, w * 4)
+        let size = (count + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = c * size
+            let hi = min(count, lo + size)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+}

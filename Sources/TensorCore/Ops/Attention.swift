@@ -1,0 +1,199 @@
+@preconcurrency import CKernels
+import Foundation
+
+/// Which attention kernel runs. Both give the same results (to float32 rounding).
+public enum AttentionKernel: Sendable, Equatable, Codable {
+    /// Builds the full `[B, H, Tq, Tk]` probability matrix (O(T²) memory), matmuls through BLAS.
+    case naive
+    /// FlashAttention-2 style: query tiles against key tiles with an online softmax; keeps only
+    /// the output and the per-row log-sum-exp; backward recomputes score tiles. O(T) memory.
+    case tiled(queryTile: Int, keyTile: Int)
+
+    public static let defaultTiled = AttentionKernel.tiled(queryTile: 64, keyTile: 64)
+}
+
+/// Masking and biasing of an attention call.
+public struct AttentionOptions: Sendable, Equatable {
+    /// Key j is visible to query i only when j ≤ position(i).
+    public var causal: Bool
+    /// Key j is visible only when |position(i) − j| < window (HF sliding-window convention).
+    public var window: Int?
+    /// ALiBi slopes, one per query head: adds −slope·|position(i) − j| to the scaled score.
+    public var alibiSlopes: [Float]?
+    /// Absolute position of query row 0 (the KV-cache length during generation).
+    public var queryOffset: Int
+    /// Score scale, usually 1/√head_dim.
+    public var scale: Float
+    public var kernel: AttentionKernel
+    /// Use only the first `keyLength` rows of k and v along time (a KV cache with spare
+    /// capacity); nil means all.
+    public var keyLength: Int?
+
+    public init(causal: Bool = true, window: Int? = nil, alibiSlopes: [Float]? = nil, queryOffset: Int = 0,
+                scale: Float, kernel: AttentionKernel = .defaultTiled, keyLength: Int? = nil) {
+        self.keyLength = keyLength
+        self.causal = causal
+        self.window = window
+        self.alibiSlopes = alibiSlopes
+        self.queryOffset = queryOffset
+        self.scale = scale
+        self.kernel = kernel
+    }
+}
+
+extension Tensor {
+    /// Scaled dot-product attention with grouped KV heads (MHA, GQA and MQA by `kvHeads`).
+    ///
+    /// Layouts: q `[B, Tq, H, D]`, k and v `[B, Tk, KVH, D]` (the projection outputs, no
+    /// transposes), result `[B, Tq, H, D]`. Query head h reads KV head `h / (H / KVH)`.
+    public static func attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions) throws -> Tensor {
+        try attentionWithLSE(q: q, k: k, v: v, options: options).out
+    }
+
+    /// Attention that also returns the per-row log-sum-exp `[B, H, Tq]` of the masked scores.
+    public static func attentionWithLSE(q: Tensor, k: Tensor, v: Tensor, options o: AttentionOptions) throws
+        -> (out: Tensor, lse: Tensor)
+    {
+        guard q.rank == 4, k.rank == 4, v.rank == 4, k.shape == v.shape,
+              q.shape[0] == k.shape[0], q.shape[3] == k.shape[3], k.shape[2] > 0,
+              q.shape[2] % k.shape[2] == 0
+        else { throw TensorError.shapeMismatch(op: "attention(q, k)", lhs: q.shape, rhs: k.shape) }
+        let (b, tq, h, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+        let (cap, kvh) = (k.shape[1], k.shape[2])
+        let tk = o.keyLength ?? cap
+        guard tk >= 0, tk <= cap else {
+            throw TensorError.invalidArgument(op: "attention", message: "key length \(tk) outside 0...\(cap)")
+        }
+        if let slopes = o.alibiSlopes, slopes.count != h {
+            throw TensorError.invalidArgument(op: "attention", message: "\(slopes.count) ALiBi slopes for \(h) heads")
+        }
+        if let w = o.window, w <= 0 {
+            throw TensorError.invalidArgument(op: "attention", message: "window must be positive, got \(w)")
+        }
+        if o.causal && o.queryOffset + tq > tk {
+            throw TensorError.invalidArgument(
+                op: "attention", message: "queries at positions up to \(o.queryOffset + tq - 1) but only \(tk) keys")
+        }
+        let slopes = TensorStorage(o.alibiSlopes ?? [])
+        var params = tk_attention(
+            B: Int32(b), Tq: Int32(tq), Tk: Int32(tk), H: Int32(h), KVH: Int32(kvh), D: Int32(d),
+            causal: o.causal ? 1 : 0, window: Int32(o.window ?? 0), q_offset: Int32(o.queryOffset),
+            alibi: nil, scale: o.scale, tile_q: 64, tile_k: 64, tk_stride: Int32(cap))
+        if case .tiled(let tq, let tkk) = o.kernel {
+            guard tq > 0, tkk > 0 else {
+                throw TensorError.invalidArgument(op: "attention", message: "tile sizes must be positive")
+            }
+            params.tile_q = Int32(tq)
+            params.tile_k = Int32(tkk)
+        }
+        var out = Tensor(storage: TensorStorage(count: b * tq * h * d, zeroed: false), shape: [b, tq, h, d])
+        let lse = Tensor(storage: TensorStorage(count: b * h * tq, zeroed: false), shape: [b, h, tq])
+        let keep = (q.storage, k.storage, v.storage, out.storage, lse.storage, slopes)
+        let pq = UnsafeSendablePointer(q.storage.pointer), pk = UnsafeSendablePointer(k.storage.pointer)
+        let pv = UnsafeSendablePointer(v.storage.pointer), po = UnsafeSendablePointer(out.storage.pointer)
+        let pl = UnsafeSendablePointer(lse.storage.pointer)
+        let ps = UnsafeSendablePointer(slopes.pointer)
+        if o.alibiSlopes != nil { params.alibi = UnsafePointer(ps.pointer) }
+        let box = AttentionParamsBox(params)
+        @Sendable func withParams<R>(_ body: (UnsafePointer<tk_attention>) -> R) -> R { box.with(body) }
+        switch o.kernel {
+        case .tiled:
+            let items = withParams { Int(tk_attention_forward_items($0)) }
+            Parallel.forRange(items, costPerItem: 1 << 20) { r in
+                withParams { tk_attention_forward_tiled($0, pq.pointer, pk.pointer, pv.pointer, po.pointer, pl.pointer,
+                                                        Int32(r.lowerBound), Int32(r.upperBound)) }
+            }
+            record(&out, [q, k, v]) { g, nodes in
+                withExtendedLifetime(keep) {}
+                let delta = TensorStorage(count: b * h * tq, zeroed: false)
+                let pd = UnsafeSendablePointer(delta.pointer), pg = UnsafeSendablePointer(g)
+                Parallel.forRange(b * tq * h, costPerItem: d) { r in
+                    withParams { tk_attention_backward_delta($0, po.pointer, pg.pointer, pd.pointer,
+                                                             Int32(r.lowerBound), Int32(r.upperBound)) }
+                }
+                // dq/dk/dv accumulate into the leaves' buffers (scratch when an input needs none).
+                func target(_ i: Int, _ count: Int) -> (UnsafeSendablePointer<Float>, TensorStorage?) {
+                    if let n = nodes[i] { return (UnsafeSendablePointer(n.gradBuffer()), nil) }
+                    let s = TensorStorage(count: count)
+                    return (UnsafeSendablePointer(s.pointer), s)
+                }
+                let (dq, s0) = target(0, q.count), (dk, s1) = target(1, k.count), (dv, s2) = target(2, v.count)
+                let items = withParams { Int(tk_attention_backward_items($0)) }
+                Parallel.forRange(items, costPerItem: 1 << 20) { r in
+                    withParams { tk_attention_backward_tiled($0, pq.pointer, pk.pointer, pv.pointer, pg.pointer,
+                                                             pl.pointer, pd.pointer, dq.pointer, dk.pointer, dv.pointer,
+                                                             Int32(r.lowerBound), Int32(r.upperBound)) }
+                }
+                withExtendedLifetime((delta, s0, s1, s2)) {}
+            }
+        case .naive:
+            // P: [B, H, Tq, Tk], the O(T²) matrix the naive kernel keeps for backward.
+            let probs = TensorStorage(count: b * h * tq * tk, zeroed: false)
+            let pp = UnsafeSendablePointer(probs.pointer)
+            let group = h / kvh
+            for bi in 0..<b {
+                for hi in 0..<h {
+                    let qp = pq.pointer + bi * tq * h * d + hi * d
+                    let kp = pk.pointer + bi * cap * kvh * d + (hi / group) * d
+                    let sp = pp.pointer + (bi * h + hi) * tq * tk
+                    // S[Tq, Tk] = Q Kᵀ (unscaled; scale, mask and softmax follow per row)
+                    BLAS.gemm(transA: false, transB: true, m: tq, n: tk, k: d, alpha: 1, a: qp, lda: h * d,
+                              b: kp, ldb: kvh * d, beta: 0, c: sp, ldc: tk)
+                    Parallel.forRange(tq, costPerItem: tk * 8) { r in
+                        withParams { tk_attention_masked_softmax($0, Int32(hi), pp.pointer + (bi * h + hi) * tq * tk,
+                                                                 pl.pointer + (bi * h + hi) * tq, 1,
+                                                                 Int32(r.lowerBound), Int32(r.upperBound)) }
+                    }
+                    // O[Tq, D] = P V
+                    BLAS.gemm(transA: false, transB: false, m: tq, n: d, k: tk, alpha: 1, a: sp, lda: tk,
+                              b: pv.pointer + bi * cap * kvh * d + (hi / group) * d, ldb: kvh * d, beta: 0,
+                              c: po.pointer + bi * tq * h * d + hi * d, ldc: h * d)
+                }
+            }
+            record(&out, [q, k, v]) { g, nodes in
+                withExtendedLifetime((keep, probs)) {}
+                let dS = TensorStorage(count: tq * tk, zeroed: false)
+                let pds = UnsafeSendablePointer(dS.pointer)
+                for bi in 0..<b {
+                    for hi in 0..<h {
+                        let off = (bi * h + hi) * tq * tk
+                        let qo = bi * tq * h * d + hi * d, ko = bi * cap * kvh * d + (hi / group) * d
+                        let gp = g + qo
+                        // dV[Tk, D] += Pᵀ dO
+                        if let nv = nodes[2] {
+                            BLAS.gemm(transA: true, transB: false, m: tk, n: d, k: tq, alpha: 1, a: pp.pointer + off,
+                                      lda: tk, b: gp, ldb: h * d, beta: 1, c: nv.gradBuffer() + ko, ldc: kvh * d)
+                        }
+                        // dP[Tq, Tk] = dO Vᵀ, then dS = P ∘ (dP − rowsum(dP∘P)) · scale
+                        BLAS.gemm(transA: false, transB: true, m: tq, n: tk, k: d, alpha: 1, a: gp, lda: h * d,
+                                  b: pv.pointer + ko, ldb: kvh * d, beta: 0, c: pds.pointer, ldc: tk)
+                        Parallel.forRange(tq, costPerItem: tk * 3) { r in
+                            tk_softmax_backward_rows(pp.pointer + off, pds.pointer, Int32(tk), o.scale,
+                                                     Int32(r.lowerBound), Int32(r.upperBound))
+                        }
+                        // dQ[Tq, D] += dS K ; dK[Tk, D] += dSᵀ Q
+                        if let nq = nodes[0] {
+                            BLAS.gemm(transA: false, transB: false, m: tq, n: d, k: tk, alpha: 1, a: pds.pointer,
+                                      lda: tk, b: pk.pointer + ko, ldb: kvh * d, beta: 1, c: nq.gradBuffer() + qo, ldc: h * d)
+                        }
+                        if let nk = nodes[1] {
+                            BLAS.gemm(transA: true, transB: false, m: tk, n: d, k: tq, alpha: 1, a: pds.pointer,
+                                      lda: tk, b: pq.pointer + qo, ldb: h * d, beta: 1, c: nk.gradBuffer() + ko, ldc: kvh * d)
+                        }
+                    }
+                }
+            }
+        }
+        return (out, lse)
+    }
+}
+
+/// The C parameter block, shared read-only by the parallel workers of one call.
+final class AttentionParamsBox: @unchecked Sendable {
+    var params: tk_attention
+    init(_ p: tk_attention) { params = p }
+    func with<R>(_ body: (UnsafePointer<tk_attention>) -> R) -> R {
+        var p = params
+        return Swift.withUnsafePointer(to: &p) { body($0) }
+    }
+}

@@ -1,1 +1,0 @@
-// Tokenization: see README.md in this folder.

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import Models
+import ToolkitSupport
+
+struct Build: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compose a model from a recipe, print its components, write an initialised checkpoint.")
+
+    @OptionGroup var recipeOptions: RecipeOptions
+    @Option(help: "Checkpoint folder (default Checkpoints/<recipe>/).") var out: String?
+    @Flag(help: "Only print the table; write nothing.") var noSave = false
+    @Option(help: "Batch size for the activation-memory column (default: the recipe's train.batch_size or 8).")
+    var batchSize: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    }
+
+    struct Output: Codable {
+        var recipe: String
+        var stats: ModelStats
+        var checkpoint: String?
+    }
+
+    func run() throws {
+        let recipe = try recipeOptions.load()
+        let model = try ModelBuilder.build(recipe, initializeWeights: !noSave)
+        var batch = batchSize ?? 8
+        if batchSize == nil, case .int(let b)? = recipe.train["batch_size"] { batch = b }
+        let stats = ModelStats(model: model, batchSize: batch)
+        var dir: String? = nil
+        if !noSave {
+            dir = out ?? "Checkpoints/\(recipe.name)"
+            try ModelIO.saveCheckpoint(model, to: dir!)
+        }
+        if json {
+            print(try jsonLine(Output(recipe: recipe.name, stats: stats, checkpoint: dir)))
+        } else {
+            print("recipe \(recipe.name) (\(recipe.path))\(recipe.description.map { ": " + $0 } ?? "")")
+            print(stats.table())
+            print("parameters: \(ModelStats.grouped(stats.totalParameters))")
+            if let dir { print("wrote \(dir)/model.safetensors and \(dir)/recipe.yaml") }
+        }
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Export a toolkit checkpoint as a Hugging Face folder (config.json + model.safetensors).")
+
+    @Option(help: "Toolkit checkpoint folder.") var checkpoint: String
+    @Option(help: "Export format (hf).") var format = "hf"
+    @Option(help: "Output folder.") var out: String
+
+    func validate() throws {
+        guard format == "hf" else { throw ValidationError("--format must be hf") }
+    }
+
+    func run() throws {
+        let model = try ModelIO.load(checkpoint)
+        try ModelIO.exportHF(model, to: out)
+        print("wrote \(out)/config.json and \(out)/model.safetensors")
+    }
+}

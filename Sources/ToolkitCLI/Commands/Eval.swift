@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import Models
+import ToolkitSupport
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mean next-token cross-entropy, perplexity and bits-per-byte of a model.")
+
+    @OptionGroup var source: ModelSourceOptions
+    @Option(help: "JSON array of token-id arrays; each is scored on predicting ids[t+1] from ids[...t].") var tokens: String?
+    @Option(help: "Shard directory (scores its validation split).") var data: String?
+    @Option(help: "UTF-8 text file (needs --tokenizer).") var text: String?
+    @Option(help: "Tokenizer file for --text.") var tokenizer: String?
+    @Option(help: "With --data: at most this many validation tokens (0 = all).") var maxTokens = 0
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        let n = [tokens, data, text].compactMap { $0 }.count
+        guard n == 1 else { throw ValidationError("give exactly one of --tokens, --data or --text") }
+        if text != nil && tokenizer == nil { throw ValidationError("--text needs --tokenizer") }
+        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must not be negative") }
+    }
+
+    struct Output: Codable {
+        var loss: Double
+        var perplexity: Double
+        var tokens: Int
+        var bits_per_byte: Double?
+    }
+
+    func run() throws {
+        let model = try source.load()
+        let input = try EvalInput.load(tokens: tokens, data: data, text: text, tokenizer: tokenizer, maxTokens: maxTokens,
+                                       model: model)
+        let bar = ProgressBar(total: Double(input.sequences.reduce(0) { $0 + max($1.count - 1, 0) }), label: "eval",
+                              unit: "tok", enabled: !json)
+        let r = try Evaluation.score(model, sequences: input.sequences, tokenBytes: input.tokenBytes) { bar.update(Double($0)) }
+        bar.finish()
+        if json {
+            print(try jsonLine(Output(loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, bits_per_byte: r.bitsPerByte)))
+        } else {
+            var line = String(format: "loss %.6f  perplexity %.4f  tokens %d", r.loss, r.perplexity, r.tokens)
+            if let b = r.bitsPerByte { line += String(format: "  bits/byte %.4f", b) }
+            print(line)
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Models
+import ToolkitSupport
+
+/// `--recipe NAME [--set key.path=value ...]`.
+struct RecipeOptions: ParsableArguments {
+    @Option(help: "Recipe name (Recipes/<name>.yaml) or path to a .yaml file.") var recipe: String
+    @Option(name: .customLong("set"), help: "Override a recipe key, e.g. --set model.hidden_size=768 (repeatable).")
+    var overrides: [String] = []
+
+    func load() throws -> Recipe { try Recipe.load(recipe, overrides: overrides) }
+}
+
+/// `--model DIR` (HF folder) or `--checkpoint DIR` (toolkit checkpoint).
+struct ModelSourceOptions: ParsableArguments {
+    @Option(help: "Hugging Face model folder (config.json + safetensors).") var model: String?
+    @Option(help: "Toolkit checkpoint folder (recipe.yaml + model.safetensors).") var checkpoint: String?
+
+    func validate() throws {
+        guard (model == nil) != (checkpoint == nil) else {
+            throw ValidationError("give exactly one of --model DIR or --checkpoint DIR")
+        }
+    }
+
+    var path: String { model ?? checkpoint ?? "" }
+
+    func load() throws -> DecoderModel {
+        if let model { return try ModelIO.loadHF(model) }
+        return try ModelIO.load(checkpoint!)
+    }
+}
+
+/// Comma-separated integer list, e.g. `1,2,3`.
+func parseIDs(_ text: String, flag: String) throws -> [Int32] {
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    var out: [Int32] = []
+    for p in parts {
+        guard let v = Int32(p) else { throw ValidationError("\(flag): '\(p)' is not an integer token id") }
+        out.append(v)
+    }
+    guard !out.isEmpty else { throw ValidationError("\(flag): no ids") }
+    return out
+}
+
+/// Writes to standard error.
+func printError(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }

@@ -1,3 +1,0 @@
-import Testing
-
-@Test func CheckpointingTestsBuilds() { #expect(Bool(true)) }

@@ -1,0 +1,130 @@
+import Foundation
+import Testing
+import _TestSupport
+@testable import TensorCore
+
+/// [B, H, T, D] → [B, T, H, D] (the fixture's layout to the kernel's).
+private func bhtdToBTHD(_ t: Tensor) throws -> Tensor { try t.permuted([0, 2, 1, 3]).detached() }
+
+private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: AttentionOptions) throws
+    -> (out: [Float], lse: [Float], dq: [Float], dk: [Float], dv: [Float])
+{
+    let (ql, kl, vl) = (q.requiringGrad(), k.requiringGrad(), v.requiringGrad())
+    let (out, lse) = try Tensor.attentionWithLSE(q: ql, k: kl, v: vl, options: o)
+    try (out * dOut).sum().backward()
+    return (out.scalars, lse.scalars, ql.grad!.scalars, kl.grad!.scalars, vl.grad!.scalars)
+}
+
+@Suite struct AttentionTests {
+    static let kernels: [AttentionKernel] = [.naive, .tiled(queryTile: 16, keyTile: 16), .tiled(queryTile: 64, keyTile: 32)]
+
+    @Test(arguments: kernels)
+    func matchesReferenceFixture(kernel: AttentionKernel) throws {
+        let f = try Fixtures.load("attention/attention.safetensors")
+        let q = try bhtdToBTHD(f["q"]!.tensor), k = try bhtdToBTHD(f["k"]!.tensor), v = try bhtdToBTHD(f["v"]!.tensor)
+        let g = try bhtdToBTHD(f["grad_out"]!.tensor)
+        let slopes = f["alibi_slopes"]!.floats
+        let modes: [(String, AttentionOptions)] = [
+            ("causal", AttentionOptions(scale: 0.25, kernel: kernel)),
+            ("alibi", AttentionOptions(alibiSlopes: slopes, scale: 0.25, kernel: kernel)),
+            ("sliding_window", AttentionOptions(window: 16, scale: 0.25, kernel: kernel)),
+        ]
+        for (mode, opts) in modes {
+            let r = try run(q, k, v, g, opts)
+            let expect: [(String, [Float], Tensor)] = [
+                ("out", r.out, try bhtdToBTHD(f["\(mode).out"]!.tensor)),
+                ("dq", r.dq, try bhtdToBTHD(f["\(mode).dq"]!.tensor)),
+                ("dk", r.dk, try bhtdToBTHD(f["\(mode).dk"]!.tensor)),
+                ("dv", r.dv, try bhtdToBTHD(f["\(mode).dv"]!.tensor)),
+                ("lse", r.lse, f["\(mode).lse"]!.tensor),
+            ]
+            for (name, got, want) in expect {
+                let diff = Fixtures.maxAbsDiff(got, want.scalars)
+                #expect(diff < 2e-5, "\(kernel) \(mode) \(name): max diff \(diff)")
+            }
+        }
+    }
+
+    // (T, D, heads, kvHeads, window, tile): T not a multiple of the tile and T = 1, head_dim 16/64/128,
+    // GQA groups 1/2/4, windows smaller and larger than the tile.
+    static let sweep: [(Int, Int, Int, Int, Int?, Int)] = [
+        (1, 16, 4, 4, nil, 16), (7, 16, 4, 2, nil, 16), (65, 64, 4, 1, nil, 16), (65, 16, 4, 2, 5, 16),
+        (130, 16, 4, 4, 40, 32), (33, 128, 2, 1, nil, 16), (64, 64, 8, 2, 100, 64), (40, 16, 4, 2, 3, 8),
+    ]
+
+    @Test(arguments: sweep)
+    func tiledEqualsNaive(t: Int, d: Int, h: Int, kvh: Int, window: Int?, tile: Int) throws {
+        for (causal, alibi) in [(true, false), (true, true), (false, false)] {
+            let b = 2
+            let q = GradCheck.random([b, t, h, d], seed: 1), k = GradCheck.random([b, t, kvh, d], seed: 2)
+            let v = GradCheck.random([b, t, kvh, d], seed: 3), g = GradCheck.random([b, t, h, d], seed: 4)
+            let slopes = alibi ? ALiBi.slopes(heads: h) : nil
+            var o = AttentionOptions(causal: causal, window: window, alibiSlopes: slopes,
+                                     scale: 1 / Float(d).squareRoot(), kernel: .naive)
+            let n = try run(q, k, v, g, o)
+            o.kernel = .tiled(queryTile: tile, keyTile: tile * 2 > 64 ? tile : tile * 2)
+            let ti = try run(q, k, v, g, o)
+            for (name, a, c) in [("out", n.out, ti.out), ("lse", n.lse, ti.lse), ("dq", n.dq, ti.dq),
+                                 ("dk", n.dk, ti.dk), ("dv", n.dv, ti.dv)] {
+                let diff = Fixtures.maxAbsDiff(a, c)
+                #expect(diff < 1e-5, "T \(t) D \(d) H \(h)/\(kvh) window \(String(describing: window)) causal \(causal) alibi \(alibi) \(name): \(diff)")
+            }
+        }
+    }
+
+    @Test func queryOffsetMatchesFullComputationRows() throws {
+        // KV-cache decoding: the last 3 queries against all keys equal rows of the full causal call.
+        let (b, t, h, kvh, d) = (1, 20, 4, 2, 16)
+        let q = GradCheck.random([b, t, h, d], seed: 5), k = GradCheck.random([b, t, kvh, d], seed: 6)
+        let v = GradCheck.random([b, t, kvh, d], seed: 7)
+        for kernel in Self.kernels {
+            let slopes = ALiBi.slopes(heads: h)
+            let full = try Tensor.attention(q: q, k: k, v: v, options: AttentionOptions(window: 6, alibiSlopes: slopes, scale: 0.25, kernel: kernel))
+            let tail = try Tensor.attention(q: q.slice(axis: 1, 17..<20), k: k, v: v,
+                                            options: AttentionOptions(window: 6, alibiSlopes: slopes, queryOffset: 17, scale: 0.25, kernel: kernel))
+            let want = try full.slice(axis: 1, 17..<20)
+            #expect(Fixtures.maxAbsDiff(tail.scalars, want.scalars) < 1e-6)
+        }
+    }
+
+    @Test(arguments: [AttentionKernel.naive, .tiled(queryTile: 4, keyTile: 4)])
+    func gradientCheckAgainstFloat64(kernel: AttentionKernel) throws {
+        let (b, t, h, kvh, d) = (1, 5, 2, 1, 3)
+        let q = GradCheck.random([b, t, h, d], seed: 8), k = GradCheck.random([b, t, kvh, d], seed: 9)
+        let v = GradCheck.random([b, t, kvh, d], seed: 10)
+        let slopes: [Float] = [0.5, 0.25]
+        let r = try GradCheck.check([q, k, v], op: { x in
+            try Tensor.attention(q: x[0], k: x[1], v: x[2], options: AttentionOptions(window: 3, alibiSlopes: slopes, scale: 0.6, kernel: kernel))
+        }) { x in
+            var out = [Double](repeating: 0, count: b * t * h * d)
+            for hi in 0..<h {
+                for i in 0..<t {
+                    var s = [Double](repeating: -.infinity, count: t)
+                    for j in 0...i where i - j < 3 {
+                        var dot = 0.0
+                        for e in 0..<d { dot += x[0][(i * h + hi) * d + e] * x[1][j * d + e] }
+                        s[j] = dot * Double(Float(0.6)) - Double(slopes[hi]) * Double(i - j)
+                    }
+                    let p = Reference.softmax(s.map { $0 == -.infinity ? -1e300 : $0 })
+                    for e in 0..<d { out[(i * h + hi) * d + e] = (0..<t).reduce(0) { $0 + p[$1] * x[2][$1 * d + e] } }
+                }
+            }
+            return out
+        }
+        #expect(r.passed, "\(r)")
+    }
+
+    @Test func alibiSlopesMatchPaperRule() throws {
+        #expect(ALiBi.slopes(heads: 4) == [0.25, 0.0625, 0.015625, 0.00390625])
+        #expect(ALiBi.slopes(heads: 3) == [0.0625, 0.00390625, 0.25])
+        let s12 = ALiBi.slopes(heads: 12)
+        #expect(abs(s12[8] - 0.70710678) < 1e-6 && abs(s12[11] - 0.08838835) < 1e-6)
+        let s6 = ALiBi.slopes(heads: 6)
+        #expect(s6 == [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125])
+    }
+
+    @Test func badShapesThrow() {
+        let q = Tensor(zeros: [1, 4, 3, 8]), k = Tensor(zeros: [1, 4, 2, 8])
+        #expect(throws: TensorError.self) { try Tensor.attention(q: q, k: k, v: k, options: AttentionOptions(scale: 1)) }
+    }
+}
