@@ -46,7 +46,8 @@ let package = Package(
         .target(
             name: "Optimizers", dependencies: ["TensorCore", "Layers"], exclude: ["README.md"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
-        .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
+        .target(
+            name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"], exclude: ["README.md"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
             name: "Models",

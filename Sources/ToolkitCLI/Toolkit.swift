@@ -14,6 +14,7 @@ struct Toolkit: ParsableCommand {
             TrainTokenizer.self,
             Encode.self,
             Decode.self,
+            Shard.self,
         ])
 }
 

@@ -1,0 +1,241 @@
+import Foundation
+import ToolkitSupport
+
+/// An input file of the corpus.
+public struct CorpusFile: Codable, Sendable, Equatable {
+    public var path: String
+    public var size: Int
+    /// Modification time (seconds since 1970), part of the resume fingerprint.
+    public var modified: Double
+
+    /// Expands files and directories (recursively, sorted, hidden entries skipped) into files.
+    public static func expand(_ inputs: [String]) throws -> [CorpusFile] {
+        let fm = FileManager.default
+        var files: [CorpusFile] = []
+        for input in inputs {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: input, isDirectory: &isDir) else {
+                throw ToolkitError.file(input, "input does not exist")
+            }
+            var paths = [input]
+            if isDir.boolValue {
+                guard let walker = fm.enumerator(atPath: input) else {
+                    throw ToolkitError.file(input, "cannot list directory")
+                }
+                paths = []
+                while let rel = walker.nextObject() as? String {
+                    if rel.split(separator: "/").contains(where: { $0.hasPrefix(".") }) { continue }
+                    let full = (input as NSString).appendingPathComponent(rel)
+                    var sub: ObjCBool = false
+                    if fm.fileExists(atPath: full, isDirectory: &sub), !sub.boolValue {
+                        paths.append(full)
+                    }
+                }
+                paths.sort()
+            }
+            for path in paths {
+                guard fm.isReadableFile(atPath: path),
+                    let attrs = try? fm.attributesOfItem(atPath: path)
+                else { throw ToolkitError.file(path, "input file is not readable") }
+                let size = (attrs[.size] as? NSNumber)?.intValue ?? 0
+                let date = (attrs[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                files.append(CorpusFile(path: path, size: size, modified: date))
+            }
+        }
+        return files
+    }
+}
+
+/// Where a chunk starts: enough to restart reading there after an interruption.
+public struct CorpusPosition: Codable, Sendable, Equatable {
+    public var fileIndex: Int
+    public var offset: Int
+    /// Whether the chunk starting here begins a document.
+    public var atDocumentStart: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case fileIndex = "file_index"
+        case offset
+        case atDocumentStart = "at_document_start"
+    }
+}
+
+/// A piece of one document, at most about `chunkBytes` long.
+struct TextChunk {
+    var position: CorpusPosition
+    var bytes: [UInt8]
+    /// Corpus bytes consumed once this chunk is read (for progress).
+    var consumedAfter = 0
+}
+
+/// Streams the corpus as chunks: documents are whole files or the text between separators;
+/// documents longer than `chunkBytes` are cut only inside `x\ny`, x and y printable non-space
+/// ASCII (see `TokenEncoder`). Memory use is a few times `chunkBytes`, whatever the input.
+final class ChunkStream {
+    let files: [CorpusFile]
+    let separator: [UInt8]
+    let chunkBytes: Int
+    private let readBytes: Int
+    private var fileIndex: Int
+    private var handle: FileHandle?
+    private var buffer: [UInt8] = []
+    private var head = 0  // first unconsumed byte of buffer
+    private var bufferOffset = 0  // file offset of buffer[0]
+    private var eof = false
+    private var atDocumentStart = true
+    /// Bytes of input consumed so far (for progress), counted from the start of the corpus.
+    private(set) var consumed = 0
+
+    init(files: [CorpusFile], separator: [UInt8], chunkBytes: Int, start: CorpusPosition?) throws {
+        self.files = files
+        self.separator = separator
+        self.chunkBytes = max(chunkBytes, 16)
+        readBytes = max(self.chunkBytes, 1 << 20)
+        let s = start ?? CorpusPosition(fileIndex: 0, offset: 0, atDocumentStart: true)
+        fileIndex = s.fileIndex
+        consumed = files.prefix(s.fileIndex).reduce(0) { $0 + $1.size } + s.offset
+        if fileIndex < files.count { try open(at: s.offset) }
+        atDocumentStart = s.atDocumentStart
+    }
+
+    private func open(at offset: Int) throws {
+        let path = files[fileIndex].path
+        guard let h = FileHandle(forReadingAtPath: path) else {
+            throw ToolkitError.file(path, "cannot open input file")
+        }
+        do { try h.seek(toOffset: UInt64(offset)) } catch {
+            throw ToolkitError.file(path, "cannot seek: \(error)", offset: offset)
+        }
+        handle = h
+        buffer = []
+        head = 0
+        bufferOffset = offset
+        eof = false
+        atDocumentStart = true
+    }
+
+    /// Makes at least `count` unconsumed bytes available, unless the file ends first.
+    private func fill(_ count: Int) throws {
+        while !eof && buffer.count - head < count {
+            if head > 0 && head >= buffer.count / 2 {
+                buffer.removeFirst(head)
+                bufferOffset += head
+                head = 0
+            }
+            let path = files[fileIndex].path
+            let data: Data?
+            do { data = try handle?.read(upToCount: max(readBytes, count)) } catch {
+                throw ToolkitError.file(
+                    path, "cannot read input: \(error)", offset: bufferOffset + buffer.count)
+            }
+            if let data, !data.isEmpty { buffer.append(contentsOf: data) } else { eof = true }
+        }
+    }
+
+    /// The next chunk, or nil at the end of the corpus.
+    func next() throws -> TextChunk? {
+        guard var chunk = try nextChunk() else { return nil }
+        chunk.consumedAfter = consumed
+        return chunk
+    }
+
+    private func nextChunk() throws -> TextChunk? {
+        var limit = chunkBytes
+        while fileIndex < files.count {
+            try fill(limit + separator.count)
+            let available = buffer.count - head
+            if available == 0 {
+                try? handle?.close()
+                handle = nil
+                fileIndex += 1
+                if fileIndex < files.count { try open(at: 0) }
+                limit = chunkBytes
+                continue
+            }
+            if let sep = findSeparator(searchLength: min(available, limit + separator.count - 1)) {
+                let chunk = take(sep)
+                consume(separator.count)
+                atDocumentStart = true
+                limit = chunkBytes
+                if let chunk { return chunk }
+                continue
+            }
+            if eof && available <= limit { return take(available) }
+            if let cut = safeCut(below: min(limit, available)) { return take(cut) }
+            limit *= 2  // no cut point yet: look further
+        }
+        return nil
+    }
+
+    /// A chunk of the next `length` bytes (nil when empty), consuming them.
+    private func take(_ length: Int) -> TextChunk? {
+        defer { consume(length) }
+        guard length > 0 else { return nil }
+        let position = CorpusPosition(
+            fileIndex: fileIndex, offset: bufferOffset + head, atDocumentStart: atDocumentStart)
+        atDocumentStart = false
+        return TextChunk(position: position, bytes: Array(buffer[head..<head + length]))
+    }
+
+    private func consume(_ length: Int) {
+        head += length
+        consumed += length
+    }
+
+    /// Index (relative to head) of the first separator starting within `searchLength` bytes.
+    private func findSeparator(searchLength: Int) -> Int? {
+        guard !separator.isEmpty, searchLength >= separator.count else { return nil }
+        let first = separator[0]
+        let last = head + searchLength - separator.count
+        var i = head
+        while i <= last {
+            if buffer[i] == first && buffer[i..<i + separator.count].elementsEqual(separator) {
+                return i - head
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// The largest cut point in 2...limit-1 that lies right after a `\n` with a printable,
+    /// non-space ASCII byte on both sides (see `TokenEncoder`).
+    private func safeCut(below limit: Int) -> Int? {
+        var j = limit - 1
+        while j > 1 {
+            if buffer[head + j - 1] == 0x0A && isPrintable(buffer[head + j])
+                && isPrintable(buffer[head + j - 2])
+            {
+                return j
+            }
+            j -= 1
+        }
+        return nil
+    }
+
+    private func isPrintable(_ b: UInt8) -> Bool { b > 0x20 && b < 0x7F }
+}
+
+/// Turns bytes into a String, dropping (and counting) invalid UTF-8 sequences.
+func decodeUTF8Skipping(_ bytes: [UInt8]) -> (text: String, skipped: Int, firstBad: Int?) {
+    if let s = String(validating: bytes, as: UTF8.self) { return (s, 0, nil) }
+    var scalars = String.UnicodeScalarView()
+    var parser = Unicode.UTF8.ForwardParser()
+    var iterator = bytes.makeIterator()
+    var skipped = 0
+    var position = 0
+    var firstBad: Int?
+    loop: while true {
+        switch parser.parseScalar(from: &iterator) {
+        case .valid(let encoded):
+            scalars.append(Unicode.UTF8.decode(encoded))
+            position += encoded.count
+        case .error(let length):
+            if firstBad == nil { firstBad = position }
+            skipped += length
+            position += length
+        case .emptyInput:
+            break loop
+        }
+    }
+    return (String(scalars), skipped, firstBad)
+}

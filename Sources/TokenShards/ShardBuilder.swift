@@ -1,0 +1,250 @@
+import Foundation
+import ToolkitSupport
+
+/// Settings of a sharding run (`toolkit shard`).
+public struct ShardBuildOptions: Sendable {
+    /// Input files and directories.
+    public var inputs: [String]
+    public var outputDirectory: String
+    public var writer = ShardWriterOptions()
+    /// Fraction of the tokens (the last ones) held out for validation.
+    public var valFraction = 0.0
+    /// Document separator inside files; nil makes every file one document.
+    public var separator: String?
+    /// Target size of the text pieces encoded in parallel.
+    public var chunkBytes = 1 << 20
+    /// Encoding threads.
+    public var threads = ProcessInfo.processInfo.activeProcessorCount
+    /// Draw a progress bar on standard error.
+    public var progress = false
+    /// Tests: stop (as if killed) once the journal records this many shards.
+    var stopAfterJournaledShards: Int?
+
+    public init(inputs: [String], outputDirectory: String) {
+        self.inputs = inputs
+        self.outputDirectory = outputDirectory
+    }
+}
+
+/// What a sharding run did.
+public struct ShardBuildReport: Codable, Sendable {
+    public var manifest: ShardManifest
+    public var inputFiles: Int
+    public var inputBytes: Int
+    /// Bytes read and encoded by this run (less than `inputBytes` when it resumed).
+    public var bytesProcessed: Int
+    /// Shards taken over from an interrupted run.
+    public var resumedShards: Int
+    public var seconds: Double
+    public var megabytesPerSecond: Double
+    public var tokensPerSecond: Double
+    /// "FILE at byte offset N" of the first invalid UTF-8 sequence skipped, if any.
+    public var firstInvalidUTF8: String?
+
+    enum CodingKeys: String, CodingKey {
+        case manifest, seconds
+        case inputFiles = "input_files"
+        case inputBytes = "input_bytes"
+        case bytesProcessed = "bytes_processed"
+        case resumedShards = "resumed_shards"
+        case megabytesPerSecond = "megabytes_per_second"
+        case tokensPerSecond = "tokens_per_second"
+        case firstInvalidUTF8 = "first_invalid_utf8"
+    }
+}
+
+/// Reads, encodes and shards a corpus; resumes an interrupted run into the same directory.
+///
+/// Invalid UTF-8: invalid byte sequences are skipped; the manifest counts them
+/// (`invalid_utf8_bytes_skipped`) and the report names the first one.
+public enum ShardBuilder {
+    public static let journalName = "journal.json"
+
+    public static func build(_ options: ShardBuildOptions, encoder: any TokenEncoder) throws
+        -> ShardBuildReport
+    {
+        let started = monotonicSeconds()
+        let info = encoder.info
+        let shardTokens = options.writer.shardTokens
+        guard options.valFraction >= 0, options.valFraction < 1 else {
+            throw ToolkitError("--val-fraction must be in [0, 1) (got \(options.valFraction))")
+        }
+        guard !options.inputs.isEmpty else { throw ToolkitError("no input files given") }
+        let files = try CorpusFile.expand(options.inputs)
+        let totalBytes = files.reduce(0) { $0 + $1.size }
+        guard totalBytes > 0 else {
+            throw ToolkitError(
+                "empty input: \(options.inputs.joined(separator: ", ")) hold no text "
+                    + "(\(files.count) files, 0 bytes)")
+        }
+        let separator = Array((options.separator ?? "").utf8)
+        let fingerprint = Fingerprint(
+            tokenizer: info, files: files, separator: options.separator,
+            shardTokens: shardTokens, frameTokens: options.writer.frameTokens,
+            level: options.writer.level, layout: options.writer.layout)
+        let dir = options.outputDirectory
+        let journal = ShardJournal.resumable(directory: dir, fingerprint: fingerprint)
+        try cleanDirectory(dir, keeping: Set(journal?.shards.map(\.file) ?? []))
+
+        let writer = try ShardWriter(
+            directory: dir, tokenizer: info, options: options.writer,
+            existing: journal?.shards ?? [])
+        let stream = try ChunkStream(
+            files: files, separator: separator, chunkBytes: options.chunkBytes,
+            start: journal?.resume.position)
+        let startBytes = stream.consumed
+        var consumed = startBytes
+        var documents = journal?.resume.documents ?? 0
+        var invalidBytes = journal?.resume.invalidUTF8Bytes ?? 0
+        var skip = journal?.resume.skipTokens ?? 0
+        var position = writer.tokensWritten - skip  // stream position of the next chunk
+        var firstBad: String?
+        var resumePoints: [Int: ResumePoint] = [:]
+        var journaled = journal?.shards.count ?? 0
+        let bar = ProgressBar(
+            total: Double(totalBytes) / 1e6, label: "shard", unit: "MB",
+            enabled: options.progress)
+
+        let sessions = (0..<max(options.threads, 1)).map { _ in encoder.makeSession() }
+        let pipeline = OrderedPipeline<TextChunk, EncodedChunk>(
+            workers: sessions.count, window: sessions.count * 4,
+            produce: { try stream.next() },
+            transform: { worker, chunk in
+                let (text, skipped, bad) = decodeUTF8Skipping(chunk.bytes)
+                return EncodedChunk(
+                    chunk: chunk, tokens: try sessions[worker].encode(text),
+                    invalidBytes: skipped, firstInvalid: bad)
+            })
+        defer { pipeline.finish() }
+        while let e = try pipeline.next() {
+            let c = e.chunk
+            if e.invalidBytes > 0, firstBad == nil, let bad = e.firstInvalid {
+                firstBad =
+                    "\(files[c.position.fileIndex].path) at byte offset "
+                    + "\(c.position.offset + bad)"
+            }
+            let eot = c.position.atDocumentStart && documents > 0
+            let length = e.tokens.count + (eot ? 1 : 0)
+            var boundary = (position + shardTokens - 1) / shardTokens * shardTokens
+            while boundary < position + length {
+                resumePoints[boundary / shardTokens] = ResumePoint(
+                    position: c.position, skipTokens: boundary - position,
+                    documents: documents, invalidUTF8Bytes: invalidBytes)
+                boundary += shardTokens
+            }
+            invalidBytes += e.invalidBytes
+            if c.position.atDocumentStart { documents += 1 }
+            if eot && skip == 0 { try writer.append([UInt32(info.eotID)]) }
+            try writer.append(e.tokens[max(skip - (eot ? 1 : 0), 0)...])
+            skip = 0
+            position += length
+            let durable = writer.durableShards
+            if durable.count > journaled, let point = resumePoints[durable.count] {
+                try ShardJournal(fingerprint: fingerprint, shards: durable, resume: point)
+                    .write(directory: dir)
+                journaled = durable.count
+                resumePoints = resumePoints.filter { $0.key > journaled }
+                if let stop = options.stopAfterJournaledShards, journaled >= stop {
+                    writer.waitForPending()
+                    throw ToolkitError("interrupted after \(journaled) shards (test hook)")
+                }
+            }
+            consumed = c.consumedAfter
+            bar.update(
+                Double(consumed) / 1e6, extra: "\(ProgressBar.format(Double(position))) tok")
+        }
+        bar.finish()
+        let manifest = try writer.finish(
+            valFraction: options.valFraction, documents: documents,
+            invalidUTF8Bytes: invalidBytes)
+        try? FileManager.default.removeItem(
+            atPath: (dir as NSString).appendingPathComponent(journalName))
+        let seconds = monotonicSeconds() - started
+        let processed = consumed - startBytes
+        return ShardBuildReport(
+            manifest: manifest, inputFiles: files.count, inputBytes: totalBytes,
+            bytesProcessed: processed, resumedShards: journal?.shards.count ?? 0,
+            seconds: seconds, megabytesPerSecond: Double(processed) / 1e6 / seconds,
+            tokensPerSecond: Double(manifest.totalTokens - (journal?.tokens ?? 0)) / seconds,
+            firstInvalidUTF8: firstBad)
+    }
+
+    /// Removes what an earlier run left (manifest, temporary files, shards not being resumed).
+    static func cleanDirectory(_ dir: String, keeping: Set<String>) throws {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: dir) else { return }
+        for name in names {
+            let ours =
+                name == ShardManifest.fileName || (name.hasPrefix(".") && name.hasSuffix(".tmp"))
+                || (isShardFileName(name) && !keeping.contains(name))
+            if ours {
+                try fm.removeItem(atPath: (dir as NSString).appendingPathComponent(name))
+            }
+        }
+    }
+
+    /// Whether `name` looks like a shard file (`shard-NNNNNN.tks`).
+    public static func isShardFileName(_ name: String) -> Bool {
+        name.hasPrefix("shard-") && name.hasSuffix(".tks")
+    }
+}
+
+/// A chunk and its tokens.
+struct EncodedChunk {
+    var chunk: TextChunk
+    var tokens: [UInt32]
+    var invalidBytes: Int
+    var firstInvalid: Int?
+}
+
+/// Everything that must match for a run to continue an interrupted one.
+struct Fingerprint: Codable, Equatable {
+    var tokenizer: TokenizerInfo
+    var files: [CorpusFile]
+    var separator: String?
+    var shardTokens: Int
+    var frameTokens: Int
+    var level: Int
+    var layout: TokenLayout
+}
+
+/// Where to continue: the chunk holding the first token of the next shard.
+struct ResumePoint: Codable, Equatable {
+    var position: CorpusPosition
+    /// Tokens of that chunk (leading end-of-text included) already in earlier shards.
+    var skipTokens: Int
+    /// Documents started before that chunk.
+    var documents: Int
+    var invalidUTF8Bytes: Int
+}
+
+/// `journal.json`: progress of an unfinished run, rewritten atomically after shards land.
+struct ShardJournal: Codable {
+    var fingerprint: Fingerprint
+    var shards: [ShardEntry]
+    var resume: ResumePoint
+
+    var tokens: Int { shards.reduce(0) { $0 + $1.tokens } }
+
+    func write(directory: String) throws {
+        let data = try JSONEncoder().encode(self)
+        try AtomicFile.write(
+            data, to: (directory as NSString).appendingPathComponent(ShardBuilder.journalName))
+    }
+
+    /// The journal in `directory` if it belongs to the same run and its shards are intact.
+    static func resumable(directory: String, fingerprint: Fingerprint) -> ShardJournal? {
+        let path = (directory as NSString).appendingPathComponent(ShardBuilder.journalName)
+        guard let data = FileManager.default.contents(atPath: path),
+            let journal = try? JSONDecoder().decode(ShardJournal.self, from: data),
+            journal.fingerprint == fingerprint
+        else { return nil }
+        for entry in journal.shards {
+            let file = (directory as NSString).appendingPathComponent(entry.file)
+            guard let (header, _) = try? ShardCodec.read(path: file),
+                hex32(header.checksum) == entry.crc32, Int(header.tokenCount) == entry.tokens
+            else { return nil }
+        }
+        return journal
+    }
+}

@@ -1,0 +1,223 @@
+import Foundation
+import ToolkitSupport
+
+/// Settings of the shard writer.
+public struct ShardWriterOptions: Sendable {
+    /// Tokens per shard; every shard but the last holds exactly this many.
+    public var shardTokens = 1 << 20
+    /// Tokens per zstd frame inside a shard.
+    public var frameTokens = ShardCodec.defaultFrameTokens
+    /// zstd level (1…22).
+    public var level = 3
+    public var layout = TokenLayout.plain
+    /// Shards compressed at the same time (each on its own thread).
+    public var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    public init() {}
+}
+
+/// Writes a token stream as fixed-size shards plus `manifest.json`.
+///
+/// Tokens arrive in order through `append`; each full shard is compressed on a background thread
+/// and written atomically (temporary file, then rename). `finish` writes the last, shorter shard
+/// and the manifest. The manifest is written last, so it never lists a half-written shard.
+public final class ShardWriter {
+    public let directory: String
+    public let tokenizer: TokenizerInfo
+    public let options: ShardWriterOptions
+    public let dtype: TokenDType
+
+    private var buffer: [UInt32] = []
+    private var nextIndex: Int
+    private(set) public var tokensWritten: Int
+    private let state: CompletionState
+    private let group = DispatchGroup()
+    private let slots: DispatchSemaphore
+
+    /// - Parameter existing: shards already on disk from an interrupted run (resume); the next
+    ///   token appended becomes the first token of shard `existing.count`.
+    public init(
+        directory: String, tokenizer: TokenizerInfo, options: ShardWriterOptions,
+        existing: [ShardEntry] = []
+    ) throws {
+        guard options.shardTokens > 0, options.frameTokens > 0 else {
+            throw ToolkitError("shard and frame sizes must be positive")
+        }
+        self.directory = directory
+        self.tokenizer = tokenizer
+        self.options = options
+        dtype = TokenDType.fitting(vocabSize: tokenizer.vocabSize)
+        nextIndex = existing.count
+        tokensWritten = existing.reduce(0) { $0 + $1.tokens }
+        state = CompletionState(existing)
+        slots = DispatchSemaphore(value: max(options.threads, 1))
+        buffer.reserveCapacity(options.shardTokens)
+        try FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// The file name of shard `index`.
+    public static func fileName(_ index: Int) -> String {
+        let digits = String(index)
+        return "shard-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".tks"
+    }
+
+    /// Documents added with `appendDocument`.
+    public private(set) var documentsAppended = 0
+
+    /// Appends one encoded document, preceded by the end-of-text id unless it is the first.
+    public func appendDocument(_ tokens: [UInt32]) throws {
+        if documentsAppended > 0 { try append([UInt32(tokenizer.eotID)]) }
+        try append(tokens)
+        documentsAppended += 1
+    }
+
+    /// Appends tokens; ids must be below the vocabulary size.
+    public func append(_ tokens: some Collection<Int>) throws {
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= tokenizer.vocabSize }) {
+            throw ToolkitError(
+                "token id \(bad) is outside the vocabulary (size \(tokenizer.vocabSize))")
+        }
+        try append(tokens.map { UInt32($0) }[...])
+    }
+
+    /// Appends tokens; ids must be below the vocabulary size.
+    public func append(_ tokens: ArraySlice<UInt32>) throws {
+        try state.rethrow()
+        if let bad = tokens.first(where: { Int($0) >= tokenizer.vocabSize }) {
+            throw ToolkitError(
+                "token id \(bad) is outside the vocabulary (size \(tokenizer.vocabSize))")
+        }
+        var rest = tokens
+        while !rest.isEmpty {
+            let n = min(rest.count, options.shardTokens - buffer.count)
+            buffer.append(contentsOf: rest.prefix(n))
+            rest = rest.dropFirst(n)
+            if buffer.count == options.shardTokens { submit() }
+        }
+    }
+
+    /// Appends tokens; ids must be below the vocabulary size.
+    public func append(_ tokens: [UInt32]) throws { try append(tokens[...]) }
+
+    /// The shards that are on disk with every earlier shard also on disk.
+    public var durableShards: [ShardEntry] { state.durablePrefix() }
+
+    private func submit() {
+        let tokens = buffer
+        buffer.removeAll(keepingCapacity: true)
+        let index = nextIndex
+        let firstToken = tokensWritten
+        nextIndex += 1
+        tokensWritten += tokens.count
+        slots.wait()
+        let job = ShardJob(
+            directory: directory, index: index, firstToken: firstToken, tokens: tokens,
+            dtype: dtype, options: options, tokenizerHash: tokenizer.hash)
+        let state = self.state
+        let slots = self.slots
+        DispatchQueue.global().async(group: group) {
+            state.record(index, Result { try job.run() })
+            slots.signal()
+        }
+    }
+
+    /// Writes the last shard, waits for all shards, and writes the manifest.
+    /// - Parameters:
+    ///   - documents: documents in the stream; nil uses the count of `appendDocument` calls.
+    ///   - invalidUTF8Bytes: recorded in the manifest.
+    public func finish(valFraction: Double, documents: Int? = nil, invalidUTF8Bytes: Int = 0)
+        throws -> ShardManifest
+    {
+        guard tokensWritten + buffer.count > 0 else {
+            throw ToolkitError("no tokens to write: the input is empty")
+        }
+        if !buffer.isEmpty { submit() }
+        group.wait()
+        try state.rethrow()
+        let shards = state.durablePrefix()
+        let total = shards.reduce(0) { $0 + $1.tokens }
+        let valTokens = Int((Double(total) * valFraction).rounded())
+        let manifest = ShardManifest(
+            tokenizer: tokenizer, dtype: dtype, layout: options.layout, zstdLevel: options.level,
+            shardTokens: options.shardTokens, frameTokens: options.frameTokens,
+            totalTokens: total, documents: documents ?? documentsAppended,
+            invalidUTF8BytesSkipped: invalidUTF8Bytes,
+            shards: shards,
+            split: SplitInfo(
+                valFraction: valFraction, trainTokens: total - valTokens, valTokens: valTokens,
+                valStart: total - valTokens))
+        try manifest.validate(path: ShardManifest.fileName)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try AtomicFile.write(
+            try encoder.encode(manifest),
+            to: (directory as NSString).appendingPathComponent(ShardManifest.fileName))
+        return manifest
+    }
+
+    /// Waits for every shard in flight (used before abandoning a writer).
+    public func waitForPending() { group.wait() }
+}
+
+/// Compresses and writes one shard.
+private struct ShardJob: Sendable {
+    let directory: String
+    let index: Int
+    let firstToken: Int
+    let tokens: [UInt32]
+    let dtype: TokenDType
+    let options: ShardWriterOptions
+    let tokenizerHash: String
+
+    func run() throws -> ShardEntry {
+        let bytes = try ShardCodec.encode(
+            tokens: tokens, dtype: dtype, layout: options.layout, level: options.level,
+            frameTokens: options.frameTokens, tokenizerHash: tokenizerHash)
+        let name = ShardWriter.fileName(index)
+        try AtomicFile.write(Data(bytes), to: (directory as NSString).appendingPathComponent(name))
+        let crc = ShardHeader.decodeChecksum(bytes)
+        return ShardEntry(
+            file: name, tokens: tokens.count, compressedBytes: bytes.count, crc32: hex32(crc),
+            firstToken: firstToken)
+    }
+}
+
+extension ShardHeader {
+    /// The token checksum field of an encoded shard.
+    static func decodeChecksum(_ bytes: [UInt8]) -> UInt32 { bytes.readLE(at: 24) }
+}
+
+/// Shards finished by background threads, and the first error any of them hit.
+private final class CompletionState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done: [Int: ShardEntry] = [:]
+    private var error: (any Error)?
+
+    init(_ existing: [ShardEntry]) {
+        for (i, e) in existing.enumerated() { done[i] = e }
+    }
+
+    func record(_ index: Int, _ result: Result<ShardEntry, any Error>) {
+        lock.lock()
+        defer { lock.unlock() }
+        switch result {
+        case .success(let entry): done[index] = entry
+        case .failure(let e): if error == nil { error = e }
+        }
+    }
+
+    func rethrow() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if let error { throw error }
+    }
+
+    func durablePrefix() -> [ShardEntry] {
+        lock.lock()
+        defer { lock.unlock() }
+        var out: [ShardEntry] = []
+        while let e = done[out.count] { out.append(e) }
+        return out
+    }
+}

@@ -1,1 +1,0 @@
-// TokenShards: see README.md in this folder.

@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+import ToolkitSupport
+
+@testable import TokenShards
+
+@Suite struct ShardBuilderTests {
+    @Test func wholeFilesAreDocuments() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let docs = [sampleText(1, bytes: 3000), "short", sampleText(2, bytes: 1700)]
+        let report = try buildShards(dir, files: docs)
+        let m = report.manifest
+        #expect(try allTokens(dir.file("out")) == expectedTokens(docs, ByteTokenEncoder()))
+        #expect(m.documents == 3)
+        #expect(m.shards.dropLast().allSatisfy { $0.tokens == 1000 })
+        #expect(m.dtype == .uint16)
+        #expect(m.split.valTokens == Int((Double(m.totalTokens) * 0.1).rounded()))
+        #expect(try ShardVerifier.verify(directory: dir.file("out")).ok)
+    }
+
+    @Test func separatorSplitsDocuments() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let docs = [sampleText(3, bytes: 900), "two", sampleText(4, bytes: 2500), "four"]
+        // Empty documents (adjacent and trailing separators) are dropped.
+        let file = docs.joined(separator: "<|sep|>") + "<|sep|><|sep|>"
+        let report = try buildShards(dir, files: [file, "last"], separator: "<|sep|>")
+        #expect(report.manifest.documents == 5)
+        #expect(
+            try allTokens(dir.file("out")) == expectedTokens(docs + ["last"], ByteTokenEncoder()))
+    }
+
+    @Test func uint32ForLargeVocabularies() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let encoder = ByteTokenEncoder(stride: 300)
+        let docs = [sampleText(5, bytes: 2000), sampleText(6, bytes: 500)]
+        let report = try buildShards(dir, files: docs, encoder: encoder)
+        #expect(report.manifest.dtype == .uint32)
+        #expect(try allTokens(dir.file("out")) == expectedTokens(docs, encoder))
+    }
+
+    @Test func invalidUTF8IsSkippedAndCounted() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        var bytes = Array("good text\n".utf8)
+        bytes += [0xFF, 0xC3]  // a stray byte and a truncated two-byte sequence
+        bytes += Array("more\n".utf8)
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.file("input-0.txt")))
+        let report = try buildShards(dir, files: [""])
+        #expect(report.manifest.invalidUTF8BytesSkipped == 2)
+        #expect(report.firstInvalidUTF8 == "\(dir.file("input-0.txt")) at byte offset 10")
+        #expect(
+            try allTokens(dir.file("out"))
+                == expectedTokens(["good text\nmore\n"], ByteTokenEncoder()))
+    }
+
+    @Test func emptyAndUnreadableInput() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        expectError(["empty input"]) { _ = try buildShards(dir, files: ["", ""]) }
+        let dir2 = try TempDir()
+        defer { dir2.cleanup() }
+        expectError(["no tokens"]) { _ = try buildShards(dir2, files: ["<s>"], separator: "<s>") }
+        var options = ShardBuildOptions(
+            inputs: [dir.file("nope.txt")], outputDirectory: dir.file("o"))
+        options.threads = 1
+        expectError(["nope.txt", "does not exist"]) {
+            _ = try ShardBuilder.build(options, encoder: ByteTokenEncoder())
+        }
+    }
+
+    @Test func directoriesAreWalkedInOrder() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        try FileManager.default.createDirectory(
+            atPath: dir.file("corpus/sub"), withIntermediateDirectories: true)
+        try dir.write("corpus/b.txt", "bee")
+        try dir.write("corpus/a.txt", "ay")
+        try dir.write("corpus/sub/c.txt", "sea")
+        try dir.write("corpus/.hidden", "no")
+        var options = ShardBuildOptions(
+            inputs: [dir.file("corpus")], outputDirectory: dir.file("out"))
+        options.threads = 2
+        _ = try ShardBuilder.build(options, encoder: ByteTokenEncoder())
+        #expect(
+            try allTokens(dir.file("out"))
+                == expectedTokens(["ay", "bee", "sea"], ByteTokenEncoder()))
+    }
+
+    @Test func interruptedRunResumesToTheSameShards() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let docs = (0..<6).map { sampleText(UInt64(10 + $0), bytes: 1500) }
+        let clean = try buildShards(dir, files: docs, out: "clean")
+        expectError(["interrupted after"]) {
+            _ = try buildShards(dir, files: docs, out: "resumed") {
+                $0.stopAfterJournaledShards = 3
+            }
+        }
+        let partial = dir.file("resumed")
+        #expect(!FileManager.default.fileExists(atPath: partial + "/manifest.json"))
+        // A half-written temporary file and a stray later shard, as a kill would leave them.
+        try dir.write("resumed/.shard-000003.tks.123.tmp", "partial")
+        try dir.write("resumed/shard-000007.tks", "garbage")
+        let resumed = try buildShards(dir, files: docs, out: "resumed")
+        #expect(resumed.resumedShards >= 3)
+        #expect(resumed.bytesProcessed < resumed.inputBytes)
+        #expect(resumed.manifest == clean.manifest)
+        #expect(try allTokens(partial) == allTokens(dir.file("clean")))
+        let left = try FileManager.default.contentsOfDirectory(atPath: partial)
+        #expect(Set(left) == Set(clean.manifest.shards.map(\.file) + ["manifest.json"]))
+    }
+
+    @Test func changedSettingsRestartCleanly() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let docs = (0..<4).map { sampleText(UInt64(20 + $0), bytes: 1500) }
+        expectError(["interrupted"]) {
+            _ = try buildShards(dir, files: docs) { $0.stopAfterJournaledShards = 2 }
+        }
+        let report = try buildShards(dir, files: docs, shardTokens: 700)
+        #expect(report.resumedShards == 0)
+        #expect(try allTokens(dir.file("out")) == expectedTokens(docs, ByteTokenEncoder()))
+        #expect(try ShardVerifier.verify(directory: dir.file("out")).ok)
+    }
+
+    @Test func longLinesWithoutCutPointsStillEncode() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let docs = [
+            String(repeating: "x", count: 5000) + "\nA" + String(repeating: "y", count: 300)
+        ]
+        _ = try buildShards(dir, files: docs, chunkBytes: 64)
+        #expect(try allTokens(dir.file("out")) == expectedTokens(docs, ByteTokenEncoder()))
+    }
+}
