@@ -66,43 +66,57 @@ int tk_attention_forward_items(const tk_attention *p) {
 
 int tk_attention_backward_items(const tk_attention *p) { return p->B * p->KVH; }
 
-/* S[r, c] = scale * dot(A[r], B[c]) for r < nr, c < nc, where A rows have stride lda and
- * Bt is B transposed: [D][ldb] (column c of B at Bt[d*ldb + c]). S: [nr][lds]. */
-static inline void scores_tile(const float *a, int lda, const float *bt, int ldb, int nr, int nc, int D,
-                               float scale, float *s, int lds) {
-    for (int r = 0; r < nr; r++) {
-        float *sr = s + (size_t)r * lds;
-        for (int c = 0; c < nc; c++) sr[c] = 0.0f;
-    }
-    int r = 0;
-    for (; r + 4 <= nr; r += 4) {
-        const float *a0 = a + (size_t)r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        float *s0 = s + (size_t)r * lds, *s1 = s0 + lds, *s2 = s1 + lds, *s3 = s2 + lds;
-        for (int d = 0; d < D; d++) {
-            const float *b = bt + (size_t)d * ldb;
-            float x0 = a0[d], x1 = a1[d], x2 = a2[d], x3 = a3[d];
-            for (int c = 0; c < nc; c++) {
-                float bv = b[c];
-                s0[c] += x0 * bv;
-                s1[c] += x1 * bv;
-                s2[c] += x2 * bv;
-                s3[c] += x3 * bv;
+/* Register-blocked micro-kernel: C[m][n] (= or +=) alpha * sum_k A(m, k) * B[k][n] for m < M, n < N,
+ * with A(m, k) = A[m * am + k * ak] (any strides, so A or its transpose) and B row-major (ldb).
+ * Blocks of 4 rows x 32 columns keep their accumulators in vector registers across the k loop. */
+static inline void mk_gemm(int M, int N, int K, float alpha, const float *restrict A, long am, long ak,
+                           const float *restrict B, long ldb, float *restrict C, long ldc, int accumulate) {
+    for (int n0 = 0; n0 < N; n0 += 32) {
+        int nb = N - n0 < 32 ? N - n0 : 32;
+        int m0 = 0;
+        if (nb == 32) {
+            for (; m0 + 4 <= M; m0 += 4) {
+                float c0[32] = {0}, c1[32] = {0}, c2[32] = {0}, c3[32] = {0};
+                const float *a = A + (long)m0 * am;
+                for (int k = 0; k < K; k++) {
+                    const float *b = B + (long)k * ldb + n0;
+                    float a0 = a[k * ak], a1 = a[am + k * ak], a2 = a[2 * am + k * ak], a3 = a[3 * am + k * ak];
+                    for (int j = 0; j < 32; j++) {
+                        float bv = b[j];
+                        c0[j] += a0 * bv;
+                        c1[j] += a1 * bv;
+                        c2[j] += a2 * bv;
+                        c3[j] += a3 * bv;
+                    }
+                }
+                float *o0 = C + (long)m0 * ldc + n0, *o1 = o0 + ldc, *o2 = o1 + ldc, *o3 = o2 + ldc;
+                if (accumulate) {
+                    for (int j = 0; j < 32; j++) { o0[j] += alpha * c0[j]; o1[j] += alpha * c1[j]; o2[j] += alpha * c2[j]; o3[j] += alpha * c3[j]; }
+                } else {
+                    for (int j = 0; j < 32; j++) { o0[j] = alpha * c0[j]; o1[j] = alpha * c1[j]; o2[j] = alpha * c2[j]; o3[j] = alpha * c3[j]; }
+                }
             }
         }
-    }
-    for (; r < nr; r++) {
-        const float *a0 = a + (size_t)r * lda;
-        float *s0 = s + (size_t)r * lds;
-        for (int d = 0; d < D; d++) {
-            const float *b = bt + (size_t)d * ldb;
-            float x0 = a0[d];
-            for (int c = 0; c < nc; c++) s0[c] += x0 * b[c];
+        for (; m0 < M; m0++) {
+            float c0[32] = {0};
+            const float *a = A + (long)m0 * am;
+            for (int k = 0; k < K; k++) {
+                const float *b = B + (long)k * ldb + n0;
+                float a0 = a[k * ak];
+                for (int j = 0; j < nb; j++) c0[j] += a0 * b[j];
+            }
+            float *o0 = C + (long)m0 * ldc + n0;
+            if (accumulate) { for (int j = 0; j < nb; j++) o0[j] += alpha * c0[j]; }
+            else { for (int j = 0; j < nb; j++) o0[j] = alpha * c0[j]; }
         }
     }
-    for (int rr = 0; rr < nr; rr++) {
-        float *sr = s + (size_t)rr * lds;
-        for (int c = 0; c < nc; c++) sr[c] *= scale;
-    }
+}
+
+/* S[r, c] = scale * dot(A[r], B[c]) for r < nr, c < nc, where A rows have stride lda and
+ * Bt is B transposed: [D][ldb]. S: [nr][lds]. */
+static inline void scores_tile(const float *a, int lda, const float *bt, int ldb, int nr, int nc, int D,
+                               float scale, float *s, int lds) {
+    mk_gemm(nr, nc, D, scale, a, lda, 1, bt, ldb, s, lds, 0);
 }
 
 /* Bt[d][c] = B[c][d] for a tile of nc rows (stride ldb_rows) and D columns. Bt: [D][ldt]. */
@@ -113,32 +127,14 @@ static inline void transpose_tile(const float *b, int ldb_rows, int nc, int D, f
     }
 }
 
-/* C[r][:] (+)= sum_c A[r][c] * B[c][:], A: [nr][lda], B rows stride ldb, C rows stride ldc, width D. */
+/* C[r][:] += sum_c A[r][c] * B[c][:], A: [nr][lda], B rows stride ldb, C rows stride ldc, width D. */
 static inline void acc_ab(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
-    for (int r = 0; r < nr; r++) {
-        const float *ar = a + (size_t)r * lda;
-        float *cr = c + (size_t)r * ldc;
-        for (int k = 0; k < nc; k++) {
-            float w = ar[k];
-            if (w == 0.0f) continue;
-            const float *bk = b + (size_t)k * ldb;
-            for (int d = 0; d < D; d++) cr[d] += w * bk[d];
-        }
-    }
+    mk_gemm(nr, D, nc, 1.0f, a, lda, 1, b, ldb, c, ldc, 1);
 }
 
 /* C[c][:] += sum_r A[r][c] * B[r][:] (A transposed), A: [nr][lda], B rows stride ldb, C: [nc][ldc]. */
 static inline void acc_atb(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
-    for (int r = 0; r < nr; r++) {
-        const float *ar = a + (size_t)r * lda;
-        const float *br = b + (size_t)r * ldb;
-        for (int k = 0; k < nc; k++) {
-            float w = ar[k];
-            if (w == 0.0f) continue;
-            float *ck = c + (size_t)k * ldc;
-            for (int d = 0; d < D; d++) ck[d] += w * br[d];
-        }
-    }
+    mk_gemm(nc, D, nr, 1.0f, a, 1, lda, b, ldb, c, ldc, 1);
 }
 
 /* Applies ALiBi and the mask to a score tile: rows are queries [i0, i0+nr), columns keys [j0, j0+nc).

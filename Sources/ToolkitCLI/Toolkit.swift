@@ -27,6 +27,7 @@ struct Bench: ParsableCommand {
             BenchGemm.self,
             BenchAttention.self,
             BenchGenerate.self,
+            BenchTrain.self,
             BenchTokenizer.self,
         ])
 }

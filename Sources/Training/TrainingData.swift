@@ -9,6 +9,12 @@ public struct Batch: Sendable {
     public var targets: [Int32]
     public var rows: Int
     public var tokens: Int { input.count }
+
+    public init(input: [Int32], targets: [Int32], rows: Int) {
+        self.input = input
+        self.targets = targets
+        self.rows = rows
+    }
 }
 
 /// Where training batches come from. Batches are a pure function of (step, micro-step), so a

@@ -55,3 +55,23 @@ void tk_softmax_backward_rows(const float *p, float *dp, int n, float scale, int
 void tk_exp(const float *x, float *y, size_t n);
 
 #endif
+
+/* Elementwise activations over [begin, end) of flat arrays. Backward kernels accumulate (+=). */
+void tk_gelu_tanh_forward(const float *x, float *y, size_t begin, size_t end);
+void tk_gelu_tanh_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end);
+void tk_silu_forward(const float *x, float *y, size_t begin, size_t end);
+void tk_silu_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end);
+/* y = silu(gate) * up; dgate/dup may be NULL. */
+void tk_swiglu_forward(const float *gate, const float *up, float *y, size_t begin, size_t end);
+void tk_swiglu_backward(const float *gate, const float *up, const float *dy, float *dgate, float *dup,
+                        size_t begin, size_t end);
+
+/* Row kernels over rows [row_begin, row_end) of width n. */
+void tk_softmax_rows(const float *x, float *y, int n, int row_begin, int row_end);
+void tk_logsumexp_rows(const float *x, float *lse, int n, int row_begin, int row_end);
+/* Cross-entropy: loss[r] = lse[r] - x[r, target[r]] (0 for ignored rows), lse[r] stored. */
+void tk_cross_entropy_forward(const float *logits, const int *targets, int ignore_index, int n, float *lse,
+                              float *loss, int row_begin, int row_end);
+/* dlogits[r] += scale * (softmax(x[r]) - onehot(target[r])) for non-ignored rows. */
+void tk_cross_entropy_backward(const float *logits, const int *targets, int ignore_index, int n, const float *lse,
+                               float scale, float *dlogits, int row_begin, int row_end);

@@ -1,3 +1,4 @@
+@preconcurrency import CKernels
 import Foundation
 
 /// GELU variants: `tanh` is GPT-2's `gelu_new`, `exact` uses erf.
@@ -15,14 +16,31 @@ extension Tensor {
     /// ```
     public func gelu(_ approximation: GELUApproximation = .tanh) -> Tensor {
         switch approximation {
-        case .tanh: return unary(Kernels.geluTanh, { g, x, _ in g * Kernels.geluTanhGrad(x) })
+        case .tanh: return unaryC(tk_gelu_tanh_forward, tk_gelu_tanh_backward)
         case .exact: return unary(Kernels.geluExact, { g, x, _ in g * Kernels.geluExactGrad(x) })
         }
     }
 
     /// SiLU (swish): y = x·σ(x), y' = σ(x)(1 + x(1 − σ(x))).
-    public func silu() -> Tensor {
-        unary(Kernels.silu, { g, x, _ in g * Kernels.siluGrad(x) })
+    public func silu() -> Tensor { unaryC(tk_silu_forward, tk_silu_backward) }
+
+    /// An elementwise op computed by a vectorised C kernel pair (forward writes y; backward adds
+    /// dy·f'(x) into dx), split across workers.
+    func unaryC(
+        _ forward: @escaping @Sendable (UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int, Int) -> Void,
+        _ backward: @escaping @Sendable (UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int, Int) -> Void
+    ) -> Tensor {
+        var out = Tensor(storage: TensorStorage(count: count, zeroed: false), shape: shape)
+        let px = UnsafeSendablePointer(storage.pointer), po = UnsafeSendablePointer(out.storage.pointer)
+        Parallel.forRange(count, costPerItem: 16) { r in forward(px.pointer, po.pointer, r.lowerBound, r.upperBound) }
+        let keep = storage
+        let n = count
+        Tensor.record(&out, [self]) { g, nodes in
+            withExtendedLifetime(keep) {}
+            let gx = UnsafeSendablePointer(nodes[0]!.gradBuffer()), gp = UnsafeSendablePointer(g)
+            Parallel.forRange(n, costPerItem: 16) { r in backward(px.pointer, gp.pointer, gx.pointer, r.lowerBound, r.upperBound) }
+        }
+        return out
     }
 
     /// SwiGLU: silu(gate) ∘ up, fused (one pass forward, one backward).
@@ -37,8 +55,8 @@ extension Tensor {
         var out = Tensor(storage: TensorStorage(count: gate.count, zeroed: false), shape: gate.shape)
         let pg = UnsafeSendablePointer(gate.storage.pointer), pu = UnsafeSendablePointer(up.storage.pointer)
         let po = UnsafeSendablePointer(out.storage.pointer)
-        Parallel.forRange(gate.count, costPerItem: 4) { r in
-            for i in r { po[i] = Kernels.silu(pg[i]) * pu[i] }
+        Parallel.forRange(gate.count, costPerItem: 16) { r in
+            tk_swiglu_forward(pg.pointer, pu.pointer, po.pointer, r.lowerBound, r.upperBound)
         }
         let n = gate.count
         let keep = (gate.storage, up.storage)
@@ -47,11 +65,8 @@ extension Tensor {
             let gp = UnsafeSendablePointer(g)
             let gg = nodes[0].map { UnsafeSendablePointer($0.gradBuffer()) }
             let gu = nodes[1].map { UnsafeSendablePointer($0.gradBuffer()) }
-            Parallel.forRange(n, costPerItem: 6) { r in
-                for i in r {
-                    if let gg { gg[i] += gp[i] * pu[i] * Kernels.siluGrad(pg[i]) }
-                    if let gu { gu[i] += gp[i] * Kernels.silu(pg[i]) }
-                }
+            Parallel.forRange(n, costPerItem: 16) { r in
+                tk_swiglu_backward(pg.pointer, pu.pointer, gp.pointer, gg?.pointer, gu?.pointer, r.lowerBound, r.upperBound)
             }
         }
         return out
@@ -59,24 +74,10 @@ extension Tensor {
 }
 
 extension Kernels {
-    static let sqrt2OverPi: Float = 0.797_884_560_802_865_4
-    @inline(__always) public static func geluTanh(_ x: Float) -> Float {
-        0.5 * x * (1 + Foundation.tanh(sqrt2OverPi * (x + 0.044715 * x * x * x)))
-    }
-    @inline(__always) public static func geluTanhGrad(_ x: Float) -> Float {
-        let t = Foundation.tanh(sqrt2OverPi * (x + 0.044715 * x * x * x))
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * sqrt2OverPi * (1 + 3 * 0.044715 * x * x)
-    }
     @inline(__always) public static func geluExact(_ x: Float) -> Float {
         0.5 * x * (1 + Foundation.erf(x * 0.707_106_781_186_547_5))
     }
     @inline(__always) public static func geluExactGrad(_ x: Float) -> Float {
         0.5 * (1 + Foundation.erf(x * 0.707_106_781_186_547_5)) + x * Foundation.exp(-0.5 * x * x) * 0.398_942_280_401_432_7
-    }
-    @inline(__always) public static func sigmoid(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
-    @inline(__always) public static func silu(_ x: Float) -> Float { x * sigmoid(x) }
-    @inline(__always) public static func siluGrad(_ x: Float) -> Float {
-        let s = sigmoid(x)
-        return s * (1 + x * (1 - s))
     }
 }

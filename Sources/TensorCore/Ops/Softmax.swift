@@ -1,3 +1,4 @@
+@preconcurrency import CKernels
 import Foundation
 
 extension Tensor {
@@ -18,7 +19,7 @@ extension Tensor {
         var out = Tensor(storage: TensorStorage(count: count, zeroed: false), shape: shape)
         let px = UnsafeSendablePointer(storage.pointer), py = UnsafeSendablePointer(out.storage.pointer)
         Parallel.forRange(rows, costPerItem: c * 8) { r in
-            for row in r { Kernels.softmaxRow(px.pointer + row * c, py.pointer + row * c, c) }
+            tk_softmax_rows(px.pointer, py.pointer, Int32(c), Int32(r.lowerBound), Int32(r.upperBound))
         }
         let y = out.storage
         Tensor.record(&out, [self]) { g, nodes in
@@ -48,7 +49,8 @@ extension Tensor {
         Parallel.forRange(rows, costPerItem: c * 8) { r in
             for row in r {
                 let xr = px.pointer + row * c, yr = py.pointer + row * c
-                let lse = Kernels.logSumExp(xr, c)
+                var lse: Float = 0
+                tk_logsumexp_rows(xr, &lse, Int32(c), 0, 1)
                 for j in 0..<c { yr[j] = xr[j] - lse }
             }
         }
@@ -85,15 +87,10 @@ extension Tensor {
         let losses = TensorStorage(count: rows)
         let px = UnsafeSendablePointer(logits.storage.pointer)
         let pl = UnsafeSendablePointer(lse.pointer), pls = UnsafeSendablePointer(losses.pointer)
-        let tg = targets
+        let pt = TargetBox(targets)
         Parallel.forRange(rows, costPerItem: v * 8) { r in
-            for row in r {
-                let xr = px.pointer + row * v
-                let s = Kernels.logSumExp(xr, v)
-                pl[row] = s
-                let t = tg[row]
-                pls[row] = t == ignoreIndex ? 0 : s - xr[Int(t)]
-            }
+            tk_cross_entropy_forward(px.pointer, pt.pointer, ignoreIndex, Int32(v), pl.pointer, pls.pointer,
+                                     Int32(r.lowerBound), Int32(r.upperBound))
         }
         let counted = targets.reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
         var total = 0.0
@@ -105,40 +102,22 @@ extension Tensor {
             guard counted > 0 else { return }
             let scale = g[0] / Float(counted)
             let gx = UnsafeSendablePointer(nodes[0]!.gradBuffer())
+            withExtendedLifetime(pt) {}
             Parallel.forRange(rows, costPerItem: v * 8) { r in
-                for row in r {
-                    let t = tg[row]
-                    if t == ignoreIndex { continue }
-                    let xr = px.pointer + row * v, dx = gx.pointer + row * v, m = pl[row]
-                    for j in 0..<v { dx[j] += scale * Foundation.exp(xr[j] - m) }
-                    dx[Int(t)] -= scale
-                }
+                tk_cross_entropy_backward(px.pointer, pt.pointer, ignoreIndex, Int32(v), pl.pointer, scale, gx.pointer,
+                                          Int32(r.lowerBound), Int32(r.upperBound))
             }
         }
         return out
     }
 }
 
-extension Kernels {
-    /// log Σ exp(x) for one row, stable.
-    @inline(__always) public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let m = max(x, n)
-        if m == -.infinity { return -.infinity }
-        var s: Float = 0
-        for j in 0..<n { s += Foundation.exp(x[j] - m) }
-        return m + Foundation.log(s)
+/// Targets as a C int array kept alive for a backward closure.
+final class TargetBox: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Int32>
+    init(_ values: [Int32]) {
+        pointer = .allocate(capacity: max(values.count, 1))
+        values.withUnsafeBufferPointer { if let b = $0.baseAddress { pointer.update(from: b, count: values.count) } }
     }
-
-    /// y = softmax(x) for one row.
-    @inline(__always) public static func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        let m = max(x, n)
-        var s: Float = 0
-        for j in 0..<n {
-            let e = Foundation.exp(x[j] - m)
-            y[j] = e
-            s += e
-        }
-        let inv = 1 / s
-        for j in 0..<n { y[j] *= inv }
-    }
+    deinit { pointer.deallocate() }
 }

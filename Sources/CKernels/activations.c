@@ -1,0 +1,138 @@
+#include "ckernels.h"
+#include <math.h>
+
+#define TK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+/* Cephes expf (see attention.c); returns 0 below -87.3. */
+static inline float ex(float x) {
+    int under = x < -87.3f;
+    x = x > 88.3762626647949f ? 88.3762626647949f : x;
+    x = x < -87.3f ? -87.3f : x;
+    float fx = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+    float z = r * r;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * z + r + 1.0f;
+    union { int i; float f; } u;
+    u.i = ((int)fx + 127) << 23;
+    float res = y * u.f;
+    return under ? 0.0f : res;
+}
+
+/* tanh(u) = 1 - 2 / (exp(2u) + 1), with |u| clamped to 9 (tanh(9) = 1 in float32). */
+static inline float th(float u) {
+    u = u > 9.0f ? 9.0f : (u < -9.0f ? -9.0f : u);
+    return 1.0f - 2.0f / (ex(2.0f * u) + 1.0f);
+}
+
+static inline float sigm(float x) { return 1.0f / (1.0f + ex(-x)); }
+
+#define K0 0.7978845608028654f /* sqrt(2/pi) */
+#define K1 0.044715f
+
+TK_CLONES void tk_gelu_tanh_forward(const float *x, float *y, size_t begin, size_t end) {
+    for (size_t i = begin; i < end; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + th(K0 * (v + K1 * v * v * v)));
+    }
+}
+
+TK_CLONES void tk_gelu_tanh_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end) {
+    for (size_t i = begin; i < end; i++) {
+        float v = x[i];
+        float t = th(K0 * (v + K1 * v * v * v));
+        float g = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * K0 * (1.0f + 3.0f * K1 * v * v);
+        dx[i] += dy[i] * g;
+    }
+}
+
+TK_CLONES void tk_silu_forward(const float *x, float *y, size_t begin, size_t end) {
+    for (size_t i = begin; i < end; i++) y[i] = x[i] * sigm(x[i]);
+}
+
+TK_CLONES void tk_silu_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end) {
+    for (size_t i = begin; i < end; i++) {
+        float s = sigm(x[i]);
+        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+TK_CLONES void tk_swiglu_forward(const float *gate, const float *up, float *y, size_t begin, size_t end) {
+    for (size_t i = begin; i < end; i++) y[i] = gate[i] * sigm(gate[i]) * up[i];
+}
+
+TK_CLONES void tk_swiglu_backward(const float *gate, const float *up, const float *dy, float *dgate, float *dup,
+                                  size_t begin, size_t end) {
+    if (dgate && dup) {
+        for (size_t i = begin; i < end; i++) {
+            float g = gate[i], s = sigm(g);
+            dgate[i] += dy[i] * up[i] * s * (1.0f + g * (1.0f - s));
+            dup[i] += dy[i] * g * s;
+        }
+    } else if (dgate) {
+        for (size_t i = begin; i < end; i++) {
+            float g = gate[i], s = sigm(g);
+            dgate[i] += dy[i] * up[i] * s * (1.0f + g * (1.0f - s));
+        }
+    } else if (dup) {
+        for (size_t i = begin; i < end; i++) dup[i] += dy[i] * gate[i] * sigm(gate[i]);
+    }
+}
+
+static inline float row_max(const float *x, int n) {
+    float m = -INFINITY;
+    for (int j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+static inline float row_lse(const float *x, int n) {
+    float m = row_max(x, n);
+    if (m == -INFINITY) return -INFINITY;
+    float s = 0.0f;
+    for (int j = 0; j < n; j++) s += ex(x[j] - m);
+    return m + logf(s);
+}
+
+TK_CLONES void tk_softmax_rows(const float *x, float *y, int n, int row_begin, int row_end) {
+    for (int r = row_begin; r < row_end; r++) {
+        const float *xr = x + (size_t)r * n;
+        float *yr = y + (size_t)r * n;
+        float m = row_max(xr, n), s = 0.0f;
+        for (int j = 0; j < n; j++) { float e = ex(xr[j] - m); yr[j] = e; s += e; }
+        float inv = 1.0f / s;
+        for (int j = 0; j < n; j++) yr[j] *= inv;
+    }
+}
+
+TK_CLONES void tk_logsumexp_rows(const float *x, float *lse, int n, int row_begin, int row_end) {
+    for (int r = row_begin; r < row_end; r++) lse[r] = row_lse(x + (size_t)r * n, n);
+}
+
+TK_CLONES void tk_cross_entropy_forward(const float *logits, const int *targets, int ignore_index, int n, float *lse,
+                                        float *loss, int row_begin, int row_end) {
+    for (int r = row_begin; r < row_end; r++) {
+        const float *xr = logits + (size_t)r * n;
+        float l = row_lse(xr, n);
+        lse[r] = l;
+        int t = targets[r];
+        loss[r] = t == ignore_index ? 0.0f : l - xr[t];
+    }
+}
+
+TK_CLONES void tk_cross_entropy_backward(const float *logits, const int *targets, int ignore_index, int n,
+                                         const float *lse, float scale, float *dlogits, int row_begin, int row_end) {
+    for (int r = row_begin; r < row_end; r++) {
+        int t = targets[r];
+        if (t == ignore_index) continue;
+        const float *xr = logits + (size_t)r * n;
+        float *dr = dlogits + (size_t)r * n;
+        float m = lse[r];
+        for (int j = 0; j < n; j++) dr[j] += scale * ex(xr[j] - m);
+        dr[t] -= scale;
+    }
+}
