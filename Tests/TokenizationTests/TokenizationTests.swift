@@ -271,6 +271,8 @@ struct Fuzz {
         #expect(
             Fixture.gpt2.encode(t, allowedSpecial: .some(["<|endoftext|>"])) == [64, 50256, 65])
         #expect(!Fixture.gpt2.encode(t, allowedSpecial: .none).contains(50256))
+        #expect(try Fixture.gpt2.decode([64, 50256, 65]) == t)
+        #expect(try Fixture.gpt2.decode([64, 50256, 65], skipSpecial: true) == "ab")
         #expect(Fixture.qwen.encode("<think>hi</think><|im_end|>").first == 151_667)
     }
 
