@@ -103,7 +103,9 @@ extension BPETokenizer {
         do {
             any = try JSONSerialization.jsonObject(with: data)
         } catch {
-            throw ToolkitError.file(path, "not valid JSON: \(error.localizedDescription)")
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+            throw ToolkitError.file(
+                path, "not valid JSON: \(detail ?? error.localizedDescription)")
         }
         guard let root = any as? [String: Any] else {
             throw ToolkitError.file(path, "top level is not a JSON object")
