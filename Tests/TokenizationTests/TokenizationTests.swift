@@ -4,8 +4,9 @@ import ToolkitSupport
 
 @testable import Tokenization
 
-/// Fixture access: small files are bundled; the GPT-2/Qwen rank files live in `Tokenizers/`;
-/// corpora are read from `../shared/data` only when present (tests that need them are skipped).
+/// Fixture access: small files (and GPT-2's ranks) are bundled; Qwen's 2.5 MB ranks are read
+/// from `Tokenizers/`; corpora and the 11 MB Qwen tokenizer.json are read from `../shared`
+/// only when present (otherwise those checks are skipped).
 enum Fixture {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
@@ -31,8 +32,7 @@ enum Fixture {
     }
 
     static let trained = try! BPETokenizer.load(path: path("tokenizer.json"))
-    static let gpt2 = try! BPETokenizer.load(
-        path: packageRoot.appendingPathComponent("Tokenizers/gpt2.tiktoken").path)
+    static let gpt2 = try! BPETokenizer.load(path: path("gpt2.tiktoken"))
     static let qwen = try! BPETokenizer.loadTiktoken(
         path: packageRoot.appendingPathComponent("Tokenizers/qwen.tiktoken").path,
         pretokenizer: .qwen)
