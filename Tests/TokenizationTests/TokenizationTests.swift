@@ -398,6 +398,22 @@ func nfc(_ s: String) -> String { String(decoding: s._nfcCodeUnits, as: UTF8.sel
         }
     }
 
+    @Test func jsonReaderMatchesTheSpec() throws {
+        let text =
+            #"{"a": [1, -2.5e1, true, false, null, "x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\ud800"], "\ufeffk": {}}"#
+        let v = try JSONReader.parse(Data(text.utf8), path: "t") as! [String: Any]
+        let a = v["a"] as! [Any]
+        #expect((a[0] as! NSNumber).intValue == 1 && (a[1] as! NSNumber).doubleValue == -25)
+        #expect(a[2] as! Bool == true && a[3] as! Bool == false && a[4] is NSNull)
+        #expect(a[5] as! String == "x\"\\/\u{8}\u{C}\n\r\té😀\u{FFFD}")
+        #expect(v["\u{FEFF}k"] != nil)
+        for bad in ["[1,]", "{\"a\" 1}", "[01x]", "\"abc", "[1] 2", "[\"\\q\"]", "-", "nul"] {
+            #expect(throws: ToolkitError.self) {
+                _ = try JSONReader.parse(Data(bad.utf8), path: "t")
+            }
+        }
+    }
+
     @Test func malformedFilesNameTheProblem() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "tokbad-\(getpid())")
@@ -420,6 +436,8 @@ func nfc(_ s: String) -> String { String(decoding: s._nfcCodeUnits, as: UTF8.sel
             #"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}"#,
             "byte 0x")
         expectError("d.json", "{", "not valid JSON")
+        expectError("d2.json", #"{"model": {"vocab": {"a": 0,, }}}"#, "at byte offset 28")
+        expectError("d3.json", "{\"a\": \"x\u{1}\"}", "control character")
         expectError(
             "f.json", #"{"model": {"type": "BPE", "ignore_merges": true}}"#, "model.ignore_merges")
         let mergesDir = dir.appendingPathComponent("vm")
