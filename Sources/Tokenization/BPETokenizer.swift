@@ -53,6 +53,7 @@ public final class BPETokenizer: Sendable {
     let arena: [UInt8]  // token bytes, id k at arena[offsets[k]..<offsets[k+1]]
     let offsets: [Int]
     let hasToken: [Bool]  // false for ids that are unused gaps
+    let isSpecialID: [Bool]
     let byteIDs: [UInt32]
     let pairs: PairTable
     let specialsByLength: [(bytes: [UInt8], id: UInt32, content: String)]
@@ -108,6 +109,7 @@ public final class BPETokenizer: Sendable {
         self.arena = arena
         self.offsets = offsets
         self.hasToken = present
+        self.isSpecialID = specialAt.map { $0 != nil }
         var byteIDs = [UInt32](repeating: 0, count: 256)
         for b in 0..<256 {
             let k = table.find([UInt8(b)])
@@ -193,10 +195,11 @@ public final class BPETokenizer: Sendable {
     }
 
     /// Whether `id` is a special/added token.
-    public func isSpecial(_ id: Int) -> Bool { specialTokens.contains { $0.id == id } }
+    public func isSpecial(_ id: Int) -> Bool { id >= 0 && id < vocabSize && isSpecialID[id] }
 
     /// The concatenated bytes of `ids`. Throws on an id that is not in the vocabulary.
-    public func decodeBytes<C: Collection>(_ ids: C) throws -> [UInt8]
+    /// `skipSpecial` leaves out special/added tokens (HF `skip_special_tokens`).
+    public func decodeBytes<C: Collection>(_ ids: C, skipSpecial: Bool = false) throws -> [UInt8]
     where C.Element: BinaryInteger {
         var out: [UInt8] = []
         out.reserveCapacity(ids.count * 4)
@@ -207,6 +210,7 @@ public final class BPETokenizer: Sendable {
                     throw ToolkitError(
                         "token id \(id) is not in the vocabulary (size \(vocabSize))")
                 }
+                if skipSpecial && isSpecialID[id] { continue }
                 out.append(
                     contentsOf: UnsafeBufferPointer(rebasing: ar[offsets[id]..<offsets[id + 1]]))
             }
@@ -217,8 +221,9 @@ public final class BPETokenizer: Sendable {
     /// The text of `ids`. Byte sequences that are not valid UTF-8 (possible when ids are cut in
     /// the middle of a character) become U+FFFD, as in HF's `decode` and tiktoken's
     /// `errors="replace"`.
-    public func decode<C: Collection>(_ ids: C) throws -> String where C.Element: BinaryInteger {
-        String(decoding: try decodeBytes(ids), as: UTF8.self)
+    public func decode<C: Collection>(_ ids: C, skipSpecial: Bool = false) throws -> String
+    where C.Element: BinaryInteger {
+        String(decoding: try decodeBytes(ids, skipSpecial: skipSpecial), as: UTF8.self)
     }
 
     // MARK: - Encoding

@@ -1,12 +1,12 @@
-import Foundation
-
 /// NFC for the Qwen HF tokenizer, applied only where it can change something.
 ///
 /// A scalar is "stable" when it has canonical combining class 0, NFC maps it to itself and it
 /// cannot compose with the scalar before it (the Unicode NFC_Quick_Check=Maybe set). Text made
 /// of stable scalars is already NFC, and NFC of a text equals the concatenation of NFC of its
 /// lines, because a line starts after `\n`, a stable scalar. So only lines holding an unstable
-/// scalar go through Foundation's normaliser.
+/// scalar go through the normaliser: the standard library's (`_nfcCodeUnits`), because
+/// Foundation's `precomposedStringWithCanonicalMapping` on Linux corrupts a supplementary-plane
+/// starter followed by combining marks (U+10074 U+032D → U+1E71 "ṱ").
 enum NFC {
     /// NFC_Quick_Check=Maybe (DerivedNormalizationProps.txt): scalars that may compose with the
     /// preceding one.
@@ -33,7 +33,7 @@ enum NFC {
         guard let s = Unicode.Scalar(v) else { return false }
         if s.properties.canonicalCombiningClass != .notReordered { return false }
         if maybe.contains(where: { $0.contains(v) }) { return false }
-        let n = String(s).precomposedStringWithCanonicalMapping.unicodeScalars
+        let n = String(decoding: String(s)._nfcCodeUnits, as: UTF8.self).unicodeScalars
         return n.count == 1 && n.first == s
     }
 
@@ -71,8 +71,7 @@ enum NFC {
             if isQuickYes(p + a, b - a) {
                 out.append(contentsOf: line)
             } else {
-                let s = String(decoding: line, as: UTF8.self).precomposedStringWithCanonicalMapping
-                out.append(contentsOf: s.utf8)
+                out.append(contentsOf: String(decoding: line, as: UTF8.self)._nfcCodeUnits)
             }
             a = b
         }

@@ -99,12 +99,7 @@ extension BPETokenizer {
     }
 
     static func parseJSONObject(_ data: Data, path: String) throws -> [String: Any] {
-        let any: Any
-        do {
-            any = try JSONSerialization.jsonObject(with: data)
-        } catch {
-            throw ToolkitError.file(path, "not valid JSON: \(error.localizedDescription)")
-        }
+        let any = try JSONReader.parse(data, path: path)
         guard let root = any as? [String: Any] else {
             throw ToolkitError.file(path, "top level is not a JSON object")
         }

@@ -8,6 +8,7 @@ struct Decode: ParsableCommand {
 
     @OptionGroup var tokenizerOptions: TokenizerOptions
     @Option(help: "Comma-separated token ids, e.g. 15496,11,995.") var ids: String
+    @Flag(help: "Leave out special tokens.") var skipSpecial = false
     @Flag(help: "Print {\"text\": ...}.") var json = false
 
     func run() throws {
@@ -20,7 +21,7 @@ struct Decode: ParsableCommand {
             }
             list.append(v)
         }
-        let text = try tok.decode(list)
+        let text = try tok.decode(list, skipSpecial: skipSpecial)
         if json {
             struct Out: Codable { var text: String }
             print(try jsonLine(Out(text: text)))

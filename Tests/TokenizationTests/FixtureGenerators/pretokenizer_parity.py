@@ -10,6 +10,8 @@ import json
 import random
 import sys
 
+import unicodedata
+
 import tiktoken
 import tokenizers
 from tokenizers import Regex, pre_tokenizers
@@ -24,6 +26,21 @@ ATOMS = ["a", "Z", "é", "e\u0301", "'", "s", "S", "ſ", "t", "re", "VE", "ll", 
          "\u3000", "😀", "👨\u200d👩\u200d👧", "🇺🇸", "\u0085", "\u2028", "\u000b", "\u000c", "_", "-", "$", "ǅ", "ʰ",
          "ア", "한", "Ω", "ж", "x", "'s", "'ll", "''", " '", "\u001f", "\u007f", "𝔸", "#", "(", "{", "the", " the",
          "Hello", "world", "don't", "I'M", "3.14", "1,000,000", "<|endoftext|>", "<|im_start|>", "Ünïcödé"]
+
+
+POOLS = [range(0x20, 0x7F), range(0xA0, 0x250), range(0x300, 0x370), range(0x370, 0x530), range(0x600, 0x700),
+         range(0x900, 0x980), range(0x1100, 0x1200), range(0x2000, 0x2070), range(0x3000, 0x3100),
+         range(0x4E00, 0x4F00), range(0xAC00, 0xAC80), range(0x1F300, 0x1F650), range(0x10000, 0x10100),
+         range(0x1D400, 0x1D500), [0x9, 0xA, 0xD, 0xB, 0xC, 0x85, 0x2028, 0x200B, 0xFEFF]]
+
+
+def random_unicode(rng, runs):
+    out = []
+    for _ in range(runs):
+        pool = rng.choice(POOLS)
+        out.append("".join(chr(rng.choice(pool)) for _ in range(rng.choice([1, 1, 2, 3, 5, 8]))))
+        out.append(rng.choice([" ", " ", "", "\n", "  ", "'s ", "'LL", "\r\n", "\t"]))
+    return "".join(out)
 
 
 def ranks(path):
@@ -52,9 +69,13 @@ def main():
             "gpt2_ids": gpt2.encode(s, allowed_special="all"),
             "qwen_ids": qwen.encode(s, allowed_special="all"),
         })
+    text = random_unicode(rng, 1500)
+    random_text = {"text": text, "gpt2_ids": gpt2.encode_ordinary(text), "qwen_ids": qwen.encode_ordinary(text),
+                   "qwen_ids_after_nfc": qwen.encode_ordinary(unicodedata.normalize("NFC", text))}
     print(json.dumps({"generated_by": "Tests/TokenizationTests/FixtureGenerators/pretokenizer_parity.py",
                       "versions": {"tokenizers": tokenizers.__version__, "tiktoken": tiktoken.__version__},
-                      "patterns": PATTERNS, "cases": cases}, ensure_ascii=False, indent=0))
+                      "patterns": PATTERNS, "cases": cases,
+                      "random_unicode": random_text}, ensure_ascii=False, indent=0))
 
 
 main()
