@@ -16,7 +16,8 @@ public struct UnsafeSendablePointer<T>: @unchecked Sendable {
 /// Parallel loops over row ranges. Our parallel regions never call BLAS (BLAS has its own threads).
 public enum Parallel {
     /// Worker count (the active processor count, overridable once at start-up).
-    nonisolated(unsafe) public static var workers = ProcessInfo.processInfo.activeProcessorCount
+    nonisolated(unsafe) public static var workers =
+        Int(ProcessInfo.processInfo.environment["TOOLKIT_PARALLEL_WORKERS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
 
     /// Runs `body` over `0..<count` split into contiguous chunks. Falls back to a serial loop when
     /// `count * costPerItem` is small (< ~32k operations) or there is one worker.
