@@ -70,7 +70,7 @@ public enum ShardBuilder {
             throw ToolkitError("--val-fraction must be in [0, 1) (got \(options.valFraction))")
         }
         guard !options.inputs.isEmpty else { throw ToolkitError("no input files given") }
-        let files = try CorpusFile.expand(options.inputs)
+        let files = try CorpusFile.expand(options.inputs, excluding: options.outputDirectory)
         let totalBytes = files.reduce(0) { $0 + $1.size }
         guard totalBytes > 0 else {
             throw ToolkitError(
