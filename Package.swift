@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "TokenShards", targets: ["TokenShards"]),
         .library(name: "Checkpointing", targets: ["Checkpointing"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -54,11 +55,14 @@ let package = Package(
             dependencies: [
                 "Layers", "Checkpointing", "ToolkitSupport", .product(name: "Yams", package: "Yams"),
             ]),
+        .target(
+            name: "Training",
+            dependencies: ["Models", "Optimizers", "TokenShards", "Tokenization", "Checkpointing", "ToolkitSupport"]),
         .executableTarget(
             name: "ToolkitCLI",
             dependencies: [
                 "TensorCore", "Layers", "Optimizers", "Tokenization", "TokenShards",
-                "Checkpointing", "Models", "ToolkitSupport",
+                "Checkpointing", "Models", "Training", "ToolkitSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -72,6 +76,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "_TestSupport"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "_TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "_TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "_TestSupport"]),
         .testTarget(
             name: "TokenizationTests", dependencies: ["Tokenization"], exclude: ["FixtureGenerators"],
             resources: [.copy("Fixtures")]),

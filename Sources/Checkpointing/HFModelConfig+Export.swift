@@ -80,6 +80,7 @@ extension HFModelConfig {
                 o["moe_intermediate_size"] = .int(Int64(m.moeIntermediateSize))
                 o["norm_topk_prob"] = .bool(m.normTopKProb)
                 o["router_aux_loss_coef"] = .double(m.routerAuxLossCoef)
+                o["output_router_logits"] = .bool(m.outputRouterLogits)
                 o["decoder_sparse_step"] = .int(Int64(m.decoderSparseStep))
                 o["mlp_only_layers"] = .array(m.mlpOnlyLayers.map { .int(Int64($0)) })
             }

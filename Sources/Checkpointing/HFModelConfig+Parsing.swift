@@ -150,7 +150,8 @@ extension HFModelConfig {
                 normTopKProb: try c.bool("norm_topk_prob", default: false),
                 routerAuxLossCoef: try c.double("router_aux_loss_coef") ?? 0.001,
                 decoderSparseStep: try c.int("decoder_sparse_step") ?? 1,
-                mlpOnlyLayers: try c.intList("mlp_only_layers") ?? [])
+                mlpOnlyLayers: try c.intList("mlp_only_layers") ?? [],
+                outputRouterLogits: try c.bool("output_router_logits", default: false))
         }
         return HFModelConfig(
             modelType: type,

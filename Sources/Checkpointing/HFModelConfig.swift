@@ -56,12 +56,15 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
         public var routerAuxLossCoef: Double
         public var decoderSparseStep: Int
         public var mlpOnlyLayers: [Int]
+        /// `output_router_logits`: HF adds `router_aux_loss_coef · aux` to the loss only when true.
+        public var outputRouterLogits: Bool
 
         public init(
             numExperts: Int, numExpertsPerToken: Int, moeIntermediateSize: Int,
             normTopKProb: Bool = false, routerAuxLossCoef: Double = 0.001,
-            decoderSparseStep: Int = 1, mlpOnlyLayers: [Int] = []
+            decoderSparseStep: Int = 1, mlpOnlyLayers: [Int] = [], outputRouterLogits: Bool = false
         ) {
+            self.outputRouterLogits = outputRouterLogits
             self.numExperts = numExperts
             self.numExpertsPerToken = numExpertsPerToken
             self.moeIntermediateSize = moeIntermediateSize

@@ -82,6 +82,23 @@ public struct ComponentOptions {
 
     public mutating func double(_ key: String, default d: Double) throws -> Double { try optionalDouble(key) ?? d }
 
+    /// A list of numbers (`[0.9, 0.95]`), or nil when absent.
+    public mutating func optionalDoubles(_ key: String) throws -> [Double]? {
+        used.insert(key)
+        switch values[key] {
+        case nil, .null?: return nil
+        case .list(let l)?:
+            return try l.map {
+                switch $0 {
+                case .int(let i): return Double(i)
+                case .double(let d): return d
+                default: throw error(key, "expected a list of numbers, got \(ConfigValue.list(l))")
+                }
+            }
+        case let v?: throw error(key, "expected a list of numbers, got \(v)")
+        }
+    }
+
     public mutating func optionalBool(_ key: String) throws -> Bool? {
         used.insert(key)
         switch values[key] {

@@ -63,9 +63,10 @@ public final class DecoderModel: Module {
     public var moeLayers: [MoE] { layers.compactMap { $0.mlp as? MoE } }
 
     /// Final hidden states `[B, T, C]` for token ids `[B, T]` at positions `offset ..< offset+T`.
-    /// `hidden`, when given, receives the embedding output and every block's output.
+    /// `observe`, when given, receives the embedding output, every block's output and the final
+    /// norm's output, in order.
     public func hiddenStates(_ ids: [Int32], batch: Int, offset: Int = 0, cache: KVCache? = nil,
-                             hidden: UnsafeMutablePointer<[Tensor]>? = nil) throws -> Tensor {
+                             observe: ((Tensor) -> Void)? = nil) throws -> Tensor {
         guard batch > 0, ids.count % batch == 0 else {
             throw TensorError.invalidArgument(op: "model", message: "\(ids.count) ids do not split into \(batch) rows")
         }
@@ -75,13 +76,13 @@ public final class DecoderModel: Module {
                 op: "model", message: "sequence of \(offset + t) tokens exceeds the context length \(dims.contextLength)")
         }
         var h = try position.embed(embedTokens(ids, shape: [batch, t]), offset: offset)
-        hidden?.pointee.append(h)
+        observe?(h)
         for (i, block) in layers.enumerated() {
             h = try block(h, offset: offset, cache: cache, layer: i)
-            hidden?.pointee.append(h)
+            observe?(h)
         }
         let out = try norm(h)
-        hidden?.pointee.append(out)
+        observe?(out)
         return out
     }
 

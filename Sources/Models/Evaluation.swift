@@ -63,20 +63,14 @@ public enum Evaluation {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw ToolkitError.file(path, "cannot read: \(error.localizedDescription)")
         }
-        let json: Any
-        do { json = try JSONSerialization.jsonObject(with: data) } catch {
-            throw ToolkitError.file(path, "invalid JSON: \(error.localizedDescription)")
-        }
-        guard let rows = json as? [Any] else { throw ToolkitError.file(path, "expected a JSON array of token-id arrays") }
-        return try rows.enumerated().map { i, row in
-            guard let r = row as? [Any] else { throw ToolkitError.file(path, "element \(i) is not an array of ids") }
-            return try r.enumerated().map { j, v in
-                guard let n = v as? NSNumber, !(v is Bool),
-                      let id = Int32(exactly: n.doubleValue) else {
-                    throw ToolkitError.file(path, "element [\(i)][\(j)] is not an integer token id")
-                }
-                return id
-            }
+        do {
+            return try JSONDecoder().decode([[Int32]].self, from: data)
+        } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.dataCorrupted(ctx) {
+            let at = ctx.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined()
+            if at.isEmpty { throw ToolkitError.file(path, "expected a JSON array of token-id arrays (\(ctx.debugDescription))") }
+            throw ToolkitError.file(path, "element \(at) is not an integer token id")
+        } catch {
+            throw ToolkitError.file(path, "expected a JSON array of token-id arrays: \(error)")
         }
     }
 }

@@ -63,7 +63,7 @@ extension Recipe {
                 var mlp: [String: ConfigValue] = [
                     "kind": .string("moe"), "experts": .int(m.numExperts), "top_k": .int(m.numExpertsPerToken),
                     "intermediate_size": .int(m.moeIntermediateSize), "norm_topk_prob": .bool(m.normTopKProb),
-                    "aux_loss_coef": .double(m.routerAuxLossCoef), "sparse_step": .int(m.decoderSparseStep),
+                    "aux_loss_coef": .double(m.outputRouterLogits ? m.routerAuxLossCoef : 0), "sparse_step": .int(m.decoderSparseStep),
                     "mlp_only_layers": .list(m.mlpOnlyLayers.map { .int($0) }),
                 ]
                 if (0..<c.numLayers).contains(where: { !m.isSparse(layer: $0) }) {
@@ -127,7 +127,8 @@ extension Recipe {
                 if let m = block.mlp as? MoE {
                     moe = moe ?? .init(numExperts: m.experts.count, numExpertsPerToken: m.topK,
                                        moeIntermediateSize: m.experts[0].gateProj.outFeatures, normTopKProb: m.normalizeTopK,
-                                       routerAuxLossCoef: Double(m.auxLossCoefficient))
+                                       routerAuxLossCoef: m.auxLossCoefficient > 0 ? Double(m.auxLossCoefficient) : 0.001,
+                                       outputRouterLogits: m.auxLossCoefficient > 0)
                 } else if let s = block.mlp as? SwiGLUMLP {
                     inter = s.gateProj.outFeatures
                 }

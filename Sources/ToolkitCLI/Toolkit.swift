@@ -10,6 +10,7 @@ struct Toolkit: ParsableCommand {
             Export.self,
             Generate.self,
             Eval.self,
+            Train.self,
             Bench.self,
             TrainTokenizer.self,
             Encode.self,

@@ -60,7 +60,7 @@ import ToolkitSupport
                 == .init(
                     numExperts: 4, numExpertsPerToken: 2, moeIntermediateSize: 64,
                     normTopKProb: true, routerAuxLossCoef: 0.001, decoderSparseStep: 1,
-                    mlpOnlyLayers: []))
+                    mlpOnlyLayers: [], outputRouterLogits: true))
         #expect(m.moe?.isSparse(layer: 1) == true)
     }
 

@@ -43,7 +43,7 @@ import _TestSupport
             f.model.setAttentionKernel(kernel)
             var hidden: [Tensor] = []
             let (logits, loss) = try GradMode.withoutGrad { () -> (Tensor, (Tensor, Tensor)) in
-                let h = try withUnsafeMutablePointer(to: &hidden) { try f.model.hiddenStates(f.ids, batch: f.batch, hidden: $0) }
+                let h = try f.model.hiddenStates(f.ids, batch: f.batch) { hidden.append($0) }
                 let lg = try f.model.logits(h)
                 let ce = try Tensor.crossEntropy(logits: lg.reshaped([-1, f.config.vocabSize]), targets: f.targets)
                 let aux = try f.model.auxiliaryLoss()

@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import Layers
+import Models
+import Tokenization
+import ToolkitSupport
+import Training
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model from a recipe or an existing model on shards or a token file.",
+        discussion: "Every flag below can also be set in the recipe's train: block (snake_case); flags win.")
+
+    @Option(help: "Recipe name or path (random initialisation).") var recipe: String?
+    @Option(name: .customLong("init"), help: "Start from an HF folder or a toolkit checkpoint.") var initFrom: String?
+    @Option(help: "Resume a run: its output folder or one of its step-* checkpoints.") var resume: String?
+    @Option(name: .customLong("set"), help: "Recipe override key.path=value (with --recipe).") var overrides: [String] = []
+    @Option(help: "Shard directory made by toolkit shard.") var data: String?
+    @Option(help: "JSON array of equal-length token-id arrays: one full batch per step.") var tokens: String?
+    @Option(help: "Tokenizer file (for validation bits-per-byte).") var tokenizer: String?
+    @Flag(help: "Accept shards made with a different tokenizer than the checkpoint's.") var allowTokenizerMismatch = false
+
+    @Option(help: "Optimizer steps.") var steps: Int?
+    @Option(help: "Sequences per micro-batch.") var batchSize: Int?
+    @Option(help: "Tokens per sequence.") var seqLen: Int?
+    @Option(help: "Micro-batches per step.") var gradAccum: Int?
+    @Option(help: "sgd, adam, adamw or muon.") var optimizer: String?
+    @Option(help: "Peak learning rate.") var lr: Double?
+    @Option(help: "Learning-rate floor of the decay.") var minLr: Double?
+    @Option(help: "Weight decay.") var weightDecay: Double?
+    @Option(help: "SGD / Muon momentum.") var momentum: Double?
+    @Option(help: "Adam betas, e.g. 0.9,0.95.") var betas: String?
+    @Option(help: "Adam epsilon.") var eps: Double?
+    @Option(help: "Linear warmup steps.") var warmup: Int?
+    @Option(help: "constant, cosine, wsd or linear.") var schedule: String?
+    @Option(help: "Global-norm gradient clipping (0 = off).") var gradClip: Double?
+    @Option(help: "Validate every N steps (0 = off).") var evalEvery: Int?
+    @Option(help: "Validation batches per evaluation.") var evalBatches: Int?
+    @Option(help: "Checkpoint every N steps (0 = only at the end).") var saveEvery: Int?
+    @Option(help: "Checkpoints kept.") var keepCheckpoints: Int?
+    @Option(help: "Data-order seed.") var seed: Int?
+    @Option(help: "random or sequential batch order.") var order: String?
+    @Option(help: "Muon learning rate for hidden matrices.") var muonLr: Double?
+
+    @Option(help: "Run folder for checkpoints (default Checkpoints/train-<name>).") var out: String?
+    @Option(help: "Metrics JSONL file (default <out>/metrics.jsonl).") var metrics: String?
+    @Flag(help: "Print a JSON summary at the end.") var json = false
+
+    func validate() throws {
+        let sources = [recipe, initFrom, resume].compactMap { $0 }.count
+        guard sources == 1 else { throw ValidationError("give exactly one of --recipe, --init or --resume") }
+        guard (data == nil) != (tokens == nil) else { throw ValidationError("give exactly one of --data or --tokens") }
+        if !overrides.isEmpty && recipe == nil { throw ValidationError("--set needs --recipe") }
+    }
+
+    /// Flags given on the command line, as recipe keys.
+    func flagValues() throws -> [String: ConfigValue] {
+        var v: [String: ConfigValue] = [:]
+        func put(_ k: String, _ x: Int?) { if let x { v[k] = .int(x) } }
+        func put(_ k: String, _ x: Double?) { if let x { v[k] = .double(x) } }
+        func put(_ k: String, _ x: String?) { if let x { v[k] = .string(x) } }
+        put("steps", steps); put("batch_size", batchSize); put("seq_len", seqLen); put("grad_accum", gradAccum)
+        put("optimizer", optimizer); put("lr", lr); put("min_lr", minLr); put("weight_decay", weightDecay)
+        put("momentum", momentum); put("eps", eps); put("warmup", warmup); put("schedule", schedule)
+        put("grad_clip", gradClip); put("eval_every", evalEvery); put("eval_batches", evalBatches)
+        put("save_every", saveEvery); put("keep_checkpoints", keepCheckpoints); put("seed", seed); put("order", order)
+        put("muon_lr", muonLr)
+        if let betas {
+            let parts = betas.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard parts.count == 2, let b1 = parts[0], let b2 = parts[1] else {
+                throw ValidationError("--betas must be two numbers, e.g. 0.9,0.95")
+            }
+            v["betas"] = .list([.double(b1), .double(b2)])
+        }
+        return v
+    }
+
+    func run() throws {
+        // Model, recipe settings and resume state.
+        let model: DecoderModel
+        var settings = TrainSettings()
+        var resumeDir: String? = nil
+        var expectedHash: String? = nil
+        if let recipe {
+            let r = try Recipe.load(recipe, overrides: overrides)
+            model = try ModelBuilder.build(r)
+            settings = try TrainSettings(recipe: r)
+        } else if let initFrom {
+            model = try ModelIO.load(initFrom)
+            if FileManager.default.fileExists(atPath: initFrom + "/recipe.yaml") {
+                settings = try TrainSettings(recipe: model.recipe)
+            }
+            if let (s, _) = try? TrainingCheckpoint.loadState(initFrom) { expectedHash = s.tokenizerHash }
+        } else {
+            let dir = try TrainingCheckpoint.latest(in: resume!)
+            model = try ModelIO.loadCheckpoint(dir)
+            let (s, _) = try TrainingCheckpoint.loadState(dir)
+            settings = s.settings
+            expectedHash = s.tokenizerHash
+            resumeDir = dir
+        }
+        var flags = ComponentOptions(path: "flags", values: try flagValues())
+        do { try settings.apply(&flags) } catch let e as ToolkitError {
+            throw ValidationError(e.message.replacingOccurrences(of: "flags: ", with: "--").replacingOccurrences(of: "_", with: "-"))
+        }
+        let source: any TrainingData = try data.map {
+            try ShardTrainingData(directory: $0, expectedTokenizerHash: expectedHash, allowMismatch: allowTokenizerMismatch)
+        } ?? TokenFileData(path: tokens!)
+        let trainer = try Trainer(model: model, data: source, settings: settings)
+        if let resumeDir {
+            try trainer.restore(from: resumeDir)
+            trainer.outputDirectory = URL(fileURLWithPath: resumeDir).deletingLastPathComponent().path
+        } else {
+            trainer.outputDirectory = out ?? "Checkpoints/train-\(model.recipe.name)"
+        }
+        if let out { trainer.outputDirectory = out }
+        trainer.metricsPath = metrics ?? trainer.outputDirectory.map { $0 + "/metrics.jsonl" }
+        if let tokenizer {
+            let tok = try BPETokenizer.load(path: tokenizer)
+            trainer.tokenBytes = { tok.tokenBytes(Int($0))?.count ?? 0 }
+        }
+        let bar = ProgressBar(total: Double(settings.steps), label: "train", unit: "steps", enabled: !json)
+        bar.update(Double(trainer.state.step))
+        trainer.onStep = { row, _ in
+            bar.update(Double(row.step), extra: String(format: "loss %.4f lr %.2e %@ tok/s", row.loss ?? .nan, row.lr ?? 0,
+                                                       ProgressBar.format(row.tokens_per_s ?? 0)))
+        }
+        trainer.onEval = { row in
+            guard !json else { return }
+            bar.finish()
+            printError(String(format: "step %d: val_loss %.4f%@", row.step, row.val_loss ?? .nan,
+                              row.val_bpb.map { String(format: " val_bpb %.4f", $0) } ?? ""))
+        }
+        Interrupt.install()
+        let summary = try trainer.run()
+        bar.finish()
+        if json {
+            print(try jsonLine(summary))
+        } else {
+            print(String(format: "%@ after %d steps: loss %.4f%@, %.0f tok/s, %.1fs", summary.stop.rawValue, summary.steps,
+                         summary.finalLoss ?? .nan, summary.valLoss.map { String(format: ", val_loss %.4f", $0) } ?? "",
+                         summary.tokensPerSecond, summary.seconds))
+            if let c = summary.checkpoint { print("checkpoint: \(c)") }
+        }
+        switch summary.stop {
+        case .finished: break
+        case .interrupted: printError("interrupted: checkpoint saved"); throw ExitCode(130)
+        case .nonFinite: printError("stopped: \(summary.message ?? "non-finite values")"); throw ExitCode(3)
+        }
+    }
+}

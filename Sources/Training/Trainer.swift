@@ -1,0 +1,233 @@
+import Foundation
+import Layers
+import Models
+import Optimizers
+import TensorCore
+import ToolkitSupport
+import Synchronization
+
+/// One row of the metrics JSONL file.
+public struct MetricsRow: Codable, Sendable {
+    public var step: Int
+    public var loss: Double?
+    public var lr: Double?
+    public var grad_norm: Double?
+    public var tokens_per_s: Double?
+    public var tokens: Int
+    public var aux_loss: Double?
+    public var val_loss: Double?
+    public var val_bpb: Double?
+}
+
+/// Set by SIGINT; the loop saves a checkpoint and stops after the current step.
+public enum Interrupt {
+    static let flag = Atomic<Bool>(false)
+    public static var requested: Bool { flag.load(ordering: .relaxed) }
+    public static func request() { flag.store(true, ordering: .relaxed) }
+    public static func reset() { flag.store(false, ordering: .relaxed) }
+
+    /// Routes SIGINT to `request()`; a second SIGINT kills the process as usual.
+    public static func install() {
+        signal(SIGINT) { _ in
+            if Interrupt.requested { _exit(130) }
+            Interrupt.request()
+        }
+    }
+}
+
+/// Why a run ended.
+public enum TrainingStop: String, Codable, Sendable {
+    case finished, interrupted, nonFinite = "non_finite"
+}
+
+/// The result of `Trainer.run`.
+public struct TrainingSummary: Codable, Sendable {
+    public var stop: TrainingStop
+    public var steps: Int
+    public var finalLoss: Double?
+    public var valLoss: Double?
+    public var tokensSeen: Int
+    public var tokensPerSecond: Double
+    public var seconds: Double
+    public var checkpoint: String?
+    public var message: String?
+}
+
+/// The training loop: micro-batches with gradient accumulation, global-norm clipping, a learning
+/// rate schedule, evaluation, metrics JSONL, checkpoints with exact resume, SIGINT and NaN handling.
+public final class Trainer {
+    public let model: DecoderModel
+    public let data: any TrainingData
+    public let settings: TrainSettings
+    public let seqLen: Int
+    public let optimizer: MultiOptimizer
+    public let schedule: LRSchedule
+    public var outputDirectory: String?
+    public var metricsPath: String?
+    /// Called after every step (for progress bars).
+    public var onStep: ((MetricsRow, TrainSettings) -> Void)?
+    /// Called after every evaluation.
+    public var onEval: ((MetricsRow) -> Void)?
+    /// Maps a token id to its UTF-8 byte length, for validation bits-per-byte.
+    public var tokenBytes: ((Int32) -> Int)?
+    public private(set) var state: TrainerState
+    let parameters: [NamedParameter]
+
+    public init(model: DecoderModel, data: any TrainingData, settings: TrainSettings) throws {
+        self.model = model
+        self.data = data
+        self.settings = settings
+        let t = settings.seqLen ?? (data as? TokenFileData)?.sequenceLength ?? model.dims.contextLength
+        guard t <= model.dims.contextLength else {
+            throw ToolkitError("seq_len \(t) exceeds the model's context length \(model.dims.contextLength)")
+        }
+        guard data.vocabSize <= model.dims.vocabSize else {
+            throw ToolkitError("the data has token ids up to \(data.vocabSize - 1) but the model's vocabulary is \(model.dims.vocabSize)")
+        }
+        seqLen = t
+        parameters = model.namedParameters().filter { $0.parameter.isTrainable }
+        var c = OptimizerConfiguration()
+        c.algorithm = OptimizerConfiguration.Algorithm(rawValue: settings.optimizer)!
+        c.learningRate = settings.lr
+        c.beta1 = settings.betas[0]
+        c.beta2 = settings.betas[1]
+        c.epsilon = settings.eps
+        c.weightDecay = settings.weightDecay ?? (settings.optimizer == "adamw" ? 0.01 : 0)
+        c.momentum = settings.momentum ?? 0
+        c.muonLearningRate = settings.muonLR
+        c.muonMomentum = settings.momentum ?? 0.95
+        optimizer = try c.makeOptimizer(for: parameters)
+        let kind: LRSchedule.Kind
+        switch settings.schedule {
+        case "constant": kind = .constant
+        case "linear": kind = .linear
+        case "wsd": kind = .wsd(decayFraction: settings.decayFraction, shape: .sqrt)
+        default: kind = .cosine
+        }
+        let ratio = settings.lr > 0 ? min(1, (settings.minLR ?? 0) / settings.lr) : 0
+        schedule = kind == .constant ? LRSchedule.constant(warmupSteps: settings.warmup)
+            : try LRSchedule(kind, warmupSteps: min(settings.warmup, settings.steps), totalSteps: settings.steps, minRatio: ratio)
+        state = TrainerState(step: 0, tokensSeen: 0, elapsedSeconds: 0, settings: settings,
+                             tokenizerHash: data.tokenizerHash, dataPosition: 0)
+    }
+
+    /// Restores optimizer state and progress from a checkpoint folder (the model must already hold
+    /// that checkpoint's weights).
+    public func restore(from dir: String) throws {
+        let (s, opt) = try TrainingCheckpoint.loadState(dir)
+        try optimizer.loadStateTensors(opt)
+        state.step = s.step
+        state.tokensSeen = s.tokensSeen
+        state.elapsedSeconds = s.elapsedSeconds
+        state.dataPosition = s.dataPosition
+    }
+
+    /// Mean loss over the validation batches (nil when there are none).
+    public func evaluate(_ batches: [Batch]) throws -> (loss: Double, bpb: Double?)? {
+        guard !batches.isEmpty else { return nil }
+        var total = 0.0, count = 0, bytes = 0
+        try GradMode.withoutGrad {
+            for b in batches {
+                let logits = try model(b.input, batch: b.rows)
+                let ce = try Tensor.crossEntropy(logits: logits.reshaped([-1, model.dims.vocabSize]), targets: b.targets)
+                let n = b.targets.filter { $0 != -100 }.count
+                total += Double(ce.item()) * Double(n)
+                count += n
+                if let tokenBytes { bytes += b.targets.reduce(0) { $0 + ($1 == -100 ? 0 : tokenBytes($1)) } }
+            }
+        }
+        let loss = total / Double(max(count, 1))
+        return (loss, bytes > 0 ? total / (Foundation.log(2.0) * Double(bytes)) : nil)
+    }
+
+    func appendMetrics(_ row: MetricsRow) throws {
+        guard let metricsPath else { return }
+        let line = try jsonLine(row) + "\n"
+        if !FileManager.default.fileExists(atPath: metricsPath) {
+            try AtomicFile.write("", to: metricsPath)
+        }
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: metricsPath))
+        defer { try? h.close() }
+        try h.seekToEnd()
+        try h.write(contentsOf: Data(line.utf8))
+    }
+
+    func checkpointPath(_ step: Int) -> String? {
+        outputDirectory.map { String(format: "%@/step-%07d", $0, step) }
+    }
+
+    func save() throws -> String? {
+        guard let path = checkpointPath(state.step) else { return nil }
+        try TrainingCheckpoint.save(model: model, optimizer: optimizer, state: state, to: path)
+        TrainingCheckpoint.prune(outputDirectory!, keep: settings.keepCheckpoints)
+        return path
+    }
+
+    /// Runs from the current step to `settings.steps`.
+    public func run() throws -> TrainingSummary {
+        let s = settings
+        let validation = s.evalEvery > 0 ? try data.validation(settings: s, seqLen: seqLen) : []
+        let runStart = monotonicSeconds()
+        let startTokens = state.tokensSeen
+        var lastLoss: Double? = nil, lastVal: Double? = nil, lastCheckpoint: String? = nil
+        var stop = TrainingStop.finished
+        var message: String? = nil
+        while state.step < s.steps {
+            let step = state.step + 1
+            let t0 = monotonicSeconds()
+            let lr = schedule.multiplier(at: step - 1)
+            optimizer.setLearningRateMultiplier(lr)
+            optimizer.zeroGrad()
+            var ceSum = 0.0, auxSum = 0.0, tokens = 0
+            for micro in 0..<s.gradAccum {
+                let b = try data.batch(step: step, micro: micro, settings: s, seqLen: seqLen)
+                let logits = try model(b.input, batch: b.rows)
+                let ce = try Tensor.crossEntropy(logits: logits.reshaped([-1, model.dims.vocabSize]), targets: b.targets)
+                var loss = ce
+                if let aux = try model.auxiliaryLoss() {
+                    auxSum += Double(aux.item())
+                    loss = try ce + aux
+                }
+                // Scale so accumulated gradients are those of the mean over micro-batches.
+                if s.gradAccum > 1 { loss = loss * (1 / Float(s.gradAccum)) }
+                try loss.backward()
+                ceSum += Double(ce.item())
+                tokens += b.tokens
+            }
+            let meanLoss = ceSum / Double(s.gradAccum)
+            let bad = GradientClipping.nonFiniteGradients(parameters)
+            if !meanLoss.isFinite || !bad.isEmpty {
+                stop = .nonFinite
+                message = "step \(step): " + (!meanLoss.isFinite ? "loss is \(meanLoss)" : "non-finite gradient in \(bad.prefix(3).joined(separator: ", "))")
+                    + (lastCheckpoint.map { "; last good checkpoint: \($0)" } ?? "")
+                break
+            }
+            let norm = s.gradClip > 0 ? GradientClipping.clipByGlobalNorm(parameters, maxNorm: s.gradClip)
+                : GradientClipping.globalNorm(parameters)
+            try optimizer.step()
+            let dt = monotonicSeconds() - t0
+            state.step = step
+            state.dataPosition = step
+            state.tokensSeen += tokens
+            state.elapsedSeconds += dt
+            lastLoss = meanLoss
+            var row = MetricsRow(step: step, loss: meanLoss, lr: s.lr * lr, grad_norm: norm, tokens_per_s: Double(tokens) / dt,
+                                 tokens: state.tokensSeen, aux_loss: auxSum > 0 ? auxSum / Double(s.gradAccum) : nil)
+            try appendMetrics(row)
+            onStep?(row, s)
+            if s.evalEvery > 0, step % s.evalEvery == 0 || step == s.steps, let (vl, bpb) = try evaluate(validation) {
+                row = MetricsRow(step: step, tokens: state.tokensSeen, val_loss: vl, val_bpb: bpb)
+                lastVal = vl
+                try appendMetrics(row)
+                onEval?(row)
+            }
+            if Interrupt.requested { stop = .interrupted; break }
+            if s.saveEvery > 0, step % s.saveEvery == 0, step < s.steps { lastCheckpoint = try save() }
+        }
+        if stop != .nonFinite { lastCheckpoint = try save() ?? lastCheckpoint }
+        let seconds = monotonicSeconds() - runStart
+        return TrainingSummary(stop: stop, steps: state.step, finalLoss: lastLoss, valLoss: lastVal,
+                               tokensSeen: state.tokensSeen, tokensPerSecond: Double(state.tokensSeen - startTokens) / max(seconds, 1e-9),
+                               seconds: seconds, checkpoint: lastCheckpoint, message: message)
+    }
+}
