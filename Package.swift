@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(
             name: "TokenizationTests", dependencies: ["Tokenization"], exclude: ["FixtureGenerators"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards"]),
+        .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards", "Tokenization"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
         .testTarget(
             name: "OptimizersTests", dependencies: ["Optimizers", "_TestSupport"],

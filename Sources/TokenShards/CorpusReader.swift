@@ -8,9 +8,13 @@ public struct CorpusFile: Codable, Sendable, Equatable {
     /// Modification time (seconds since 1970), part of the resume fingerprint.
     public var modified: Double
 
-    /// Expands files and directories (recursively, sorted, hidden entries skipped) into files.
-    public static func expand(_ inputs: [String]) throws -> [CorpusFile] {
+    /// Expands files and directories (recursively, sorted, hidden entries skipped) into files,
+    /// leaving out everything under `excluded` (the shard output directory).
+    public static func expand(_ inputs: [String], excluding excluded: String? = nil) throws
+        -> [CorpusFile]
+    {
         let fm = FileManager.default
+        let skip = excluded.map { URL(fileURLWithPath: $0).standardizedFileURL.path + "/" }
         var files: [CorpusFile] = []
         for input in inputs {
             var isDir: ObjCBool = false
@@ -34,6 +38,9 @@ public struct CorpusFile: Codable, Sendable, Equatable {
                 paths.sort()
             }
             for path in paths {
+                if let skip, URL(fileURLWithPath: path).standardizedFileURL.path.hasPrefix(skip) {
+                    continue
+                }
                 guard fm.isReadableFile(atPath: path),
                     let attrs = try? fm.attributesOfItem(atPath: path)
                 else { throw ToolkitError.file(path, "input file is not readable") }

@@ -70,7 +70,7 @@ public enum ShardBuilder {
             throw ToolkitError("--val-fraction must be in [0, 1) (got \(options.valFraction))")
         }
         guard !options.inputs.isEmpty else { throw ToolkitError("no input files given") }
-        let files = try CorpusFile.expand(options.inputs)
+        let files = try CorpusFile.expand(options.inputs, excluding: options.outputDirectory)
         let totalBytes = files.reduce(0) { $0 + $1.size }
         guard totalBytes > 0 else {
             throw ToolkitError(
@@ -89,6 +89,7 @@ public enum ShardBuilder {
         let writer = try ShardWriter(
             directory: dir, tokenizer: info, options: options.writer,
             existing: journal?.shards ?? [])
+        defer { writer.waitForPending() }  // no shard is still being written when we return
         let stream = try ChunkStream(
             files: files, separator: separator, chunkBytes: options.chunkBytes,
             start: journal?.resume.position)
@@ -145,7 +146,6 @@ public enum ShardBuilder {
                 journaled = durable.count
                 resumePoints = resumePoints.filter { $0.key > journaled }
                 if let stop = options.stopAfterJournaledShards, journaled >= stop {
-                    writer.waitForPending()
                     throw ToolkitError("interrupted after \(journaled) shards (test hook)")
                 }
             }

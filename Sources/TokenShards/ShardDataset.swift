@@ -24,7 +24,7 @@ public final class ShardDataset: Sendable {
     public let directory: String
     public let manifest: ShardManifest
     let cache: ShardCache
-    let prefetchEnabled: Bool
+    private let splits: [DataSplit: ShardSplit]
 
     /// - Parameters:
     ///   - expectedTokenizerHash: the model's tokenizer hash; a different manifest hash is an
@@ -49,11 +49,20 @@ public final class ShardDataset: Sendable {
         }
         self.directory = directory
         self.manifest = manifest
-        prefetchEnabled = prefetch
         let shards = manifest.shards
-        cache = ShardCache(capacity: cachedShards) { index in
+        let cache = ShardCache(capacity: cachedShards) { index in
             try Self.decode(shards[index], manifest: manifest, directory: directory)
         }
+        self.cache = cache
+        splits = Dictionary(
+            uniqueKeysWithValues: DataSplit.allCases.map {
+                (
+                    $0,
+                    ShardSplit(
+                        manifest: manifest, directory: directory, cache: cache,
+                        prefetch: prefetch, split: $0)
+                )
+            })
     }
 
     /// Tokens in all shards.
@@ -62,10 +71,8 @@ public final class ShardDataset: Sendable {
     /// The verified tokens of shard `index`.
     public func shardTokens(_ index: Int) throws -> [UInt32] { try cache.tokens(index) }
 
-    /// A view of the train or validation tokens.
-    public func split(_ split: DataSplit) -> ShardSplit { ShardSplit(dataset: self, split: split) }
-
-    func prefetch(_ index: Int) { if prefetchEnabled { cache.prefetch(index) } }
+    /// The train or validation tokens (the same object on every call).
+    public func split(_ split: DataSplit) -> ShardSplit { splits[split]! }
 
     /// Whether the file of `entry` exists with the size the manifest records.
     static func checkPresent(_ entry: ShardEntry, directory: String) throws {

@@ -10,8 +10,11 @@ import ToolkitSupport
 /// function of (seed, step, B, T, order) and a resumed run sees exactly the batches it would have
 /// seen; the only loader state to save is the step.
 public final class ShardSplit: @unchecked Sendable {
-    public let dataset: ShardDataset
     public let split: DataSplit
+    /// The shard directory.
+    public let directory: String
+    private let cache: ShardCache
+    private let prefetchEnabled: Bool
     /// Global token positions of this split.
     public let range: Range<Int>
 
@@ -38,10 +41,16 @@ public final class ShardSplit: @unchecked Sendable {
         var prefix: [Int]  // prefix[i] = windows before segmentOrder[i]
     }
 
-    init(dataset: ShardDataset, split: DataSplit) {
-        self.dataset = dataset
+    /// Built once per split by `ShardDataset` (which keeps it, so plans and permutations are
+    /// reused by every `split(_:)` call); holds the shard cache, not the dataset.
+    init(
+        manifest m: ShardManifest, directory: String, cache: ShardCache, prefetch: Bool,
+        split: DataSplit
+    ) {
         self.split = split
-        let m = dataset.manifest
+        self.directory = directory
+        self.cache = cache
+        prefetchEnabled = prefetch
         let range = split == .train ? 0..<m.split.valStart : m.split.valStart..<m.totalTokens
         self.range = range
         segments = m.shards.enumerated().compactMap { i, s in
@@ -119,7 +128,7 @@ public final class ShardSplit: @unchecked Sendable {
         }
         guard windowCount(seqLen: seqLen) > 0 else {
             throw ToolkitError(
-                "the \(split.rawValue) split of \(dataset.directory) has no window of "
+                "the \(split.rawValue) split of \(directory) has no window of "
                     + "\(seqLen + 1) tokens inside one shard (\(tokenCount) tokens)")
         }
     }
@@ -127,7 +136,7 @@ public final class ShardSplit: @unchecked Sendable {
     private func appendWindow(_ segment: Segment, _ window: Int, seqLen: Int, to out: inout [Int32])
         throws
     {
-        let tokens = try dataset.shardTokens(segment.shard)
+        let tokens = try cache.tokens(segment.shard)
         let start = segment.start + window * seqLen
         for t in tokens[start...(start + seqLen)] { out.append(Int32(bitPattern: t)) }
     }
@@ -194,7 +203,7 @@ public final class ShardSplit: @unchecked Sendable {
         lock.unlock()
         // At the end of an epoch the next shard depends on the next epoch's order; computing it
         // would discard this epoch's cached permutations, so wrap-around is not prefetched.
-        if let next { dataset.prefetch(segments[next].shard) }
+        if let next, prefetchEnabled { cache.prefetch(segments[next].shard) }
     }
 
     fileprivate func evaluationBatch(_ index: Int, batchSize: Int, seqLen: Int) throws -> [Int32] {

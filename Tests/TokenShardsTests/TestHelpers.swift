@@ -52,7 +52,7 @@ func expectedTokens(_ docs: [String], _ encoder: ByteTokenEncoder) -> [UInt32] {
 func buildShards(
     _ dir: TempDir, files: [String], separator: String? = nil, shardTokens: Int = 1000,
     frameTokens: Int = 300, valFraction: Double = 0.1, chunkBytes: Int = 200,
-    encoder: ByteTokenEncoder = ByteTokenEncoder(), out: String = "out",
+    encoder: any TokenEncoder = ByteTokenEncoder(), out: String = "out",
     configure: (inout ShardBuildOptions) -> Void = { _ in }
 ) throws -> ShardBuildReport {
     var inputs: [String] = []

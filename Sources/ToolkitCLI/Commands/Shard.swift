@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TokenShards
+import Tokenization
 import ToolkitSupport
 
 /// `toolkit shard`: write (default), inspect and verify zstd token shards.
@@ -22,8 +23,10 @@ struct ShardWrite: ParsableCommand {
             inputs and settings are unchanged, and starts over cleanly otherwise.
             """)
 
-    @Option(help: "Tokenizer file (tokenizer.json or .tiktoken), or builtin:bytes.")
+    @Option(help: "tokenizer.json, .tiktoken, vocab.json, a directory, or builtin:bytes.")
     var tokenizer: String
+    @Option(help: "Regex for .tiktoken / vocab.json tokenizers: gpt2, gpt4 or qwen.")
+    var pretokenizer: Pretokenizer?
     @Option(
         name: .customLong("input"), parsing: .upToNextOption,
         help: "Input files or directories (repeatable).")
@@ -57,7 +60,7 @@ struct ShardWrite: ParsableCommand {
     }
 
     func run() throws {
-        let encoder = try ShardTokenizer.load(tokenizer)
+        let encoder = try ShardTokenizer.load(tokenizer, pretokenizer: pretokenizer)
         var options = ShardBuildOptions(inputs: inputs, outputDirectory: out)
         options.writer.shardTokens = shardTokens
         options.writer.frameTokens = frameTokens
@@ -133,6 +136,8 @@ struct ShardInspect: ParsableCommand {
     @Argument(help: "Shard directory.") var directory: String
     @Option(help: "Tokenizer to decode the sample with (otherwise ids are printed).")
     var tokenizer: String?
+    @Option(help: "Regex for .tiktoken / vocab.json tokenizers: gpt2, gpt4 or qwen.")
+    var pretokenizer: Pretokenizer?
     @Flag(help: "Accept shards made with a tokenizer other than --tokenizer (override).")
     var allowTokenizerMismatch = false
     @Option(help: "Shard to sample from.") var shard = 0
@@ -171,7 +176,7 @@ struct ShardInspect: ParsableCommand {
     }
 
     func run() throws {
-        let decoder = try tokenizer.map(ShardTokenizer.load)
+        let decoder = try tokenizer.map { try ShardTokenizer.load($0, pretokenizer: pretokenizer) }
         let dataset = try ShardDataset(
             directory: directory, expectedTokenizerHash: decoder?.info.hash,
             allowMismatch: allowTokenizerMismatch, prefetch: false)
