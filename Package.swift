@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Tokenization", targets: ["Tokenization"]),
         .library(name: "TokenShards", targets: ["TokenShards"]),
         .library(name: "Checkpointing", targets: ["Checkpointing"]),
+        .library(name: "Reporting", targets: ["Reporting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +47,7 @@ let package = Package(
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
         .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),
+        .target(name: "Reporting", dependencies: ["ToolkitSupport"]),
         .executableTarget(
             name: "ToolkitCLI",
             dependencies: [
@@ -66,6 +68,9 @@ let package = Package(
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
+        .testTarget(
+            name: "ReportingTests", dependencies: ["Reporting"],
+            resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]
 )
