@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"]),
         .target(name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"]),
-        .target(name: "Reporting", dependencies: ["ToolkitSupport"]),
+        .target(name: "Reporting", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .executableTarget(
             name: "ToolkitCLI",
             dependencies: [

@@ -33,9 +33,16 @@ extension CompareReport {
         for row in rows {
             out += "<tr><th scope=\"row\">\(escapeXML(row.name))</th>"
             for cell in row.cells {
-                var t = escapeXML(cell.text)
+                // "mean ± sd" keeps its text; the "± sd" part goes on a second, smaller line.
+                let parts = cell.text.components(separatedBy: " ± ")
+                var t = escapeXML(parts[0])
+                let ns = cell.notSignificant ? " <span class=\"ns\">n.s.</span>" : ""
+                if parts.count == 2 {
+                    t += "<span class=\"sd\"> ± \(escapeXML(parts[1]))\(ns)</span>"
+                } else {
+                    t += ns
+                }
                 if cell.isBest { t = "<strong>\(t)</strong>" }
-                if cell.notSignificant { t += " <span class=\"ns\">n.s.</span>" }
                 out += "<td class=\"\(cell.isBest ? "best" : "")\">\(t)</td>"
             }
             out += "</tr>\n"
@@ -64,19 +71,24 @@ extension CompareReport {
     static let css = """
         body { margin: 0; background: #f6f7f9; color: #1d1f23;
           font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-        main { max-width: 1160px; margin: 0 auto; padding: 24px 28px 48px; background: #ffffff; }
+        main { max-width: 1240px; margin: 0 auto; padding: 24px 28px 48px; background: #ffffff; }
         h1 { font-size: 24px; margin: 0 0 8px; }
         h2 { font-size: 18px; margin: 28px 0 8px; }
         ul.notes { margin: 0 0 16px; padding-left: 20px; color: #444444; }
         .scroll { overflow-x: auto; }
         table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
         th, td { padding: 5px 9px; border-bottom: 1px solid #e1e4e8; white-space: nowrap; }
-        thead th { background: #f0f2f5; font-weight: 600; text-align: right; }
+        thead th { background: #f0f2f5; font-weight: 600; text-align: right; white-space: normal;
+          vertical-align: bottom; }
+        table.summary { font-size: 14px; }
+        table.summary th, table.summary td { padding: 5px 7px; }
         thead th:first-child, tbody th { text-align: left; }
         td { text-align: right; }
         td.best { background: #eaf5ea; }
         td.path { text-align: left; color: #555555; font-size: 13px; }
-        span.ns { color: #8a5a00; font-size: 12px; }
+        table.summary td, table.summary tbody th { vertical-align: top; }
+        span.sd { display: block; font-size: 12px; color: #555555; }
+        span.ns { color: #8a5a00; font-size: 12px; font-weight: 600; }
         .rules p { margin: 6px 0; color: #444444; font-size: 13px; }
         figure { margin: 20px 0 0; }
         figure svg { max-width: 100%; height: auto; border: 1px solid #e1e4e8; }

@@ -39,7 +39,8 @@ extension CompareReport {
         out += "\n\(Self.bestRule)\n\n\(Self.significanceRule)\n\n\(Self.valueRule)\n\n"
         out += "![Loss curves](loss.svg)\n\n## Runs\n\n| variant | seed | "
         out += runColumns.map(\.title).joined(separator: " | ") + " | metrics |\n"
-        out += "| :--- | ---: |" + String(repeating: " ---: |", count: runColumns.count) + " :--- |\n"
+        out +=
+            "| :--- | ---: |" + String(repeating: " ---: |", count: runColumns.count) + " :--- |\n"
         for run in runs {
             let cells = runColumns.map { c in c.value(in: run).map(c.style.format) ?? "—" }
             out += "| \(markdownEscape(run.variant)) | \(run.seed) | "

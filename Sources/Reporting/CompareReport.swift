@@ -8,7 +8,8 @@ public struct ReportCell: Codable, Equatable, Sendable {
     public var aggregate: Aggregate?
     /// The printed value: `mean`, or `mean ± sd` with two or more seeds.
     public var text: String
-    /// Best printed mean of a judged column (ties are all best; needs two variants with values).
+    /// Best printed mean of a judged column (ties are all best; needs two variants with values,
+    /// and nothing is marked when every variant prints the same mean).
     public var isBest: Bool
     /// Within the seed-to-seed spread of the best variant (`CompareReport.significanceRule`).
     public var notSignificant: Bool
@@ -53,7 +54,8 @@ public struct CompareReport: Codable, Equatable, Sendable {
     /// The rule behind the bold values.
     public static let bestRule =
         "Bold = best in its column on the printed mean: lowest for losses, perplexity, "
-        + "bits-per-byte and wall time, highest for tokens/s. Params, FLOPs/token and tokens "
+        + "bits-per-byte and wall time, highest for tokens/s; ties are all bold, and a column where "
+        + "every variant prints the same mean has no bold. Params, FLOPs/token and tokens "
         + "describe the setup and are not judged."
 
     /// What the numbers are and how they are rounded.
@@ -152,15 +154,20 @@ public struct CompareReport: Codable, Equatable, Sendable {
     }
 
     /// Marks the best printed mean of column `c` and the variants within spread of it.
-    private static func mark(column c: Int, style: NumberStyle, better: Better, rows: inout [VariantRow]) {
+    private static func mark(
+        column c: Int, style: NumberStyle, better: Better, rows: inout [VariantRow]
+    ) {
         let means: [(row: Int, units: Int)] = rows.indices.compactMap { i in
-            guard let a = rows[i].cells[c].aggregate, let u = style.units(a.mean) else { return nil }
+            guard let a = rows[i].cells[c].aggregate, let u = style.units(a.mean) else {
+                return nil
+            }
             return (i, u)
         }
         guard means.count >= 2 else { return }
         let target =
             better == .higher ? means.map(\.units).max() ?? 0 : means.map(\.units).min() ?? 0
         let best = means.filter { $0.units == target }.map(\.row)
+        guard best.count < means.count else { return }  // all equal: nothing stands out
         for i in best { rows[i].cells[c].isBest = true }
         for (i, u) in means where !best.contains(i) {
             guard let sd = rows[i].cells[c].aggregate?.sd.flatMap(style.units) else { continue }

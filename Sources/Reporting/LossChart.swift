@@ -11,6 +11,8 @@ struct LossChart {
     var width = 960.0
     var height = 540.0
     var maxTrainPoints = 600
+    /// Val points get circle markers only up to this many per curve.
+    static let maxMarkers = 30
 
     static let palette = [
         "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -40,10 +42,6 @@ struct LossChart {
             """
         out += "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n"
         out += text(width / 2, 28, title, anchor: "middle", size: 18, weight: "bold")
-        let subtitle =
-            "train loss (solid) and validation loss (dashed) against tokens seen"
-            + (hasBands ? "; shaded band = ±1 sd over seeds" : "")
-        out += text(width / 2, 50, subtitle, anchor: "middle", size: 13, fill: "#555555")
 
         let xs = all.map(\.tokens)
         let ys = all.flatMap { p in [p.mean - (p.sd ?? 0), p.mean + (p.sd ?? 0)] }
@@ -51,10 +49,23 @@ struct LossChart {
             out += text((left + right) / 2, (top + bottom) / 2, "no data", anchor: "middle")
             return out + "</svg>\n"
         }
-        let xAxis = Axis(min: 0, max: max(xMax, 0))
-        let yAxis = Axis(min: yMin, max: yMax)
-        func px(_ t: Double) -> Double { left + (t - xAxis.low) / (xAxis.high - xAxis.low) * (right - left) }
-        func py(_ v: Double) -> Double { bottom - (v - yAxis.low) / (yAxis.high - yAxis.low) * (bottom - top) }
+        // The y axis covers the points after the first 10% of tokens (and everything below
+        // them), so the steep start does not flatten the part where variants differ.
+        let late = all.filter { $0.tokens >= 0.1 * xMax }.map { $0.mean + ($0.sd ?? 0) }
+        let yTop = late.max() ?? yMax
+        let xAxis = Axis(min: 0, max: max(xMax, 0) * 1.02)
+        let yAxis = Axis(min: yMin, max: yTop, padding: 0.04)
+        let subtitle =
+            "train loss (solid) and validation loss (dashed) against tokens seen"
+            + (hasBands ? "; shaded band = ±1 sd over seeds" : "")
+            + (yTop < yMax ? "; early points above the axis are cut off" : "")
+        out += text(width / 2, 50, subtitle, anchor: "middle", size: 13, fill: "#555555")
+        func px(_ t: Double) -> Double {
+            left + (t - xAxis.low) / (xAxis.high - xAxis.low) * (right - left)
+        }
+        func py(_ v: Double) -> Double {
+            bottom - (v - yAxis.low) / (yAxis.high - yAxis.low) * (bottom - top)
+        }
 
         out += axes(xAxis, yAxis, px: px, py: py)
         out += "<clipPath id=\"plot-area\"><rect x=\"\(n(left))\" y=\"\(n(top))\" "
@@ -63,9 +74,12 @@ struct LossChart {
         for (i, curve) in curves.enumerated() {
             let c = Self.colour(i)
             let name = escapeXML(curve.name)
-            for (kind, points) in [("train", train[i]), ("val", val[i])] where points.contains(where: { $0.sd != nil }) {
+            for (kind, points) in [("train", train[i]), ("val", val[i])]
+            where points.contains(where: { $0.sd != nil }) {
                 let upper = points.map { "\(n(px($0.tokens))),\(n(py($0.mean + ($0.sd ?? 0))))" }
-                let lower = points.reversed().map { "\(n(px($0.tokens))),\(n(py($0.mean - ($0.sd ?? 0))))" }
+                let lower = points.reversed().map {
+                    "\(n(px($0.tokens))),\(n(py($0.mean - ($0.sd ?? 0))))"
+                }
                 out += "<polygon class=\"\(kind)-band\" data-variant=\"\(name)\" fill=\"\(c)\" "
                 out += "fill-opacity=\"\(kind == "train" ? "0.15" : "0.22")\" stroke=\"none\" "
                 out += "points=\"\((upper + lower).joined(separator: " "))\"/>\n"
@@ -76,12 +90,15 @@ struct LossChart {
             let name = escapeXML(curve.name)
             out += line(train[i], "train-line", name, c, px: px, py: py, dash: nil, widthPx: 1.6)
             out += line(val[i], "val-line", name, c, px: px, py: py, dash: "7 4", widthPx: 2.2)
-            for p in val[i] {
-                out += "<circle class=\"val-marker\" data-variant=\"\(name)\" cx=\"\(n(px(p.tokens)))\" "
-                out += "cy=\"\(n(py(p.mean)))\" r=\"3.2\" fill=\"#ffffff\" stroke=\"\(c)\" stroke-width=\"1.8\"/>\n"
+            for p in val[i] where val[i].count <= Self.maxMarkers {
+                out +=
+                    "<circle class=\"val-marker\" data-variant=\"\(name)\" cx=\"\(n(px(p.tokens)))\" "
+                out +=
+                    "cy=\"\(n(py(p.mean)))\" r=\"3.2\" fill=\"#ffffff\" stroke=\"\(c)\" stroke-width=\"1.8\"/>\n"
             }
             if train[i].count == 1, let p = train[i].first {
-                out += "<circle class=\"train-marker\" data-variant=\"\(name)\" cx=\"\(n(px(p.tokens)))\" "
+                out +=
+                    "<circle class=\"train-marker\" data-variant=\"\(name)\" cx=\"\(n(px(p.tokens)))\" "
                 out += "cy=\"\(n(py(p.mean)))\" r=\"3\" fill=\"\(c)\"/>\n"
             }
         }
@@ -109,18 +126,23 @@ struct LossChart {
     ) -> String {
         var out = "<g class=\"axes\" stroke=\"#222222\" stroke-width=\"1\">\n"
         for t in y.ticks {
-            out += "<line x1=\"\(n(left))\" y1=\"\(n(py(t)))\" x2=\"\(n(right))\" y2=\"\(n(py(t)))\" stroke=\"#e4e4e4\"/>\n"
+            out +=
+                "<line x1=\"\(n(left))\" y1=\"\(n(py(t)))\" x2=\"\(n(right))\" y2=\"\(n(py(t)))\" stroke=\"#e4e4e4\"/>\n"
         }
         for t in x.ticks {
-            out += "<line x1=\"\(n(px(t)))\" y1=\"\(n(top))\" x2=\"\(n(px(t)))\" y2=\"\(n(bottom))\" stroke=\"#e4e4e4\"/>\n"
+            out +=
+                "<line x1=\"\(n(px(t)))\" y1=\"\(n(top))\" x2=\"\(n(px(t)))\" y2=\"\(n(bottom))\" stroke=\"#e4e4e4\"/>\n"
         }
-        out += "<line x1=\"\(n(left))\" y1=\"\(n(bottom))\" x2=\"\(n(right))\" y2=\"\(n(bottom))\"/>\n"
+        out +=
+            "<line x1=\"\(n(left))\" y1=\"\(n(bottom))\" x2=\"\(n(right))\" y2=\"\(n(bottom))\"/>\n"
         out += "<line x1=\"\(n(left))\" y1=\"\(n(top))\" x2=\"\(n(left))\" y2=\"\(n(bottom))\"/>\n"
         for t in x.ticks {
-            out += "<line x1=\"\(n(px(t)))\" y1=\"\(n(bottom))\" x2=\"\(n(px(t)))\" y2=\"\(n(bottom + 5))\"/>\n"
+            out +=
+                "<line x1=\"\(n(px(t)))\" y1=\"\(n(bottom))\" x2=\"\(n(px(t)))\" y2=\"\(n(bottom + 5))\"/>\n"
         }
         for t in y.ticks {
-            out += "<line x1=\"\(n(left - 5))\" y1=\"\(n(py(t)))\" x2=\"\(n(left))\" y2=\"\(n(py(t)))\"/>\n"
+            out +=
+                "<line x1=\"\(n(left - 5))\" y1=\"\(n(py(t)))\" x2=\"\(n(left))\" y2=\"\(n(py(t)))\"/>\n"
         }
         out += "</g>\n"
         for t in x.ticks {
@@ -130,7 +152,8 @@ struct LossChart {
             out += text(left - 9, py(t) + 4, y.label(t), anchor: "end", cls: "y-tick")
         }
         out += text((left + right) / 2, bottom + 46, "tokens seen", anchor: "middle", size: 14)
-        out += "<text x=\"22\" y=\"\(n((top + bottom) / 2))\" text-anchor=\"middle\" font-size=\"14\" "
+        out +=
+            "<text x=\"22\" y=\"\(n((top + bottom) / 2))\" text-anchor=\"middle\" font-size=\"14\" "
         out += "transform=\"rotate(-90 22 \(n((top + bottom) / 2)))\">loss</text>\n"
         return out
     }
@@ -140,7 +163,8 @@ struct LossChart {
         var y = top + 8
         var out = "<g class=\"legend\">\n"
         for (i, curve) in curves.enumerated() {
-            out += "<rect x=\"\(n(x))\" y=\"\(n(y - 9))\" width=\"22\" height=\"12\" fill=\"\(Self.colour(i))\"/>\n"
+            out +=
+                "<rect x=\"\(n(x))\" y=\"\(n(y - 9))\" width=\"22\" height=\"12\" fill=\"\(Self.colour(i))\"/>\n"
             out += text(x + 30, y + 2, curve.name, anchor: "start", cls: "legend-name")
             y += 22
         }
@@ -154,7 +178,8 @@ struct LossChart {
             y += 22
         }
         if hasBands {
-            out += "<rect x=\"\(n(x))\" y=\"\(n(y - 9))\" width=\"22\" height=\"12\" fill=\"#333333\" fill-opacity=\"0.2\"/>\n"
+            out +=
+                "<rect x=\"\(n(x))\" y=\"\(n(y - 9))\" width=\"22\" height=\"12\" fill=\"#333333\" fill-opacity=\"0.2\"/>\n"
             out += text(x + 30, y + 2, "±1 sd over seeds", anchor: "start")
         }
         return out + "</g>\n"
@@ -206,7 +231,9 @@ struct Axis {
     var high: Double
     var step: Double
 
-    init(min: Double, max: Double, targetTicks: Int = 6) {
+    /// An axis over `[min, max]` widened by `padding` × the range on both sides, with ticks
+    /// about `(max − min) / (targetTicks − 1)` apart that lie inside it.
+    init(min: Double, max: Double, padding: Double = 0, targetTicks: Int = 6) {
         var lo = min
         var hi = max
         if !(hi - lo).isFinite {
@@ -218,13 +245,15 @@ struct Axis {
             hi += pad
         }
         step = Self.nice((hi - lo) / Double(targetTicks - 1))
-        low = (lo / step).rounded(.down) * step
-        high = (hi / step).rounded(.up) * step
+        low = lo - padding * (hi - lo)
+        high = hi + padding * (hi - lo)
     }
 
     var ticks: [Double] {
-        let count = Int(((high - low) / step).rounded())
-        return (0...count).map { low + Double($0) * step }
+        let first = (low / step - 1e-9).rounded(.up)
+        let last = (high / step + 1e-9).rounded(.down)
+        guard abs(first) < 1e12, abs(last) < 1e12, first <= last else { return [low, high] }
+        return (Int(first)...Int(last)).map { Double($0) * step }
     }
 
     private var decimals: Int { Swift.max(0, -Int(log10(step).rounded(.down))) }

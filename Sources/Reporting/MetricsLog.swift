@@ -113,23 +113,24 @@ public struct MetricsLog: Equatable, Sendable {
         {
             let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if trimmed.isEmpty { continue }
-            let where_ = "line \(index + 1)"
+            let location = "line \(index + 1)"
             let row: RawRow
             do {
                 row = try decoder.decode(RawRow.self, from: Data(trimmed.utf8))
             } catch let error as DecodingError {
-                throw ToolkitError.file(path, "\(where_): \(describe(error))")
+                throw ToolkitError.file(path, "\(location): \(describe(error))")
             }
             guard row.step >= 0 else {
-                throw ToolkitError.file(path, "\(where_): key \"step\" must be >= 0, got \(row.step)")
+                throw ToolkitError.file(
+                    path, "\(location): key \"step\" must be >= 0, got \(row.step)")
             }
             guard row.tokens >= 0 else {
                 throw ToolkitError.file(
-                    path, "\(where_): key \"tokens\" must be >= 0, got \(row.tokens)")
+                    path, "\(location): key \"tokens\" must be >= 0, got \(row.tokens)")
             }
             if row.loss == nil && row.valLoss == nil {
                 throw ToolkitError.file(
-                    path, "\(where_): row has neither \"loss\" nor \"val_loss\"")
+                    path, "\(location): row has neither \"loss\" nor \"val_loss\"")
             }
             if let loss = row.loss {
                 log.append(

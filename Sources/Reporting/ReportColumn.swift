@@ -32,7 +32,8 @@ public enum NumberStyle: Equatable, Sendable {
         switch self {
         case .grouped: return Int(fixedText(value, decimals: 0))
         case .si: return nil
-        case .fixed(let d): return Int(fixedText(value, decimals: d).replacingOccurrences(of: ".", with: ""))
+        case .fixed(let d):
+            return Int(fixedText(value, decimals: d).replacingOccurrences(of: ".", with: ""))
         }
     }
 }

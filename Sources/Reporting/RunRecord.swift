@@ -38,7 +38,8 @@ public struct RunRecord: Equatable, Sendable {
         switch (s.perplexity, expected) {
         case (nil, nil): break
         case (let p?, let e?) where abs(p - e) <= 1e-9 * max(abs(e), 1) || p == e: break
-        default: throw mismatch("perplexity", text(s.perplexity), "exp(val_loss) = \(text(expected))")
+        default:
+            throw mismatch("perplexity", text(s.perplexity), "exp(val_loss) = \(text(expected))")
         }
         self.summary = summary
         self.metrics = metrics

@@ -40,13 +40,35 @@ import ToolkitSupport
     @Test func htmlAndTerminalShowTheSameNumbers() throws {
         let report = try CompareReport.build(variants: try fixtureVariants())
         let html = report.html()
-        #expect(html.contains("<td class=\"best\"><strong>4.8500 ± 0.0707</strong></td>"))
-        #expect(html.contains("<td class=\"\">1.5500 ± 0.0707 <span class=\"ns\">n.s.</span></td>"))
-        #expect(html.contains("<td class=\"\">5.1000 ± 0.1414</td>"))
+        #expect(
+            html.contains(
+                "<td class=\"best\"><strong>4.8500<span class=\"sd\"> ± 0.0707</span></strong></td>"
+            ))
+        #expect(
+            html.contains(
+                "<td class=\"\">1.5500<span class=\"sd\"> ± 0.0707 <span class=\"ns\">n.s.</span></span></td>"
+            ))
+        #expect(html.contains("<td class=\"\">5.1000<span class=\"sd\"> ± 0.1414</span></td>"))
+        #expect(html.contains("<td class=\"\">6.00M</td>"))
+        // The cells' text content (tags removed) equals the Markdown cells.
+        let summary = try #require(html.components(separatedBy: "<table class=\"summary\">").last)
+        let gpt2Row = try #require(
+            summary.components(separatedBy: "</tr>").first { $0.contains(">gpt2</th>") })
+        let texts = gpt2Row.components(separatedBy: "<td").dropFirst().map { cell in
+            cell.replacingOccurrences(of: "<[^>]*>", with: "", options: .regularExpression)
+                .replacingOccurrences(of: "^[^>]*>", with: "", options: .regularExpression)
+        }
+        let md = try markdownRow(report.markdown(), "gpt2").map {
+            $0.replacingOccurrences(of: "**", with: "").replacingOccurrences(
+                of: " (n.s.)", with: " n.s.")
+        }
+        #expect(texts == md)
         let terminal = report.terminalTable()
-        let trainLine = try #require(terminal.split(separator: "\n").first { $0.hasPrefix("train loss") })
+        let trainLine = try #require(
+            terminal.split(separator: "\n").first { $0.hasPrefix("train loss") })
         #expect(trainLine.hasSuffix("5.1000 ± 0.1414  4.8500 ± 0.0707 *"))
-        let bpbLine = try #require(terminal.split(separator: "\n").first { $0.hasPrefix("val bpb") })
+        let bpbLine = try #require(
+            terminal.split(separator: "\n").first { $0.hasPrefix("val bpb") })
         #expect(bpbLine.contains("1.5500 ± 0.0707 n.s."))
         // Every table line has the same width (aligned columns).
         let lines = terminal.split(separator: "\n").prefix(ReportColumn.allCases.count + 2)
@@ -57,8 +79,11 @@ import ToolkitSupport
         let md = try CompareReport.build(variants: try fixtureVariants()).markdown()
         #expect(
             md.contains(
-                "| rope | 1 | 4.9000 | 5.1000 | 164.02 | 1.5200 | 24,576 | 1,410 | 111.0 | rope-seed1.metrics.jsonl |"))
-        #expect(md.contains("| gpt2 | 0 | 5.0000 | 5.2000 | 181.27 | 1.5000 | 24,576 | 1,500 | 100.0 |"))
+                "| rope | 1 | 4.9000 | 5.1000 | 164.02 | 1.5200 | 24,576 | 1,410 | 111.0 | rope-seed1.metrics.jsonl |"
+            ))
+        #expect(
+            md.contains("| gpt2 | 0 | 5.0000 | 5.2000 | 181.27 | 1.5000 | 24,576 | 1,500 | 100.0 |")
+        )
     }
 
     /// Best = lowest loss / highest throughput on the printed mean; ties are all best; sizes are
@@ -81,10 +106,14 @@ import ToolkitSupport
         #expect(train.map(\.isBest) == [true, true, false])
         #expect(train.map(\.text) == ["3.0000", "3.0000", "3.1000"])
         #expect(report.rows.map { $0.cell(.tokensPerSecond).isBest } == [false, true, true])
-        #expect(report.rows.allSatisfy { !$0.cell(.params).isBest && !$0.cell(.flopsPerToken).isBest })
+        #expect(
+            report.rows.allSatisfy { !$0.cell(.params).isBest && !$0.cell(.flopsPerToken).isBest })
         #expect(report.rows.allSatisfy { $0.cells.allSatisfy { !$0.notSignificant } })
+        // Wall time is 10 s everywhere: no bold at all.
+        #expect(report.rows.allSatisfy { !$0.cell(.wallSeconds).isBest })
         // Missing val loss everywhere: "—", never best.
-        #expect(report.rows.allSatisfy { $0.cell(.valLoss).text == "—" && !$0.cell(.valLoss).isBest })
+        #expect(
+            report.rows.allSatisfy { $0.cell(.valLoss).text == "—" && !$0.cell(.valLoss).isBest })
         let tableLines = report.markdown().split(separator: "\n").filter { $0.hasPrefix("| ") }
         #expect(tableLines.count == 10)  // (header, rule, 3 rows) for the table and for the runs
         #expect(!tableLines.contains { $0.contains("±") })
@@ -135,8 +164,12 @@ import ToolkitSupport
         }
         #expect(message([]) == "compare report: no variants given")
         #expect(message([gpt2, gpt2]) == "compare report: variant \"gpt2\" is given twice")
-        #expect(message([VariantRuns(name: "x", runs: [])]) == "compare report: variant \"x\" has no runs")
-        #expect(message([VariantRuns(name: "rope", runs: gpt2.runs)]).contains("names variant \"gpt2\""))
+        #expect(
+            message([VariantRuns(name: "x", runs: [])])
+                == "compare report: variant \"x\" has no runs")
+        #expect(
+            message([VariantRuns(name: "rope", runs: gpt2.runs)]).contains("names variant \"gpt2\"")
+        )
         #expect(
             message([VariantRuns(name: "gpt2", runs: [gpt2.runs[0], gpt2.runs[0]])])
                 == "compare report: variant \"gpt2\" has seed 0 twice")
@@ -159,7 +192,9 @@ import ToolkitSupport
         #expect(gpt2.val.map(\.tokens) == [12288, 24576])
         #expect(abs(gpt2.val[1].mean - 5.3) < 1e-12)
         // A seed that stopped early limits the average to the common points.
-        let short = MetricsLog(steps: [StepRow(step: 1, loss: 1, tokens: 4096), StepRow(step: 2, loss: 2, tokens: 8192)])
+        let short = MetricsLog(steps: [
+            StepRow(step: 1, loss: 1, tokens: 4096), StepRow(step: 2, loss: 2, tokens: 8192),
+        ])
         let curve = VariantCurves.aligned(name: "x", logs: [variants[0].runs[0].metrics, short])
         #expect(curve.train.map(\.tokens) == [4096, 8192])
         #expect(curve.train.map(\.mean) == [4, 4.2])
@@ -185,7 +220,9 @@ import ToolkitSupport
             #expect(a == b, "\(name) differs")
             #expect(!a.isEmpty)
         }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: first).sorted() == CompareReport.fileNames.sorted())
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: first).sorted()
+                == CompareReport.fileNames.sorted())
     }
 
     @Test func jsonSummaryRoundTrips() throws {

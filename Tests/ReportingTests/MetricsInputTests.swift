@@ -15,7 +15,9 @@ import ToolkitSupport
         let log = try MetricsLog.parse(text, path: "m.jsonl")
         #expect(
             log.steps == [
-                StepRow(step: 1, loss: 7.1, lr: 0.001, gradNorm: 1.2, tokensPerSecond: 1500, tokens: 4096),
+                StepRow(
+                    step: 1, loss: 7.1, lr: 0.001, gradNorm: 1.2, tokensPerSecond: 1500,
+                    tokens: 4096),
                 StepRow(step: 2, loss: 6.5, tokens: 8192),
             ])
         #expect(log.evals == [EvalRow(step: 2, valLoss: 6.9, valBitsPerByte: 1.7, tokens: 8192)])
@@ -33,10 +35,16 @@ import ToolkitSupport
     }
 
     @Test(arguments: [
-        ("{\"step\": 1, \"loss\": 7.1, \"tokens\": 4096}\n{\"step\": 2, \"loss\": 7.", "line 2: not a valid JSON object"),
+        (
+            "{\"step\": 1, \"loss\": 7.1, \"tokens\": 4096}\n{\"step\": 2, \"loss\": 7.",
+            "line 2: not a valid JSON object"
+        ),
         ("{\"step\": 1, \"tokens\": 4096}", "line 1: row has neither \"loss\" nor \"val_loss\""),
         ("{\"step\": 1, \"loss\": 7.1}", "line 1: missing key \"tokens\""),
-        ("{\"step\": 1, \"loss\": \"high\", \"tokens\": 1}", "line 1: key \"loss\" has the wrong type"),
+        (
+            "{\"step\": 1, \"loss\": \"high\", \"tokens\": 1}",
+            "line 1: key \"loss\" has the wrong type"
+        ),
         ("{\"step\": -1, \"loss\": 7.1, \"tokens\": 1}", "line 1: key \"step\" must be >= 0"),
         ("[1, 2]", "line 1: not a JSON object"),
     ])
@@ -51,14 +59,20 @@ import ToolkitSupport
 
     @Test func missingFilesAreNamed() throws {
         let dir = temporaryDirectory()
-        let e1 = #expect(throws: ToolkitError.self) { try MetricsLog.read(path: dir + "/none.jsonl") }
+        let e1 = #expect(throws: ToolkitError.self) {
+            try MetricsLog.read(path: dir + "/none.jsonl")
+        }
         #expect(e1?.message.hasPrefix("\(dir)/none.jsonl: cannot read metrics file") == true)
         // A summary whose metrics file is missing names the summary and the metrics path.
         var summary = try RunSummary.read(path: fixturePath("gpt2-seed0.summary.json"))
         summary.metricsPath = "gone.jsonl"
         try summary.write(to: dir + "/s.json")
-        let e2 = #expect(throws: ToolkitError.self) { try RunRecord.load(summaryPath: dir + "/s.json") }
-        #expect(e2?.message.hasPrefix("\(dir)/s.json: \(dir)/gone.jsonl: cannot read metrics file") == true)
+        let e2 = #expect(throws: ToolkitError.self) {
+            try RunRecord.load(summaryPath: dir + "/s.json")
+        }
+        #expect(
+            e2?.message.hasPrefix("\(dir)/s.json: \(dir)/gone.jsonl: cannot read metrics file")
+                == true)
     }
 
     @Test func summaryDerivesFromMetrics() throws {
@@ -99,7 +113,9 @@ import ToolkitSupport
         var text = try String(contentsOfFile: dir + "/s.json", encoding: .utf8)
         text = text.replacingOccurrences(of: "\"seed\"", with: "\"sead\"")
         try AtomicFile.write(text, to: dir + "/bad.json")
-        let error = #expect(throws: ToolkitError.self) { try RunSummary.read(path: dir + "/bad.json") }
+        let error = #expect(throws: ToolkitError.self) {
+            try RunSummary.read(path: dir + "/bad.json")
+        }
         #expect(error?.message == "\(dir)/bad.json: unknown key \"sead\" in run summary")
     }
 
@@ -115,17 +131,23 @@ import ToolkitSupport
         let record = try RunRecord.load(summaryPath: fixturePath("gpt2-seed0.summary.json"))
         var s = record.summary
         s.finalTrainLoss = 5.0001
-        let e1 = #expect(throws: ToolkitError.self) { try RunRecord(summary: s, metrics: record.metrics) }
+        let e1 = #expect(throws: ToolkitError.self) {
+            try RunRecord(summary: s, metrics: record.metrics)
+        }
         #expect(e1?.message.contains("summary key \"final_train_loss\" is 5.0001") == true)
 
         s = record.summary
         s.valLoss = nil
-        let e2 = #expect(throws: ToolkitError.self) { try RunRecord(summary: s, metrics: record.metrics) }
+        let e2 = #expect(throws: ToolkitError.self) {
+            try RunRecord(summary: s, metrics: record.metrics)
+        }
         #expect(e2?.message.contains("\"val_loss\" is none") == true)
 
         s = record.summary
         s.perplexity = exp(5.2) * (1 + 1e-6)
-        let e3 = #expect(throws: ToolkitError.self) { try RunRecord(summary: s, metrics: record.metrics) }
+        let e3 = #expect(throws: ToolkitError.self) {
+            try RunRecord(summary: s, metrics: record.metrics)
+        }
         #expect(e3?.message.contains("\"perplexity\"") == true)
 
         s = record.summary

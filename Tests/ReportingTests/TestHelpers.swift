@@ -1,10 +1,12 @@
 import Foundation
 import Testing
+import ToolkitSupport
+
+@testable import Reporting
 
 #if canImport(FoundationXML)
     import FoundationXML
 #endif
-@testable import Reporting
 
 /// Path of a file in Fixtures/compare.
 func fixturePath(_ name: String) throws -> String {
@@ -33,7 +35,7 @@ func syntheticVariant(
     bpb: Bool = true
 ) throws -> VariantRuns {
     let runs = try seeds.map { seed -> RunRecord in
-        var state = UInt64(truncatingIfNeeded: seed &* 7919 &+ 17) &+ UInt64(name.utf8.count)
+        var state = Hashing.fnv1a64(Array(name.utf8)) &+ UInt64(truncatingIfNeeded: seed &* 7919)
         func noise() -> Double {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return Double(state >> 11) / Double(1 << 53) - 0.5
@@ -44,7 +46,8 @@ func syntheticVariant(
             metrics.append(
                 StepRow(
                     step: step, loss: clean + 0.12 * noise() + 0.03 * Double(seed), lr: 1e-3,
-                    gradNorm: 1, tokensPerSecond: 1500 + 10 * Double(seed), tokens: step * batchTokens))
+                    gradNorm: 1, tokensPerSecond: 1500 + 10 * Double(seed),
+                    tokens: step * batchTokens))
             if step % 10 == 0 {
                 let v = clean + 0.08 + 0.04 * noise() + 0.03 * Double(seed)
                 metrics.append(
@@ -55,7 +58,8 @@ func syntheticVariant(
         }
         let summary = try RunSummary(
             variant: name, seed: seed, params: 1_234_567, nonEmbeddingParams: 1_000_000,
-            flopsPerToken: 7.4e6, wallSeconds: 60 + Double(seed), metricsPath: "\(name)-\(seed).jsonl",
+            flopsPerToken: 7.4e6, wallSeconds: 60 + Double(seed),
+            metricsPath: "\(name)-\(seed).jsonl",
             metrics: metrics)
         return try RunRecord(summary: summary, metrics: metrics)
     }
