@@ -30,13 +30,7 @@ extension CompareReport {
     /// The summary as JSON with sorted keys: one line, or indented with `pretty`. Non-finite
     /// numbers are written as the strings "nan", "inf", "-inf".
     public func summaryJSON(pretty: Bool = false) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting =
-            pretty
-            ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            : [.sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let encoder = reportEncoder(pretty: pretty)
         return String(decoding: try encoder.encode(summary), as: UTF8.self)
     }
 

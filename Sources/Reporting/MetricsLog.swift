@@ -107,7 +107,7 @@ public struct MetricsLog: Equatable, Sendable {
     /// Blank lines are skipped; any other line must be one JSON object.
     public static func parse(_ text: String, path: String) throws -> MetricsLog {
         var log = MetricsLog()
-        let decoder = JSONDecoder()
+        let decoder = reportDecoder()
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false)
             .enumerated()
         {
@@ -166,36 +166,5 @@ public struct MetricsLog: Equatable, Sendable {
             case valLoss = "val_loss"
             case valBitsPerByte = "val_bpb"
         }
-    }
-}
-
-/// The contents of `path`, or an error naming it and `what` it should have been.
-func readFile(_ path: String, what: String) throws -> Data {
-    do {
-        return try Data(contentsOf: URL(fileURLWithPath: path))
-    } catch {
-        throw ToolkitError.file(path, "cannot read \(what): \(error.localizedDescription)")
-    }
-}
-
-/// A one-line description of a decoding error that names the key path.
-func describe(_ error: DecodingError) -> String {
-    func path(_ context: DecodingError.Context, _ key: CodingKey? = nil) -> String {
-        let keys = context.codingPath.map(\.stringValue) + (key.map { [$0.stringValue] } ?? [])
-        return keys.joined(separator: ".")
-    }
-    switch error {
-    case .keyNotFound(let key, let context):
-        return "missing key \"\(path(context, key))\""
-    case .valueNotFound(_, let context):
-        return "key \"\(path(context))\" is null"
-    case .typeMismatch(let type, let context):
-        if context.codingPath.isEmpty { return "not a JSON object" }
-        return "key \"\(path(context))\" has the wrong type (expected \(type))"
-    case .dataCorrupted(let context):
-        if context.codingPath.isEmpty { return "not a valid JSON object" }
-        return "key \"\(path(context))\": \(context.debugDescription)"
-    @unknown default:
-        return "\(error)"
     }
 }

@@ -18,26 +18,30 @@ public struct RunRecord: Equatable, Sendable {
                     + logValue)
         }
         func text(_ v: Double?) -> String { v.map { "\($0)" } ?? "none" }
+        // Equal values, or both absent, or both NaN (a diverged run).
+        func same(_ a: Double?, _ b: Double?) -> Bool {
+            a == b || (a?.isNaN == true && b?.isNaN == true)
+        }
         guard let lastStep = metrics.steps.last else {
             throw ToolkitError("\(origin): metrics log has no training step rows")
         }
-        if s.finalTrainLoss != lastStep.loss {
+        if !same(s.finalTrainLoss, lastStep.loss) {
             throw mismatch("final_train_loss", text(s.finalTrainLoss), text(lastStep.loss))
         }
         if s.tokensSeen != lastStep.tokens {
             throw mismatch("tokens_seen", "\(s.tokensSeen)", "\(lastStep.tokens)")
         }
         let eval = metrics.finalEval
-        if s.valLoss != eval?.valLoss {
+        if !same(s.valLoss, eval?.valLoss) {
             throw mismatch("val_loss", text(s.valLoss), text(eval?.valLoss))
         }
-        if s.bitsPerByte != eval?.valBitsPerByte {
+        if !same(s.bitsPerByte, eval?.valBitsPerByte) {
             throw mismatch("bits_per_byte", text(s.bitsPerByte), text(eval?.valBitsPerByte))
         }
         let expected = eval.map { exp($0.valLoss) }
         switch (s.perplexity, expected) {
         case (nil, nil): break
-        case (let p?, let e?) where abs(p - e) <= 1e-9 * max(abs(e), 1) || p == e: break
+        case (let p?, let e?) where abs(p - e) <= 1e-9 * max(abs(e), 1) || same(p, e): break
         default:
             throw mismatch("perplexity", text(s.perplexity), "exp(val_loss) = \(text(expected))")
         }

@@ -102,16 +102,16 @@ public struct RunSummary: Codable, Equatable, Sendable {
             throw ToolkitError.file(path, "unknown key \"\(unknown)\" in run summary")
         }
         do {
-            return try JSONDecoder().decode(RunSummary.self, from: data)
+            return try reportDecoder().decode(RunSummary.self, from: data)
         } catch let error as DecodingError {
             throw ToolkitError.file(path, describe(error))
         }
     }
 
-    /// Writes the summary as pretty, key-sorted JSON, atomically.
+    /// Writes the summary as pretty, key-sorted JSON, atomically (non-finite numbers as the
+    /// strings "nan", "inf", "-inf", which `read` accepts).
     public func write(to path: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let encoder = reportEncoder(pretty: true)
         try AtomicFile.write(try encoder.encode(self) + Data("\n".utf8), to: path)
     }
 }

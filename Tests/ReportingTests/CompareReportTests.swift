@@ -154,6 +154,32 @@ import ToolkitSupport
         #expect(!clear.rows[1].cell(.finalTrainLoss).notSignificant)
     }
 
+    @Test func divergedRunShowsNaNAndIsNeverBest() throws {
+        let text = """
+            {"step": 1, "loss": 7.5, "tokens": 100}
+            {"step": 2, "loss": "nan", "tokens": 200}
+            {"step": 2, "val_loss": "inf", "tokens": 200}
+            """
+        let log = try MetricsLog.parse(text, path: "d.jsonl")
+        #expect(log.finalTrainLoss?.isNaN == true && log.finalEval?.valLoss == .infinity)
+        let dir = temporaryDirectory()
+        try AtomicFile.write(text, to: dir + "/d.jsonl")
+        try RunSummary(
+            variant: "diverged", seed: 0, params: 1, nonEmbeddingParams: 1, flopsPerToken: 1,
+            wallSeconds: 1, metricsPath: "d.jsonl", metrics: log
+        ).write(to: dir + "/d.summary.json")
+        let diverged = try VariantRuns.load(
+            name: "diverged", summaryPaths: [dir + "/d.summary.json"])
+        let fine = try syntheticVariant("fine", seeds: [0], floor: 3)
+        let report = try CompareReport.build(variants: [diverged, fine])
+        let cells = report.rows.map { $0.cell(.finalTrainLoss) }
+        #expect(cells[0].text == "nan" && report.rows[0].cell(.valLoss).text == "inf")
+        #expect(cells.allSatisfy { !$0.isBest })  // one comparable value: nothing to mark
+        #expect(try report.summaryJSON().contains("\"text\":\"nan\""))
+        try report.write(to: dir + "/out")
+        _ = try XMLCollector.parse(report.lossSVG())
+    }
+
     @Test func buildRejectsInconsistentInput() throws {
         let gpt2 = try fixtureVariants()[0]
         func message(_ variants: [VariantRuns]) -> String {
