@@ -127,12 +127,6 @@ public struct CompareReport: Codable, Equatable, Sendable {
             runs: sorted.flatMap { $0.map(\.summary) })
     }
 
-    /// The number of seeds when every variant has the same count, else nil.
-    public var seedsPerVariant: Int? {
-        let counts = Set(rows.map(\.seeds.count))
-        return counts.count == 1 ? counts.first : nil
-    }
-
     private static func cell(_ column: ReportColumn, _ runs: [RunSummary]) -> ReportCell {
         let values = runs.compactMap { column.value(in: $0) }
         guard values.count == runs.count else {
@@ -141,13 +135,11 @@ public struct CompareReport: Codable, Equatable, Sendable {
         }
         let a = Aggregate(values)
         let style = column.style
-        let text: String
-        if let sd = a.sd, !(column.isSetup && Set(values).count == 1) {
-            text = "\(style.format(a.mean)) ± \(style.format(sd))"
-        } else if column.isSetup && Set(values).count == 1 {
+        var text = style.format(a.mean)
+        if column.isSetup && Set(values).count == 1 {
             text = style.format(values[0])
-        } else {
-            text = style.format(a.mean)
+        } else if let sd = a.sd {
+            text += " ± \(style.format(sd))"
         }
         return ReportCell(
             column: column, aggregate: a, text: text, isBest: false, notSignificant: false)
