@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "Checkpointing", targets: ["Checkpointing"]),
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Reporting", targets: ["Reporting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -55,9 +56,12 @@ let package = Package(
             dependencies: [
                 "Layers", "Checkpointing", "ToolkitSupport", .product(name: "Yams", package: "Yams"),
             ]),
+        .target(name: "Reporting", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
             name: "Training",
-            dependencies: ["Models", "Optimizers", "TokenShards", "Tokenization", "Checkpointing", "ToolkitSupport"]),
+            dependencies: [
+                "Models", "Optimizers", "TokenShards", "Tokenization", "Checkpointing", "Reporting", "ToolkitSupport",
+            ]),
         .executableTarget(
             name: "ToolkitCLI",
             dependencies: [
@@ -82,6 +86,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards", "Tokenization"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "OptimizersTests", dependencies: ["Optimizers", "_TestSupport"],
             resources: [.copy("Fixtures")]),
