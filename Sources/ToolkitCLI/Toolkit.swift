@@ -11,6 +11,7 @@ struct Toolkit: ParsableCommand {
             Generate.self,
             Eval.self,
             Train.self,
+            Compare.self,
             Bench.self,
             TrainTokenizer.self,
             Encode.self,

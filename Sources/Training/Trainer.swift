@@ -68,6 +68,8 @@ public final class Trainer {
     public var onStep: ((MetricsRow, TrainSettings) -> Void)?
     /// Called after every evaluation.
     public var onEval: ((MetricsRow) -> Void)?
+    /// Stop (as finished) once this many seconds of training have passed (`compare --minutes`).
+    public var timeBudgetSeconds: Double?
     /// Maps a token id to its UTF-8 byte length, for validation bits-per-byte.
     public var tokenBytes: ((Int32) -> Int)?
     public private(set) var state: TrainerState
@@ -222,6 +224,15 @@ public final class Trainer {
                 onEval?(row)
             }
             if Interrupt.requested { stop = .interrupted; break }
+            if let budget = timeBudgetSeconds, monotonicSeconds() - runStart >= budget {
+                if s.evalEvery > 0, step % s.evalEvery != 0, let (vl, bpb) = try evaluate(validation) {
+                    row = MetricsRow(step: step, tokens: state.tokensSeen, val_loss: vl, val_bpb: bpb)
+                    lastVal = vl
+                    try appendMetrics(row)
+                    onEval?(row)
+                }
+                break
+            }
             if s.saveEvery > 0, step % s.saveEvery == 0, step < s.steps { lastCheckpoint = try save() }
         }
         if stop != .nonFinite { lastCheckpoint = try save() ?? lastCheckpoint }

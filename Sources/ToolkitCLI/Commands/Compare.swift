@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Reporting
+import Tokenization
+import ToolkitSupport
+import Training
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train recipes on equal terms and report them side by side: toolkit compare gpt2 vs rope --data SHARDS.")
+
+    @Argument(help: "Recipe names or paths, optionally separated by 'vs'.") var recipes: [String] = []
+    @Option(help: "Shard directory (toolkit shard).") var data: String
+    @Option(help: "Optimizer steps per run.") var steps: Int?
+    @Option(help: "Training tokens per run (steps = tokens / (batch × seq_len × grad_accum)).") var tokens: Int?
+    @Option(help: "Wall-clock minutes per run (speed-versus-quality comparisons).") var minutes: Double?
+    @Option(help: "Seeds per variant (mean ± sd when > 1).") var seeds = 1
+    @Option(name: .customLong("set"), help: "Override applied to every recipe.") var overrides: [String] = []
+    @Option(help: "Tokenizer of the shards (adds bits-per-byte).") var tokenizer: String?
+    @Option(help: "Output folder (default Checkpoints/compare-<names>-<timestamp>; an unfinished identical compare resumes).")
+    var out: String?
+    @Flag(help: "Print a JSON summary.") var json = false
+
+    mutating func validate() throws {
+        recipes = recipes.filter { $0 != "vs" }
+        guard recipes.count >= 2 else { throw ValidationError("give at least two recipes, e.g. toolkit compare gpt2 vs rope") }
+        let budgets = [steps != nil, tokens != nil, minutes != nil].filter { $0 }.count
+        guard budgets <= 1 else { throw ValidationError("give at most one of --steps, --tokens, --minutes") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if let tokens, tokens < 1 { throw ValidationError("--tokens must be at least 1") }
+        if let minutes, !(minutes > 0) { throw ValidationError("--minutes must be positive") }
+        guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
+    }
+
+    func run() throws {
+        let budget: CompareHarness.Budget = steps.map { .steps($0) } ?? tokens.map { .tokens($0) }
+            ?? minutes.map { .minutes($0) } ?? .steps(100)
+        let config = CompareHarness.Configuration(variants: recipes, data: data, budget: budget, seeds: seeds,
+                                                  overrides: overrides, tokenizer: tokenizer)
+        let dir = out ?? CompareHarness.resumable(config)
+            ?? CompareReport.defaultDirectory(variantNames: recipes, date: Date())
+        let harness = CompareHarness(configuration: config, directory: dir)
+        if let tokenizer {
+            let tok = try BPETokenizer.load(path: tokenizer)
+            harness.tokenBytes = { tok.tokenBytes(Int($0))?.count ?? 0 }
+        }
+        let runs = recipes.count * seeds
+        let bar = ProgressBar(total: Double(runs), label: "compare", unit: "runs", enabled: !json)
+        harness.onStep = { index, total, name, seed, row, settings in
+            let fraction = Double(index - 1) + Double(row.step) / Double(settings.steps)
+            bar.update(fraction, extra: String(format: "run %d/%d %@ seed %d step %d loss %.3f", index, total, name, seed,
+                                              row.step, row.loss ?? .nan))
+        }
+        harness.onRunSkipped = { name, seed in if !json { printError("\(name) seed \(seed): finished earlier, reusing it") } }
+        Interrupt.install()
+        guard let report = try harness.run() else {
+            bar.finish()
+            printError("interrupted: rerun the same command to resume (finished runs are kept in \(dir))")
+            throw ExitCode(130)
+        }
+        bar.finish()
+        if json {
+            print(try report.summaryJSON())
+        } else {
+            print(report.terminalTable())
+            print("\(runs) runs; report: \(dir)/report.md, \(dir)/report.html, \(dir)/loss.svg")
+        }
+    }
+}
