@@ -26,3 +26,28 @@ import Testing
         #expect(z.next() == 0xE220_A839_7B1D_CDAF)
     }
 }
+
+@Suite struct GEMVPathTests {
+    /// m = 1 goes through sgemv; it must equal the general path in every transpose combination.
+    @Test func singleRowProductsMatchReference() {
+        var rng = SplitMix64(seed: 11)
+        let k = 37, n = 23
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let lda = ta ? 3 : k  // A stored [k, 3] when transposed: use column 0
+            let a = (0..<(ta ? k * 3 : k)).map { _ in Float(rng.nextUniform() - 0.5) }
+            let b = (0..<(k * n)).map { _ in Float(rng.nextUniform() - 0.5) }
+            var c = [Float](repeating: 1, count: n)
+            BLAS.gemm(transA: ta, transB: tb, m: 1, n: n, k: k, alpha: 2, a: a, lda: lda, b: b, ldb: tb ? k : n,
+                      beta: 0.5, c: &c, ldc: n)
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k {
+                    let av = ta ? a[p * lda] : a[p]
+                    let bv = tb ? b[j * k + p] : b[p * n + j]
+                    s += Double(av) * Double(bv)
+                }
+                #expect(abs(Double(c[j]) - (2 * s + 0.5)) < 1e-4, "ta \(ta) tb \(tb) j \(j)")
+            }
+        }
+    }
+}
