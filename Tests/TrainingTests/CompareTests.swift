@@ -1,0 +1,74 @@
+import Foundation
+import Reporting
+import Testing
+import TensorCore
+import TokenShards
+import _TestSupport
+@testable import Training
+
+private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Recipes").path
+
+@Suite(.serialized) struct CompareTests {
+    static func shards() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cmp-shards-\(UUID())").path
+        var opts = ShardWriterOptions()
+        opts.shardTokens = 4_000
+        let w = try ShardWriter(directory: dir, tokenizer: TokenizerInfo(hash: "h", vocabSize: 64, eotID: 0), options: opts)
+        var rng = SplitMix64(seed: 3)
+        var t: [UInt32] = []
+        while t.count < 10_000 { let s = UInt32(1 + rng.next() % 50); t += (0..<5).map { s + UInt32($0) } }
+        try w.append(t)
+        _ = try w.finish(valFraction: 0.2)
+        return dir
+    }
+
+    func config(_ data: String) -> CompareHarness.Configuration {
+        CompareHarness.Configuration(
+            variants: ["\(recipesDir)/nano.yaml", "\(recipesDir)/nano-qwen3.yaml"], data: data, budget: .steps(6), seeds: 2,
+            overrides: ["model.vocab_size=64", "train.batch_size=2", "train.seq_len=16"], tokenizer: nil)
+    }
+
+    @Test func writesReportWhoseNumbersMatchTheMetricsAndReproduce() throws {
+        let data = try Self.shards()
+        let out1 = FileManager.default.temporaryDirectory.appendingPathComponent("cmp-\(UUID())").path
+        let r1 = try #require(try CompareHarness(configuration: config(data), directory: out1).run())
+        for f in ["report.md", "report.html", "loss.svg", "compare.json", "nano/seed-1/metrics.jsonl", "nano-qwen3/seed-2/summary.json"] {
+            #expect(FileManager.default.fileExists(atPath: out1 + "/" + f), "\(f)")
+        }
+        // Table numbers come from the metrics files.
+        for run in r1.runs {
+            let log = try MetricsLog.read(path: run.metricsPath)
+            #expect(run.finalTrainLoss == log.steps.last!.loss)
+            #expect(run.valLoss == log.evals.last!.valLoss)
+        }
+        // A rerun gives identical numbers (timing columns aside).
+        let out2 = FileManager.default.temporaryDirectory.appendingPathComponent("cmp-\(UUID())").path
+        let r2 = try #require(try CompareHarness(configuration: config(data), directory: out2).run())
+        #expect(r1.runs.map(\.finalTrainLoss) == r2.runs.map(\.finalTrainLoss))
+        #expect(r1.runs.map(\.valLoss) == r2.runs.map(\.valLoss))
+        // Both variants saw the same tokens.
+        #expect(Set(r1.runs.map(\.tokensSeen)).count == 1)
+    }
+
+    @Test func interruptedCompareResumesWithoutRepeatingFinishedRuns() throws {
+        let data = try Self.shards()
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("cmp-\(UUID())").path
+        let h = CompareHarness(configuration: config(data), directory: out)
+        var runsStarted = 0
+        h.onStep = { index, _, _, _, row, _ in
+            if row.step == 1 { runsStarted += 1 }
+            if index == 3 && row.step == 2 { Interrupt.request() }
+        }
+        #expect(try h.run() == nil)
+        Interrupt.reset()
+        #expect(runsStarted == 3)
+        let finished = try String(contentsOfFile: out + "/nano/seed-2/summary.json", encoding: .utf8)
+        let again = CompareHarness(configuration: config(data), directory: out)
+        var skipped: [String] = []
+        again.onRunSkipped = { name, seed in skipped.append("\(name)/\(seed)") }
+        let report = try #require(try again.run())
+        #expect(skipped == ["nano/1", "nano/2"])
+        #expect(try String(contentsOfFile: out + "/nano/seed-2/summary.json", encoding: .utf8) == finished)
+        #expect(report.runs.count == 4)
+    }
+}
