@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Models
+import TokenShards
 import Tokenization
 import ToolkitSupport
 
@@ -24,6 +25,29 @@ struct EvalInput {
             let ids = tok.encode(content).map { Int32($0) }
             return EvalInput(sequences: [ids], tokenBytes: { tok.tokenBytes(Int($0))?.count ?? 0 })
         }
-        throw ValidationError("--data needs the shard module (not available in this build)")
+        // Shards: the validation split (or the train split when there is none), as consecutive
+        // windows of the model's context.
+        let dataset = try ShardDataset(directory: data!, expectedTokenizerHash: nil)
+        guard dataset.manifest.tokenizer.vocabSize <= model.dims.vocabSize else {
+            throw ToolkitError("\(data!): shards use a vocabulary of \(dataset.manifest.tokenizer.vocabSize), the model has \(model.dims.vocabSize)")
+        }
+        let split = dataset.split(.val).tokenCount > 1 ? dataset.split(.val) : dataset.split(.train)
+        let t = model.dims.contextLength
+        let windows = split.windowCount(seqLen: t)
+        guard windows > 0 else {
+            throw ToolkitError("\(data!): the \(split.split.rawValue) split has too few tokens for one window of \(t + 1)")
+        }
+        var limit = windows
+        if maxTokens > 0 { limit = min(windows, max(1, maxTokens / t)) }
+        var sequences: [[Int32]] = []
+        for i in 0..<limit {
+            sequences.append(try split.batch(step: i, batchSize: 1, seqLen: t, seed: 0, order: .sequential))
+        }
+        var tokenBytes: ((Int32) -> Int)? = nil
+        if let tokenizer {
+            let tok = try BPETokenizer.load(path: tokenizer)
+            tokenBytes = { tok.tokenBytes(Int($0))?.count ?? 0 }
+        }
+        return EvalInput(sequences: sequences, tokenBytes: tokenBytes)
     }
 }
