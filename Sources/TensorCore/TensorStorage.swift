@@ -7,8 +7,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// Allocates `count` floats, zero-filled when `zeroed`.
     public init(count: Int, zeroed: Bool = true) {
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        let raw = BufferPool.take(count: max(count, 1))
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         MemoryStats.allocated(max(count, 1) * 4)
         if zeroed { pointer.initialize(repeating: 0, count: count) }
@@ -31,6 +30,6 @@ public final class TensorStorage: @unchecked Sendable {
 
     deinit {
         MemoryStats.freed(max(count, 1) * 4)
-        UnsafeMutableRawPointer(pointer).deallocate()
+        BufferPool.give(UnsafeMutableRawPointer(pointer), count: max(count, 1))
     }
 }
