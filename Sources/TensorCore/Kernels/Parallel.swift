@@ -19,6 +19,12 @@ public enum Parallel {
     nonisolated(unsafe) public static var workers =
         Int(ProcessInfo.processInfo.environment["TOOLKIT_PARALLEL_WORKERS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
 
+    /// Work (count × costPerItem) below which a loop runs serially. Waking workers costs more than
+    /// it saves below this, and on a machine where OpenBLAS's own threads spin between GEMMs the
+    /// break-even point is high (measured on 2 cores: see README).
+    nonisolated(unsafe) public static var minimumParallelWork =
+        Int(ProcessInfo.processInfo.environment["TOOLKIT_PARALLEL_MIN_WORK"] ?? "") ?? 8_000_000
+
     /// Runs `body` over `0..<count` split into contiguous chunks. Falls back to a serial loop when
     /// `count * costPerItem` is small (< ~32k operations) or there is one worker.
     @inlinable
@@ -28,7 +34,7 @@ public enum Parallel {
         guard count > 0 else { return }
         let total = count &* max(costPerItem, 1)
         let w = workers
-        if w <= 1 || total < 32_768 || count < 2 {
+        if w <= 1 || total < minimumParallelWork || count < 2 {
             body(0..<count)
             return
         }
