@@ -55,6 +55,20 @@ public struct FineTuneSummary: Encodable, Sendable {
     public var seconds: Double
     public var output: String?
     public var message: String?
+
+    public init(method: String, result r: FineTuneResult, trainableParameters: Int, totalParameters: Int, seconds: Double,
+                output: String?) {
+        self.method = method
+        stop = r.stop
+        steps = r.steps
+        self.trainableParameters = trainableParameters
+        self.totalParameters = totalParameters
+        final = r.last
+        validation = r.validation
+        self.seconds = seconds
+        self.output = output
+        message = r.message
+    }
 }
 
 extension TrainSettings {
@@ -87,6 +101,15 @@ extension TrainSettings {
         default: return try LRSchedule(.cosine, warmupSteps: min(warmup, steps), totalSteps: steps, minRatio: ratio)
         }
     }
+}
+
+/// How a `FineTuneLoop.run` ended: completed steps, the last step's metrics and the last validation.
+public struct FineTuneResult: Sendable {
+    public var stop: TrainingStop
+    public var steps: Int
+    public var last: [String: Double]
+    public var validation: [String: Double]
+    public var message: String?
 }
 
 /// A fine-tuning loop over an explicit parameter list: zero grads, one or more micro-batches
@@ -122,12 +145,12 @@ public final class FineTuneLoop {
     /// Runs `settings.steps` steps. `step(step, micro)` computes one micro-batch's loss; `evaluate`
     /// (every `evalEvery` steps and at the end) returns validation metrics, reported with a `val_` prefix.
     public func run(step: (Int, Int) throws -> StepOutput,
-                    evaluate: (() throws -> [String: Double])? = nil) throws -> (stop: TrainingStop, last: [String: Double],
-                                                                             validation: [String: Double], message: String?) {
+                    evaluate: (() throws -> [String: Double])? = nil) throws -> FineTuneResult {
         let s = settings
         var last: [String: Double] = [:], validation: [String: Double] = [:]
         var stop = TrainingStop.finished
         var message: String? = nil
+        var completed = 0
         for stepIndex in 1...s.steps {
             let t0 = monotonicSeconds()
             let lrMultiplier = schedule.multiplier(at: stepIndex - 1)
@@ -157,6 +180,7 @@ public final class FineTuneLoop {
             let dt = monotonicSeconds() - t0
             if tokens > 0 { values["tokens_per_s"] = Double(tokens) / max(dt, 1e-9) }
             last = values
+            completed = stepIndex
             let row = FineTuneRow(step: stepIndex, values: values)
             try append(row)
             onStep?(row)
@@ -169,7 +193,7 @@ public final class FineTuneLoop {
             }
             if Interrupt.requested { stop = .interrupted; break }
         }
-        return (stop, last, validation, message)
+        return FineTuneResult(stop: stop, steps: completed, last: last, validation: validation, message: message)
     }
 }
 
