@@ -105,6 +105,15 @@ public enum SFTData {
     }
 }
 
+extension SFTData {
+    /// Drops examples with no target left within `maxLength + 1` tokens (a prompt that fills the
+    /// context); returns the kept ones and how many were dropped.
+    public static func usable(_ seqs: [MaskedSequence], maxLength: Int) -> (kept: [MaskedSequence], dropped: Int) {
+        let kept = seqs.filter { $0.truncated(to: maxLength + 1).trainableCount > 0 }
+        return (kept, seqs.count - kept.count)
+    }
+}
+
 /// Collation of masked sequences into `Batch`es (inputs `[B, T]`, targets shifted by one,
 /// −100 for prompt and padding targets).
 public enum SequenceBatching {
@@ -123,7 +132,8 @@ public enum SequenceBatching {
     }
 
     /// Packs sequences back to back into rows of `seqLen + 1` tokens (the last row padded);
-    /// targets keep each token's own mask, so prompts stay masked across boundaries.
+    /// targets keep each token's own mask, so prompts stay masked across boundaries. Rows without any
+    /// target are left out.
     public static func pack(_ seqs: [MaskedSequence], seqLen: Int, padID: Int32) -> [Batch] {
         var ids: [Int32] = [], mask: [Bool] = []
         for s in seqs { ids += s.ids; mask += s.trainable }
@@ -136,7 +146,8 @@ public enum SequenceBatching {
             rows.append(r)
             start += seqLen  // rows overlap by one token: the last input's target starts the next row
         }
-        return rows.map { pad([$0], padID: padID, maxLength: seqLen) }
+        // A row holding only prompt tokens has no target: it would contribute nothing (and alone, a NaN mean).
+        return rows.map { pad([$0], padID: padID, maxLength: seqLen) }.filter { $0.targets.contains { $0 != -100 } }
     }
 
     /// Concatenates single- or multi-row batches of equal width.

@@ -99,13 +99,23 @@ struct Finetune: ParsableCommand {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let metricsPath = metrics ?? dir + "/metrics.jsonl"
         try? FileManager.default.removeItem(atPath: metricsPath)
-        let total = model.parameterCount
+        // Model parameters plus the new ones a method adds (LoRA adapters, the classification head).
+        let modelParams = Set(model.namedParameters().map { ObjectIdentifier($0.parameter) })
+        func totalWith(_ ps: [NamedParameter]) -> Int {
+            model.parameterCount + ps.filter { !modelParams.contains(ObjectIdentifier($0.parameter)) }.reduce(0) { $0 + $1.parameter.count }
+        }
         let sampler = { (n: Int) in EpochSampler(count: n, seed: settings.seed) }
         let start = monotonicSeconds()
         var summary: FineTuneSummary
         switch method {
         case .lora, .sft:
-            let load = { (p: String) in try SFTData.load(p, encode: text.encode, eos: text.eos) }
+            let ctx = model.dims.contextLength
+            let load = { (p: String) throws -> [MaskedSequence] in
+                let (kept, dropped) = SFTData.usable(try SFTData.load(p, encode: text.encode, eos: text.eos), maxLength: ctx)
+                if dropped > 0 { printError("\(p): skipped \(dropped) example(s) whose response starts beyond the context (\(ctx) tokens)") }
+                guard !kept.isEmpty else { throw ToolkitError.file(p, "no example has response tokens within the context length \(ctx)") }
+                return kept
+            }
             let (train, valSet) = try split(try load(data), loadVal: load)
             var lora: LoRAModel? = nil
             var params: [NamedParameter]
@@ -117,14 +127,13 @@ struct Finetune: ParsableCommand {
             } else {
                 params = try TrainableScope(parsing: trainable ?? "all").apply(to: model)
             }
-            let ctx = model.dims.contextLength
             let rowLength = min(seqLen ?? ctx, ctx)
             let packed = pack ? SequenceBatching.pack(train, seqLen: rowLength, padID: text.pad) : []
             let valBatches = stride(from: 0, to: valSet.count, by: batchSize).map {
                 SequenceBatching.pad(Array(valSet[$0..<min(valSet.count, $0 + batchSize)]), padID: text.pad, maxLength: ctx)
             }
             let order = sampler(pack ? packed.count : train.count)
-            let loop = try makeLoop(params, settings, metricsPath, trainableCount: params.reduce(0) { $0 + $1.parameter.count }, total: total)
+            let loop = try makeLoop(params, settings, metricsPath, total: totalWith(params))
             let result = try loop.run(step: { step, micro in
                 let idx = order.batch((step - 1) * settings.gradAccum + micro, size: settings.batchSize)
                 let b = pack ? SequenceBatching.stack(idx.map { packed[$0] })
@@ -142,7 +151,7 @@ struct Finetune: ParsableCommand {
             } else if result.stop != .nonFinite {
                 try ModelIO.saveCheckpoint(model, to: dir, metadata: ["finetune": "sft"])
             }
-            summary = makeSummary(result, params, total, start, output)
+            summary = makeSummary(result, params, totalWith(params), start, output)
         case .classify:
             let load = { (p: String) in try LabelledTexts.load(p) }
             let all = try load(data)
@@ -163,14 +172,14 @@ struct Finetune: ParsableCommand {
             let clf = try SequenceClassifier(model: model, labels: names, padID: text.pad, seed: UInt64(truncatingIfNeeded: seed))
             let params = try TrainableScope(parsing: trainable ?? "last:1").apply(to: model) + clf.headParameters
             let order = sampler(trainX.count)
-            let loop = try makeLoop(params, settings, metricsPath, trainableCount: params.reduce(0) { $0 + $1.parameter.count }, total: total)
+            let loop = try makeLoop(params, settings, metricsPath, total: totalWith(params))
             let result = try loop.run(step: { step, micro in
                 let idx = order.batch((step - 1) * settings.gradAccum + micro, size: settings.batchSize)
                 let (l, acc) = try clf.loss(idx.map { trainX[$0] }, labels: idx.map { trainY[$0] })
                 return StepOutput(loss: l, metrics: ["accuracy": acc], tokens: idx.reduce(0) { $0 + trainX[$1].count })
             }, evaluate: valX.isEmpty ? nil : { try clf.evaluate(valX, labels: valY, batchSize: settings.batchSize) })
             if result.stop != .nonFinite { try clf.save(to: dir, metadata: ["finetune": "classify"]) }
-            summary = makeSummary(result, params, total, start, dir)
+            summary = makeSummary(result, params, totalWith(params), start, dir)
         case .dpo:
             let load = { (p: String) in try PreferencePair.load(p, encode: text.encode, eos: text.eos) }
             let (train, valSet) = try split(try load(data), loadVal: load)
@@ -178,25 +187,25 @@ struct Finetune: ParsableCommand {
                                      reduction: LogProbReduction(rawValue: logprobReduction)!, padID: text.pad)
             let params = try TrainableScope(parsing: trainable ?? "all").apply(to: model)
             let order = sampler(train.count)
-            let loop = try makeLoop(params, settings, metricsPath, trainableCount: params.reduce(0) { $0 + $1.parameter.count }, total: total)
+            let loop = try makeLoop(params, settings, metricsPath, total: totalWith(params))
             let result = try loop.run(step: { step, micro in
                 let idx = order.batch((step - 1) * settings.gradAccum + micro, size: settings.batchSize)
                 let o = try dpo.step(idx.map { train[$0] })
                 return StepOutput(loss: o.loss, metrics: o.metrics)
             }, evaluate: valSet.isEmpty ? nil : { try dpo.evaluate(valSet, batchSize: settings.batchSize) })
             if result.stop != .nonFinite { try ModelIO.saveCheckpoint(model, to: dir, metadata: ["finetune": "dpo"]) }
-            summary = makeSummary(result, params, total, start, dir)
+            summary = makeSummary(result, params, totalWith(params), start, dir)
         }
         try report(summary)
     }
 
-    func makeLoop(_ params: [NamedParameter], _ s: TrainSettings, _ metricsPath: String, trainableCount: Int, total: Int) throws -> FineTuneLoop {
+    func makeLoop(_ params: [NamedParameter], _ s: TrainSettings, _ metricsPath: String, total: Int) throws -> FineTuneLoop {
         let loop = try FineTuneLoop(parameters: params, settings: s)
         loop.metricsPath = metricsPath
         if !json {
-            let all = total + (method == .lora ? trainableCount : 0)  // adapters are not model parameters
-            printError("\(method.rawValue): \(trainableCount) trainable parameters of \(all) "
-                       + String(format: "(%.3f%%)", 100 * Double(trainableCount) / Double(max(all, 1))))
+            let trainableCount = params.reduce(0) { $0 + $1.parameter.count }
+            printError("\(method.rawValue): \(trainableCount) trainable parameters of \(total) "
+                       + String(format: "(%.3f%%)", 100 * Double(trainableCount) / Double(max(total, 1))))
         }
         let bar = ProgressBar(total: Double(s.steps), label: method.rawValue, unit: "steps", enabled: !json)
         loop.onStep = { row in
