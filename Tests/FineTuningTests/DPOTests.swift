@@ -85,4 +85,24 @@ import _TestSupport
         #expect(end["loss"]! < 0.5 * Foundation.log(2), "\(end)")
         #expect(margins.suffix(5).reduce(0, +) > margins.prefix(5).reduce(0, +))
     }
+
+    /// DPO through LoRA adapters: the reference (copied before attaching) stays the base, only adapters move.
+    @Test func dpoWithLoRAAdapters() throws {
+        var rng = SplitMix64(seed: 5)
+        let pairs = (0..<16).map { _ in
+            PreferencePair(prompt: randomTokens(3, 1..<10, &rng), chosen: randomTokens(3, 40..<60, &rng), rejected: randomTokens(3, 10..<30, &rng))
+        }
+        let policy = try tinyModel(seed: 4, extra: ["model.init_std=0.3"])
+        let dpo = try DPOTrainer(policy: policy, beta: 0.5, reduction: .sum, padID: 0)
+        let base = ModelIO.hostTensors(policy)
+        let lora = try LoRAModel(attachingTo: policy, config: LoRAConfig(rank: 4, alpha: 8, targets: LoRAConfig.moduleNames, seed: 2))
+        let loop = try FineTuneLoop(parameters: lora.trainableParameters, settings: settings(steps: 20, lr: 1e-2))
+        let result = try loop.run(step: { step, _ in
+            let o = try dpo.step(EpochSampler(count: 16, seed: 1).batch(step - 1, size: 8).map { pairs[$0] })
+            return StepOutput(loss: o.loss, metrics: o.metrics)
+        }, evaluate: { try dpo.evaluate(pairs, batchSize: 8) })
+        #expect(result.validation["reward_margin"]! > 0.5 && result.validation["preference_accuracy"]! >= 0.9, "\(result.validation)")
+        for (name, t) in ModelIO.hostTensors(policy) { #expect(t.values == base[name]!.values, "\(name) moved") }
+        #expect(ModelIO.hostTensors(dpo.reference).allSatisfy { $0.value.values == base[$0.key]!.values })
+    }
 }

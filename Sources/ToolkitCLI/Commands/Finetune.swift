@@ -16,6 +16,8 @@ struct Finetune: ParsableCommand {
             --method sft       full instruction SFT (--trainable all by default); writes a checkpoint
             --method classify  N-class head on the last token; --data CSV/JSONL of text,label
             --method dpo       preference optimisation against a frozen copy of the model; --data JSONL prompt/chosen/rejected
+            --lora             with sft, classify or dpo: train LoRA adapters (--rank --alpha --dropout --targets) instead
+                               of base weights (--method lora = sft --lora); classify merges them into its checkpoint
             SFT data (lora, sft): JSONL with instruction/input/output (Alpaca template), messages (Qwen chat
             template), prompt/completion or text. Loss only on response tokens.
             """)
@@ -34,6 +36,7 @@ struct Finetune: ParsableCommand {
     @Option(help: "LoRA alpha (scaling alpha/r).") var alpha = 16.0
     @Option(help: "LoRA dropout on the adapter input.") var dropout = 0.0
     @Option(help: "LoRA targets: q,k,v,o,gate,up,down,fc_in,fc_out or all.") var targets = "q,v"
+    @Flag(help: "Train LoRA adapters instead of base weights (sft, classify, dpo; implied by --method lora).") var lora = false
 
     @Option(help: "Trainable base parameters: head, all or last:N (classify default last:1; sft/dpo default all).")
     var trainable: String?
@@ -65,13 +68,25 @@ struct Finetune: ParsableCommand {
         guard valFraction >= 0, valFraction < 1 else { throw ValidationError("--val-fraction must be in [0, 1)") }
         guard LogProbReduction(rawValue: logprobReduction) != nil else { throw ValidationError("--logprob-reduction must be mean or sum") }
         if let seqLen, seqLen < 1 { throw ValidationError("--seq-len must be at least 1") }
+        if useLoRA && trainable != nil && method != .classify { throw ValidationError("--trainable does not apply with LoRA") }
+    }
+
+    var useLoRA: Bool { lora || method == .lora }
+
+    /// Attaches adapters when LoRA is on and returns them with the parameters to train.
+    func trainables(_ model: DecoderModel, defaultScope: String) throws -> (LoRAModel?, [NamedParameter]) {
+        guard useLoRA else { return (nil, try TrainableScope(parsing: trainable ?? defaultScope).apply(to: model)) }
+        let cfg = LoRAConfig(rank: rank, alpha: alpha, dropout: dropout, targets: try LoRAConfig.parseTargets(targets),
+                             seed: UInt64(truncatingIfNeeded: seed))
+        let adapters = try LoRAModel(attachingTo: model, config: cfg)
+        return (adapters, adapters.trainableParameters)
     }
 
     func trainSettings() throws -> TrainSettings {
         var s = TrainSettings()
         var v: [String: ConfigValue] = [
             "steps": .int(steps), "batch_size": .int(batchSize), "grad_accum": .int(gradAccum), "optimizer": .string(optimizer),
-            "lr": .double(lr ?? [Method.lora: 1e-3, .sft: 1e-4, .classify: 1e-4, .dpo: 5e-6][method]!),
+            "lr": .double(lr ?? (useLoRA ? (method == .dpo ? 5e-5 : 1e-3) : [Method.lora: 1e-3, .sft: 1e-4, .classify: 1e-4, .dpo: 5e-6][method]!)),
             "weight_decay": .double(weightDecay ?? (method == .classify ? 0.1 : 0.01)), "warmup": .int(warmup),
             "schedule": .string(schedule), "grad_clip": .double(gradClip), "eval_every": .int(evalEvery), "seed": .int(seed),
         ]
@@ -117,16 +132,7 @@ struct Finetune: ParsableCommand {
                 return kept
             }
             let (train, valSet) = try split(try load(data), loadVal: load)
-            var lora: LoRAModel? = nil
-            var params: [NamedParameter]
-            if method == .lora {
-                let cfg = LoRAConfig(rank: rank, alpha: alpha, dropout: dropout, targets: try LoRAConfig.parseTargets(targets),
-                                     seed: UInt64(truncatingIfNeeded: seed))
-                lora = try LoRAModel(attachingTo: model, config: cfg)
-                params = lora!.trainableParameters
-            } else {
-                params = try TrainableScope(parsing: trainable ?? "all").apply(to: model)
-            }
+            let (lora, params) = try trainables(model, defaultScope: "all")
             let rowLength = min(seqLen ?? ctx, ctx)
             let packed = pack ? SequenceBatching.pack(train, seqLen: rowLength, padID: text.pad) : []
             let valBatches = stride(from: 0, to: valSet.count, by: batchSize).map {
@@ -170,31 +176,50 @@ struct Finetune: ParsableCommand {
             let (trainX, trainY) = try encodeSet(trainPairs, data)
             let (valX, valY) = try encodeSet(valPairs, val ?? data)
             let clf = try SequenceClassifier(model: model, labels: names, padID: text.pad, seed: UInt64(truncatingIfNeeded: seed))
-            let params = try TrainableScope(parsing: trainable ?? "last:1").apply(to: model) + clf.headParameters
+            // With LoRA, --trainable still picks base parameters besides the adapters (default: none).
+            let (adapters, adapterParams) = try trainables(model, defaultScope: "last:1")
+            let base = adapters == nil ? [] : try TrainableScope(parsing: trainable ?? "head").apply(to: model)
+            for (_, p) in adapterParams { p.isTrainable = true }
+            let params = adapterParams + base + clf.headParameters
             let order = sampler(trainX.count)
             let loop = try makeLoop(params, settings, metricsPath, total: totalWith(params))
             let result = try loop.run(step: { step, micro in
                 let idx = order.batch((step - 1) * settings.gradAccum + micro, size: settings.batchSize)
                 let (l, acc) = try clf.loss(idx.map { trainX[$0] }, labels: idx.map { trainY[$0] })
                 return StepOutput(loss: l, metrics: ["accuracy": acc], tokens: idx.reduce(0) { $0 + trainX[$1].count })
-            }, evaluate: valX.isEmpty ? nil : { try clf.evaluate(valX, labels: valY, batchSize: settings.batchSize) })
-            if result.stop != .nonFinite { try clf.save(to: dir, metadata: ["finetune": "classify"]) }
+            }, evaluate: valX.isEmpty ? nil : {
+                adapters?.setTraining(false)
+                defer { adapters?.setTraining(true) }
+                return try clf.evaluate(valX, labels: valY, batchSize: settings.batchSize)
+            })
+            if result.stop != .nonFinite {
+                try adapters?.merge()  // the classifier checkpoint is self-contained
+                try clf.save(to: dir, metadata: ["finetune": "classify"])
+            }
             summary = makeSummary(result, params, totalWith(params), start, dir)
         case .dpo:
             let load = { (p: String) in try PreferencePair.load(p, encode: text.encode, eos: text.eos) }
             let (train, valSet) = try split(try load(data), loadVal: load)
             let dpo = try DPOTrainer(policy: model, beta: Float(beta), labelSmoothing: Float(labelSmoothing),
                                      reduction: LogProbReduction(rawValue: logprobReduction)!, padID: text.pad)
-            let params = try TrainableScope(parsing: trainable ?? "all").apply(to: model)
+            let (adapters, params) = try trainables(model, defaultScope: "all")  // the reference copy has none
             let order = sampler(train.count)
             let loop = try makeLoop(params, settings, metricsPath, total: totalWith(params))
             let result = try loop.run(step: { step, micro in
                 let idx = order.batch((step - 1) * settings.gradAccum + micro, size: settings.batchSize)
                 let o = try dpo.step(idx.map { train[$0] })
                 return StepOutput(loss: o.loss, metrics: o.metrics)
-            }, evaluate: valSet.isEmpty ? nil : { try dpo.evaluate(valSet, batchSize: settings.batchSize) })
-            if result.stop != .nonFinite { try ModelIO.saveCheckpoint(model, to: dir, metadata: ["finetune": "dpo"]) }
-            summary = makeSummary(result, params, totalWith(params), start, dir)
+            }, evaluate: valSet.isEmpty ? nil : {
+                adapters?.setTraining(false)
+                defer { adapters?.setTraining(true) }
+                return try dpo.evaluate(valSet, batchSize: settings.batchSize)
+            })
+            let output = adapters == nil ? dir : dir + "/adapter"
+            if result.stop != .nonFinite {
+                if let adapters { try adapters.save(to: output, baseModel: source.path) }
+                else { try ModelIO.saveCheckpoint(model, to: dir, metadata: ["finetune": "dpo"]) }
+            }
+            summary = makeSummary(result, params, totalWith(params), start, output)
         }
         try report(summary)
     }
