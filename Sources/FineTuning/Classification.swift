@@ -142,7 +142,7 @@ public final class SequenceClassifier {
         for (name, p) in headParameters { try w.add(name, HostTensor(shape: p.shape, values: p.value.scalars)) }
         try w.write(to: dir + "/classifier.safetensors")
         let json: [String: Any] = ["labels": labels, "num_labels": labels.count, "pad_token_id": Int(padID), "pooling": "last"]
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
                              to: dir + "/classifier.json")
     }
 

@@ -219,6 +219,7 @@ public struct EpochSampler: Sendable {
 
     /// Example indices of micro-batch `index` (0-based) of `size` examples.
     public func batch(_ index: Int, size: Int) -> [Int] {
+        guard count > 0 else { return [] }
         var out: [Int] = []
         var cached: (epoch: Int, perm: [Int])? = nil
         for i in (index * size)..<((index + 1) * size) {

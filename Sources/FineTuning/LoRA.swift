@@ -180,7 +180,7 @@ public final class LoRAModel {
             "inference_mode": true, "init_lora_weights": true,
         ]
         if let baseModel { json["base_model_name_or_path"] = baseModel }
-        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         try AtomicFile.write(data, to: dir + "/adapter_config.json")
     }
 

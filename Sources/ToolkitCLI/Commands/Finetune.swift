@@ -12,14 +12,14 @@ struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fine-tune a model: LoRA or full instruction SFT, sequence classification, or DPO.",
         discussion: """
-            --method lora      instruction SFT through LoRA adapters (base frozen); writes <out>/adapter (PEFT layout)
-            --method sft       full instruction SFT (--trainable all by default); writes a checkpoint
-            --method classify  N-class head on the last token; --data CSV/JSONL of text,label
-            --method dpo       preference optimisation against a frozen copy of the model; --data JSONL prompt/chosen/rejected
-            --lora             with sft, classify or dpo: train LoRA adapters (--rank --alpha --dropout --targets) instead
-                               of base weights (--method lora = sft --lora); classify merges them into its checkpoint
-            SFT data (lora, sft): JSONL with instruction/input/output (Alpaca template), messages (Qwen chat
-            template), prompt/completion or text. Loss only on response tokens.
+            lora: instruction SFT through LoRA adapters, base frozen; writes <out>/adapter (PEFT layout). \
+            sft: full instruction SFT; writes a checkpoint. \
+            classify: N-class head on the last token's hidden state; --data CSV or JSONL of text,label. \
+            dpo: preference optimisation against a frozen copy of the starting model; --data JSONL of prompt, chosen, rejected. \
+            --lora trains adapters instead of base weights for sft, classify and dpo.
+
+            SFT data: JSONL with instruction/input/output (Alpaca template), messages (Qwen chat template), \
+            prompt/completion or text; the loss covers response tokens only. See docs/finetuning.md.
             """)
 
     enum Method: String, ExpressibleByArgument, CaseIterable { case lora, sft, classify, dpo }
@@ -135,6 +135,7 @@ struct Finetune: ParsableCommand {
             let (lora, params) = try trainables(model, defaultScope: "all")
             let rowLength = min(seqLen ?? ctx, ctx)
             let packed = pack ? SequenceBatching.pack(train, seqLen: rowLength, padID: text.pad) : []
+            if pack && packed.isEmpty { throw ToolkitError.file(data, "packing left no row with a response token") }
             let valBatches = stride(from: 0, to: valSet.count, by: batchSize).map {
                 SequenceBatching.pad(Array(valSet[$0..<min(valSet.count, $0 + batchSize)]), padID: text.pad, maxLength: ctx)
             }
