@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "Checkpointing", targets: ["Checkpointing"]),
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "FineTuning", targets: ["FineTuning"]),
         .library(name: "Reporting", targets: ["Reporting"]),
     ],
     dependencies: [
@@ -62,11 +63,16 @@ let package = Package(
             dependencies: [
                 "Models", "Optimizers", "TokenShards", "Tokenization", "Checkpointing", "Reporting", "ToolkitSupport",
             ]),
+        .target(
+            name: "FineTuning",
+            dependencies: [
+                "Models", "Training", "Optimizers", "Layers", "TensorCore", "Tokenization", "Checkpointing", "ToolkitSupport",
+            ]),
         .executableTarget(
             name: "ToolkitCLI",
             dependencies: [
                 "TensorCore", "Layers", "Optimizers", "Tokenization", "TokenShards",
-                "Checkpointing", "Models", "Training", "ToolkitSupport",
+                "Checkpointing", "Models", "Training", "FineTuning", "ToolkitSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -81,6 +87,7 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "_TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "_TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "_TestSupport"]),
+        .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "_TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "TokenizationTests", dependencies: ["Tokenization"], exclude: ["FixtureGenerators"],
             resources: [.copy("Fixtures")]),

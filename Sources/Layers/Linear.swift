@@ -4,6 +4,9 @@ import TensorCore
 public final class Linear: Module {
     public let weight: Parameter
     public let bias: Parameter?
+    /// An additive correction to the output (e.g. a LoRA adapter): `y = x·Wᵀ + b + adapter(x)`.
+    /// Not visited: its parameters are owned and saved by whoever attached it.
+    public var adapter: (any LinearAdapter)?
 
     public init(weight: Tensor, bias: Tensor? = nil) {
         self.weight = Parameter(weight)
@@ -20,13 +23,20 @@ public final class Linear: Module {
     public var outFeatures: Int { weight.shape[0] }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try Tensor.linear(x, weight: weight.value, bias: bias?.value)
+        let y = try Tensor.linear(x, weight: weight.value, bias: bias?.value)
+        guard let adapter else { return y }
+        return try y + adapter(x)
     }
 
     public func visit(_ v: inout ModuleVisitor) {
         v.parameter("weight", weight)
         v.parameter("bias", bias)
     }
+}
+
+/// A module added to a `Linear`'s output: x `[..., in]` → `[..., out]`.
+public protocol LinearAdapter: AnyObject {
+    func callAsFunction(_ x: Tensor) throws -> Tensor
 }
 
 /// Token embedding table `[V, C]` (key `weight`).
