@@ -39,6 +39,8 @@ public final class CompareHarness {
     /// Progress: (run index, runs, variant, seed, step row).
     public var onStep: ((Int, Int, String, Int, MetricsRow, TrainSettings) -> Void)?
     public var onRunSkipped: ((String, Int) -> Void)?
+    /// Polled after every training step (default: SIGINT seen).
+    public var stopRequested: @Sendable () -> Bool = { Interrupt.requested }
     /// Maps a token id to its byte length (validation bits-per-byte).
     public var tokenBytes: ((Int32) -> Int)?
 
@@ -134,6 +136,7 @@ public final class CompareHarness {
         let trainer = try Trainer(model: model, data: data, settings: s)
         trainer.metricsPath = runDir + "/metrics.jsonl"
         trainer.tokenBytes = tokenBytes
+        trainer.stopRequested = stopRequested
         if case .minutes(let m) = configuration.budget { trainer.timeBudgetSeconds = m * 60 }
         trainer.onStep = { [onStep] row, settings in onStep?(index, total, recipe.name, seed, row, settings) }
         let start = monotonicSeconds()

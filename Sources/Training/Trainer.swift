@@ -68,6 +68,8 @@ public final class Trainer {
     public var onStep: ((MetricsRow, TrainSettings) -> Void)?
     /// Called after every evaluation.
     public var onEval: ((MetricsRow) -> Void)?
+    /// Polled after every step; true stops the run with a checkpoint (default: SIGINT seen).
+    public var stopRequested: @Sendable () -> Bool = { Interrupt.requested }
     /// Stop (as finished) once this many seconds of training have passed (`compare --minutes`).
     public var timeBudgetSeconds: Double?
     /// Maps a token id to its UTF-8 byte length, for validation bits-per-byte.
@@ -88,27 +90,8 @@ public final class Trainer {
         }
         seqLen = t
         parameters = model.namedParameters().filter { $0.parameter.isTrainable }
-        var c = OptimizerConfiguration()
-        c.algorithm = OptimizerConfiguration.Algorithm(rawValue: settings.optimizer)!
-        c.learningRate = settings.lr
-        c.beta1 = settings.betas[0]
-        c.beta2 = settings.betas[1]
-        c.epsilon = settings.eps
-        c.weightDecay = settings.weightDecay ?? (settings.optimizer == "adamw" ? 0.01 : 0)
-        c.momentum = settings.momentum ?? 0
-        c.muonLearningRate = settings.muonLR
-        c.muonMomentum = settings.momentum ?? 0.95
-        optimizer = try c.makeOptimizer(for: parameters)
-        let kind: LRSchedule.Kind
-        switch settings.schedule {
-        case "constant": kind = .constant
-        case "linear": kind = .linear
-        case "wsd": kind = .wsd(decayFraction: settings.decayFraction, shape: .sqrt)
-        default: kind = .cosine
-        }
-        let ratio = settings.lr > 0 ? min(1, (settings.minLR ?? 0) / settings.lr) : 0
-        schedule = kind == .constant ? LRSchedule.constant(warmupSteps: settings.warmup)
-            : try LRSchedule(kind, warmupSteps: min(settings.warmup, settings.steps), totalSteps: settings.steps, minRatio: ratio)
+        optimizer = try settings.makeOptimizer(for: parameters)
+        schedule = try settings.makeSchedule()
         state = TrainerState(step: 0, tokensSeen: 0, elapsedSeconds: 0, settings: settings,
                              tokenizerHash: data.tokenizerHash, dataPosition: 0)
     }
@@ -223,7 +206,7 @@ public final class Trainer {
                 try appendMetrics(row)
                 onEval?(row)
             }
-            if Interrupt.requested { stop = .interrupted; break }
+            if stopRequested() { stop = .interrupted; break }
             if let budget = timeBudgetSeconds, monotonicSeconds() - runStart >= budget {
                 if s.evalEvery > 0, step % s.evalEvery != 0, let (vl, bpb) = try evaluate(validation) {
                     row = MetricsRow(step: step, tokens: state.tokensSeen, val_loss: vl, val_bpb: bpb)

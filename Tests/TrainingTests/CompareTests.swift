@@ -55,12 +55,13 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("cmp-\(UUID())").path
         let h = CompareHarness(configuration: config(data), directory: out)
         var runsStarted = 0
+        let stop = Flag()
+        h.stopRequested = { stop.value }
         h.onStep = { index, _, _, _, row, _ in
             if row.step == 1 { runsStarted += 1 }
-            if index == 3 && row.step == 2 { Interrupt.request() }
+            if index == 3 && row.step == 2 { stop.set() }
         }
         #expect(try h.run() == nil)
-        Interrupt.reset()
         #expect(runsStarted == 3)
         let finished = try String(contentsOfFile: out + "/nano/seed-2/summary.json", encoding: .utf8)
         let again = CompareHarness(configuration: config(data), directory: out)

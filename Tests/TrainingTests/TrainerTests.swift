@@ -81,9 +81,10 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
         let outB = tempDir("b")
         first.outputDirectory = outB
         first.metricsPath = outB + "/m.jsonl"
-        first.onStep = { row, _ in if row.step == 3 { Interrupt.request() } }
+        let stop = Flag()
+        first.onStep = { row, _ in if row.step == 3 { stop.set() } }
+        first.stopRequested = { stop.value }
         let r1 = try first.run()
-        Interrupt.reset()
         #expect(r1.stop == .interrupted && r1.steps == 3)
         let ck = try TrainingCheckpoint.latest(in: outB)
         let second = try Trainer(model: try ModelIO.loadCheckpoint(ck), data: ShardTrainingData(directory: shards, expectedTokenizerHash: "test-hash", allowMismatch: false), settings: s)
@@ -162,4 +163,12 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
         _ = try t.run()
         #expect(abs(first! - before) < 1e-6)  // step 1 logs the initial loss, as toolkit eval computes it
     }
+}
+
+/// A thread-safe boolean for test stop requests (the global SIGINT flag is shared by parallel tests).
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v = false
+    var value: Bool { lock.lock(); defer { lock.unlock() }; return v }
+    func set() { lock.lock(); v = true; lock.unlock() }
 }
