@@ -1,36 +1,14 @@
 #include "ckernels.h"
+#include "tk_math.h"
 #include <math.h>
-
-#define TK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-
-/* Cephes expf (see attention.c); returns 0 below -87.3. */
-static inline float ex(float x) {
-    int under = x < -87.3f;
-    x = x > 88.3762626647949f ? 88.3762626647949f : x;
-    x = x < -87.3f ? -87.3f : x;
-    float fx = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
-    float z = r * r;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * z + r + 1.0f;
-    union { int i; float f; } u;
-    u.i = ((int)fx + 127) << 23;
-    float res = y * u.f;
-    return under ? 0.0f : res;
-}
 
 /* tanh(u) = 1 - 2 / (exp(2u) + 1), with |u| clamped to 9 (tanh(9) = 1 in float32). */
 static inline float th(float u) {
     u = u > 9.0f ? 9.0f : (u < -9.0f ? -9.0f : u);
-    return 1.0f - 2.0f / (ex(2.0f * u) + 1.0f);
+    return 1.0f - 2.0f / (tk_expf1(2.0f * u) + 1.0f);
 }
 
-static inline float sigm(float x) { return 1.0f / (1.0f + ex(-x)); }
+static inline float sigm(float x) { return 1.0f / (1.0f + tk_expf1(-x)); }
 
 #define K0 0.7978845608028654f /* sqrt(2/pi) */
 #define K1 0.044715f
@@ -94,7 +72,7 @@ static inline float row_lse(const float *x, int n) {
     float m = row_max(x, n);
     if (m == -INFINITY) return -INFINITY;
     float s = 0.0f;
-    for (int j = 0; j < n; j++) s += ex(x[j] - m);
+    for (int j = 0; j < n; j++) s += tk_expf1(x[j] - m);
     return m + logf(s);
 }
 
@@ -103,7 +81,7 @@ TK_CLONES void tk_softmax_rows(const float *x, float *y, int n, int row_begin, i
         const float *xr = x + (size_t)r * n;
         float *yr = y + (size_t)r * n;
         float m = row_max(xr, n), s = 0.0f;
-        for (int j = 0; j < n; j++) { float e = ex(xr[j] - m); yr[j] = e; s += e; }
+        for (int j = 0; j < n; j++) { float e = tk_expf1(xr[j] - m); yr[j] = e; s += e; }
         float inv = 1.0f / s;
         for (int j = 0; j < n; j++) yr[j] *= inv;
     }
@@ -132,7 +110,7 @@ TK_CLONES void tk_cross_entropy_backward(const float *logits, const int *targets
         const float *xr = logits + (size_t)r * n;
         float *dr = dlogits + (size_t)r * n;
         float m = lse[r];
-        for (int j = 0; j < n; j++) dr[j] += scale * ex(xr[j] - m);
+        for (int j = 0; j < n; j++) dr[j] += scale * tk_expf1(xr[j] - m);
         dr[t] -= scale;
     }
 }

@@ -1,31 +1,8 @@
 #include "ckernels.h"
+#include "tk_math.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define TK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-
-static inline float tk_expf1(float x) {
-    /* Cephes expf: x = n*ln2 + r, polynomial on r, scale by 2^n. */
-    const float hi = 88.3762626647949f;
-    int under = x < -87.3f;
-    x = x > hi ? hi : x;
-    x = x < -87.3f ? -87.3f : x;
-    float fx = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
-    float z = r * r;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * z + r + 1.0f;
-    union { int i; float f; } u;
-    u.i = ((int)fx + 127) << 23;
-    float res = y * u.f;
-    return under ? 0.0f : res;
-}
 
 TK_CLONES void tk_exp(const float *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = tk_expf1(x[i]);
