@@ -110,28 +110,7 @@ package indirect enum JSONValue: Decodable, Equatable, Sendable {
 /// Minimal JSON text writing with the same escaping rules as serde_json / Python's `json`
 /// (`ensure_ascii=False`): quotes, backslashes and control characters are escaped.
 package enum JSONText {
-    package static func quoted(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    package static func quoted(_ s: String) -> String { JSONString.quoted(s) }
 }
 
 extension JSONValue {

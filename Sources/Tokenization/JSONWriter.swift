@@ -1,3 +1,4 @@
+import ToolkitSupport
 /// A minimal ordered JSON value with a pretty-printer that matches serde_json's
 /// `to_string_pretty` (what HF tokenizers writes): two-space indent, `"key": value`, `[]`/`{}`
 /// for empty containers, only `"`, `\` and control characters escaped.
@@ -51,28 +52,5 @@ indirect enum JSONValue {
         }
     }
 
-    static func quote(_ s: String, into out: inout String) {
-        out += "\""
-        let hex: [Character] = Array("0123456789abcdef")
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 {
-                    out += "\\u00"
-                    out.append(hex[Int(u.value >> 4)])
-                    out.append(hex[Int(u.value & 15)])
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
-    }
+    static func quote(_ s: String, into out: inout String) { JSONString.quote(s, into: &out) }
 }
