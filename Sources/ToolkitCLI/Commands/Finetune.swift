@@ -19,7 +19,7 @@ struct Finetune: ParsableCommand {
             --lora trains adapters instead of base weights for sft, classify and dpo.
 
             SFT data: JSONL with instruction/input/output (Alpaca template), messages (Qwen chat template), \
-            prompt/completion or text; the loss covers response tokens only. See docs/finetuning.md.
+            prompt/completion or text; the loss covers response tokens only. See README "Fine-tuning".
             """)
 
     enum Method: String, ExpressibleByArgument, CaseIterable { case lora, sft, classify, dpo }
