@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+
+/// End-to-end checks of the `toolkit` binary that `swift test` builds next to the test bundle.
+enum CLI {
+    static var binary: URL {
+        var dir = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
+        for _ in 0..<3 {
+            let candidate = dir.appendingPathComponent("toolkit")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/toolkit")
+    }
+
+    static var packageRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// Runs the tool; returns (exit code, stdout, stderr).
+    @discardableResult
+    static func run(_ args: [String], cwd: URL = packageRoot) throws -> (code: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.currentDirectoryURL = cwd
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        try p.run()
+        let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+
+    static func json(_ s: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any] ?? [:]
+    }
+
+    static func temp(_ tag: String) -> URL {
+        let u = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(tag)-\(UUID())")
+        try? FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+        return u
+    }
+}
+
+@Suite(.serialized) struct CLITests {
+    @Test func buildReportsExactParameterCounts() throws {
+        let r = try CLI.run(["build", "--recipe", "gpt2-124m", "--no-save", "--json"])
+        #expect(r.code == 0, "\(r.err)")
+        let stats = try CLI.json(r.out)["stats"] as? [String: Any]
+        #expect(stats?["totalParameters"] as? Int == 124_439_808)
+    }
+
+    @Test func badRecipesAndFlagsExitNonZeroWithTheKey() throws {
+        let a = try CLI.run(["build", "--recipe", "gpt2", "--set", "model.attention.kv_heads=4", "--no-save"])
+        #expect(a.code != 0 && a.err.contains("model.attention.kv_heads"))
+        let b = try CLI.run(["build", "--recipe", "no-such-recipe", "--no-save"])
+        #expect(b.code != 0 && b.err.contains("no-such-recipe"))
+        let c = try CLI.run(["bench", "gemm", "--m", "0"])
+        #expect(c.code != 0 && c.err.contains("--m"))
+        let d = try CLI.run(["train", "--recipe", "nano", "--tokens", "x.json", "--lr", "-1"])
+        #expect(d.code != 0)
+    }
+
+    @Test func greedyGenerationAndEvalOnAnHFFixture() throws {
+        let dir = CLI.packageRoot.appendingPathComponent("Tests/Fixtures/qwen3-tiny").path
+        let gen = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/generation.json"))) as! [String: Any]
+        let prompt = (gen["prompt_ids"] as! [[Int]])[0], expected = (gen["new_tokens"] as! [[Int]])[0]
+        let r = try CLI.run(["generate", "--model", dir, "--prompt-ids", prompt.map(String.init).joined(separator: ","),
+                             "--max-new-tokens", String(expected.count), "--greedy", "--json"])
+        #expect(r.code == 0, "\(r.err)")
+        #expect(try CLI.json(r.out)["ids"] as? [Int] == expected)
+        let tmp = CLI.temp("eval")
+        let tokens = tmp.appendingPathComponent("t.json").path
+        try "[[1,2,3,4,5,6],[7,8,9,10,11,12]]".write(toFile: tokens, atomically: true, encoding: .utf8)
+        let e = try CLI.run(["eval", "--model", dir, "--tokens", tokens, "--json"])
+        #expect(e.code == 0, "\(e.err)")
+        let j = try CLI.json(e.out)
+        #expect(j["tokens"] as? Int == 10 && (j["loss"] as? Double ?? 0) > 0)
+        try "[[1,2,100000]]".write(toFile: tokens, atomically: true, encoding: .utf8)
+        let bad = try CLI.run(["eval", "--model", dir, "--tokens", tokens])
+        #expect(bad.code != 0 && bad.err.contains("100000"))
+        let ctx = try CLI.run(["generate", "--model", dir, "--prompt-ids", "1,2", "--max-new-tokens", "500", "--greedy"])
+        #expect(ctx.code != 0 && ctx.err.contains("context length"))
+    }
+
+    @Test func tokenizerShardTrainPipelineAndCorruptionDetection() throws {
+        let tmp = CLI.temp("pipe")
+        var text = ""
+        for i in 0..<400 { text += "The quick brown fox \(i % 17) jumps over the lazy dog number \(i % 5).\n" }
+        let corpus = tmp.appendingPathComponent("corpus.txt").path
+        try text.write(toFile: corpus, atomically: true, encoding: .utf8)
+        let tok = tmp.appendingPathComponent("tok.json").path
+        #expect(try CLI.run(["train-tokenizer", "--input", corpus, "--vocab-size", "300", "--out", tok, "--json"]).code == 0)
+        let shards = tmp.appendingPathComponent("shards").path
+        let s = try CLI.run(["shard", "--tokenizer", tok, "--input", corpus, "--out", shards, "--shard-tokens", "2000",
+                             "--val-fraction", "0.1", "--json"])
+        #expect(s.code == 0, "\(s.err)")
+        #expect(try CLI.run(["shard", "verify", shards]).code == 0)
+        let run = tmp.appendingPathComponent("run").path
+        let t = try CLI.run(["train", "--recipe", "nano", "--set", "model.vocab_size=300", "--data", shards, "--steps", "4",
+                             "--batch-size", "2", "--seq-len", "32", "--eval-every", "2", "--out", run, "--json"])
+        #expect(t.code == 0, "\(t.err)")
+        #expect(try CLI.json(t.out)["steps"] as? Int == 4)
+        let metrics = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8)
+        #expect(metrics.split(separator: "\n").count == 6)  // 4 steps + 2 evaluations
+        // Flip one byte inside a shard: verify and any reader must fail, naming the file.
+        let shard = try FileManager.default.contentsOfDirectory(atPath: shards).filter { $0.hasSuffix(".tks") }.sorted()[0]
+        let path = shards + "/" + shard
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        data[data.count / 2] ^= 0x40
+        try data.write(to: URL(fileURLWithPath: path))
+        let v = try CLI.run(["shard", "verify", shards])
+        #expect(v.code != 0 && v.err.contains(shard), "\(v.err)")
+        let r = try CLI.run(["train", "--resume", run, "--data", shards, "--steps", "6"])
+        #expect(r.code != 0 && r.err.contains(shard), "\(r.err)")
+    }
+}
