@@ -115,6 +115,14 @@ struct Train: ParsableCommand {
         }
         if let out { trainer.outputDirectory = out }
         trainer.metricsPath = metrics ?? trainer.outputDirectory.map { $0 + "/metrics.jsonl" }
+        if resumeDir == nil, let dir = trainer.outputDirectory {
+            // A fresh run never mixes with an older one's checkpoints or metrics.
+            let existing = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("step-") }
+            if !existing.isEmpty {
+                throw ToolkitError("\(dir) already holds checkpoints (\(existing.sorted().last!)): continue with --resume \(dir), or choose another --out")
+            }
+            if let m = trainer.metricsPath { try? FileManager.default.removeItem(atPath: m) }
+        }
         if let tokenizer {
             let tok = try BPETokenizer.load(path: tokenizer)
             trainer.tokenBytes = { tok.tokenBytes(Int($0))?.count ?? 0 }
