@@ -20,6 +20,8 @@ public enum BLAS {
             // A single row (decoding): a matrix-vector product, without packing the matrix.
             // C[1,n] = op(A)[1,k] · op(B)[k,n]; row i of op(A) has stride lda when A is transposed.
             let incA = Int32(transA ? lda : 1)
+            // Some BLAS versions compute 0·y for beta = 0 (NaN stays NaN): clear y first.
+            if beta == 0 { c.update(repeating: 0, count: n) }
             if transB {  // B stored [n, k]: y = B · a
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb), a, incA, beta, c, 1)
             } else {  // B stored [k, n]: y = Bᵀ · a

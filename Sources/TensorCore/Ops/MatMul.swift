@@ -25,7 +25,8 @@ extension Tensor {
         let batchShape = batchA.isEmpty ? batchB : batchA
         let batches = Shape.count(batchShape)
         let strideA = batchA.isEmpty ? 0 : m * k, strideB = batchB.isEmpty ? 0 : k * n
-        var out = Tensor(zeros: batchShape + [m, n])
+        // Every element is written by a beta = 0 product (k = 0 is handled in BLAS.gemm).
+        var out = Tensor(storage: TensorStorage(count: batches * m * n, zeroed: false), shape: batchShape + [m, n])
         let pa = a.storage.pointer, pb = b.storage.pointer, pc = out.storage.pointer
         let lda = transposeA ? m : k, ldb = transposeB ? k : n
         if strideB == 0 && !transposeA && batches > 1 {
@@ -93,7 +94,7 @@ extension Tensor {
             throw TensorError.shapeMismatch(op: "linear(bias)", lhs: w.shape, rhs: bias.shape)
         }
         let rows = x.count / Swift.max(inF, 1)
-        var out = Tensor(storage: TensorStorage(count: rows * outF, zeroed: bias == nil), shape: Array(x.shape.dropLast()) + [outF])
+        var out = Tensor(storage: TensorStorage(count: rows * outF, zeroed: false), shape: Array(x.shape.dropLast()) + [outF])
         let px = x.storage.pointer, pw = w.storage.pointer, py = out.storage.pointer
         if let bias {
             let pbias = bias.storage.pointer
