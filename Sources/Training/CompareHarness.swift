@@ -71,6 +71,12 @@ public final class CompareHarness {
         guard c.variants.count >= 2 else { throw ToolkitError("compare needs at least two recipes") }
         guard Set(c.variants).count == c.variants.count else { throw ToolkitError("compare: a recipe is listed twice") }
         let recipes = try c.variants.map { try Recipe.load($0, overrides: c.overrides) }
+        if let data = FileManager.default.contents(atPath: directory + "/compare.json") {
+            // Finished runs are reused only for the same comparison.
+            guard let saved = try? JSONDecoder().decode(Configuration.self, from: data), saved == c else {
+                throw ToolkitError("\(directory) holds a different compare (compare.json); choose another --out or remove it")
+            }
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(encoder.encode(c), to: directory + "/compare.json")

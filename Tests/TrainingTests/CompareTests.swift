@@ -73,3 +73,19 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         #expect(report.runs.count == 4)
     }
 }
+
+@Suite struct CompareFolderTests {
+    @Test func aFolderOfAnotherCompareIsRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cmp-other-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let other = CompareHarness.Configuration(variants: ["a", "b"], data: "x", budget: .steps(1), seeds: 1, overrides: [], tokenizer: nil)
+        try JSONEncoder().encode(other).write(to: URL(fileURLWithPath: dir + "/compare.json"))
+        let mine = CompareHarness.Configuration(
+            variants: ["\(recipesDir)/nano.yaml", "\(recipesDir)/nano-qwen3.yaml"], data: "x", budget: .steps(2), seeds: 1,
+            overrides: [], tokenizer: nil)
+        do {
+            _ = try CompareHarness(configuration: mine, directory: dir).run()
+            Issue.record("a different compare's folder was reused")
+        } catch { #expect("\(error)".contains("different compare")) }
+    }
+}
