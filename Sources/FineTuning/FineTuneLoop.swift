@@ -134,15 +134,15 @@ public final class FineTuneLoop {
                 tokens += out.tokens
             }
             var values = sums.mapValues { $0 / Double(s.gradAccum) }
-            let bad = GradientClipping.nonFiniteGradients(parameters)
-            if !(values["loss"] ?? .nan).isFinite || !bad.isEmpty {
+            let (norm, bad) = GradientClipping.normAndClip(parameters, maxNorm: s.gradClip)
+            if !(values["loss"] ?? .nan).isFinite || bad != nil {
                 stop = .nonFinite
-                message = "step \(stepIndex): " + (bad.isEmpty ? "loss is \(values["loss"] ?? .nan)"
-                                                   : "non-finite gradient in \(bad.prefix(3).joined(separator: ", "))")
+                message = "step \(stepIndex): " + (bad.map { $0.isEmpty ? "gradient norm overflowed (\(norm))"
+                                                        : "non-finite gradient in \($0.prefix(3).joined(separator: ", "))" }
+                                                   ?? "loss is \(values["loss"] ?? .nan)")
                 break
             }
-            values["grad_norm"] = s.gradClip > 0 ? GradientClipping.clipByGlobalNorm(parameters, maxNorm: s.gradClip)
-                : GradientClipping.globalNorm(parameters)
+            values["grad_norm"] = norm
             try optimizer.step()
             values["lr"] = s.lr * lrMultiplier
             let dt = monotonicSeconds() - t0

@@ -50,4 +50,12 @@ public enum GradientClipping {
             return nil
         }
     }
+
+    /// One pass for a training step: the global gradient norm, and — only when it is not finite —
+    /// the names of the parameters whose gradients hold NaN/Inf (an overflowing norm with all values
+    /// finite yields an empty list). Finite norms are clipped to `maxNorm` when it is positive.
+    public static func normAndClip(_ parameters: [NamedParameter], maxNorm: Double) -> (norm: Double, nonFinite: [String]?) {
+        let norm = maxNorm > 0 ? clipByGlobalNorm(parameters, maxNorm: maxNorm) : globalNorm(parameters)
+        return norm.isFinite ? (norm, nil) : (norm, nonFiniteGradients(parameters))
+    }
 }

@@ -180,15 +180,14 @@ public final class Trainer {
                 tokens += b.tokens
             }
             let meanLoss = ceSum / Double(s.gradAccum)
-            let bad = GradientClipping.nonFiniteGradients(parameters)
-            if !meanLoss.isFinite || !bad.isEmpty {
+            let (norm, bad) = GradientClipping.normAndClip(parameters, maxNorm: s.gradClip)
+            if !meanLoss.isFinite || bad != nil {
                 stop = .nonFinite
-                message = "step \(step): " + (!meanLoss.isFinite ? "loss is \(meanLoss)" : "non-finite gradient in \(bad.prefix(3).joined(separator: ", "))")
-                    + (lastCheckpoint.map { "; last good checkpoint: \($0)" } ?? "")
+                let what = !meanLoss.isFinite ? "loss is \(meanLoss)"
+                    : bad!.isEmpty ? "gradient norm overflowed (\(norm))" : "non-finite gradient in \(bad!.prefix(3).joined(separator: ", "))"
+                message = "step \(step): " + what + (lastCheckpoint.map { "; last good checkpoint: \($0)" } ?? "")
                 break
             }
-            let norm = s.gradClip > 0 ? GradientClipping.clipByGlobalNorm(parameters, maxNorm: s.gradClip)
-                : GradientClipping.globalNorm(parameters)
             try optimizer.step()
             let dt = monotonicSeconds() - t0
             state.step = step

@@ -75,6 +75,8 @@ public struct ShardTrainingData: TrainingData {
 public struct TokenFileData: TrainingData {
     public let sequences: [[Int32]]
     public let path: String
+    /// The full batch, built once.
+    let fullBatch: Batch
 
     public init(path: String) throws {
         sequences = try Evaluation.readTokenFile(path)
@@ -85,6 +87,8 @@ public struct TokenFileData: TrainingData {
         if let bad = sequences.firstIndex(where: { $0.count != first.count }) {
             throw ToolkitError.file(path, "sequence \(bad) has \(sequences[bad].count) tokens, sequence 0 has \(first.count): all must be equal")
         }
+        fullBatch = Batch(input: sequences.flatMap { $0.dropLast() }, targets: sequences.flatMap { $0.dropFirst() },
+                          rows: sequences.count)
     }
 
     public var tokenizerHash: String? { nil }
@@ -92,7 +96,7 @@ public struct TokenFileData: TrainingData {
     public var sequenceLength: Int { sequences[0].count - 1 }
 
     public func batch(step: Int, micro: Int, settings: TrainSettings, seqLen: Int) throws -> Batch {
-        Batch(input: sequences.flatMap { $0.dropLast() }, targets: sequences.flatMap { $0.dropFirst() }, rows: sequences.count)
+        fullBatch
     }
 
     public func validation(settings: TrainSettings, seqLen: Int) throws -> [Batch] { [] }

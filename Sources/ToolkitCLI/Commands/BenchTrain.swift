@@ -38,11 +38,12 @@ struct BenchTrain: ParsableCommand {
 
     func run() throws {
         BLASRuntime.setThreads(ProcessInfo.processInfo.activeProcessorCount)
-        let r = try Recipe.load(recipe, overrides: overrides + ["model.context_length=\(seqLen)"]
-            + (try Recipe.load(recipe).model["position"].map { pos -> [String] in
-                if case .map(let m) = pos, m["kind"] == .string("learned") { return ["model.position.max_positions=\(seqLen)"] }
-                return []
-            } ?? []))
+        // Size the context (and a learned position table) to the benchmark's sequence length.
+        var sizing = ["model.context_length=\(seqLen)"]
+        if case .map(let pos)? = try Recipe.load(recipe, overrides: overrides).model["position"], pos["kind"] == .string("learned") {
+            sizing.append("model.position.max_positions=\(seqLen)")
+        }
+        let r = try Recipe.load(recipe, overrides: overrides + sizing)
         let model = try ModelBuilder.build(r)
         var settings = TrainSettings()
         settings.steps = steps + 2

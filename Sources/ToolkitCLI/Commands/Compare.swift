@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Reporting
-import Tokenization
 import ToolkitSupport
 import Training
 
@@ -40,10 +39,7 @@ struct Compare: ParsableCommand {
         let dir = out ?? CompareHarness.resumable(config)
             ?? CompareReport.defaultDirectory(variantNames: recipes, date: Date())
         let harness = CompareHarness(configuration: config, directory: dir)
-        if let tokenizer {
-            let tok = try BPETokenizer.load(path: tokenizer)
-            harness.tokenBytes = { tok.tokenBytes(Int($0))?.count ?? 0 }
-        }
+        harness.tokenBytes = try tokenByteCounter(tokenizer)
         let runs = recipes.count * seeds
         let bar = ProgressBar(total: Double(runs), label: "compare", unit: "runs", enabled: !json)
         harness.onStep = { index, total, name, seed, row, settings in

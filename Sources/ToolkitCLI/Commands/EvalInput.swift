@@ -23,7 +23,7 @@ struct EvalInput {
                 throw ToolkitError("\(tokenizer): vocabulary of \(tok.vocabSize) does not fit the model's \(model.dims.vocabSize)")
             }
             let ids = tok.encode(content).map { Int32($0) }
-            return EvalInput(sequences: [ids], tokenBytes: { tok.tokenBytes(Int($0))?.count ?? 0 })
+            return EvalInput(sequences: [ids], tokenBytes: tokenByteCounter(tok))
         }
         // Shards: the validation split (or the train split when there is none), as consecutive
         // windows of the model's context.
@@ -43,11 +43,14 @@ struct EvalInput {
         for i in 0..<limit {
             sequences.append(try split.batch(step: i, batchSize: 1, seqLen: t, seed: 0, order: .sequential))
         }
-        var tokenBytes: ((Int32) -> Int)? = nil
-        if let tokenizer {
-            let tok = try BPETokenizer.load(path: tokenizer)
-            tokenBytes = { tok.tokenBytes(Int($0))?.count ?? 0 }
-        }
-        return EvalInput(sequences: sequences, tokenBytes: tokenBytes)
+        return EvalInput(sequences: sequences, tokenBytes: try tokenByteCounter(tokenizer))
     }
 }
+
+/// UTF-8 byte length per token id (bits-per-byte), from a tokenizer file; nil without one.
+func tokenByteCounter(_ path: String?) throws -> ((Int32) -> Int)? {
+    guard let path else { return nil }
+    return tokenByteCounter(try BPETokenizer.load(path: path))
+}
+
+func tokenByteCounter(_ tok: BPETokenizer) -> (Int32) -> Int { { tok.tokenBytes(Int($0))?.count ?? 0 } }

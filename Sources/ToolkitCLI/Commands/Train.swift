@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import Layers
 import Models
-import Tokenization
 import ToolkitSupport
 import Training
 
@@ -123,10 +122,7 @@ struct Train: ParsableCommand {
             }
             if let m = trainer.metricsPath { try? FileManager.default.removeItem(atPath: m) }
         }
-        if let tokenizer {
-            let tok = try BPETokenizer.load(path: tokenizer)
-            trainer.tokenBytes = { tok.tokenBytes(Int($0))?.count ?? 0 }
-        }
+        trainer.tokenBytes = try tokenByteCounter(tokenizer)
         let bar = ProgressBar(total: Double(settings.steps), label: "train", unit: "steps", enabled: !json)
         bar.update(Double(trainer.state.step))
         trainer.onStep = { row, _ in
