@@ -79,8 +79,6 @@ private func leaves(_ m: any Module) -> [Tensor] { m.namedParameters().map(\.par
 
     @Test func transformerBlock() throws {
         let c = context()
-        let pos = RotaryEmbedding.self
-        _ = pos
         let rope = try Components.positions.make(options("p", ["kind": .string("rope")]), c)
         let block = TransformerBlock(
             inputNorm: RMSNorm(dimension: 16, eps: 1e-6),

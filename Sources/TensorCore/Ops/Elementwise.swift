@@ -1,7 +1,7 @@
 import Foundation
 
 /// A binary elementwise op with its two partial derivatives (for dOut = g).
-@usableFromInline protocol BinaryOpKind {
+@usableFromInline protocol BinaryOpKind: SendableMetatype {
     static var name: String { get }
     static func f(_ a: Float, _ b: Float) -> Float
     static func da(_ g: Float, _ a: Float, _ b: Float) -> Float
