@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "Models",
             dependencies: [
-                "Layers", "Checkpointing", "ToolkitSupport", .product(name: "Yams", package: "Yams"),
+                "Layers", "CKernels", "Checkpointing", "ToolkitSupport", .product(name: "Yams", package: "Yams"),
             ]),
         .target(name: "Reporting", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(

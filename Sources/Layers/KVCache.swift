@@ -48,6 +48,12 @@ public final class KVCache {
         return (Tensor(storage: keys[layer], shape: shape), Tensor(storage: values[layer], shape: shape))
     }
 
+    /// The key and value buffers of `layer`, `[B, capacity, kvHeads, headDim]` each (for kernels
+    /// that write one position at a time; call `advance(by:)` after every layer has written it).
+    public func storage(layer: Int) -> (keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
+        (keys[layer].pointer, values[layer].pointer)
+    }
+
     /// Marks `t` more positions as stored (after every layer appended them).
     public func advance(by t: Int) { length += t }
 

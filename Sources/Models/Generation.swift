@@ -77,10 +77,17 @@ public struct Generator {
 
     /// Generates up to `maxNewTokens` for each prompt (all prompts the same length). Stops a row
     /// at an EOS id; stops when every row has stopped. `onStep` sees each step's new tokens.
+    /// With `engine` (one prompt, with the cache), the prompt runs through the tensor path and every
+    /// later token through the engine.
     public func generate(
         prompts: [[Int32]], maxNewTokens: Int, sampling: SamplingOptions = .init(), eos: Set<Int32> = [],
-        useCache: Bool = true, keepStepLogits: Bool = false, onStep: (([Int32]) -> Void)? = nil
+        useCache: Bool = true, keepStepLogits: Bool = false, engine: DecodeEngine? = nil,
+        onStep: (([Int32]) -> Void)? = nil
     ) throws -> GenerationResult {
+        if let engine {
+            guard engine.model === model else { throw ToolkitError("generate: the decode engine belongs to another model") }
+            guard prompts.count == 1, useCache else { throw ToolkitError("generate: the decode engine takes one prompt and the KV cache") }
+        }
         guard let first = prompts.first, !first.isEmpty, prompts.allSatisfy({ $0.count == first.count }) else {
             throw ToolkitError("generate: prompts must be non-empty and of equal length")
         }
@@ -107,7 +114,11 @@ public struct Generator {
                 let t0 = monotonicSeconds()
                 let logits: Tensor
                 let t = input.count / b
-                if let cache {
+                if let engine, let cache, step > 0 {
+                    let row = try engine.step(token: input[0], cache: cache)
+                    offset += 1
+                    logits = try Tensor(shape: [1, 1, v], values: Array(row))
+                } else if let cache {
                     let h = try model.hiddenStates(input, batch: b, offset: offset, cache: cache)
                     cache.advance(by: t)
                     offset += t

@@ -54,6 +54,58 @@ void tk_softmax_backward_rows(const float *p, float *dp, int n, float scale, int
 /* Vectorisable exp (Cephes polynomial, ~1e-7 relative error); 0 below -87.3. */
 void tk_exp(const float *x, float *y, size_t n);
 
+/* MARK: single-token decoding (decode.c) */
+
+#include <stdint.h>
+
+/* Weight formats for matrix-vector products. */
+enum { TK_W_F32 = 0, TK_W_BF16 = 1, TK_W_Q8 = 2 };
+
+/* A [rows, cols] row-major weight matrix (HF nn.Linear layout) with an optional bias.
+ * F32: float; BF16: uint16 (the high half of a float); Q8: int8 with one float scale per row
+ * (w[r, c] ~ scales[r] * q[r, c], symmetric, |q| <= 127). */
+typedef struct {
+    int rows, cols, format;
+    const void *data;
+    const float *scales; /* Q8 only: [rows] */
+    const float *bias;   /* [rows] or NULL */
+} tk_matrix;
+
+/* Round to bfloat16, nearest even (NaN stays NaN). */
+void tk_to_bf16(const float *w, size_t n, uint16_t *out);
+/* Per-row symmetric int8: scales[r] = max|w[r, :]| / 127, q = round(w / scale). */
+void tk_quantize_q8(const float *w, int rows, int cols, int8_t *q, float *scales);
+
+/* y[r] = W[r, :] . x + bias[r] for rows [row_begin, row_end); with accumulate, y[r] += that. */
+void tk_gemv_rows(const tk_matrix *m, const float *x, float *y, int row_begin, int row_end, int accumulate);
+/* The same for several matrices against one x (ys[i] for mats[i]), rows split over the pool. */
+void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *const *ys, int accumulate);
+
+/* A persistent pool of threads (the caller included) for decoding. Configure before first use. */
+void tk_pool_configure(int threads);
+int tk_pool_threads(void);
+typedef void (*tk_range_fn)(void *ctx, int begin, int end);
+/* Runs fn over [0, n) split into one contiguous share per thread; returns when all are done. */
+void tk_pool_for(int n, tk_range_fn fn, void *ctx);
+
+/* One row: LayerNorm (weight/bias may be NULL) and RMSNorm (HF: x * rsqrt(mean(x^2) + eps) * w). */
+void tk_layernorm_row(const float *x, const float *weight, const float *bias, float eps, int n, float *y);
+void tk_rmsnorm_row(const float *x, const float *weight, float eps, int n, float *y);
+/* Rotary embedding in place on x [heads, d] with one position's tables (half = rotary dims / 2). */
+void tk_rope_row(float *x, int heads, int d, const float *cos_row, const float *sin_row, int half, int interleaved);
+
+/* One query position attending over a KV cache: q [H, D]; k, v [positions, KVH, D] (rows 0...position
+ * valid); out [H, D]; scratch [H * (position + 1)]. Masking as tk_attention (window, ALiBi). */
+typedef struct {
+    int H, KVH, D;
+    int position;
+    int window;
+    const float *alibi;
+    float scale;
+} tk_decode_attention;
+void tk_decode_attention_run(const tk_decode_attention *p, const float *q, const float *k, const float *v,
+                             float *out, float *scratch);
+
 #endif
 
 /* Elementwise activations over [begin, end) of flat arrays. Backward kernels accumulate (+=). */

@@ -21,6 +21,10 @@ struct Generate: ParsableCommand {
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(help: "Stop at this token id (default: the model's or tokenizer's end-of-text id).") var eos: [Int32] = []
     @Flag(help: "Recompute the whole sequence each step instead of using the KV cache.") var noCache = false
+    @Option(help: "Decode path: fast (single-token C kernels; falls back to tensor for MoE/adapters) or tensor.")
+    var decoder: DecoderPath = .fast
+    @Option(help: "Weights of the fast decoder: f32 (exact), bf16 or int8 (per-row weight-only quantisation).")
+    var weights: DecodeWeightFormat = .f32
     @Flag(help: "Print one JSON object: new ids, text and timings.") var json = false
 
     func validate() throws {
@@ -30,6 +34,9 @@ struct Generate: ParsableCommand {
         guard temperature > 0 else { throw ValidationError("--temperature must be positive") }
         if let topK, topK < 1 { throw ValidationError("--top-k must be at least 1") }
         if let topP, !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if weights != .f32 && (decoder == .tensor || noCache) {
+            throw ValidationError("--weights \(weights.rawValue) needs the fast decoder with the KV cache")
+        }
     }
 
     struct Output: Codable {
@@ -39,6 +46,8 @@ struct Generate: ParsableCommand {
         var decode_tokens_per_s: Double
         var prefill_seconds: Double
         var decode_seconds: Double
+        var decoder: String
+        var weights: String
     }
 
     func run() throws {
@@ -48,9 +57,10 @@ struct Generate: ParsableCommand {
         let sampling = SamplingOptions(greedy: greedy, temperature: temperature, topK: topK, topP: topP, seed: seed)
         let stops = Set(eos.isEmpty ? (text?.endOfText.map { [$0] } ?? []) : eos)
         var streamer = text?.streamer()
+        let engine = try decoder.engine(for: model, weights: weights, useCache: !noCache, quiet: json)
         if !json, let prompt { FileHandle.standardOutput.write(Data(prompt.utf8)) }
         let r = try Generator(model: model).generate(
-            prompts: [ids], maxNewTokens: maxNewTokens, sampling: sampling, eos: stops, useCache: !noCache
+            prompts: [ids], maxNewTokens: maxNewTokens, sampling: sampling, eos: stops, useCache: !noCache, engine: engine
         ) { next in
             guard !json else { return }
             if var s = streamer {
@@ -66,7 +76,8 @@ struct Generate: ParsableCommand {
         if json {
             print(try jsonLine(Output(ids: new, text: text?.decode(new), prefill_tokens_per_s: prefillRate,
                                       decode_tokens_per_s: decodeRate, prefill_seconds: r.prefillSeconds,
-                                      decode_seconds: r.decodeSeconds)))
+                                      decode_seconds: r.decodeSeconds, decoder: engine == nil ? "tensor" : "fast",
+                                      weights: engine?.format.rawValue ?? "f32")))
         } else {
             if var s = streamer { FileHandle.standardOutput.write(Data(s.flush().utf8)) }
             print("")
@@ -75,6 +86,24 @@ struct Generate: ParsableCommand {
         }
     }
 }
+
+/// Which code decodes tokens after the prompt.
+enum DecoderPath: String, ExpressibleByArgument, CaseIterable {
+    case fast, tensor
+
+    /// The engine to use, or nil for the tensor path (also when the model needs it: MoE, adapters).
+    func engine(for model: DecoderModel, weights: DecodeWeightFormat, useCache: Bool, quiet: Bool) throws -> DecodeEngine? {
+        guard self == .fast, useCache else { return nil }
+        if let reason = DecodeEngine.unsupportedReason(model) {
+            if weights != .f32 { throw ToolkitError("--weights \(weights.rawValue): \(reason), so only the tensor path (f32) can decode it") }
+            if !quiet { printError("note: using the tensor decoder (\(reason))") }
+            return nil
+        }
+        return try DecodeEngine(model: model, format: weights)
+    }
+}
+
+extension DecodeWeightFormat: ExpressibleByArgument {}
 
 /// Text ↔ ids for commands that take a tokenizer.
 struct TextCodec {
@@ -119,30 +148,86 @@ struct BenchGenerate: ParsableCommand {
         }
     }
 
-    struct Output: Codable {
+    struct Row: Codable {
+        var decoder: String
+        var weights: String
         var prefill_tokens_per_s: Double
         var decode_tokens_per_s: Double
+        var speedup: Double
+        var weight_bytes_per_token: Int?
+        /// Largest |logit − f32 tensor logit| over the decode steps, and the share of steps whose
+        /// argmax agrees with the f32 tensor path (same prompt and tokens).
+        var max_abs_logit_diff: Double
+        var argmax_agreement: Double
+    }
+
+    struct Output: Codable {
+        var rows: [Row]
         var prompt_len: Int
         var new_tokens: Int
+        var repeats: Int
     }
 
     func run() throws {
         let m = try recipe.map { try ModelBuilder.build(Recipe.load($0)) } ?? ModelIO.load(model!)
         var rng = SplitMix64(seed: 7)
         let prompt = (0..<promptLen).map { _ in Int32(rng.next() % UInt64(m.dims.vocabSize)) }
-        var pre: [Double] = [], dec: [Double] = []
         let gen = Generator(model: m)
-        _ = try gen.generate(prompts: [prompt], maxNewTokens: 4)  // warm-up
-        for _ in 0..<repeats {
-            let r = try gen.generate(prompts: [prompt], maxNewTokens: newTokens)
-            pre.append(Double(r.prefillTokens) / r.prefillSeconds)
-            dec.append(Double(r.decodeTokens) / r.decodeSeconds)
+        var paths: [(String, DecodeEngine?)] = [("tensor", nil)]
+        if DecodeEngine.unsupportedReason(m) == nil {
+            for f in DecodeWeightFormat.allCases { paths.append(("fast", try DecodeEngine(model: m, format: f))) }
         }
-        let out = Output(prefill_tokens_per_s: Stats.median(pre), decode_tokens_per_s: Stats.median(dec),
-                         prompt_len: promptLen, new_tokens: newTokens)
-        if json { print(try jsonLine(out)) } else {
-            print(String(format: "prefill %.1f tok/s, decode %.1f tok/s (batch 1, prompt %d, %d new tokens, median of %d)",
-                         out.prefill_tokens_per_s, out.decode_tokens_per_s, promptLen, newTokens, repeats))
+        // Reference: the tensor path's logits for a fixed token sequence (greedy from the prompt).
+        let reference = try gen.generate(prompts: [prompt], maxNewTokens: newTokens, keepStepLogits: true)
+        var rows: [Row] = []
+        for (name, engine) in paths {
+            _ = try gen.generate(prompts: [prompt], maxNewTokens: 4, engine: engine)  // warm-up
+            var pre: [Double] = [], dec: [Double] = []
+            for _ in 0..<repeats {
+                let r = try gen.generate(prompts: [prompt], maxNewTokens: newTokens, engine: engine)
+                pre.append(Double(r.prefillTokens) / r.prefillSeconds)
+                dec.append(Double(r.decodeTokens) / r.decodeSeconds)
+            }
+            let (diff, agree) = try agreement(gen, prompt, reference, engine)
+            let decode = Stats.median(dec)
+            rows.append(Row(decoder: name, weights: engine?.format.rawValue ?? "f32", prefill_tokens_per_s: Stats.median(pre),
+                            decode_tokens_per_s: decode, speedup: decode / (rows.first?.decode_tokens_per_s ?? decode),
+                            weight_bytes_per_token: engine?.matrixBytes, max_abs_logit_diff: diff, argmax_agreement: agree))
         }
+        let out = Output(rows: rows, prompt_len: promptLen, new_tokens: newTokens, repeats: repeats)
+        if json { print(try jsonLine(out)); return }
+        print(String(format: "batch 1, prompt %d, %d new tokens, median of %d", promptLen, newTokens, repeats))
+        print("decoder  weights  prefill tok/s  decode tok/s  vs tensor  weight MB/token  max|dlogit|  argmax agree")
+        for r in rows {
+            let mb = r.weight_bytes_per_token.map { String(format: "%.1f", Double($0) / 1e6) } ?? "-"
+            print(String(format: "%-8@ %-8@ %13.1f %13.1f %9.2fx %16@ %12.2e %12.3f", r.decoder as NSString, r.weights as NSString,
+                         r.prefill_tokens_per_s, r.decode_tokens_per_s, r.speedup, mb as NSString, r.max_abs_logit_diff,
+                         r.argmax_agreement))
+        }
+    }
+
+    /// Feeds the reference's tokens through `engine` (teacher forcing) and compares each step's logits.
+    private func agreement(_ gen: Generator, _ prompt: [Int32], _ reference: GenerationResult, _ engine: DecodeEngine?)
+        throws -> (Double, Double)
+    {
+        guard let engine else { return (0, 1) }
+        let m = gen.model
+        let cache = m.makeCache(batch: 1, capacity: prompt.count + newTokens)
+        _ = try GradMode.withoutGrad { try m.hiddenStates(prompt, batch: 1, cache: cache) }
+        cache.advance(by: prompt.count)
+        var maxDiff = 0.0, agree = 0
+        let tokens = reference.newTokens[0]
+        for i in 1..<min(tokens.count, reference.stepLogits.count) {
+            let row = try engine.step(token: tokens[i - 1], cache: cache)
+            let ref = reference.stepLogits[i]
+            var best = 0, refBest = 0
+            for j in 0..<ref.count {
+                maxDiff = max(maxDiff, Double(abs(row[j] - ref[j])))
+                if row[j] > row[best] { best = j }
+                if ref[j] > ref[refBest] { refBest = j }
+            }
+            if best == refBest { agree += 1 }
+        }
+        return (maxDiff, Double(agree) / Double(max(1, min(tokens.count, reference.stepLogits.count) - 1)))
     }
 }

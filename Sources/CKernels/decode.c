@@ -1,0 +1,422 @@
+/* Single-token (batch 1) decoding kernels: matrix-vector products over f32, bf16 or int8 weights,
+ * a small persistent thread pool that splits them by rows, and the per-row pieces of a decoder
+ * step (norms, rotary embedding, attention of one query over a KV cache).
+ *
+ * Decoding one token reads every weight once, so it is bound by memory bandwidth, not FLOPs: the
+ * narrower formats trade precision for bytes (bf16: half, int8 with one scale per row: a quarter).
+ * The loops are written with independent per-lane accumulators so that clang vectorises them
+ * without reassociating (one copy per instruction set through target_clones). */
+#include "ckernels.h"
+#include "tk_math.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* MARK: - Weight conversion */
+
+void tk_to_bf16(const float *w, size_t n, uint16_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &w[i], 4);
+        if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu)) {
+            out[i] = (uint16_t)((bits >> 16) | 0x40u); /* quiet NaN */
+        } else {
+            out[i] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16); /* round to nearest even */
+        }
+    }
+}
+
+void tk_quantize_q8(const float *w, int rows, int cols, int8_t *q, float *scales) {
+    for (int r = 0; r < rows; r++) {
+        const float *wr = w + (size_t)r * cols;
+        float m = 0.0f;
+        for (int c = 0; c < cols; c++) m = fmaxf(m, fabsf(wr[c]));
+        float s = m / 127.0f;
+        float inv = s > 0.0f ? 1.0f / s : 0.0f;
+        scales[r] = s;
+        for (int c = 0; c < cols; c++) {
+            float v = nearbyintf(wr[c] * inv);
+            v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+            q[(size_t)r * cols + c] = (int8_t)v;
+        }
+    }
+}
+
+/* MARK: - Matrix-vector products */
+
+static inline float load_weight(const tk_matrix *m, size_t i) {
+    switch (m->format) {
+    case TK_W_BF16: {
+        uint32_t bits = (uint32_t)((const uint16_t *)m->data)[i] << 16;
+        float f;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    case TK_W_Q8: return (float)((const int8_t *)m->data)[i];
+    default: return ((const float *)m->data)[i];
+    }
+}
+
+/* Portable version: eight independent partial sums per row. */
+static void gemv_rows_generic(const tk_matrix *m, const float *x, float *y, int row_begin, int row_end, int accumulate) {
+    const int n = m->cols;
+    for (int r = row_begin; r < row_end; r++) {
+        float acc[8] = {0};
+        size_t base = (size_t)r * n;
+        int c = 0;
+        for (; c + 8 <= n; c += 8)
+            for (int j = 0; j < 8; j++) acc[j] += load_weight(m, base + c + j) * x[c + j];
+        float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        for (; c < n; c++) s += load_weight(m, base + c) * x[c];
+        if (m->format == TK_W_Q8) s *= m->scales[r];
+        if (m->bias) s += m->bias[r];
+        y[r] = accumulate ? y[r] + s : s;
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define TK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) static inline
+
+/* 16 weights of row `w` from column c as floats (mask: which of the 16 exist). */
+TK_AVX512 __m512 load16(int format, const void *w, int c, __mmask16 k) {
+    switch (format) {
+    case TK_W_BF16: {
+        __m256i h = _mm256_maskz_loadu_epi16(k, (const uint16_t *)w + c);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case TK_W_Q8: return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, (const int8_t *)w + c)));
+    default: return _mm512_maskz_loadu_ps(k, (const float *)w + c);
+    }
+}
+
+static inline const void *row_pointer(const tk_matrix *m, int r) {
+    size_t off = (size_t)r * m->cols;
+    switch (m->format) {
+    case TK_W_BF16: return (const uint16_t *)m->data + off;
+    case TK_W_Q8: return (const int8_t *)m->data + off;
+    default: return (const float *)m->data + off;
+    }
+}
+
+/* R rows (1..4) at once: the x vector is loaded once per 16 columns for all of them, and two
+ * column steps per iteration keep 2R independent FMA chains in flight. */
+TK_AVX512 void gemv_block(const tk_matrix *m, const float *x, float *y, int r0, int R, int accumulate) {
+    const int n = m->cols, f = m->format;
+    const void *w[4];
+    for (int i = 0; i < R; i++) w[i] = row_pointer(m, r0 + i);
+    __m512 a[4], b[4];
+    for (int i = 0; i < 4; i++) a[i] = b[i] = _mm512_setzero_ps();
+    int c = 0;
+    for (; c + 32 <= n; c += 32) {
+        __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+        for (int i = 0; i < R; i++) {
+            a[i] = _mm512_fmadd_ps(load16(f, w[i], c, 0xffff), x0, a[i]);
+            b[i] = _mm512_fmadd_ps(load16(f, w[i], c + 16, 0xffff), x1, b[i]);
+        }
+    }
+    for (; c < n; c += 16) {
+        int left = n - c;
+        __mmask16 k = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512 x0 = _mm512_maskz_loadu_ps(k, x + c);
+        for (int i = 0; i < R; i++) a[i] = _mm512_fmadd_ps(load16(f, w[i], c, k), x0, a[i]);
+    }
+    for (int i = 0; i < R; i++) {
+        int r = r0 + i;
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(a[i], b[i]));
+        if (f == TK_W_Q8) s *= m->scales[r];
+        if (m->bias) s += m->bias[r];
+        y[r] = accumulate ? y[r] + s : s;
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void gemv_rows_avx512(const tk_matrix *m, const float *x, float *y, int row_begin, int row_end, int accumulate) {
+    int r = row_begin;
+    for (; r + 4 <= row_end; r += 4) gemv_block(m, x, y, r, 4, accumulate);
+    for (; r < row_end; r++) gemv_block(m, x, y, r, 1, accumulate);
+}
+
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static float dot_avx512(const float *a, const float *b, int n) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int c = 0; c < n; c += 16) {
+        int left = n - c;
+        __mmask16 k = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + c), _mm512_maskz_loadu_ps(k, b + c), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+#endif
+
+static int has_avx512(void) {
+#if defined(__x86_64__)
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    return avx512;
+#else
+    return 0;
+#endif
+}
+
+static float dot(const float *a, const float *b, int n) {
+#if defined(__x86_64__)
+    if (has_avx512()) return dot_avx512(a, b, n);
+#endif
+    float acc[4] = {0};
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) acc[j] += a[i + j] * b[i + j];
+    float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void tk_gemv_rows(const tk_matrix *m, const float *x, float *y, int row_begin, int row_end, int accumulate) {
+#if defined(__x86_64__)
+    if (has_avx512()) {
+        gemv_rows_avx512(m, x, y, row_begin, row_end, accumulate);
+        return;
+    }
+#endif
+    gemv_rows_generic(m, x, y, row_begin, row_end, accumulate);
+}
+
+/* MARK: - Thread pool
+ *
+ * The caller and (threads - 1) workers each run a static share of [0, n). Workers spin on a
+ * generation counter for a short while after each job (decoding issues a job every few
+ * microseconds), then sleep on a condition variable until the next one. */
+
+typedef struct {
+    tk_range_fn fn;
+    void *ctx;
+    int n;
+} tk_job;
+
+static struct {
+    pthread_mutex_t lock;      /* serialises callers and guards sleeping workers */
+    pthread_cond_t wake;
+    int threads;               /* including the caller */
+    int started;               /* workers created */
+    tk_job job;
+    atomic_uint generation;
+    atomic_int sleepers;
+    atomic_int finished;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0, {0, 0, 0}, 0, 0, 0};
+
+static pthread_mutex_t pool_call_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void run_share(const tk_job *job, int index, int threads) {
+    int begin = (int)((long)job->n * index / threads), end = (int)((long)job->n * (index + 1) / threads);
+    if (begin < end) job->fn(job->ctx, begin, end);
+}
+
+#define TK_SPIN_SECONDS 2e-4
+
+static void *pool_worker(void *arg) {
+    int index = (int)(intptr_t)arg;
+    unsigned seen = 0; /* workers are created before the first job is published */
+    for (;;) {
+        unsigned g;
+        double start = now_seconds();
+        int spins = 0;
+        while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
+            cpu_relax();
+            if (++spins % 256 == 0 && now_seconds() - start > TK_SPIN_SECONDS) {
+                pthread_mutex_lock(&pool.lock);
+                atomic_fetch_add(&pool.sleepers, 1);
+                while ((g = atomic_load(&pool.generation)) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+                atomic_fetch_sub(&pool.sleepers, 1);
+                pthread_mutex_unlock(&pool.lock);
+                break;
+            }
+        }
+        seen = g;
+        tk_job job = pool.job;
+        run_share(&job, index, pool.threads);
+        atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+void tk_pool_configure(int threads) {
+    pthread_mutex_lock(&pool_call_lock);
+    if (!pool.started) pool.threads = threads < 1 ? 1 : (threads > 64 ? 64 : threads);
+    pthread_mutex_unlock(&pool_call_lock);
+}
+
+int tk_pool_threads(void) { return pool.threads; }
+
+void tk_pool_for(int n, tk_range_fn fn, void *ctx) {
+    if (n <= 0) return;
+    pthread_mutex_lock(&pool_call_lock);
+    int threads = pool.threads < n ? pool.threads : n;
+    if (pool.threads > 1 && !pool.started) {
+        pool.started = 1;
+        for (int i = 1; i < pool.threads; i++) {
+            pthread_t t;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&t, &attr, pool_worker, (void *)(intptr_t)i) != 0) pool.threads = i;
+            pthread_attr_destroy(&attr);
+        }
+        threads = pool.threads < n ? pool.threads : n;
+    }
+    if (threads <= 1) {
+        fn(ctx, 0, n);
+        pthread_mutex_unlock(&pool_call_lock);
+        return;
+    }
+    /* Every worker runs a share of the job; shares beyond n are empty. */
+    pool.job = (tk_job){fn, ctx, n};
+    atomic_store(&pool.finished, 0);
+    atomic_fetch_add(&pool.generation, 1); /* seq_cst: pairs with the sleepers check below */
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+    }
+    run_share(&pool.job, 0, pool.threads);
+    while (atomic_load_explicit(&pool.finished, memory_order_acquire) < pool.threads - 1) cpu_relax();
+    pthread_mutex_unlock(&pool_call_lock);
+}
+
+/* Several matrices against one vector: rows of all of them in one parallel job. */
+typedef struct {
+    const tk_matrix *mats;
+    int count;
+    const float *x;
+    float *const *ys;
+    int accumulate;
+} gemv_job;
+
+#define ROW_BLOCK 8
+
+static void gemv_range(void *p, int begin, int end) {
+    const gemv_job *j = p;
+    int first = begin * ROW_BLOCK, last = end * ROW_BLOCK, base = 0;
+    for (int i = 0; i < j->count; i++) {
+        int rows = j->mats[i].rows;
+        int lo = first - base, hi = last - base;
+        lo = lo < 0 ? 0 : lo;
+        hi = hi > rows ? rows : hi;
+        if (lo < hi) tk_gemv_rows(&j->mats[i], j->x, j->ys[i], lo, hi, j->accumulate);
+        base += rows;
+    }
+}
+
+void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *const *ys, int accumulate) {
+    int rows = 0;
+    for (int i = 0; i < count; i++) rows += mats[i].rows;
+    gemv_job j = {mats, count, x, ys, accumulate};
+    tk_pool_for((rows + ROW_BLOCK - 1) / ROW_BLOCK, gemv_range, &j);
+}
+
+/* MARK: - Row pieces of a decoder step */
+
+TK_CLONES void tk_layernorm_row(const float *x, const float *weight, const float *bias, float eps, int n, float *y) {
+    float mean = 0.0f;
+    for (int i = 0; i < n; i++) mean += x[i];
+    mean /= (float)n;
+    float var = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float d = x[i] - mean;
+        var += d * d;
+    }
+    float rstd = 1.0f / sqrtf(var / (float)n + eps);
+    for (int i = 0; i < n; i++) {
+        float v = (x[i] - mean) * rstd;
+        if (weight) v *= weight[i];
+        if (bias) v += bias[i];
+        y[i] = v;
+    }
+}
+
+TK_CLONES void tk_rmsnorm_row(const float *x, const float *weight, float eps, int n, float *y) {
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) y[i] = x[i] * r * (weight ? weight[i] : 1.0f);
+}
+
+void tk_rope_row(float *x, int heads, int d, const float *cos_row, const float *sin_row, int half, int interleaved) {
+    for (int h = 0; h < heads; h++) {
+        float *xs = x + (size_t)h * d;
+        for (int i = 0; i < half; i++) {
+            int ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + half;
+            float a = xs[ia], b = xs[ib], c = cos_row[i], s = sin_row[i];
+            xs[ia] = a * c - b * s;
+            xs[ib] = b * c + a * s;
+        }
+    }
+}
+
+typedef struct {
+    const tk_decode_attention *p;
+    const float *q;
+    const float *k;
+    const float *v;
+    float *out;
+    float *scratch;
+} attention_job;
+
+static void attention_heads(void *ctx, int begin, int end) {
+    const attention_job *j = ctx;
+    const tk_decode_attention *p = j->p;
+    const int d = p->D, group = p->H / p->KVH, row = p->KVH * d, pos = p->position;
+    int lo = 0;
+    if (p->window > 0 && pos - p->window + 1 > 0) lo = pos - p->window + 1;
+    for (int h = begin; h < end; h++) {
+        const float *q = j->q + (size_t)h * d;
+        const float *k = j->k + (size_t)(h / group) * d, *v = j->v + (size_t)(h / group) * d;
+        float *s = j->scratch + (size_t)h * (pos + 1);
+        float slope = p->alibi ? p->alibi[h] : 0.0f, m = -INFINITY;
+        for (int t = lo; t <= pos; t++) {
+            float acc = dot(q, k + (size_t)t * row, d) * p->scale - slope * (float)(pos - t);
+            s[t] = acc;
+            m = acc > m ? acc : m;
+        }
+        float total = 0.0f;
+        for (int t = lo; t <= pos; t++) {
+            s[t] = tk_expf1(s[t] - m);
+            total += s[t];
+        }
+        float *o = j->out + (size_t)h * d;
+        for (int i = 0; i < d; i++) o[i] = 0.0f;
+        float inv = 1.0f / total;
+        for (int t = lo; t <= pos; t++) {
+            const float *vt = v + (size_t)t * row;
+            float w = s[t] * inv;
+            for (int i = 0; i < d; i++) o[i] += w * vt[i];
+        }
+    }
+}
+
+void tk_decode_attention_run(const tk_decode_attention *p, const float *q, const float *k, const float *v,
+                             float *out, float *scratch) {
+    attention_job j = {p, q, k, v, out, scratch};
+    /* Parallel only when there is enough work to pay for the hand-off. */
+    if ((long)p->H * (p->position + 1) * p->D < 16384) attention_heads(&j, 0, p->H);
+    else tk_pool_for(p->H, attention_heads, &j);
+}

@@ -1,0 +1,283 @@
+import CKernels
+import Layers
+import TensorCore
+import ToolkitSupport
+
+/// How the decode engine stores the weight matrices.
+public enum DecodeWeightFormat: String, CaseIterable, Sendable, Codable {
+    /// The model's own Float32 weights (no copy); results equal the tensor path to rounding.
+    case f32
+    /// bfloat16 copies (round to nearest even), Float32 arithmetic: half the bytes per token.
+    case bf16
+    /// int8 with one Float32 scale per output row (symmetric, weight-only, as torchao's
+    /// `int8_weight_only`), Float32 activations and arithmetic: a quarter of the bytes per token.
+    case int8
+}
+
+/// Single-sequence decoding without the tensor machinery: each new token runs through C kernels
+/// (matrix-vector products split over a persistent thread pool, one-row norms, rotary embedding,
+/// attention of one query over the KV cache), with every buffer allocated once.
+///
+/// Decoding one token reads every weight once, so the speed is set by the bytes of the weights
+/// (`format`) and by per-token overheads, which this path removes. Norms, biases, embeddings and
+/// the KV cache stay Float32 in every format. The prompt is processed by the tensor path
+/// (matrix-matrix products), which fills the same `KVCache`.
+///
+/// Supported: dense decoders (GELU or SwiGLU MLPs, LayerNorm or RMSNorm, QK-norm, GQA, sliding
+/// windows, learned / rotary / ALiBi / no positions). `DecodeEngine.unsupportedReason(_:)` says why
+/// a model is not (MoE layers, adapters); callers then use the tensor path.
+public final class DecodeEngine {
+    public let model: DecoderModel
+    public let format: DecodeWeightFormat
+
+    enum Norm {
+        case layer(weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, eps: Float)
+        case rms(weight: UnsafePointer<Float>, eps: Float)
+    }
+
+    enum MLP {
+        case gelu(fcIn: tk_matrix, fcOut: tk_matrix, exact: Bool)
+        case swiglu(gate: tk_matrix, up: tk_matrix, down: tk_matrix)
+    }
+
+    struct Block {
+        var inputNorm: Norm
+        var qkv: [tk_matrix]
+        var o: tk_matrix
+        var qNorm: Norm?
+        var kNorm: Norm?
+        var postNorm: Norm
+        var mlp: MLP
+        var window: Int
+        var slopes: UnsafePointer<Float>?
+    }
+
+    private let blocks: [Block]
+    private let finalNorm: Norm
+    private let head: tk_matrix
+    private let embedding: UnsafePointer<Float>
+    private let learnedPositions: UnsafePointer<Float>?
+    private let rope: (cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, half: Int, interleaved: Bool)?
+    private let weights: WeightStore
+    private let scratch: UnsafeMutablePointer<Float>
+    private let scratchCount: Int
+    private let dims: ModelDimensions
+    private let intermediate: Int
+    /// Bytes of weight matrices read per token (norms, biases and the KV cache not included).
+    public var matrixBytes: Int { weights.matrixBytes }
+
+    /// Why `model` cannot use this path, or nil when it can.
+    public static func unsupportedReason(_ model: DecoderModel) -> String? {
+        for (i, b) in model.layers.enumerated() {
+            if b.mlp is MoE { return "layer \(i) is a mixture of experts" }
+            if !(b.mlp is GELUMLP || b.mlp is SwiGLUMLP) { return "layer \(i) has an MLP kind the engine does not know" }
+            for norm in [b.inputNorm, b.postAttentionNorm] where !(norm is LayerNorm || norm is RMSNorm) {
+                return "layer \(i) has a norm kind the engine does not know"
+            }
+            let a = b.attention
+            let linears: [Linear] = [a.qProj, a.kProj, a.vProj, a.oProj] + WeightStore.linears(b.mlp)
+            if linears.contains(where: { $0.adapter != nil }) { return "layer \(i) has an adapter (e.g. LoRA); merge it first" }
+        }
+        if !(model.norm is LayerNorm || model.norm is RMSNorm) { return "the final norm kind is unknown to the engine" }
+        switch model.position {
+        case is LearnedPositions, is RotaryEmbedding, is ALiBiPositions, is NoPositions: break
+        default: return "the positional encoding is unknown to the engine"
+        }
+        if model.lmHead?.adapter != nil { return "the LM head has an adapter" }
+        return nil
+    }
+
+    public init(model: DecoderModel, format: DecodeWeightFormat = .f32) throws {
+        if let reason = Self.unsupportedReason(model) {
+            throw ToolkitError("the decode engine does not support this model: \(reason)")
+        }
+        self.model = model
+        self.format = format
+        dims = model.dims
+        tk_pool_configure(Int32(Parallel.workers))  // takes effect before the pool's first use
+        let w = WeightStore(format: format)
+        weights = w
+        var inter = 0
+        for b in model.layers {
+            if let m = b.mlp as? GELUMLP { inter = max(inter, m.fcIn.outFeatures) }
+            if let m = b.mlp as? SwiGLUMLP { inter = max(inter, m.gateProj.outFeatures) }
+        }
+        intermediate = inter
+        let d = dims
+        scratchCount = 2 * d.hiddenSize + 2 * d.heads * d.headDim + 2 * d.kvHeads * d.headDim + 2 * inter
+            + d.vocabSize + d.heads * d.contextLength
+        scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+        scratch.initialize(repeating: 0, count: scratchCount)
+        embedding = w.pin(model.embedTokens.weight.value)
+        finalNorm = w.norm(model.norm)
+        head = w.matrix(model.outputWeight.value, bias: nil)
+        learnedPositions = (model.position as? LearnedPositions).map { w.pin($0.weight.value) }
+        rope = (model.position as? RotaryEmbedding).map { r in
+            (w.pin(r.cos), w.pin(r.sin), r.cos.shape[1], r.layout == .interleaved)
+        }
+        blocks = model.layers.map { b in
+            let a = b.attention
+            let mlp: MLP
+            if let m = b.mlp as? GELUMLP {
+                mlp = .gelu(fcIn: w.matrix(m.fcIn), fcOut: w.matrix(m.fcOut), exact: m.approximation == .exact)
+            } else {
+                let m = b.mlp as! SwiGLUMLP  // checked by unsupportedReason
+                mlp = .swiglu(gate: w.matrix(m.gateProj), up: w.matrix(m.upProj), down: w.matrix(m.downProj))
+            }
+            return Block(
+                inputNorm: w.norm(b.inputNorm), qkv: [w.matrix(a.qProj), w.matrix(a.kProj), w.matrix(a.vProj)],
+                o: w.matrix(a.oProj), qNorm: a.qNorm.map { w.norm($0) }, kNorm: a.kNorm.map { w.norm($0) },
+                postNorm: w.norm(b.postAttentionNorm), mlp: mlp, window: a.window ?? 0,
+                slopes: a.position.attentionSlopes(heads: a.heads).map { w.copy($0) })
+        }
+    }
+
+    deinit { scratch.deallocate() }
+
+    private func apply(_ n: Norm, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        switch n {
+        case .layer(let w, let b, let eps): tk_layernorm_row(x, w, b, eps, Int32(count), y)
+        case .rms(let w, let eps): tk_rmsnorm_row(x, w, eps, Int32(count), y)
+        }
+    }
+
+    private func gemv(_ mats: [tk_matrix], _ x: UnsafePointer<Float>, _ ys: [UnsafeMutablePointer<Float>], accumulate: Bool) {
+        mats.withUnsafeBufferPointer { m in
+            ys.map { Optional($0) }.withUnsafeBufferPointer { y in
+                tk_gemv_parallel(m.baseAddress, Int32(mats.count), x, y.baseAddress, accumulate ? 1 : 0)
+            }
+        }
+    }
+
+    /// Runs `token` at position `cache.length` (batch 1): stores its keys and values in `cache`,
+    /// advances it, and returns the next-token logits (valid until the next call).
+    public func step(token: Int32, cache: KVCache) throws -> UnsafeBufferPointer<Float> {
+        let d = dims, c = d.hiddenSize, hd = d.headDim
+        let pos = cache.length
+        guard cache.batch == 1, cache.kvHeads == d.kvHeads, cache.headDim == hd else {
+            throw ToolkitError("decode engine: the KV cache does not belong to this model (batch \(cache.batch))")
+        }
+        guard pos < cache.capacity, pos < d.contextLength else {
+            throw ToolkitError("decode engine: position \(pos) is beyond the cache (\(cache.capacity)) or the context (\(d.contextLength))")
+        }
+        guard token >= 0, Int(token) < d.vocabSize else {
+            throw ToolkitError("token id \(token) is outside the vocabulary (0..<\(d.vocabSize))")
+        }
+        var p = scratch
+        func take(_ n: Int) -> UnsafeMutablePointer<Float> { defer { p += n }; return p }
+        let x = take(c), xn = take(c), q = take(d.heads * hd), attn = take(d.heads * hd)
+        let k = take(d.kvHeads * hd), v = take(d.kvHeads * hd), h1 = take(intermediate), h2 = take(intermediate)
+        let logits = take(d.vocabSize), scores = take(d.heads * d.contextLength)
+
+        x.update(from: embedding + Int(token) * c, count: c)
+        if let lp = learnedPositions { for i in 0..<c { x[i] += lp[pos * c + i] } }
+        let row = d.kvHeads * hd
+        for (layer, b) in blocks.enumerated() {
+            apply(b.inputNorm, x, xn, c)
+            gemv(b.qkv, xn, [q, k, v], accumulate: false)
+            if let qn = b.qNorm, let kn = b.kNorm {
+                for h in 0..<d.heads { apply(qn, q + h * hd, q + h * hd, hd) }
+                for h in 0..<d.kvHeads { apply(kn, k + h * hd, k + h * hd, hd) }
+            }
+            if let r = rope {
+                tk_rope_row(q, Int32(d.heads), Int32(hd), r.cos + pos * r.half, r.sin + pos * r.half, Int32(r.half), r.interleaved ? 1 : 0)
+                tk_rope_row(k, Int32(d.kvHeads), Int32(hd), r.cos + pos * r.half, r.sin + pos * r.half, Int32(r.half), r.interleaved ? 1 : 0)
+            }
+            let (kc, vc) = cache.storage(layer: layer)
+            (kc + pos * row).update(from: k, count: row)
+            (vc + pos * row).update(from: v, count: row)
+            var problem = tk_decode_attention(
+                H: Int32(d.heads), KVH: Int32(d.kvHeads), D: Int32(hd), position: Int32(pos), window: Int32(b.window),
+                alibi: b.slopes, scale: 1 / Float(hd).squareRoot())
+            tk_decode_attention_run(&problem, q, kc, vc, attn, scores)
+            gemv([b.o], attn, [x], accumulate: true)
+            apply(b.postNorm, x, xn, c)
+            switch b.mlp {
+            case .gelu(let fcIn, let fcOut, let exact):
+                gemv([fcIn], xn, [h1], accumulate: false)
+                let n = Int(fcIn.rows)
+                if exact { for i in 0..<n { h1[i] = Kernels.geluExact(h1[i]) } } else { tk_gelu_tanh_forward(h1, h1, 0, n) }
+                gemv([fcOut], h1, [x], accumulate: true)
+            case .swiglu(let gate, let up, let down):
+                gemv([gate, up], xn, [h1, h2], accumulate: false)
+                tk_swiglu_forward(h1, h2, h1, 0, Int(gate.rows))
+                gemv([down], h1, [x], accumulate: true)
+            }
+        }
+        apply(finalNorm, x, xn, c)
+        gemv([head], xn, [logits], accumulate: false)
+        cache.advance(by: 1)
+        return UnsafeBufferPointer(start: logits, count: d.vocabSize)
+    }
+}
+
+/// The weights as the engine reads them: Float32 tensors pinned in place, or converted copies it owns.
+private final class WeightStore {
+    let format: DecodeWeightFormat
+    private(set) var matrixBytes = 0
+    private var keepAlive: [TensorStorage] = []
+    private var owned: [UnsafeMutableRawPointer] = []
+
+    init(format: DecodeWeightFormat) { self.format = format }
+
+    deinit { for p in owned { p.deallocate() } }
+
+    static func linears(_ mlp: any FeedForward) -> [Linear] {
+        if let m = mlp as? GELUMLP { return [m.fcIn, m.fcOut] }
+        if let m = mlp as? SwiGLUMLP { return [m.gateProj, m.upProj, m.downProj] }
+        return []
+    }
+
+    func pin(_ t: Tensor) -> UnsafePointer<Float> {
+        keepAlive.append(t.storage)
+        return UnsafePointer(t.storage.pointer)
+    }
+
+    func copy(_ values: [Float]) -> UnsafePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(values.count, 1))
+        p.initialize(from: values, count: values.count)
+        owned.append(UnsafeMutableRawPointer(p))
+        return UnsafePointer(p)
+    }
+
+    func norm(_ n: any Normalization) -> DecodeEngine.Norm {
+        if let l = n as? LayerNorm { return .layer(weight: pin(l.weight.value), bias: l.bias.map { pin($0.value) }, eps: l.eps) }
+        let r = n as! RMSNorm  // checked by DecodeEngine.unsupportedReason
+        return .rms(weight: pin(r.weight.value), eps: r.eps)
+    }
+
+    func matrix(_ l: Linear) -> tk_matrix { matrix(l.weight.value, bias: l.bias?.value) }
+
+    /// The weight in this store's format (Float32 weights are used in place).
+    func matrix(_ w: Tensor, bias: Tensor?) -> tk_matrix {
+        let rows = Int32(w.shape[0]), cols = Int32(w.shape[1]), n = w.count
+        var m = tk_matrix()
+        m.rows = rows
+        m.cols = cols
+        m.bias = bias.map { pin($0) }
+        switch format {
+        case .f32:
+            m.format = Int32(TK_W_F32)
+            m.data = UnsafeRawPointer(pin(w))
+            matrixBytes += 4 * n
+        case .bf16:
+            let p = UnsafeMutablePointer<UInt16>.allocate(capacity: n)
+            tk_to_bf16(w.storage.pointer, n, p)
+            owned.append(UnsafeMutableRawPointer(p))
+            m.format = Int32(TK_W_BF16)
+            m.data = UnsafeRawPointer(p)
+            matrixBytes += 2 * n
+        case .int8:
+            let q = UnsafeMutablePointer<Int8>.allocate(capacity: n)
+            let s = UnsafeMutablePointer<Float>.allocate(capacity: Int(rows))
+            tk_quantize_q8(w.storage.pointer, rows, cols, q, s)
+            owned.append(UnsafeMutableRawPointer(q))
+            owned.append(UnsafeMutableRawPointer(s))
+            m.format = Int32(TK_W_Q8)
+            m.data = UnsafeRawPointer(q)
+            m.scales = UnsafePointer(s)
+            matrixBytes += n + 4 * Int(rows)
+        }
+        return m
+    }
+}
