@@ -106,7 +106,7 @@ def bench(name, args, compile_model):
     med = statistics.median(times)
     return {"recipe": recipe.get("name", name), "mode": "compile" if compile_model else "eager", "batch_size": b,
             "seq_len": t, "steps": args.steps, "threads": torch.get_num_threads(), "tokens_per_s": b * t / med,
-            "median_step_seconds": med, "torch": torch.__version__, "final_loss": float(loss)}
+            "median_step_seconds": med, "torch": torch.__version__, "final_loss": loss.item()}
 
 
 def main():
