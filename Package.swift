@@ -93,7 +93,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards", "Tokenization"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
-        .testTarget(name: "ToolkitCLITests"),
+        .testTarget(name: "ToolkitCLITests", resources: [.copy("Fixtures")]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "OptimizersTests", dependencies: ["Optimizers", "_TestSupport"],

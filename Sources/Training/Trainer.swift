@@ -81,8 +81,12 @@ public final class Trainer {
         self.model = model
         self.data = data
         self.settings = settings
-        let t = settings.seqLen ?? (data as? TokenFileData)?.sequenceLength ?? model.dims.contextLength
+        let tokenFile = data as? TokenFileData
+        let t = tokenFile?.sequenceLength ?? settings.seqLen ?? model.dims.contextLength
         guard t <= model.dims.contextLength else {
+            if let tokenFile {
+                throw ToolkitError.file(tokenFile.path, "sequences of \(t) tokens exceed the model's context length \(model.dims.contextLength)")
+            }
             throw ToolkitError("seq_len \(t) exceeds the model's context length \(model.dims.contextLength)")
         }
         guard data.vocabSize <= model.dims.vocabSize else {

@@ -72,6 +72,10 @@ public struct ShardTrainingData: TrainingData {
 
 /// `--tokens FILE.json`: equal-length token-id arrays used as one full batch every step; the loss
 /// is the mean next-token cross-entropy over all predicted positions (as `toolkit eval`).
+///
+/// As PyTorch's `model(ids, labels=ids)`, the model reads every token of each sequence, the last one
+/// included (its target is ignored, −100): that changes no logit that is scored, but a MoE router
+/// also routes the last token, and HF's load-balancing loss counts it.
 public struct TokenFileData: TrainingData {
     public let sequences: [[Int32]]
     public let path: String
@@ -87,13 +91,14 @@ public struct TokenFileData: TrainingData {
         if let bad = sequences.firstIndex(where: { $0.count != first.count }) {
             throw ToolkitError.file(path, "sequence \(bad) has \(sequences[bad].count) tokens, sequence 0 has \(first.count): all must be equal")
         }
-        fullBatch = Batch(input: sequences.flatMap { $0.dropLast() }, targets: sequences.flatMap { $0.dropFirst() },
+        fullBatch = Batch(input: sequences.flatMap { $0 }, targets: sequences.flatMap { $0.dropFirst() + [-100] },
                           rows: sequences.count)
     }
 
     public var tokenizerHash: String? { nil }
     public var vocabSize: Int { Int(sequences.flatMap { $0 }.max() ?? 0) + 1 }
-    public var sequenceLength: Int { sequences[0].count - 1 }
+    /// Tokens the model reads per sequence (all of them).
+    public var sequenceLength: Int { sequences[0].count }
 
     public func batch(step: Int, micro: Int, settings: TrainSettings, seqLen: Int) throws -> Batch {
         fullBatch

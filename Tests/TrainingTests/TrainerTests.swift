@@ -163,6 +163,20 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
         _ = try t.run()
         #expect(abs(first! - before) < 1e-6)  // step 1 logs the initial loss, as toolkit eval computes it
     }
+
+    @Test func tokenFileBatchReadsEveryTokenAsPyTorchLabelsEqualIds() throws {
+        let path = tempDir("tokens") + ".json"
+        try "[[1,2,3],[4,5,6]]".write(toFile: path, atomically: true, encoding: .utf8)
+        let b = try TokenFileData(path: path).batch(step: 1, micro: 0, settings: TrainSettings(), seqLen: 3)
+        // The last token is read too (a MoE router routes it, as HF's model(ids, labels=ids)); its target is ignored.
+        #expect(b.input == [1, 2, 3, 4, 5, 6] && b.targets == [2, 3, -100, 5, 6, -100] && b.rows == 2)
+        let long = "[" + (0..<65).map(String.init).joined(separator: ",") + "]"
+        try "[\(long)]".write(toFile: path, atomically: true, encoding: .utf8)
+        do {
+            _ = try Trainer(model: nanoModel(), data: TokenFileData(path: path), settings: settings { $0.seqLen = 32 })
+            Issue.record("65-token sequences accepted by a 64-token context")
+        } catch { #expect("\(error)".contains(path) && "\(error)".contains("context length 64"), "\(error)") }
+    }
 }
 
 /// A thread-safe boolean for test stop requests (the global SIGINT flag is shared by parallel tests).
