@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "ToolkitSupportTests", dependencies: ["ToolkitSupport"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "_TestSupport"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "_TestSupport"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "_TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "CKernels", "_TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "_TestSupport"]),
         .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "_TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(

@@ -144,8 +144,8 @@ static void gemv_rows_avx512(const tk_matrix *m, const float *x, float *y, int r
 }
 
 
-__attribute__((target("avx512f,avx512bw,avx512vl")))
-static float dot_avx512(const float *a, const float *b, int n) {
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
+static inline float dot_avx512(const float *a, const float *b, int n) {
     __m512 acc = _mm512_setzero_ps();
     for (int c = 0; c < n; c += 16) {
         int left = n - c;
@@ -166,19 +166,6 @@ static int has_avx512(void) {
 #endif
 }
 
-static float dot(const float *a, const float *b, int n) {
-#if defined(__x86_64__)
-    if (has_avx512()) return dot_avx512(a, b, n);
-#endif
-    float acc[4] = {0};
-    int i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int j = 0; j < 4; j++) acc[j] += a[i + j] * b[i + j];
-    float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 void tk_gemv_rows(const tk_matrix *m, const float *x, float *y, int row_begin, int row_end, int accumulate) {
 #if defined(__x86_64__)
     if (has_avx512()) {
@@ -191,7 +178,7 @@ void tk_gemv_rows(const tk_matrix *m, const float *x, float *y, int row_begin, i
 
 /* MARK: - Thread pool
  *
- * The caller and (threads - 1) workers each run a static share of [0, n). Workers spin on a
+ * The caller and (threads - 1) workers share the items of [0, n). Workers spin on a
  * generation counter for a short while after each job (decoding issues a job every few
  * microseconds), then sleep on a condition variable until the next one. */
 
@@ -199,6 +186,7 @@ typedef struct {
     tk_range_fn fn;
     void *ctx;
     int n;
+    int chunk;
 } tk_job;
 
 static struct {
@@ -210,7 +198,8 @@ static struct {
     atomic_uint generation;
     atomic_int sleepers;
     atomic_int finished;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0, {0, 0, 0}, 0, 0, 0};
+    atomic_int next;           /* first item not yet taken */
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0, {0, 0, 0, 1}, 0, 0, 0, 0};
 
 static pthread_mutex_t pool_call_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -226,9 +215,15 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void run_share(const tk_job *job, int index, int threads) {
-    int begin = (int)((long)job->n * index / threads), end = (int)((long)job->n * (index + 1) / threads);
-    if (begin < end) job->fn(job->ctx, begin, end);
+/* Threads take chunks from a shared counter, so a thread slowed down by another process (or by
+ * a cold cache) does not hold the others up at the end of the job. */
+static void run_share(const tk_job *job) {
+    for (;;) {
+        int begin = atomic_fetch_add_explicit(&pool.next, job->chunk, memory_order_relaxed);
+        if (begin >= job->n) return;
+        int end = begin + job->chunk < job->n ? begin + job->chunk : job->n;
+        job->fn(job->ctx, begin, end);
+    }
 }
 
 #define TK_SPIN_SECONDS 2e-4
@@ -252,8 +247,9 @@ static void *pool_worker(void *arg) {
             }
         }
         seen = g;
+        (void)index;
         tk_job job = pool.job;
-        run_share(&job, index, pool.threads);
+        run_share(&job);
         atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
     }
     return NULL;
@@ -289,15 +285,17 @@ void tk_pool_for(int n, tk_range_fn fn, void *ctx) {
         return;
     }
     /* Every worker runs a share of the job; shares beyond n are empty. */
-    pool.job = (tk_job){fn, ctx, n};
+    int chunk = n / (pool.threads * 8);
+    pool.job = (tk_job){fn, ctx, n, chunk < 1 ? 1 : chunk};
     atomic_store(&pool.finished, 0);
+    atomic_store(&pool.next, 0);
     atomic_fetch_add(&pool.generation, 1); /* seq_cst: pairs with the sleepers check below */
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.lock);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
-    run_share(&pool.job, 0, pool.threads);
+    run_share(&pool.job);
     while (atomic_load_explicit(&pool.finished, memory_order_acquire) < pool.threads - 1) cpu_relax();
     pthread_mutex_unlock(&pool_call_lock);
 }
@@ -381,8 +379,9 @@ typedef struct {
     float *scratch;
 } attention_job;
 
-static void attention_heads(void *ctx, int begin, int end) {
-    const attention_job *j = ctx;
+typedef float (*dot_fn)(const float *, const float *, int);
+
+static inline __attribute__((always_inline)) void attention_body(const attention_job *j, int begin, int end, dot_fn dotf) {
     const tk_decode_attention *p = j->p;
     const int d = p->D, group = p->H / p->KVH, row = p->KVH * d, pos = p->position;
     int lo = 0;
@@ -393,15 +392,13 @@ static void attention_heads(void *ctx, int begin, int end) {
         float *s = j->scratch + (size_t)h * (pos + 1);
         float slope = p->alibi ? p->alibi[h] : 0.0f, m = -INFINITY;
         for (int t = lo; t <= pos; t++) {
-            float acc = dot(q, k + (size_t)t * row, d) * p->scale - slope * (float)(pos - t);
+            float acc = dotf(q, k + (size_t)t * row, d) * p->scale - slope * (float)(pos - t);
             s[t] = acc;
             m = acc > m ? acc : m;
         }
+        for (int t = lo; t <= pos; t++) s[t] = tk_expf1(s[t] - m); /* vectorises: no reduction */
         float total = 0.0f;
-        for (int t = lo; t <= pos; t++) {
-            s[t] = tk_expf1(s[t] - m);
-            total += s[t];
-        }
+        for (int t = lo; t <= pos; t++) total += s[t];
         float *o = j->out + (size_t)h * d;
         for (int i = 0; i < d; i++) o[i] = 0.0f;
         float inv = 1.0f / total;
@@ -413,10 +410,31 @@ static void attention_heads(void *ctx, int begin, int end) {
     }
 }
 
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void attention_heads_avx512(void *ctx, int begin, int end) { attention_body(ctx, begin, end, dot_avx512); }
+#endif
+
+static float dot_generic(const float *a, const float *b, int n) {
+    float acc[4] = {0};
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) acc[j] += a[i + j] * b[i + j];
+    float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void attention_heads_generic(void *ctx, int begin, int end) { attention_body(ctx, begin, end, dot_generic); }
+
 void tk_decode_attention_run(const tk_decode_attention *p, const float *q, const float *k, const float *v,
                              float *out, float *scratch) {
     attention_job j = {p, q, k, v, out, scratch};
+    tk_range_fn heads = attention_heads_generic;
+#if defined(__x86_64__)
+    if (has_avx512()) heads = attention_heads_avx512;
+#endif
     /* Parallel only when there is enough work to pay for the hand-off. */
-    if ((long)p->H * (p->position + 1) * p->D < 16384) attention_heads(&j, 0, p->H);
-    else tk_pool_for(p->H, attention_heads, &j);
+    if ((long)p->H * (p->position + 1) * p->D < 16384) heads(&j, 0, p->H);
+    else tk_pool_for(p->H, heads, &j);
 }

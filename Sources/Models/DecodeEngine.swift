@@ -1,3 +1,4 @@
+import Foundation
 import CKernels
 import Layers
 import TensorCore
@@ -95,7 +96,12 @@ public final class DecodeEngine {
         self.format = format
         dims = model.dims
         tk_pool_configure(Int32(Parallel.workers))  // takes effect before the pool's first use
-        let w = WeightStore(format: format)
+        var matrices = [model.outputWeight.value]
+        for b in model.layers {
+            let a = b.attention
+            matrices += ([a.qProj, a.kProj, a.vProj, a.oProj] + WeightStore.linears(b.mlp)).map(\.weight.value)
+        }
+        let w = WeightStore(format: format, matrices: matrices)
         weights = w
         var inter = 0
         for b in model.layers {
@@ -141,10 +147,19 @@ public final class DecodeEngine {
         }
     }
 
-    private func gemv(_ mats: [tk_matrix], _ x: UnsafePointer<Float>, _ ys: [UnsafeMutablePointer<Float>], accumulate: Bool) {
-        mats.withUnsafeBufferPointer { m in
-            ys.map { Optional($0) }.withUnsafeBufferPointer { y in
-                tk_gemv_parallel(m.baseAddress, Int32(mats.count), x, y.baseAddress, accumulate ? 1 : 0)
+    /// y_i (+)= W_i · x (+ b_i) for up to three matrices in one parallel job (no allocation).
+    private func gemv(_ a: tk_matrix, _ ya: UnsafeMutablePointer<Float>, _ b: tk_matrix? = nil, _ yb: UnsafeMutablePointer<Float>? = nil,
+                      _ c: tk_matrix? = nil, _ yc: UnsafeMutablePointer<Float>? = nil, x: UnsafePointer<Float>, accumulate: Bool) {
+        var mats = (a, b ?? a, c ?? a)
+        var ys: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) = (ya, yb, yc)
+        let count: Int32 = c != nil ? 3 : (b != nil ? 2 : 1)
+        withUnsafePointer(to: &mats) { m in
+            withUnsafePointer(to: &ys) { y in
+                m.withMemoryRebound(to: tk_matrix.self, capacity: 3) { mp in
+                    y.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 3) { yp in
+                        tk_gemv_parallel(mp, count, x, yp, accumulate ? 1 : 0)
+                    }
+                }
             }
         }
     }
@@ -174,7 +189,7 @@ public final class DecodeEngine {
         let row = d.kvHeads * hd
         for (layer, b) in blocks.enumerated() {
             apply(b.inputNorm, x, xn, c)
-            gemv(b.qkv, xn, [q, k, v], accumulate: false)
+            gemv(b.qkv[0], q, b.qkv[1], k, b.qkv[2], v, x: xn, accumulate: false)
             if let qn = b.qNorm, let kn = b.kNorm {
                 for h in 0..<d.heads { apply(qn, q + h * hd, q + h * hd, hd) }
                 for h in 0..<d.kvHeads { apply(kn, k + h * hd, k + h * hd, hd) }
@@ -190,22 +205,22 @@ public final class DecodeEngine {
                 H: Int32(d.heads), KVH: Int32(d.kvHeads), D: Int32(hd), position: Int32(pos), window: Int32(b.window),
                 alibi: b.slopes, scale: 1 / Float(hd).squareRoot())
             tk_decode_attention_run(&problem, q, kc, vc, attn, scores)
-            gemv([b.o], attn, [x], accumulate: true)
+            gemv(b.o, x, x: attn, accumulate: true)
             apply(b.postNorm, x, xn, c)
             switch b.mlp {
             case .gelu(let fcIn, let fcOut, let exact):
-                gemv([fcIn], xn, [h1], accumulate: false)
+                gemv(fcIn, h1, x: xn, accumulate: false)
                 let n = Int(fcIn.rows)
                 if exact { for i in 0..<n { h1[i] = Kernels.geluExact(h1[i]) } } else { tk_gelu_tanh_forward(h1, h1, 0, n) }
-                gemv([fcOut], h1, [x], accumulate: true)
+                gemv(fcOut, x, x: h1, accumulate: true)
             case .swiglu(let gate, let up, let down):
-                gemv([gate, up], xn, [h1, h2], accumulate: false)
+                gemv(gate, h1, up, h2, x: xn, accumulate: false)
                 tk_swiglu_forward(h1, h2, h1, 0, Int(gate.rows))
-                gemv([down], h1, [x], accumulate: true)
+                gemv(down, x, x: h1, accumulate: true)
             }
         }
         apply(finalNorm, x, xn, c)
-        gemv([head], xn, [logits], accumulate: false)
+        gemv(head, logits, x: xn, accumulate: false)
         cache.advance(by: 1)
         return UnsafeBufferPointer(start: logits, count: d.vocabSize)
     }
@@ -217,10 +232,44 @@ private final class WeightStore {
     private(set) var matrixBytes = 0
     private var keepAlive: [TensorStorage] = []
     private var owned: [UnsafeMutableRawPointer] = []
+    /// One block for all converted matrices, on transparent huge pages where the kernel allows
+    /// (a decoding step walks through all of it; 4 KiB pages would miss the TLB on most rows).
+    private var arena: UnsafeMutableRawPointer?
+    private var arenaBytes = 0, arenaUsed = 0
 
-    init(format: DecodeWeightFormat) { self.format = format }
+    init(format: DecodeWeightFormat, matrices: [Tensor]) {
+        self.format = format
+        guard format != .f32 else { return }
+        for m in matrices { arenaBytes += Self.aligned(Self.bytes(format, rows: m.shape[0], count: m.count)) }
+        let huge = 2 << 20
+        arenaBytes = (arenaBytes + huge - 1) / huge * huge
+        let p = UnsafeMutableRawPointer.allocate(byteCount: arenaBytes, alignment: huge)
+        _ = madvise(p, arenaBytes, 14 /* MADV_HUGEPAGE */)
+        arena = p
+    }
 
-    deinit { for p in owned { p.deallocate() } }
+    deinit {
+        for p in owned { p.deallocate() }
+        arena?.deallocate()
+    }
+
+    private static func aligned(_ n: Int) -> Int { (n + 63) / 64 * 64 }
+
+    private static func bytes(_ format: DecodeWeightFormat, rows: Int, count: Int) -> Int {
+        switch format {
+        case .f32: return 4 * count
+        case .bf16: return 2 * count
+        case .int8: return aligned(count) + 4 * rows
+        }
+    }
+
+    /// `bytes` from the arena (sized in init for exactly these matrices).
+    private func take(_ bytes: Int) -> UnsafeMutableRawPointer {
+        let p = arena! + arenaUsed
+        arenaUsed += Self.aligned(bytes)
+        precondition(arenaUsed <= arenaBytes, "decode engine arena overflow")
+        return p
+    }
 
     static func linears(_ mlp: any FeedForward) -> [Linear] {
         if let m = mlp as? GELUMLP { return [m.fcIn, m.fcOut] }
@@ -261,18 +310,15 @@ private final class WeightStore {
             m.data = UnsafeRawPointer(pin(w))
             matrixBytes += 4 * n
         case .bf16:
-            let p = UnsafeMutablePointer<UInt16>.allocate(capacity: n)
+            let p = take(2 * n).bindMemory(to: UInt16.self, capacity: n)
             tk_to_bf16(w.storage.pointer, n, p)
-            owned.append(UnsafeMutableRawPointer(p))
             m.format = Int32(TK_W_BF16)
             m.data = UnsafeRawPointer(p)
             matrixBytes += 2 * n
         case .int8:
-            let q = UnsafeMutablePointer<Int8>.allocate(capacity: n)
-            let s = UnsafeMutablePointer<Float>.allocate(capacity: Int(rows))
+            let q = take(n).bindMemory(to: Int8.self, capacity: n)
+            let s = take(4 * Int(rows)).bindMemory(to: Float.self, capacity: Int(rows))
             tk_quantize_q8(w.storage.pointer, rows, cols, q, s)
-            owned.append(UnsafeMutableRawPointer(q))
-            owned.append(UnsafeMutableRawPointer(s))
             m.format = Int32(TK_W_Q8)
             m.data = UnsafeRawPointer(q)
             m.scales = UnsafePointer(s)

@@ -112,29 +112,33 @@ public struct Generator {
             var offset = 0
             for step in 0..<maxNewTokens {
                 let t0 = monotonicSeconds()
-                let logits: Tensor
                 let t = input.count / b
-                if let engine, let cache, step > 0 {
-                    let row = try engine.step(token: input[0], cache: cache)
-                    offset += 1
-                    logits = try Tensor(shape: [1, 1, v], values: Array(row))
-                } else if let cache {
-                    let h = try model.hiddenStates(input, batch: b, offset: offset, cache: cache)
-                    cache.advance(by: t)
-                    offset += t
-                    logits = try model.logits(h.slice(axis: 1, (t - 1)..<t))      // last position only
-                } else {
-                    let full = sequences.flatMap { $0 }
-                    let n = full.count / b
-                    let h = try model.hiddenStates(full, batch: b)
-                    logits = try model.logits(h.slice(axis: 1, (n - 1)..<n))
-                }
-                let values = logits.scalars  // [B, 1, V]
-                if keepStepLogits { result.stepLogits.append(values) }
                 var next = [Int32](repeating: 0, count: b)
-                values.withUnsafeBufferPointer { buf in
-                    for r in 0..<b {
-                        next[r] = Generator.sample(UnsafeBufferPointer(rebasing: buf[(r * v)..<((r + 1) * v)]), sampling, rng: &rng)
+                if let engine, let cache, step > 0 {
+                    if step == 1 { BLASRuntime.releaseIdleThreads() }  // no BLAS calls from here on
+                    let row = try engine.step(token: input[0], cache: cache)  // b == 1
+                    offset += 1
+                    if keepStepLogits { result.stepLogits.append(Array(row)) }
+                    next[0] = Generator.sample(row, sampling, rng: &rng)
+                } else {
+                    let logits: Tensor
+                    if let cache {
+                        let h = try model.hiddenStates(input, batch: b, offset: offset, cache: cache)
+                        cache.advance(by: t)
+                        offset += t
+                        logits = try model.logits(h.slice(axis: 1, (t - 1)..<t))      // last position only
+                    } else {
+                        let full = sequences.flatMap { $0 }
+                        let n = full.count / b
+                        let h = try model.hiddenStates(full, batch: b)
+                        logits = try model.logits(h.slice(axis: 1, (n - 1)..<n))
+                    }
+                    let values = logits.scalars  // [B, 1, V]
+                    if keepStepLogits { result.stepLogits.append(values) }
+                    values.withUnsafeBufferPointer { buf in
+                        for r in 0..<b {
+                            next[r] = Generator.sample(UnsafeBufferPointer(rebasing: buf[(r * v)..<((r + 1) * v)]), sampling, rng: &rng)
+                        }
                     }
                 }
                 let dt = monotonicSeconds() - t0

@@ -171,6 +171,21 @@ public enum BLASRuntime {
     /// Sets the BLAS thread count once, at start-up. Our own parallel loops never call BLAS.
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
 
+    /// Stops OpenBLAS's worker threads; its next threaded call starts them again. After a call,
+    /// those threads spin (sched_yield) for ~0.1 s waiting for more work, taking CPU time from
+    /// whatever runs next. Call this before a long stretch without BLAS calls that runs its own
+    /// threads (single-token decoding). A no-op where the library lacks `blas_thread_shutdown_`.
+    public static func releaseIdleThreads() {
+        typealias Shutdown = @convention(c) () -> Int32
+        guard let sym = shutdownSymbol else { return }
+        _ = unsafeBitCast(sym, to: Shutdown.self)()
+    }
+
+    nonisolated(unsafe) private static let shutdownSymbol: UnsafeMutableRawPointer? = {
+        let handle = dlopen(nil, RTLD_NOW)
+        return dlsym(handle, "blas_thread_shutdown_")
+    }()
+
     /// Multiplies odd-sized random matrices in every transpose combination and compares with a
     /// float64 reference. Returns the worst relative error (max |Δ| / max |reference|).
     public static func verify() -> (ok: Bool, maxRelativeError: Double) {

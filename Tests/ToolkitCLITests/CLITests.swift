@@ -68,10 +68,26 @@ enum CLI {
         let dir = CLI.packageRoot.appendingPathComponent("Tests/Fixtures/qwen3-tiny").path
         let gen = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/generation.json"))) as! [String: Any]
         let prompt = (gen["prompt_ids"] as! [[Int]])[0], expected = (gen["new_tokens"] as! [[Int]])[0]
-        let r = try CLI.run(["generate", "--model", dir, "--prompt-ids", prompt.map(String.init).joined(separator: ","),
-                             "--max-new-tokens", String(expected.count), "--greedy", "--json"])
-        #expect(r.code == 0, "\(r.err)")
-        #expect(try CLI.json(r.out)["ids"] as? [Int] == expected)
+        for decoder in ["fast", "tensor"] {
+            let r = try CLI.run(["generate", "--model", dir, "--prompt-ids", prompt.map(String.init).joined(separator: ","),
+                                 "--max-new-tokens", String(expected.count), "--greedy", "--decoder", decoder, "--json"])
+            #expect(r.code == 0, "\(r.err)")
+            let j = try CLI.json(r.out)
+            #expect(j["ids"] as? [Int] == expected && j["decoder"] as? String == decoder)
+        }
+        let q = try CLI.run(["generate", "--model", dir, "--prompt-ids", "1,2,3", "--max-new-tokens", "4", "--greedy",
+                             "--weights", "int8", "--json"])
+        #expect(q.code == 0, "\(q.err)")
+        let qj = try CLI.json(q.out)
+        #expect((qj["ids"] as? [Int])?.count == 4 && qj["weights"] as? String == "int8")
+        let moe = CLI.packageRoot.appendingPathComponent("Tests/Fixtures/qwen3-moe-tiny").path
+        let m = try CLI.run(["generate", "--model", moe, "--prompt-ids", "1,2,3", "--max-new-tokens", "2", "--weights", "int8"])
+        #expect(m.code != 0 && m.err.contains("mixture of experts"))
+        let b = try CLI.run(["bench", "generate", "--model", dir, "--prompt-len", "4", "--new-tokens", "6", "--repeats", "1",
+                             "--paths", "tensor,int8", "--json"])
+        #expect(b.code == 0, "\(b.err)")
+        let rows = try CLI.json(b.out)["rows"] as? [[String: Any]] ?? []
+        #expect(rows.map { $0["weights"] as? String } == ["f32", "int8"] && (rows.last?["argmax_agreement"] as? Double ?? -1) >= 0)
         let tmp = CLI.temp("eval")
         let tokens = tmp.appendingPathComponent("t.json").path
         try "[[1,2,3,4,5,6],[7,8,9,10,11,12]]".write(toFile: tokens, atomically: true, encoding: .utf8)

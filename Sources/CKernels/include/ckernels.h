@@ -85,7 +85,7 @@ void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *c
 void tk_pool_configure(int threads);
 int tk_pool_threads(void);
 typedef void (*tk_range_fn)(void *ctx, int begin, int end);
-/* Runs fn over [0, n) split into one contiguous share per thread; returns when all are done. */
+/* Runs fn over [0, n) in contiguous chunks that the threads take in turn; returns when all are done. */
 void tk_pool_for(int n, tk_range_fn fn, void *ctx);
 
 /* One row: LayerNorm (weight/bias may be NULL) and RMSNorm (HF: x * rsqrt(mean(x^2) + eps) * w). */

@@ -138,13 +138,27 @@ struct BenchGenerate: ParsableCommand {
     @Option(help: "HF model folder or toolkit checkpoint.") var model: String?
     @Option(help: "Prompt length.") var promptLen = 64
     @Option(help: "New tokens.") var newTokens = 128
-    @Option(help: "Repeats (median reported).") var repeats = 3
+    @Option(help: "Repeats (median reported).") var repeats = 5
+    @Option(help: "Paths to time, comma-separated: tensor (the baseline), f32, bf16, int8 (the fast decoder's weights).")
+    var paths = "tensor,f32,bf16,int8"
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
         guard (recipe == nil) != (model == nil) else { throw ValidationError("give exactly one of --recipe or --model") }
         guard promptLen >= 1, newTokens >= 2, repeats >= 1 else {
             throw ValidationError("--prompt-len >= 1, --new-tokens >= 2 and --repeats >= 1 are required")
+        }
+        _ = try selectedPaths()
+    }
+
+    /// nil stands for the tensor path.
+    func selectedPaths() throws -> [DecodeWeightFormat?] {
+        try paths.split(separator: ",").map { name in
+            if name == "tensor" { return nil }
+            guard let f = DecodeWeightFormat(rawValue: String(name)) else {
+                throw ValidationError("--paths: unknown path '\(name)' (tensor, f32, bf16, int8)")
+            }
+            return f
         }
     }
 
@@ -153,7 +167,8 @@ struct BenchGenerate: ParsableCommand {
         var weights: String
         var prefill_tokens_per_s: Double
         var decode_tokens_per_s: Double
-        var speedup: Double
+        /// Decode tokens/s over the tensor path's (when it ran).
+        var speedup: Double?
         var weight_bytes_per_token: Int?
         /// Largest |logit − f32 tensor logit| over the decode steps, and the share of steps whose
         /// argmax agrees with the f32 tensor path (same prompt and tokens).
@@ -173,14 +188,19 @@ struct BenchGenerate: ParsableCommand {
         var rng = SplitMix64(seed: 7)
         let prompt = (0..<promptLen).map { _ in Int32(rng.next() % UInt64(m.dims.vocabSize)) }
         let gen = Generator(model: m)
-        var paths: [(String, DecodeEngine?)] = [("tensor", nil)]
-        if DecodeEngine.unsupportedReason(m) == nil {
-            for f in DecodeWeightFormat.allCases { paths.append(("fast", try DecodeEngine(model: m, format: f))) }
+        var runs: [(String, DecodeEngine?)] = []
+        for f in try selectedPaths() {
+            guard let f else { runs.append(("tensor", nil)); continue }
+            if let reason = DecodeEngine.unsupportedReason(m) {
+                printError("note: skipping the fast decoder (\(reason))")
+                continue
+            }
+            runs.append(("fast", try DecodeEngine(model: m, format: f)))
         }
         // Reference: the tensor path's logits for a fixed token sequence (greedy from the prompt).
         let reference = try gen.generate(prompts: [prompt], maxNewTokens: newTokens, keepStepLogits: true)
         var rows: [Row] = []
-        for (name, engine) in paths {
+        for (name, engine) in runs {
             _ = try gen.generate(prompts: [prompt], maxNewTokens: 4, engine: engine)  // warm-up
             var pre: [Double] = [], dec: [Double] = []
             for _ in 0..<repeats {
@@ -191,7 +211,7 @@ struct BenchGenerate: ParsableCommand {
             let (diff, agree) = try agreement(gen, prompt, reference, engine)
             let decode = Stats.median(dec)
             rows.append(Row(decoder: name, weights: engine?.format.rawValue ?? "f32", prefill_tokens_per_s: Stats.median(pre),
-                            decode_tokens_per_s: decode, speedup: decode / (rows.first?.decode_tokens_per_s ?? decode),
+                            decode_tokens_per_s: decode, speedup: rows.first { $0.decoder == "tensor" }.map { decode / $0.decode_tokens_per_s } ?? (engine == nil ? 1 : nil),
                             weight_bytes_per_token: engine?.matrixBytes, max_abs_logit_diff: diff, argmax_agreement: agree))
         }
         let out = Output(rows: rows, prompt_len: promptLen, new_tokens: newTokens, repeats: repeats)
@@ -200,8 +220,9 @@ struct BenchGenerate: ParsableCommand {
         print("decoder  weights  prefill tok/s  decode tok/s  vs tensor  weight MB/token  max|dlogit|  argmax agree")
         for r in rows {
             let mb = r.weight_bytes_per_token.map { String(format: "%.1f", Double($0) / 1e6) } ?? "-"
-            print(String(format: "%-8@ %-8@ %13.1f %13.1f %9.2fx %16@ %12.2e %12.3f", r.decoder as NSString, r.weights as NSString,
-                         r.prefill_tokens_per_s, r.decode_tokens_per_s, r.speedup, mb as NSString, r.max_abs_logit_diff,
+            let speedup = r.speedup.map { String(format: "%.2fx", $0) } ?? "-"
+            print(String(format: "%-8@ %-8@ %13.1f %13.1f %10@ %16@ %12.2e %12.3f", r.decoder as NSString, r.weights as NSString,
+                         r.prefill_tokens_per_s, r.decode_tokens_per_s, speedup as NSString, mb as NSString, r.max_abs_logit_diff,
                          r.argmax_agreement))
         }
     }
