@@ -129,13 +129,23 @@ final class ChunkStream {
                 bufferOffset += head
                 head = 0
             }
-            let path = files[fileIndex].path
-            let data: Data?
-            do { data = try handle?.read(upToCount: max(readBytes, count)) } catch {
-                throw ToolkitError.file(
-                    path, "cannot read input: \(error)", offset: bufferOffset + buffer.count)
+            guard let fd = handle?.fileDescriptor else {
+                eof = true
+                break
             }
-            if let data, !data.isEmpty { buffer.append(contentsOf: data) } else { eof = true }
+            // read(2) straight into the buffer's tail: no intermediate Data, no per-byte copy.
+            let start = buffer.count
+            let want = max(readBytes, count)
+            buffer.append(contentsOf: repeatElement(0, count: want))
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + start, want) }
+            buffer.removeSubrange((start + max(n, 0))...)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 {
+                throw ToolkitError.file(
+                    files[fileIndex].path, "cannot read input: \(String(cString: strerror(errno)))",
+                    offset: bufferOffset + start)
+            }
+            if n == 0 { eof = true }
         }
     }
 
