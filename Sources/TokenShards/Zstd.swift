@@ -58,7 +58,8 @@ final class ZstdCompressor {
         out.append(contentsOf: repeatElement(0, count: bound))
         let written = out.withUnsafeMutableBytes { all in
             let dst = UnsafeMutableRawBufferPointer(rebasing: all[start...])
-            return ZSTD_compress2(cctx, dst.baseAddress, dst.count, source.baseAddress, source.count)
+            return ZSTD_compress2(
+                cctx, dst.baseAddress, dst.count, source.baseAddress, source.count)
         }
         if let message = Zstd.errorMessage(written) {
             out.removeSubrange(start...)
