@@ -83,6 +83,7 @@ final class ChunkStream {
     let separator: [UInt8]
     let chunkBytes: Int
     private let readBytes: Int
+    private let totalBytes: Int
     private var fileIndex: Int
     private var handle: FileHandle?
     private var buffer: [UInt8] = []
@@ -98,6 +99,7 @@ final class ChunkStream {
         self.separator = separator
         self.chunkBytes = max(chunkBytes, 16)
         readBytes = max(self.chunkBytes, 1 << 20)
+        totalBytes = files.reduce(0) { $0 + $1.size }
         let s = start ?? CorpusPosition(fileIndex: 0, offset: 0, atDocumentStart: true)
         fileIndex = s.fileIndex
         consumed = files.prefix(s.fileIndex).reduce(0) { $0 + $1.size } + s.offset
@@ -156,8 +158,15 @@ final class ChunkStream {
         return chunk
     }
 
+    /// Chunks shrink over the last ~16 chunk lengths of the corpus (down to 64 KiB), so the
+    /// encoding workers finish together instead of one idling while another encodes a full chunk.
+    private var chunkLimit: Int {
+        let remaining = totalBytes - consumed
+        return min(chunkBytes, max(remaining / 16, min(chunkBytes, 1 << 16)))
+    }
+
     private func nextChunk() throws -> TextChunk? {
-        var limit = chunkBytes
+        var limit = chunkLimit
         while fileIndex < files.count {
             try fill(limit + separator.count)
             let available = buffer.count - head
@@ -166,14 +175,14 @@ final class ChunkStream {
                 handle = nil
                 fileIndex += 1
                 if fileIndex < files.count { try open(at: 0) }
-                limit = chunkBytes
+                limit = chunkLimit
                 continue
             }
             if let sep = findSeparator(searchLength: min(available, limit + separator.count - 1)) {
                 let chunk = take(sep)
                 consume(separator.count)
                 atDocumentStart = true
-                limit = chunkBytes
+                limit = chunkLimit
                 if let chunk { return chunk }
                 continue
             }

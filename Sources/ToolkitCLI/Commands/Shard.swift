@@ -41,7 +41,7 @@ struct ShardWrite: ParsableCommand {
     @Option(help: "Token byte layout in each frame: plain or shuffled.") var layout = "plain"
     @Option(help: "Tokens per zstd frame.") var frameTokens = 1 << 20
     @Option(help: "Threads for encoding and compression (default: all cores).") var threads: Int?
-    @Option(help: .hidden) var chunkBytes = 1 << 20
+    @Option(help: .hidden) var chunkBytes = 1 << 17
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
