@@ -7,8 +7,10 @@ public struct ShardWriterOptions: Sendable {
     public var shardTokens = 1 << 20
     /// Tokens per zstd frame inside a shard.
     public var frameTokens = ShardCodec.defaultFrameTokens
-    /// zstd level (1…22).
-    public var level = 3
+    /// zstd level (1…22). Level 2 shards the Gutenberg corpus ~9 % faster than level 3 on two
+    /// cores (less compression CPU beside the encoders) for 3 % larger shards (0.644 vs 0.626 of
+    /// raw uint16); level 1 is no faster there and gives 0.696.
+    public var level = 2
     public var layout = TokenLayout.plain
     /// Shards compressed at the same time (each on its own thread).
     public var threads = ProcessInfo.processInfo.activeProcessorCount
