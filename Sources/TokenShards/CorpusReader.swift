@@ -83,6 +83,7 @@ final class ChunkStream {
     let separator: [UInt8]
     let chunkBytes: Int
     private let readBytes: Int
+    private let totalBytes: Int
     private var fileIndex: Int
     private var handle: FileHandle?
     private var buffer: [UInt8] = []
@@ -98,6 +99,7 @@ final class ChunkStream {
         self.separator = separator
         self.chunkBytes = max(chunkBytes, 16)
         readBytes = max(self.chunkBytes, 1 << 20)
+        totalBytes = files.reduce(0) { $0 + $1.size }
         let s = start ?? CorpusPosition(fileIndex: 0, offset: 0, atDocumentStart: true)
         fileIndex = s.fileIndex
         consumed = files.prefix(s.fileIndex).reduce(0) { $0 + $1.size } + s.offset
@@ -129,13 +131,23 @@ final class ChunkStream {
                 bufferOffset += head
                 head = 0
             }
-            let path = files[fileIndex].path
-            let data: Data?
-            do { data = try handle?.read(upToCount: max(readBytes, count)) } catch {
-                throw ToolkitError.file(
-                    path, "cannot read input: \(error)", offset: bufferOffset + buffer.count)
+            guard let fd = handle?.fileDescriptor else {
+                eof = true
+                break
             }
-            if let data, !data.isEmpty { buffer.append(contentsOf: data) } else { eof = true }
+            // read(2) straight into the buffer's tail: no intermediate Data, no per-byte copy.
+            let start = buffer.count
+            let want = max(readBytes, count)
+            buffer.append(contentsOf: repeatElement(0, count: want))
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + start, want) }
+            buffer.removeSubrange((start + max(n, 0))...)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 {
+                throw ToolkitError.file(
+                    files[fileIndex].path, "cannot read input: \(String(cString: strerror(errno)))",
+                    offset: bufferOffset + start)
+            }
+            if n == 0 { eof = true }
         }
     }
 
@@ -146,8 +158,15 @@ final class ChunkStream {
         return chunk
     }
 
+    /// Chunks shrink over the last ~16 chunk lengths of the corpus (down to 64 KiB), so the
+    /// encoding workers finish together instead of one idling while another encodes a full chunk.
+    private var chunkLimit: Int {
+        let remaining = totalBytes - consumed
+        return min(chunkBytes, max(remaining / 16, min(chunkBytes, 1 << 16)))
+    }
+
     private func nextChunk() throws -> TextChunk? {
-        var limit = chunkBytes
+        var limit = chunkLimit
         while fileIndex < files.count {
             try fill(limit + separator.count)
             let available = buffer.count - head
@@ -156,14 +175,14 @@ final class ChunkStream {
                 handle = nil
                 fileIndex += 1
                 if fileIndex < files.count { try open(at: 0) }
-                limit = chunkBytes
+                limit = chunkLimit
                 continue
             }
             if let sep = findSeparator(searchLength: min(available, limit + separator.count - 1)) {
                 let chunk = take(sep)
                 consume(separator.count)
                 atDocumentStart = true
-                limit = chunkBytes
+                limit = chunkLimit
                 if let chunk { return chunk }
                 continue
             }

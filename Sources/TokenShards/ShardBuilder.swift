@@ -11,8 +11,10 @@ public struct ShardBuildOptions: Sendable {
     public var valFraction = 0.0
     /// Document separator inside files; nil makes every file one document.
     public var separator: String?
-    /// Target size of the text pieces encoded in parallel.
-    public var chunkBytes = 1 << 20
+    /// Target size of the text pieces encoded in parallel. 128 KiB keeps a piece and its tokens
+    /// in a core's L2 cache and gives a finer end of the run; on the 2-core test machine wall time
+    /// equals that of 1 MiB pieces within noise (8 A/B rounds on the Gutenberg corpus).
+    public var chunkBytes = 1 << 17
     /// Encoding threads.
     public var threads = ProcessInfo.processInfo.activeProcessorCount
     /// Draw a progress bar on standard error.

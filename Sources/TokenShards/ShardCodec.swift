@@ -18,30 +18,11 @@ public enum ShardCodec {
         tokens: [UInt32], dtype: TokenDType, layout: TokenLayout, level: Int,
         frameTokens: Int = defaultFrameTokens, tokenizerHash: String
     ) throws -> [UInt8] {
-        precondition(frameTokens > 0, "frameTokens must be positive")
-        var payload: [UInt8] = []
-        var crc: UInt32 = 0
-        var frames: UInt32 = 0
-        var start = 0
-        while start < tokens.count {
-            let end = min(start + frameTokens, tokens.count)
-            let raw = pack(tokens[start..<end], dtype: dtype)
-            crc = raw.withUnsafeBytes { CRC32.checksum($0, crc: crc) }
-            let laid = layout == .shuffled ? shuffle(raw, width: dtype.width) : raw
-            let compressed = try laid.withUnsafeBytes { try Zstd.compress($0, level: level) }
-            payload.appendLE(UInt32(compressed.count))
-            payload += compressed
-            frames += 1
-            start = end
-        }
-        let header = ShardHeader(
-            dtype: dtype, layout: layout, tokenCount: UInt64(tokens.count), checksum: crc,
-            frameCount: frames, payloadBytes: UInt64(payload.count),
-            frameTokens: UInt32(frameTokens),
-            tokenizerHashPrefix: String(tokenizerHash.utf8.prefix(ShardHeader.hashPrefixBytes))
-                ?? "",
-            payloadChecksum: CRC32.checksum(payload))
-        return header.encoded() + payload
+        let encoder = try ShardEncoder(level: level)
+        try encoder.encode(
+            tokens[...], dtype: dtype, layout: layout, frameTokens: frameTokens,
+            tokenizerHash: tokenizerHash)
+        return encoder.file
     }
 
     /// Decodes a shard file's bytes, checking header, frame structure, every zstd frame and the
@@ -140,19 +121,33 @@ public enum ShardCodec {
     }
 
     static func pack(_ tokens: ArraySlice<UInt32>, dtype: TokenDType) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: tokens.count * dtype.width)
+        var out: [UInt8] = []
+        pack(tokens, dtype: dtype, into: &out)
+        return out
+    }
+
+    /// Replaces the contents of `out` with the little-endian bytes of `tokens` (reusing its
+    /// capacity).
+    static func pack(_ tokens: ArraySlice<UInt32>, dtype: TokenDType, into out: inout [UInt8]) {
+        let count = tokens.count * dtype.width
+        if out.count > count {
+            out.removeSubrange(count...)
+        } else {
+            out.append(contentsOf: repeatElement(0, count: count - out.count))
+        }
         out.withUnsafeMutableBytes { dst in
-            if dtype == .uint16 {
-                let p = dst.bindMemory(to: UInt16.self)
-                for (i, t) in tokens.enumerated() {
-                    p[i] = UInt16(truncatingIfNeeded: t).littleEndian
+            tokens.withUnsafeBufferPointer { src in
+                if dtype == .uint16 {
+                    let p = dst.bindMemory(to: UInt16.self)
+                    for i in 0..<src.count {
+                        p[i] = UInt16(truncatingIfNeeded: src[i]).littleEndian
+                    }
+                } else {
+                    let p = dst.bindMemory(to: UInt32.self)
+                    for i in 0..<src.count { p[i] = src[i].littleEndian }
                 }
-            } else {
-                let p = dst.bindMemory(to: UInt32.self)
-                for (i, t) in tokens.enumerated() { p[i] = t.littleEndian }
             }
         }
-        return out
     }
 
     static func unpack(
@@ -197,5 +192,55 @@ public enum ShardCodec {
             }
         }
         return out
+    }
+}
+
+/// Encodes shard files on one thread, keeping the zstd context and every buffer across shards
+/// (no per-shard allocation: fresh memory costs page faults comparable to compressing it).
+final class ShardEncoder {
+    private let compressor: ZstdCompressor
+    private var raw: [UInt8] = []
+    /// The complete shard file written by the last `encode`.
+    private(set) var file: [UInt8] = []
+
+    init(level: Int) throws { compressor = try ZstdCompressor(level: level) }
+
+    /// Encodes `tokens` (each must fit `dtype`) into `file`.
+    func encode(
+        _ tokens: ArraySlice<UInt32>, dtype: TokenDType, layout: TokenLayout, frameTokens: Int,
+        tokenizerHash: String
+    ) throws {
+        precondition(frameTokens > 0, "frameTokens must be positive")
+        file.removeAll(keepingCapacity: true)
+        file.append(contentsOf: repeatElement(0, count: ShardHeader.size))
+        var crc: UInt32 = 0
+        var frames: UInt32 = 0
+        var start = tokens.startIndex
+        while start < tokens.endIndex {
+            let end = min(start + frameTokens, tokens.endIndex)
+            ShardCodec.pack(tokens[start..<end], dtype: dtype, into: &raw)
+            crc = raw.withUnsafeBytes { CRC32.checksum($0, crc: crc) }
+            if layout == .shuffled { raw = ShardCodec.shuffle(raw, width: dtype.width) }
+            let lengthAt = file.count
+            file.appendLE(UInt32(0))
+            try raw.withUnsafeBytes { try compressor.compress($0, appendingTo: &file) }
+            let length = UInt32(file.count - lengthAt - 4)
+            file.withUnsafeMutableBytes {
+                $0.storeBytes(of: length.littleEndian, toByteOffset: lengthAt, as: UInt32.self)
+            }
+            frames += 1
+            start = end
+        }
+        let payloadChecksum = file.withUnsafeBytes {
+            CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[ShardHeader.size...]))
+        }
+        let header = ShardHeader(
+            dtype: dtype, layout: layout, tokenCount: UInt64(tokens.count), checksum: crc,
+            frameCount: frames, payloadBytes: UInt64(file.count - ShardHeader.size),
+            frameTokens: UInt32(frameTokens),
+            tokenizerHashPrefix: String(tokenizerHash.utf8.prefix(ShardHeader.hashPrefixBytes))
+                ?? "",
+            payloadChecksum: payloadChecksum)
+        file.replaceSubrange(0..<ShardHeader.size, with: header.encoded())
     }
 }

@@ -7,8 +7,10 @@ public struct ShardWriterOptions: Sendable {
     public var shardTokens = 1 << 20
     /// Tokens per zstd frame inside a shard.
     public var frameTokens = ShardCodec.defaultFrameTokens
-    /// zstd level (1…22).
-    public var level = 3
+    /// zstd level (1…22). Level 2 shards the Gutenberg corpus ~9 % faster than level 3 on two
+    /// cores (less compression CPU beside the encoders) for 3 % larger shards (0.644 vs 0.626 of
+    /// raw uint16); level 1 is no faster there and gives 0.696.
+    public var level = 2
     public var layout = TokenLayout.plain
     /// Shards compressed at the same time (each on its own thread).
     public var threads = ProcessInfo.processInfo.activeProcessorCount
@@ -33,6 +35,9 @@ public final class ShardWriter {
     private let state: CompletionState
     private let group = DispatchGroup()
     private let slots: DispatchSemaphore
+    /// Shard encoders (zstd context and buffers) and token buffers reused across shards.
+    private let encoders = Pool<ShardEncoder>()
+    private let tokenBuffers = Pool<[UInt32]>()
 
     /// - Parameter existing: shards already on disk from an interrupted run (resume); the next
     ///   token appended becomes the first token of shard `existing.count`.
@@ -104,8 +109,10 @@ public final class ShardWriter {
     public var durableShards: [ShardEntry] { state.durablePrefix() }
 
     private func submit() {
-        let tokens = buffer
-        buffer.removeAll(keepingCapacity: true)
+        var tokens = tokenBuffers.take() ?? []
+        tokens.removeAll(keepingCapacity: true)
+        tokens.reserveCapacity(options.shardTokens)
+        swap(&tokens, &buffer)
         let index = nextIndex
         let firstToken = tokensWritten
         nextIndex += 1
@@ -116,8 +123,11 @@ public final class ShardWriter {
             dtype: dtype, options: options, tokenizerHash: tokenizer.hash)
         let state = self.state
         let slots = self.slots
+        let encoders = self.encoders
+        let tokenBuffers = self.tokenBuffers
         DispatchQueue.global().async(group: group) {
-            state.record(index, Result { try job.run() })
+            state.record(index, Result { try job.run(encoders: encoders) })
+            tokenBuffers.put(job.takeTokens())
             slots.signal()
         }
     }
@@ -161,25 +171,67 @@ public final class ShardWriter {
 }
 
 /// Compresses and writes one shard.
-private struct ShardJob: Sendable {
+private final class ShardJob: @unchecked Sendable {
     let directory: String
     let index: Int
     let firstToken: Int
-    let tokens: [UInt32]
+    private var tokens: [UInt32]
     let dtype: TokenDType
     let options: ShardWriterOptions
     let tokenizerHash: String
 
-    func run() throws -> ShardEntry {
-        let bytes = try ShardCodec.encode(
-            tokens: tokens, dtype: dtype, layout: options.layout, level: options.level,
-            frameTokens: options.frameTokens, tokenizerHash: tokenizerHash)
+    init(
+        directory: String, index: Int, firstToken: Int, tokens: [UInt32], dtype: TokenDType,
+        options: ShardWriterOptions, tokenizerHash: String
+    ) {
+        self.directory = directory
+        self.index = index
+        self.firstToken = firstToken
+        self.tokens = tokens
+        self.dtype = dtype
+        self.options = options
+        self.tokenizerHash = tokenizerHash
+    }
+
+    func run(encoders: Pool<ShardEncoder>) throws -> ShardEntry {
+        let encoder = try encoders.take() ?? ShardEncoder(level: options.level)
+        defer { encoders.put(encoder) }
+        try encoder.encode(
+            tokens[...], dtype: dtype, layout: options.layout, frameTokens: options.frameTokens,
+            tokenizerHash: tokenizerHash)
         let name = ShardWriter.fileName(index)
-        try AtomicFile.write(Data(bytes), to: (directory as NSString).appendingPathComponent(name))
-        let crc = ShardHeader.decodeChecksum(bytes)
+        let bytes = encoder.file
+        try AtomicFile.write(to: (directory as NSString).appendingPathComponent(name)) {
+            try $0.write(contentsOf: bytes)
+        }
         return ShardEntry(
-            file: name, tokens: tokens.count, compressedBytes: bytes.count, crc32: hex32(crc),
-            firstToken: firstToken)
+            file: name, tokens: tokens.count, compressedBytes: bytes.count,
+            crc32: hex32(ShardHeader.decodeChecksum(bytes)), firstToken: firstToken)
+    }
+
+    /// Hands over the token buffer (the job keeps no reference, so it can be reused in place).
+    func takeTokens() -> [UInt32] {
+        var out: [UInt32] = []
+        swap(&out, &tokens)
+        return out
+    }
+}
+
+/// A few reusable objects shared between threads.
+final class Pool<T>: @unchecked Sendable {
+    private var items: [T] = []
+    private let lock = NSLock()
+
+    func take() -> T? {
+        lock.lock()
+        defer { lock.unlock() }
+        return items.popLast()
+    }
+
+    func put(_ item: T) {
+        lock.lock()
+        items.append(item)
+        lock.unlock()
     }
 }
 

@@ -12,17 +12,8 @@ enum Zstd {
 
     /// Compresses `source` into one zstd frame at `level`.
     static func compress(_ source: UnsafeRawBufferPointer, level: Int) throws -> [UInt8] {
-        guard let cctx = ZSTD_createCCtx() else { throw ToolkitError("zstd: out of memory") }
-        defer { ZSTD_freeCCtx(cctx) }
-        ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, Int32(level))
-        ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
-        let bound = ZSTD_compressBound(source.count)
-        var out = [UInt8](repeating: 0, count: bound)
-        let written = out.withUnsafeMutableBytes { dst in
-            ZSTD_compress2(cctx, dst.baseAddress, dst.count, source.baseAddress, source.count)
-        }
-        if let message = errorMessage(written) { throw ToolkitError("zstd: \(message)") }
-        out.removeSubrange(written...)
+        var out: [UInt8] = []
+        try ZstdCompressor(level: level).compress(source, appendingTo: &out)
         return out
     }
 
@@ -42,5 +33,38 @@ enum Zstd {
         if let message = errorMessage(n) { return "zstd: \(message)" }
         if n != destination.count { return "frame holds \(n) bytes, expected \(destination.count)" }
         return nil
+    }
+}
+
+/// A zstd compression context kept across frames, so its tables are allocated once per thread
+/// instead of once per frame. Not thread-safe: one per thread.
+final class ZstdCompressor {
+    private let cctx: OpaquePointer
+
+    init(level: Int) throws {
+        guard let cctx = ZSTD_createCCtx() else { throw ToolkitError("zstd: out of memory") }
+        self.cctx = cctx
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, Int32(level))
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
+    }
+
+    deinit { ZSTD_freeCCtx(cctx) }
+
+    /// Compresses `source` into one zstd frame appended to `out` (whose spare capacity is
+    /// reused, so a buffer kept across calls costs no new memory).
+    func compress(_ source: UnsafeRawBufferPointer, appendingTo out: inout [UInt8]) throws {
+        let start = out.count
+        let bound = ZSTD_compressBound(source.count)
+        out.append(contentsOf: repeatElement(0, count: bound))
+        let written = out.withUnsafeMutableBytes { all in
+            let dst = UnsafeMutableRawBufferPointer(rebasing: all[start...])
+            return ZSTD_compress2(
+                cctx, dst.baseAddress, dst.count, source.baseAddress, source.count)
+        }
+        if let message = Zstd.errorMessage(written) {
+            out.removeSubrange(start...)
+            throw ToolkitError("zstd: \(message)")
+        }
+        out.removeSubrange((start + written)...)
     }
 }

@@ -17,6 +17,9 @@ struct BenchTokenizer: ParsableCommand {
             "Batched encoding splits the corpus into documents of about this many bytes (at line ends)."
     )
     var documentBytes = 100_000
+    @Flag(
+        help: "Skip the single-threaded pass: the first batched repeat is then cold, as in shard.")
+    var batchedOnly = false
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -31,8 +34,9 @@ struct BenchTokenizer: ParsableCommand {
         var bytes: Int
         var tokens: Int
         var threads: Int
-        var singleMBPerSecond: Double
-        var singleTokensPerSecond: Double
+        /// nil with --batched-only.
+        var singleMBPerSecond: Double?
+        var singleTokensPerSecond: Double?
         var batchMBPerSecond: Double
         var batchTokensPerSecond: Double
         var documents: Int
@@ -51,34 +55,41 @@ struct BenchTokenizer: ParsableCommand {
         var batch: [Double] = []
         var tokens = 0
         for _ in 0..<repeats {
-            let s = monotonicSeconds()
-            tokens = tok.encodeUInt32(text, allowedSpecial: .none).count
-            single.append(monotonicSeconds() - s)
+            if !batchedOnly {
+                let s = monotonicSeconds()
+                tokens = tok.encodeUInt32(text, allowedSpecial: .none).count
+                single.append(monotonicSeconds() - s)
+            }
             let b = monotonicSeconds()
             let out = tok.encodeBatch(docs, allowedSpecial: .none, threads: n)
             batch.append(monotonicSeconds() - b)
             let batchTokens = out.reduce(0) { $0 + $1.count }
+            if batchedOnly { tokens = batchTokens }
             if abs(batchTokens - tokens) > 2 * docs.count {
                 throw ToolkitError("batched encoding gave \(batchTokens) tokens, single \(tokens)")
             }
         }
-        let st = Stats.median(single)
+        let st: Double? = single.isEmpty ? nil : Stats.median(single)
         let bt = Stats.median(batch)
         let r = Result(
-            bytes: bytes, tokens: tokens, threads: n, singleMBPerSecond: Double(bytes) / st / 1e6,
-            singleTokensPerSecond: Double(tokens) / st, batchMBPerSecond: Double(bytes) / bt / 1e6,
+            bytes: bytes, tokens: tokens, threads: n,
+            singleMBPerSecond: st.map { Double(bytes) / $0 / 1e6 },
+            singleTokensPerSecond: st.map { Double(tokens) / $0 },
+            batchMBPerSecond: Double(bytes) / bt / 1e6,
             batchTokensPerSecond: Double(tokens) / bt, documents: docs.count,
             loadSeconds: loadSeconds)
         if json {
             print(try jsonLine(r))
         } else {
+            print(String(format: "%.1f MB, %d tokens", Double(bytes) / 1e6, tokens))
+            if let mb = r.singleMBPerSecond, let tps = r.singleTokensPerSecond {
+                print(String(format: "single-threaded: %.1f MB/s, %.2fM tokens/s", mb, tps / 1e6))
+            }
             print(
                 String(
-                    format:
-                        "%.1f MB, %d tokens\nsingle-threaded: %.1f MB/s, %.2fM tokens/s\nbatched (%d threads, %d documents): %.1f MB/s, %.2fM tokens/s\n(load %.2f s, median of %d)",
-                    Double(bytes) / 1e6, tokens, r.singleMBPerSecond, r.singleTokensPerSecond / 1e6,
-                    n, docs.count,
-                    r.batchMBPerSecond, r.batchTokensPerSecond / 1e6, loadSeconds, repeats))
+                    format: "batched (%d threads, %d documents): %.1f MB/s, %.2fM tokens/s", n,
+                    docs.count, r.batchMBPerSecond, r.batchTokensPerSecond / 1e6))
+            print(String(format: "(load %.2f s, median of %d)", loadSeconds, repeats))
         }
     }
 

@@ -37,11 +37,12 @@ struct ShardWrite: ParsableCommand {
     var valFraction = 0.1
     @Option(help: "Document separator inside files (\\n, \\t and \\\\ are unescaped).")
     var docSeparator: String?
-    @Option(help: "zstd compression level (1-22).") var level = 3
+    @Option(help: "zstd compression level (1-22); 2 is ~9 % faster than 3 for 3 % larger shards.")
+    var level = 2
     @Option(help: "Token byte layout in each frame: plain or shuffled.") var layout = "plain"
     @Option(help: "Tokens per zstd frame.") var frameTokens = 1 << 20
     @Option(help: "Threads for encoding and compression (default: all cores).") var threads: Int?
-    @Option(help: .hidden) var chunkBytes = 1 << 20
+    @Option(help: .hidden) var chunkBytes = 1 << 17
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
