@@ -128,7 +128,12 @@ public enum BLASRuntime {
             let triedList = tried.split(separator: ",").map(String.init)
             // "none" means every candidate failed and OpenBLAS chose by itself: stop here and
             // let `toolkit doctor` report the failed check.
-            if triedList.contains("none") || verify().ok { return }
+            if triedList.contains("none") || verify().ok {
+                // The check's GEMMs leave OpenBLAS's workers spinning for ~0.1 s, a whole core
+                // that commands without BLAS work (shard, tokenize, decode) would lose.
+                releaseIdleThreads()
+                return
+            }
             let remaining = candidateKernels(for: .detect()).filter { !triedList.contains($0) }
             if let next = remaining.first {
                 reexec(arguments: arguments, kernel: next, tried: triedList + [next])
