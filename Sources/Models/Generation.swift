@@ -115,7 +115,6 @@ public struct Generator {
                 let t = input.count / b
                 var next = [Int32](repeating: 0, count: b)
                 if let engine, let cache, step > 0 {
-                    if step == 1 { BLASRuntime.releaseIdleThreads() }  // no BLAS calls from here on
                     let row = try engine.step(token: input[0], cache: cache)  // b == 1
                     offset += 1
                     if keepStepLogits { result.stepLogits.append(Array(row)) }

@@ -128,12 +128,7 @@ public enum BLASRuntime {
             let triedList = tried.split(separator: ",").map(String.init)
             // "none" means every candidate failed and OpenBLAS chose by itself: stop here and
             // let `toolkit doctor` report the failed check.
-            if triedList.contains("none") || verify().ok {
-                // The check's GEMMs leave OpenBLAS's workers spinning for ~0.1 s, a whole core
-                // that commands without BLAS work (shard, tokenize, decode) would lose.
-                releaseIdleThreads()
-                return
-            }
+            if triedList.contains("none") || verify().ok { return }
             let remaining = candidateKernels(for: .detect()).filter { !triedList.contains($0) }
             if let next = remaining.first {
                 reexec(arguments: arguments, kernel: next, tried: triedList + [next])
@@ -148,8 +143,15 @@ public enum BLASRuntime {
         reexec(arguments: arguments, kernel: best, tried: [best])
     }
 
+    /// `OPENBLAS_THREAD_TIMEOUT` set on re-execution unless the user set it: OpenBLAS's idle workers
+    /// spin (sched_yield) for 2^N cycles after each call before they sleep. Its default (N = 28,
+    /// ~0.1 s) took a whole core from every command right after the start-up check and from the
+    /// first ~0.1 s of decoding after a prompt; 2^16 cycles (~25 µs) measured no slower in training.
+    static let threadTimeout = "16"
+
     private static func reexec(arguments: [String], kernel: String?, tried: [String]) {
         if let kernel { setenv("OPENBLAS_CORETYPE", kernel, 1) }
+        setenv("OPENBLAS_THREAD_TIMEOUT", threadTimeout, 0)
         setenv(markerVariable, tried.joined(separator: ","), 1)
         var cargs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         cargs.append(nil)
@@ -175,21 +177,6 @@ public enum BLASRuntime {
 
     /// Sets the BLAS thread count once, at start-up. Our own parallel loops never call BLAS.
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
-
-    /// Stops OpenBLAS's worker threads; its next threaded call starts them again. After a call,
-    /// those threads spin (sched_yield) for ~0.1 s waiting for more work, taking CPU time from
-    /// whatever runs next. Call this before a long stretch without BLAS calls that runs its own
-    /// threads (single-token decoding). A no-op where the library lacks `blas_thread_shutdown_`.
-    public static func releaseIdleThreads() {
-        typealias Shutdown = @convention(c) () -> Int32
-        guard let sym = shutdownSymbol else { return }
-        _ = unsafeBitCast(sym, to: Shutdown.self)()
-    }
-
-    nonisolated(unsafe) private static let shutdownSymbol: UnsafeMutableRawPointer? = {
-        let handle = dlopen(nil, RTLD_NOW)
-        return dlsym(handle, "blas_thread_shutdown_")
-    }()
 
     /// Multiplies odd-sized random matrices in every transpose combination and compares with a
     /// float64 reference. Returns the worst relative error (max |Δ| / max |reference|).
