@@ -307,6 +307,7 @@ typedef struct {
     const float *x;
     float *const *ys;
     int accumulate;
+    int activation;
 } gemv_job;
 
 #define ROW_BLOCK 8
@@ -319,15 +320,18 @@ static void gemv_range(void *p, int begin, int end) {
         int lo = first - base, hi = last - base;
         lo = lo < 0 ? 0 : lo;
         hi = hi > rows ? rows : hi;
-        if (lo < hi) tk_gemv_rows(&j->mats[i], j->x, j->ys[i], lo, hi, j->accumulate);
+        if (lo < hi) {
+            tk_gemv_rows(&j->mats[i], j->x, j->ys[i], lo, hi, j->accumulate);
+            if (j->activation == TK_ACT_GELU_TANH) tk_gelu_tanh_forward(j->ys[i], j->ys[i], (size_t)lo, (size_t)hi);
+        }
         base += rows;
     }
 }
 
-void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *const *ys, int accumulate) {
+void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *const *ys, int accumulate, int activation) {
     int rows = 0;
     for (int i = 0; i < count; i++) rows += mats[i].rows;
-    gemv_job j = {mats, count, x, ys, accumulate};
+    gemv_job j = {mats, count, x, ys, accumulate, activation};
     tk_pool_for((rows + ROW_BLOCK - 1) / ROW_BLOCK, gemv_range, &j);
 }
 
@@ -413,6 +417,48 @@ static inline __attribute__((always_inline)) void attention_body(const attention
 #if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bw,avx512vl")))
 static void attention_heads_avx512(void *ctx, int begin, int end) { attention_body(ctx, begin, end, dot_avx512); }
+
+/* head_dim = 16 * NV (64, 128): the query and the output stay in NV registers for the whole head
+ * (the generic loop re-reads and re-writes the output row once per key). */
+#define TK_ATTEND_HEADS(NV)                                                                                 \
+    __attribute__((target("avx512f,avx512bw,avx512vl"))) static void attention_heads_d##NV(void *ctx, int begin, \
+                                                                                          int end) {          \
+        const attention_job *j = ctx;                                                                       \
+        const tk_decode_attention *p = j->p;                                                                \
+        const int d = 16 * NV, group = p->H / p->KVH, row = p->KVH * d, pos = p->position;                  \
+        int lo = 0;                                                                                         \
+        if (p->window > 0 && pos - p->window + 1 > 0) lo = pos - p->window + 1;                             \
+        for (int h = begin; h < end; h++) {                                                                 \
+            const float *k = j->k + (size_t)(h / group) * d, *v = j->v + (size_t)(h / group) * d;           \
+            float *s = j->scratch + (size_t)h * (pos + 1);                                                  \
+            float slope = p->alibi ? p->alibi[h] : 0.0f, m = -INFINITY;                                     \
+            __m512 q[NV], o[NV];                                                                            \
+            for (int i = 0; i < NV; i++) {                                                                  \
+                q[i] = _mm512_mul_ps(_mm512_loadu_ps(j->q + (size_t)h * d + 16 * i), _mm512_set1_ps(p->scale)); \
+                o[i] = _mm512_setzero_ps();                                                                 \
+            }                                                                                               \
+            for (int t = lo; t <= pos; t++) {                                                               \
+                const float *kt = k + (size_t)t * row;                                                      \
+                __m512 acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(kt));                                      \
+                for (int i = 1; i < NV; i++) acc = _mm512_fmadd_ps(q[i], _mm512_loadu_ps(kt + 16 * i), acc); \
+                float x = _mm512_reduce_add_ps(acc) - slope * (float)(pos - t);                             \
+                s[t] = x;                                                                                   \
+                m = x > m ? x : m;                                                                          \
+            }                                                                                               \
+            for (int t = lo; t <= pos; t++) s[t] = tk_expf1(s[t] - m);                                      \
+            float total = 0.0f;                                                                             \
+            for (int t = lo; t <= pos; t++) total += s[t];                                                  \
+            for (int t = lo; t <= pos; t++) {                                                               \
+                const float *vt = v + (size_t)t * row;                                                      \
+                __m512 w = _mm512_set1_ps(s[t]);                                                            \
+                for (int i = 0; i < NV; i++) o[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vt + 16 * i), o[i]); \
+            }                                                                                               \
+            __m512 inv = _mm512_set1_ps(1.0f / total);                                                      \
+            for (int i = 0; i < NV; i++) _mm512_storeu_ps(j->out + (size_t)h * d + 16 * i, _mm512_mul_ps(o[i], inv)); \
+        }                                                                                                   \
+    }
+TK_ATTEND_HEADS(4)
+TK_ATTEND_HEADS(8)
 #endif
 
 static float dot_generic(const float *a, const float *b, int n) {
@@ -432,7 +478,7 @@ void tk_decode_attention_run(const tk_decode_attention *p, const float *q, const
     attention_job j = {p, q, k, v, out, scratch};
     tk_range_fn heads = attention_heads_generic;
 #if defined(__x86_64__)
-    if (has_avx512()) heads = attention_heads_avx512;
+    if (has_avx512()) heads = p->D == 64 ? attention_heads_d4 : (p->D == 128 ? attention_heads_d8 : attention_heads_avx512);
 #endif
     /* Parallel only when there is enough work to pay for the hand-off. */
     if ((long)p->H * (p->position + 1) * p->D < 16384) heads(&j, 0, p->H);

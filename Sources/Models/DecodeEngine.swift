@@ -149,7 +149,8 @@ public final class DecodeEngine {
 
     /// y_i (+)= W_i · x (+ b_i) for up to three matrices in one parallel job (no allocation).
     private func gemv(_ a: tk_matrix, _ ya: UnsafeMutablePointer<Float>, _ b: tk_matrix? = nil, _ yb: UnsafeMutablePointer<Float>? = nil,
-                      _ c: tk_matrix? = nil, _ yc: UnsafeMutablePointer<Float>? = nil, x: UnsafePointer<Float>, accumulate: Bool) {
+                      _ c: tk_matrix? = nil, _ yc: UnsafeMutablePointer<Float>? = nil, x: UnsafePointer<Float>, accumulate: Bool,
+                      geluTanh: Bool = false) {
         var mats = (a, b ?? a, c ?? a)
         var ys: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) = (ya, yb, yc)
         let count: Int32 = c != nil ? 3 : (b != nil ? 2 : 1)
@@ -157,7 +158,7 @@ public final class DecodeEngine {
             withUnsafePointer(to: &ys) { y in
                 m.withMemoryRebound(to: tk_matrix.self, capacity: 3) { mp in
                     y.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 3) { yp in
-                        tk_gemv_parallel(mp, count, x, yp, accumulate ? 1 : 0)
+                        tk_gemv_parallel(mp, count, x, yp, accumulate ? 1 : 0, Int32(geluTanh ? TK_ACT_GELU_TANH : TK_ACT_NONE))
                     }
                 }
             }
@@ -209,9 +210,8 @@ public final class DecodeEngine {
             apply(b.postNorm, x, xn, c)
             switch b.mlp {
             case .gelu(let fcIn, let fcOut, let exact):
-                gemv(fcIn, h1, x: xn, accumulate: false)
-                let n = Int(fcIn.rows)
-                if exact { for i in 0..<n { h1[i] = Kernels.geluExact(h1[i]) } } else { tk_gelu_tanh_forward(h1, h1, 0, n) }
+                gemv(fcIn, h1, x: xn, accumulate: false, geluTanh: !exact)  // tanh GELU fused into the rows
+                if exact { for i in 0..<Int(fcIn.rows) { h1[i] = Kernels.geluExact(h1[i]) } }
                 gemv(fcOut, x, x: h1, accumulate: true)
             case .swiglu(let gate, let up, let down):
                 gemv(gate, h1, up, h2, x: xn, accumulate: false)

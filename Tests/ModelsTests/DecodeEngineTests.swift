@@ -58,6 +58,11 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         ("nano", ["model.attention.window=5"]), ("nano-qwen3", ["model.position.layout=interleaved"]),
         ("nano-qwen3", ["model.position.partial_rotary_factor=0.5"]),
         ("nano", ["model.mlp.approximation=exact"]), ("nano-qwen3", ["model.attention.kv_heads=1"]),
+        // head_dim 64 and 128 take the register-resident attention kernels
+        ("nano", ["model.attention.heads=1", "model.attention.kv_heads=1", "model.attention.head_dim=64"]),
+        ("nano-qwen3", ["model.attention.head_dim=128"]),
+        ("alibi", nanoSize + ["model.attention.heads=1", "model.attention.kv_heads=1", "model.attention.head_dim=64",
+                              "model.attention.window=5"]),
     ])
     func f32MatchesTheTensorPath(recipe: String, overrides: [String]) throws {
         let m = try ModelBuilder.build(Recipe.load("\(recipesDir)/\(recipe).yaml", overrides: overrides))

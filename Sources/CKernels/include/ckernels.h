@@ -78,8 +78,10 @@ void tk_quantize_q8(const float *w, int rows, int cols, int8_t *q, float *scales
 
 /* y[r] = W[r, :] . x + bias[r] for rows [row_begin, row_end); with accumulate, y[r] += that. */
 void tk_gemv_rows(const tk_matrix *m, const float *x, float *y, int row_begin, int row_end, int accumulate);
-/* The same for several matrices against one x (ys[i] for mats[i]), rows split over the pool. */
-void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *const *ys, int accumulate);
+/* The same for several matrices against one x (ys[i] for mats[i]), rows split over the pool; then
+ * `activation` (TK_ACT_*) on each output row range by the thread that computed it. */
+enum { TK_ACT_NONE = 0, TK_ACT_GELU_TANH = 1 };
+void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *const *ys, int accumulate, int activation);
 
 /* A persistent pool of threads (the caller included) for decoding. Configure before first use. */
 void tk_pool_configure(int threads);
