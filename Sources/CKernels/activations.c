@@ -14,6 +14,9 @@ static inline float sigm(float x) { return 1.0f / (1.0f + tk_expf1(-x)); }
 #define K1 0.044715f
 
 TK_CLONES void tk_gelu_tanh_forward(const float *x, float *y, size_t begin, size_t end) {
+    /* The output may be one of the inputs (in place): safe element by element; without this the
+     * runtime overlap check fails for in-place calls and the scalar loop runs. */
+#pragma clang loop vectorize(assume_safety)
     for (size_t i = begin; i < end; i++) {
         float v = x[i];
         y[i] = 0.5f * v * (1.0f + th(K0 * (v + K1 * v * v * v)));
@@ -30,6 +33,9 @@ TK_CLONES void tk_gelu_tanh_backward(const float *x, const float *dy, float *dx,
 }
 
 TK_CLONES void tk_silu_forward(const float *x, float *y, size_t begin, size_t end) {
+    /* The output may be one of the inputs (in place): safe element by element; without this the
+     * runtime overlap check fails for in-place calls and the scalar loop runs. */
+#pragma clang loop vectorize(assume_safety)
     for (size_t i = begin; i < end; i++) y[i] = x[i] * sigm(x[i]);
 }
 
@@ -41,6 +47,9 @@ TK_CLONES void tk_silu_backward(const float *x, const float *dy, float *dx, size
 }
 
 TK_CLONES void tk_swiglu_forward(const float *gate, const float *up, float *y, size_t begin, size_t end) {
+    /* The output may be one of the inputs (in place): safe element by element; without this the
+     * runtime overlap check fails for in-place calls and the scalar loop runs. */
+#pragma clang loop vectorize(assume_safety)
     for (size_t i = begin; i < end; i++) y[i] = gate[i] * sigm(gate[i]) * up[i];
 }
 
