@@ -71,53 +71,17 @@ TK_CLONES void tk_swiglu_backward(const float *gate, const float *up, const floa
     }
 }
 
-/* Reductions keep 16 independent lanes so that they vectorise without reassociating a single sum
- * (a serial float sum of exps is what kept the cross-entropy forward scalar). */
-#define RL 16
-
-static inline __attribute__((always_inline)) float row_max(const float *x, int n) {
-    float lane[RL];
-    for (int i = 0; i < RL; i++) lane[i] = -INFINITY;
-    int j = 0;
-    for (; j + RL <= n; j += RL)
-        for (int i = 0; i < RL; i++) lane[i] = x[j + i] > lane[i] ? x[j + i] : lane[i];
-    float m = -INFINITY;
-    for (int i = 0; i < RL; i++) m = lane[i] > m ? lane[i] : m;
-    for (; j < n; j++) m = x[j] > m ? x[j] : m;
-    return m;
-}
-
-/* sum_j exp(x[j] - m), optionally storing the exps in y. */
-static inline __attribute__((always_inline)) float row_sum_exp(const float *x, float m, int n, float *y) {
-    float lane[RL] = {0};
-    int j = 0;
-    for (; j + RL <= n; j += RL)
-        for (int i = 0; i < RL; i++) {
-            float e = tk_expf1(x[j + i] - m);
-            if (y) y[j + i] = e;
-            lane[i] += e;
-        }
-    float s = 0.0f;
-    for (int i = 0; i < RL; i++) s += lane[i];
-    for (; j < n; j++) {
-        float e = tk_expf1(x[j] - m);
-        if (y) y[j] = e;
-        s += e;
-    }
-    return s;
-}
-
 static inline __attribute__((always_inline)) float row_lse(const float *x, int n) {
-    float m = row_max(x, n);
+    float m = tk_row_max(x, n);
     if (m == -INFINITY) return -INFINITY;
-    return m + logf(row_sum_exp(x, m, n, NULL));
+    return m + logf(tk_row_sum_exp(x, m, n, NULL));
 }
 
 TK_CLONES void tk_softmax_rows(const float *x, float *y, int n, int row_begin, int row_end) {
     for (int r = row_begin; r < row_end; r++) {
         const float *xr = x + (size_t)r * n;
         float *yr = y + (size_t)r * n;
-        float m = row_max(xr, n), s = row_sum_exp(xr, m, n, yr);
+        float m = tk_row_max(xr, n), s = tk_row_sum_exp(xr, m, n, yr);
         float inv = 1.0f / s;
         for (int j = 0; j < n; j++) yr[j] *= inv;
     }

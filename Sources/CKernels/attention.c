@@ -8,16 +8,6 @@ TK_CLONES void tk_exp(const float *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = tk_expf1(x[i]);
 }
 
-static inline int visible(const tk_attention *p, int pos_q, int j) {
-    if (p->causal && j > pos_q) return 0;
-    if (p->window > 0) {
-        int d = pos_q - j;
-        if (d < 0) d = -d;
-        if (d >= p->window) return 0;
-    }
-    return 1;
-}
-
 /* Keys [*lo, *hi) that can be visible to any query in [pos0, pos1]. */
 static inline void key_range(const tk_attention *p, int pos0, int pos1, int *lo, int *hi) {
     int l = 0, h = p->Tk;
@@ -115,22 +105,29 @@ static inline void acc_atb(const float *a, int lda, const float *b, int ldb, int
 }
 
 /* Applies ALiBi and the mask to a score tile: rows are queries [i0, i0+nr), columns keys [j0, j0+nc).
- * Masked entries become -INFINITY. */
-static inline void bias_and_mask(const tk_attention *p, int h, int i0, int j0, int nr, int nc, float *s, int lds) {
+ * Masked entries become -INFINITY. A row's visible keys form one interval (causal: j <= pos;
+ * window: |pos - j| < window), so each row is two fills and one vectorisable ALiBi loop. */
+static inline __attribute__((always_inline)) void bias_and_mask(const tk_attention *p, int h, int i0, int j0, int nr,
+                                                                int nc, float *s, int lds) {
     float slope = p->alibi ? p->alibi[h] : 0.0f;
     for (int r = 0; r < nr; r++) {
         int pos = p->q_offset + i0 + r;
         float *sr = s + (size_t)r * lds;
-        for (int c = 0; c < nc; c++) {
-            int j = j0 + c;
-            if (!visible(p, pos, j)) {
-                sr[c] = -INFINITY;
-            } else if (slope != 0.0f) {
-                int d = pos - j;
-                if (d < 0) d = -d;
-                sr[c] -= slope * (float)d;
-            }
+        long first = 0, last = (long)nc - 1; /* visible columns, inclusive */
+        if (p->causal && (long)pos - j0 < last) last = (long)pos - j0;
+        if (p->window > 0) {
+            long wl = (long)pos - p->window + 1 - j0, wh = (long)pos + p->window - 1 - j0;
+            if (wl > first) first = wl;
+            if (wh < last) last = wh;
         }
+        if (first > last) { first = nc; last = nc - 1; } /* nothing visible */
+        for (long c = 0; c < first && c < nc; c++) sr[c] = -INFINITY;
+        for (long c = last + 1; c < nc; c++) sr[c] = -INFINITY;
+        if (slope != 0.0f)
+            for (long c = first; c <= last; c++) {
+                int d = pos - (j0 + (int)c);
+                sr[c] -= slope * (float)(d < 0 ? -d : d);
+            }
     }
 }
 
@@ -161,19 +158,14 @@ TK_CLONES void tk_attention_forward_tiled(const tk_attention *p, const float *q,
             bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
             for (int r = 0; r < nr; r++) {
                 float *sr = s + (size_t)r * BC;
-                float mx = m[r];
-                for (int c = 0; c < nc; c++) mx = sr[c] > mx ? sr[c] : mx;
+                float mx = tk_row_max(sr, nc);
+                mx = m[r] > mx ? m[r] : mx;
                 if (mx == -INFINITY) {  /* whole row masked in this tile and before */
                     for (int c = 0; c < nc; c++) sr[c] = 0.0f;
                     continue;
                 }
                 float alpha = m[r] == -INFINITY ? 0.0f : tk_expf1(m[r] - mx);
-                float sum = 0.0f;
-                for (int c = 0; c < nc; c++) {
-                    float e = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - mx);
-                    sr[c] = e;
-                    sum += e;
-                }
+                float sum = tk_row_sum_exp(sr, mx, nc, sr); /* exp(-inf - mx) = 0 */
                 l[r] = alpha * l[r] + sum;
                 m[r] = mx;
                 float *ar = acc + (size_t)r * D;

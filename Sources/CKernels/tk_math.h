@@ -29,4 +29,40 @@ static inline float tk_expf1(float x) {
     return under ? 0.0f : res;
 }
 
+/* Reductions keep 16 independent lanes so that they vectorise without reassociating a single sum
+ * (a serial float sum of exps is what kept the cross-entropy forward scalar). */
+#define TK_RL 16
+
+static inline __attribute__((always_inline)) float tk_row_max(const float *x, int n) {
+    float lane[TK_RL];
+    for (int i = 0; i < TK_RL; i++) lane[i] = -INFINITY;
+    int j = 0;
+    for (; j + TK_RL <= n; j += TK_RL)
+        for (int i = 0; i < TK_RL; i++) lane[i] = x[j + i] > lane[i] ? x[j + i] : lane[i];
+    float m = -INFINITY;
+    for (int i = 0; i < TK_RL; i++) m = lane[i] > m ? lane[i] : m;
+    for (; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* sum_j exp(x[j] - m), optionally storing the exps in y (y may be x). */
+static inline __attribute__((always_inline)) float tk_row_sum_exp(const float *x, float m, int n, float *y) {
+    float lane[TK_RL] = {0};
+    int j = 0;
+    for (; j + TK_RL <= n; j += TK_RL)
+        for (int i = 0; i < TK_RL; i++) {
+            float e = tk_expf1(x[j + i] - m);
+            if (y) y[j + i] = e;
+            lane[i] += e;
+        }
+    float s = 0.0f;
+    for (int i = 0; i < TK_RL; i++) s += lane[i];
+    for (; j < n; j++) {
+        float e = tk_expf1(x[j] - m);
+        if (y) y[j] = e;
+        s += e;
+    }
+    return s;
+}
+
 #endif
