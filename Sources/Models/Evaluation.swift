@@ -17,8 +17,10 @@ public enum Evaluation {
     /// Scores each sequence on predicting `ids[t+1]` from `ids[...t]`; sequences longer than the
     /// context are cut into consecutive windows of `context + 1` tokens overlapping by one.
     /// `tokenBytes`, when given, maps an id to its UTF-8 byte length for bits-per-byte.
+    /// With `engine`, every window is scored token by token through the fast decoder (batch 1, its
+    /// weight format), e.g. to measure what int8 weights cost in perplexity.
     public static func score(_ model: DecoderModel, sequences: [[Int32]], tokenBytes: ((Int32) -> Int)? = nil,
-                             progress: ((Int) -> Void)? = nil) throws -> Result {
+                             engine: DecodeEngine? = nil, progress: ((Int) -> Void)? = nil) throws -> Result {
         let v = model.dims.vocabSize, ctx = model.dims.contextLength
         var windows: [[Int32]] = []
         for (i, s) in sequences.enumerated() {
@@ -33,9 +35,26 @@ public enum Evaluation {
             }
         }
         guard !windows.isEmpty else { throw ToolkitError("no sequence has two or more tokens to score") }
+        var total = 0.0, count = 0, bytes = 0
+        if let engine {
+            guard engine.model === model else { throw ToolkitError("eval: the decode engine belongs to another model") }
+            for w in windows {
+                let cache = model.makeCache(batch: 1, capacity: w.count - 1)
+                for t in 0..<(w.count - 1) {
+                    let logits = try engine.step(token: w[t], cache: cache)
+                    var m = -Double.infinity, sum = 0.0
+                    for x in logits { m = max(m, Double(x)) }
+                    for x in logits { sum += Foundation.exp(Double(x) - m) }
+                    total += m + Foundation.log(sum) - Double(logits[Int(w[t + 1])])
+                    if let tokenBytes { bytes += tokenBytes(w[t + 1]) }
+                }
+                count += w.count - 1
+                progress?(count)
+            }
+            return result(total: total, count: count, bytes: bytes, hasBytes: tokenBytes != nil)
+        }
         // Batch windows of equal length together.
         let groups = Dictionary(grouping: windows.indices, by: { windows[$0].count })
-        var total = 0.0, count = 0, bytes = 0
         try GradMode.withoutGrad {
             for len in groups.keys.sorted() {
                 let idx = groups[len]!
@@ -52,9 +71,13 @@ public enum Evaluation {
                 }
             }
         }
+        return result(total: total, count: count, bytes: bytes, hasBytes: tokenBytes != nil)
+    }
+
+    private static func result(total: Double, count: Int, bytes: Int, hasBytes: Bool) -> Result {
         let loss = total / Double(count)
         return Result(loss: loss, perplexity: Foundation.exp(loss), tokens: count,
-                      bitsPerByte: tokenBytes != nil && bytes > 0 ? total / (Foundation.log(2) * Double(bytes)) : nil)
+                      bitsPerByte: hasBytes && bytes > 0 ? total / (Foundation.log(2) * Double(bytes)) : nil)
     }
 
     /// Reads a JSON array of token-id arrays.

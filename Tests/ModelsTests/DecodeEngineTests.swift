@@ -177,6 +177,18 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         }
     }
 
+    /// Perplexity through the engine: f32 equals the tensor path's; int8 costs little.
+    @Test func evaluationThroughTheEngine() throws {
+        let m = try ModelBuilder.build(Recipe.load("\(recipesDir)/nano-qwen3.yaml"))
+        let seqs = [Self.randomIDs(30, vocab: m.dims.vocabSize, seed: 5), Self.randomIDs(100, vocab: m.dims.vocabSize, seed: 6)]
+        let ref = try Evaluation.score(m, sequences: seqs)
+        let f32 = try Evaluation.score(m, sequences: seqs, engine: DecodeEngine(model: m))
+        #expect(f32.tokens == ref.tokens && ref.tokens == 29 + 99)
+        #expect(abs(f32.loss - ref.loss) < 1e-5, "\(f32.loss) vs \(ref.loss)")
+        let q = try Evaluation.score(m, sequences: seqs, engine: DecodeEngine(model: m, format: .int8))
+        #expect(abs(q.loss - ref.loss) < 0.01 * ref.loss && q.loss != ref.loss)
+    }
+
     @Test func unsupportedModelsSayWhy() throws {
         let moe = try ModelBuilder.build(Recipe.load("\(recipesDir)/nano-moe.yaml"))
         #expect(DecodeEngine.unsupportedReason(moe)?.contains("mixture of experts") == true)

@@ -13,6 +13,8 @@ struct Eval: ParsableCommand {
     @Option(help: "UTF-8 text file (needs --tokenizer).") var text: String?
     @Option(help: "Tokenizer file for --text.") var tokenizer: String?
     @Option(help: "With --data: at most this many validation tokens (0 = all).") var maxTokens = 0
+    @Option(help: "Score through the fast decoder with these weights (f32, bf16, int8), token by token; default: the tensor path.")
+    var weights: DecodeWeightFormat?
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -27,6 +29,7 @@ struct Eval: ParsableCommand {
         var perplexity: Double
         var tokens: Int
         var bits_per_byte: Double?
+        var weights: String?
     }
 
     func run() throws {
@@ -35,10 +38,14 @@ struct Eval: ParsableCommand {
                                        model: model)
         let bar = ProgressBar(total: Double(input.sequences.reduce(0) { $0 + max($1.count - 1, 0) }), label: "eval",
                               unit: "tok", enabled: !json)
-        let r = try Evaluation.score(model, sequences: input.sequences, tokenBytes: input.tokenBytes) { bar.update(Double($0)) }
+        let engine = try weights.map { try DecodeEngine(model: model, format: $0) }
+        let r = try Evaluation.score(model, sequences: input.sequences, tokenBytes: input.tokenBytes, engine: engine) {
+            bar.update(Double($0))
+        }
         bar.finish()
         if json {
-            print(try jsonLine(Output(loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, bits_per_byte: r.bitsPerByte)))
+            print(try jsonLine(Output(loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, bits_per_byte: r.bitsPerByte,
+                                      weights: weights?.rawValue)))
         } else {
             var line = String(format: "loss %.6f  perplexity %.4f  tokens %d", r.loss, r.perplexity, r.tokens)
             if let b = r.bitsPerByte { line += String(format: "  bits/byte %.4f", b) }
