@@ -22,6 +22,8 @@ struct Doctor: ParsableCommand {
         var candidateKernels: [String]
         var coretypeEnv: String?
         var blasThreads: Int
+        /// OPENBLAS_THREAD_TIMEOUT (log2 cycles an idle BLAS worker spins before sleeping), if set.
+        var blasThreadTimeout: String?
         var gemm1024: GemmBenchmark.Result
         var gemmTraining: GemmBenchmark.Result
         var correct: Bool
@@ -45,7 +47,8 @@ struct Doctor: ParsableCommand {
             kernel: BLASRuntime.kernelName, kernelSource: BLASRuntime.source.rawValue,
             candidateKernels: BLASRuntime.candidateKernels(for: features),
             coretypeEnv: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"],
-            blasThreads: BLASRuntime.threads, gemm1024: g1, gemmTraining: g2,
+            blasThreads: BLASRuntime.threads,
+            blasThreadTimeout: ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"], gemm1024: g1, gemmTraining: g2,
             correct: check.ok, maxRelativeError: check.maxRelativeError)
         if json {
             print(try jsonLine(report))
@@ -56,7 +59,7 @@ struct Doctor: ParsableCommand {
             print(
                 "kernel         \(report.kernel) (chosen by \(report.kernelSource); candidates: "
                     + "\(report.candidateKernels.joined(separator: ", ")))")
-            print("BLAS threads   \(report.blasThreads)")
+            print("BLAS threads   \(report.blasThreads) (idle spin: \(report.blasThreadTimeout.map { "2^\($0) cycles" } ?? "OpenBLAS default"))")
             print(String(format: "sgemm 1024³            %7.1f GFLOP/s", g1.gflops))
             print(String(format: "sgemm 2048×1536×384    %7.1f GFLOP/s", g2.gflops))
             print(
