@@ -27,6 +27,9 @@ public enum DecodeWeightFormat: String, CaseIterable, Sendable, Codable {
 /// Supported: dense decoders (GELU or SwiGLU MLPs, LayerNorm or RMSNorm, QK-norm, GQA, sliding
 /// windows, learned / rotary / ALiBi / no positions). `DecodeEngine.unsupportedReason(_:)` says why
 /// a model is not (MoE layers, adapters); callers then use the tensor path.
+///
+/// One engine runs one step at a time (its scratch buffers are shared between steps); steps of
+/// different engines are serialised by the kernels' thread pool.
 public final class DecodeEngine {
     public let model: DecoderModel
     public let format: DecodeWeightFormat
