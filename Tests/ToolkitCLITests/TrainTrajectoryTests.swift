@@ -56,3 +56,32 @@ import Testing
         }
     }
 }
+
+/// Greedy decoding and eval on the same unseen-shape HF models (head_dim·heads ≠ hidden, GQA,
+/// attention biases, an untied head, MoE) against transformers: `generation.json`, made by
+/// `scripts/fixtures/make-generation-references.py`. Both decoders, and eval through the fast one.
+@Suite struct UnseenModelGenerationTests {
+    @Test(arguments: ["gpt2", "qwen3-gqa", "qwen3-moe", "qwen3-untied"])
+    func greedyTokensAndEvalLossMatchTransformers(model: String) throws {
+        let dir = try TrainTrajectoryTests.root.appendingPathComponent(model)
+        let ref = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("generation.json"))) as? [String: Any])
+        let prompt = try #require(ref["prompt_ids"] as? [Int]), want = try #require(ref["new_tokens"] as? [Int])
+        for decoder in ["fast", "tensor"] {
+            let r = try CLI.run(["generate", "--model", dir.path, "--prompt-ids", prompt.map(String.init).joined(separator: ","),
+                                 "--max-new-tokens", String(want.count), "--greedy", "--decoder", decoder, "--json"])
+            #expect(r.code == 0, "\(r.err)")
+            #expect(try CLI.json(r.out)["ids"] as? [Int] == want, "\(model) \(decoder)")
+        }
+        let tokens = dir.appendingPathComponent("tokens.json").path
+        let wantLoss = try #require(ref["eval_loss"] as? Double)
+        var variants: [[String]] = [[]]
+        if model != "qwen3-moe" { variants.append(["--weights", "f32"]) }
+        for extra in variants {
+            let e = try CLI.run(["eval", "--model", dir.path, "--tokens", tokens, "--json"] + extra)
+            #expect(e.code == 0, "\(e.err)")
+            let loss = try CLI.json(e.out)["loss"] as? Double ?? .nan
+            #expect(abs(loss - wantLoss) < 1e-5, "\(model) \(extra): \(loss) vs \(wantLoss)")
+        }
+    }
+}
