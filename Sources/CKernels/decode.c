@@ -32,7 +32,9 @@ void tk_to_bf16(const float *w, size_t n, uint16_t *out) {
     }
 }
 
-void tk_quantize_q8(const float *w, int rows, int cols, int8_t *q, float *scales) {
+int tk_quantize_q8(const float *w, int rows, int cols, int8_t *q, float *scales) {
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        if (!isfinite(w[i])) return -1;
     for (int r = 0; r < rows; r++) {
         const float *wr = w + (size_t)r * cols;
         float m = 0.0f;
@@ -46,6 +48,7 @@ void tk_quantize_q8(const float *w, int rows, int cols, int8_t *q, float *scales
             q[(size_t)r * cols + c] = (int8_t)v;
         }
     }
+    return 0;
 }
 
 /* MARK: - Matrix-vector products */
@@ -158,7 +161,7 @@ static inline float dot_avx512(const float *a, const float *b, int n) {
 
 static int has_avx512(void) {
 #if defined(__x86_64__)
-    static int avx512 = -1;
+    static _Atomic int avx512 = -1; /* every thread computes the same value */
     if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
     return avx512;
 #else

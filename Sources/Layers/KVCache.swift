@@ -22,6 +22,9 @@ public final class KVCache {
         values = (0..<layers).map { _ in TensorStorage(count: n, zeroed: false) }
     }
 
+    /// Layers the cache holds.
+    public var layers: Int { keys.count }
+
     /// Bytes held by the cache.
     public var bytes: Int { (keys.count + values.count) * batch * capacity * kvHeads * headDim * 4 }
 

@@ -28,6 +28,10 @@ public enum DecodeWeightFormat: String, CaseIterable, Sendable, Codable {
 /// windows, learned / rotary / ALiBi / no positions). `DecodeEngine.unsupportedReason(_:)` says why
 /// a model is not (MoE layers, adapters); callers then use the tensor path.
 ///
+/// The engine reads the parameters it was built from: f32 in place, bf16/int8 as copies made at
+/// init. Build a new engine after changing the weights (`step` refuses once a parameter's storage
+/// has been replaced, e.g. by loading a checkpoint or merging an adapter).
+///
 /// One engine runs one step at a time (its scratch buffers are shared between steps); steps of
 /// different engines are serialised by the kernels' thread pool.
 public final class DecodeEngine {
@@ -63,6 +67,8 @@ public final class DecodeEngine {
     private let learnedPositions: UnsafePointer<Float>?
     private let rope: (cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, half: Int, interleaved: Bool)?
     private let weights: WeightStore
+    /// The model's parameters and their storage when the engine was built (staleness check).
+    private let parameters: [(Parameter, TensorStorage)]
     private let scratch: UnsafeMutablePointer<Float>
     private let scratchCount: Int
     private let dims: ModelDimensions
@@ -104,6 +110,12 @@ public final class DecodeEngine {
             let a = b.attention
             matrices += ([a.qProj, a.kProj, a.vProj, a.oProj] + WeightStore.linears(b.mlp)).map(\.weight.value)
         }
+        guard model.embedTokens.weight.shape == [dims.vocabSize, dims.hiddenSize],
+              model.outputWeight.shape == [dims.vocabSize, dims.hiddenSize]
+        else {
+            throw ToolkitError("the decode engine needs embeddings and an LM head of [\(dims.vocabSize), \(dims.hiddenSize)]")
+        }
+        parameters = model.namedParameters().map { ($0.parameter, $0.parameter.value.storage) }
         let w = WeightStore(format: format, matrices: matrices)
         weights = w
         var inter = 0
@@ -119,23 +131,23 @@ public final class DecodeEngine {
         scratch.initialize(repeating: 0, count: scratchCount)
         embedding = w.pin(model.embedTokens.weight.value)
         finalNorm = w.norm(model.norm)
-        head = w.matrix(model.outputWeight.value, bias: nil)
+        head = try w.matrix(model.outputWeight.value, bias: nil)
         learnedPositions = (model.position as? LearnedPositions).map { w.pin($0.weight.value) }
         rope = (model.position as? RotaryEmbedding).map { r in
             (w.pin(r.cos), w.pin(r.sin), r.cos.shape[1], r.layout == .interleaved)
         }
-        blocks = model.layers.map { b in
+        blocks = try model.layers.map { b in
             let a = b.attention
             let mlp: MLP
             if let m = b.mlp as? GELUMLP {
-                mlp = .gelu(fcIn: w.matrix(m.fcIn), fcOut: w.matrix(m.fcOut), exact: m.approximation == .exact)
+                mlp = .gelu(fcIn: try w.matrix(m.fcIn), fcOut: try w.matrix(m.fcOut), exact: m.approximation == .exact)
             } else {
                 let m = b.mlp as! SwiGLUMLP  // checked by unsupportedReason
-                mlp = .swiglu(gate: w.matrix(m.gateProj), up: w.matrix(m.upProj), down: w.matrix(m.downProj))
+                mlp = .swiglu(gate: try w.matrix(m.gateProj), up: try w.matrix(m.upProj), down: try w.matrix(m.downProj))
             }
             return Block(
-                inputNorm: w.norm(b.inputNorm), qkv: [w.matrix(a.qProj), w.matrix(a.kProj), w.matrix(a.vProj)],
-                o: w.matrix(a.oProj), qNorm: a.qNorm.map { w.norm($0) }, kNorm: a.kNorm.map { w.norm($0) },
+                inputNorm: w.norm(b.inputNorm), qkv: [try w.matrix(a.qProj), try w.matrix(a.kProj), try w.matrix(a.vProj)],
+                o: try w.matrix(a.oProj), qNorm: a.qNorm.map { w.norm($0) }, kNorm: a.kNorm.map { w.norm($0) },
                 postNorm: w.norm(b.postAttentionNorm), mlp: mlp, window: a.window ?? 0,
                 slopes: a.position.attentionSlopes(heads: a.heads).map { w.copy($0) })
         }
@@ -173,7 +185,10 @@ public final class DecodeEngine {
     public func step(token: Int32, cache: KVCache) throws -> UnsafeBufferPointer<Float> {
         let d = dims, c = d.hiddenSize, hd = d.headDim
         let pos = cache.length
-        guard cache.batch == 1, cache.kvHeads == d.kvHeads, cache.headDim == hd else {
+        guard !parameters.contains(where: { $0.0.value.storage !== $0.1 }) else {
+            throw ToolkitError("decode engine: the model's weights were replaced after the engine was built; build a new one")
+        }
+        guard cache.batch == 1, cache.kvHeads == d.kvHeads, cache.headDim == hd, cache.layers == blocks.count else {
             throw ToolkitError("decode engine: the KV cache does not belong to this model (batch \(cache.batch))")
         }
         guard pos < cache.capacity, pos < d.contextLength else {
@@ -298,10 +313,10 @@ private final class WeightStore {
         return .rms(weight: pin(r.weight.value), eps: r.eps)
     }
 
-    func matrix(_ l: Linear) -> tk_matrix { matrix(l.weight.value, bias: l.bias?.value) }
+    func matrix(_ l: Linear) throws -> tk_matrix { try matrix(l.weight.value, bias: l.bias?.value) }
 
     /// The weight in this store's format (Float32 weights are used in place).
-    func matrix(_ w: Tensor, bias: Tensor?) -> tk_matrix {
+    func matrix(_ w: Tensor, bias: Tensor?) throws -> tk_matrix {
         let rows = Int32(w.shape[0]), cols = Int32(w.shape[1]), n = w.count
         var m = tk_matrix()
         m.rows = rows
@@ -321,7 +336,9 @@ private final class WeightStore {
         case .int8:
             let q = take(n).bindMemory(to: Int8.self, capacity: n)
             let s = take(4 * Int(rows)).bindMemory(to: Float.self, capacity: Int(rows))
-            tk_quantize_q8(w.storage.pointer, rows, cols, q, s)
+            guard tk_quantize_q8(w.storage.pointer, rows, cols, q, s) == 0 else {
+                throw ToolkitError("int8 weights: a [\(rows), \(cols)] matrix has a NaN or infinite value")
+            }
             m.format = Int32(TK_W_Q8)
             m.data = UnsafeRawPointer(q)
             m.scales = UnsafePointer(s)

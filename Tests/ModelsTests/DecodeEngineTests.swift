@@ -129,8 +129,13 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         var rng = SplitMix64(seed: 9)
         let w = (0..<(rows * cols)).map { i in i < cols ? 0 : Float(rng.nextUniform() * 2 - 1) * Float(i % 5 + 1) }
         var q = [Int8](repeating: 0, count: rows * cols), s = [Float](repeating: 0, count: rows)
-        tk_quantize_q8(w, Int32(rows), Int32(cols), &q, &s)
+        #expect(tk_quantize_q8(w, Int32(rows), Int32(cols), &q, &s) == 0)
         #expect(s[0] == 0)
+        var bad = w
+        bad[5] = .nan
+        #expect(tk_quantize_q8(bad, Int32(rows), Int32(cols), &q, &s) == -1)
+        bad[5] = .infinity
+        #expect(tk_quantize_q8(bad, Int32(rows), Int32(cols), &q, &s) == -1)
         for r in 0..<rows {
             let row = w[(r * cols)..<((r + 1) * cols)]
             #expect(s[r] == (row.map(abs).max() ?? 0) / 127)
@@ -148,7 +153,7 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
             var bf = [UInt16](repeating: 0, count: w.count)
             tk_to_bf16(w, w.count, &bf)
             var q = [Int8](repeating: 0, count: w.count), s = [Float](repeating: 0, count: rows)
-            tk_quantize_q8(w, Int32(rows), Int32(cols), &q, &s)
+            #expect(tk_quantize_q8(w, Int32(rows), Int32(cols), &q, &s) == 0)
             let decoded: [(Int32, [Float])] = [
                 (Int32(TK_W_F32), w), (Int32(TK_W_BF16), bf.map { Float(bitPattern: UInt32($0) << 16) }),
                 (Int32(TK_W_Q8), (0..<w.count).map { Float(q[$0]) * s[$0 / cols] }),
@@ -201,5 +206,11 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         _ = try engine.step(token: 1, cache: cache)
         _ = try engine.step(token: 2, cache: cache)
         #expect(throws: (any Error).self) { try engine.step(token: 3, cache: cache) }  // cache full
+        // Replacing a parameter's storage (loading, merging) makes the engine refuse to run.
+        let fresh = dense.makeCache(batch: 1, capacity: 2)
+        let w = dense.layers[0].attention.qProj.weight
+        try w.assign(Tensor(shape: w.shape, values: w.value.scalars))
+        #expect(throws: (any Error).self) { try engine.step(token: 1, cache: fresh) }
+        _ = try DecodeEngine(model: dense).step(token: 1, cache: fresh)
     }
 }

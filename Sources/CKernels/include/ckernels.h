@@ -73,8 +73,9 @@ typedef struct {
 
 /* Round to bfloat16, nearest even (NaN stays NaN). */
 void tk_to_bf16(const float *w, size_t n, uint16_t *out);
-/* Per-row symmetric int8: scales[r] = max|w[r, :]| / 127, q = round(w / scale). */
-void tk_quantize_q8(const float *w, int rows, int cols, int8_t *q, float *scales);
+/* Per-row symmetric int8: scales[r] = max|w[r, :]| / 127, q = round(w / scale). Returns 0, or -1
+ * (writing nothing) when a weight is NaN or infinite. */
+int tk_quantize_q8(const float *w, int rows, int cols, int8_t *q, float *scales);
 
 /* y[r] = W[r, :] . x + bias[r] for rows [row_begin, row_end); with accumulate, y[r] += that. */
 void tk_gemv_rows(const tk_matrix *m, const float *x, float *y, int row_begin, int row_end, int accumulate);
@@ -87,7 +88,8 @@ void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *c
 void tk_pool_configure(int threads);
 int tk_pool_threads(void);
 typedef void (*tk_range_fn)(void *ctx, int begin, int end);
-/* Runs fn over [0, n) in contiguous chunks that the threads take in turn; returns when all are done. */
+/* Runs fn over [0, n) in contiguous chunks that the threads take in turn; returns when all are done.
+ * Not re-entrant: fn must not call tk_pool_for. */
 void tk_pool_for(int n, tk_range_fn fn, void *ctx);
 
 /* One row: LayerNorm (weight/bias may be NULL) and RMSNorm (HF: x * rsqrt(mean(x^2) + eps) * w). */
