@@ -403,9 +403,7 @@ static inline __attribute__((always_inline)) void attention_body(const attention
             s[t] = acc;
             m = acc > m ? acc : m;
         }
-        for (int t = lo; t <= pos; t++) s[t] = tk_expf1(s[t] - m); /* vectorises: no reduction */
-        float total = 0.0f;
-        for (int t = lo; t <= pos; t++) total += s[t];
+        float total = tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo);
         float *o = j->out + (size_t)h * d;
         for (int i = 0; i < d; i++) o[i] = 0.0f;
         float inv = 1.0f / total;
@@ -448,9 +446,7 @@ static void attention_heads_avx512(void *ctx, int begin, int end) { attention_bo
                 s[t] = x;                                                                                   \
                 m = x > m ? x : m;                                                                          \
             }                                                                                               \
-            for (int t = lo; t <= pos; t++) s[t] = tk_expf1(s[t] - m);                                      \
-            float total = 0.0f;                                                                             \
-            for (int t = lo; t <= pos; t++) total += s[t];                                                  \
+            float total = tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo);                                  \
             for (int t = lo; t <= pos; t++) {                                                               \
                 const float *vt = v + (size_t)t * row;                                                      \
                 __m512 w = _mm512_set1_ps(s[t]);                                                            \

@@ -235,22 +235,9 @@ public struct EvaluationBatches: Sendable {
     }
 }
 
-/// SplitMix64 step (Steele, Lea, Flood 2014): a tiny, fully specified generator, so orders never
-/// change with the Swift standard library.
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A seed derived from several values.
 func mix(_ values: UInt64...) -> UInt64 {
-    var g = SplitMix64(state: 0x5EED)
+    var g = SplitMix64(seed: 0x5EED)
     var h: UInt64 = 0
     for v in values {
         g.state ^= v
@@ -262,7 +249,7 @@ func mix(_ values: UInt64...) -> UInt64 {
 /// Fisher–Yates permutation of 0..<n.
 func permutation(_ n: Int, seed: UInt64) -> [Int32] {
     var p = (0..<n).map { Int32($0) }
-    var g = SplitMix64(state: seed)
+    var g = SplitMix64(seed: seed)
     var i = n - 1
     while i > 0 {
         let j = Int(g.next() % UInt64(i + 1))

@@ -162,7 +162,7 @@ import ToolkitSupport
 @Suite struct HFModelConfigFuzzTests {
     /// Byte flips and truncations of real config files give a clean error or a valid config.
     @Test func fuzzConfigFiles() throws {
-        var rng = SplitMix64(state: 42)
+        var rng = SplitMix64(seed: 42)
         var outcomes = [0, 0]
         for model in Fixtures.models {
             for file in ["config.json", "config.v4-keys.json"] {

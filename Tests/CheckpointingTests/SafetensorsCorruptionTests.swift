@@ -102,7 +102,7 @@ import ToolkitSupport
     /// Random truncations and byte flips of real files must give a clean error or a valid file
     /// whose every tensor can be read — never a trap.
     @Test func fuzzTruncationsAndByteFlips() throws {
-        var rng = SplitMix64(state: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         var samples: [Data] = []
         samples.append(
             try Data(

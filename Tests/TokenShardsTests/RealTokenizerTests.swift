@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ToolkitSupport
 import Tokenization
 
 @testable import TokenShards
@@ -19,7 +20,7 @@ struct BPEEncoder: TokenEncoder {
     /// Text full of whitespace runs, newlines after spaces and punctuation, digits, contractions
     /// and non-ASCII, sharded in 48-byte pieces: the ids must equal encoding each document whole.
     @Test func chunkedShardingEqualsDirectEncoding() throws {
-        var g = SplitMix64(state: 77)
+        var g = SplitMix64(seed: 77)
         let parts = [
             "Hello", " world", ".", "\n", "\n\n", " \n", "\t", "  ", "it's", " 1234", "567",
             "naïve", " café", "!!", "\r\n", "—", "A", "x", "\n  ", "(", ")", "?\n", "don't",

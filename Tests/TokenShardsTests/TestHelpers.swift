@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ToolkitSupport
 
 @testable import TokenShards
 
@@ -21,7 +22,7 @@ struct TempDir {
 
 /// Deterministic pseudo-random text with newlines, so long documents get cut into chunks.
 func sampleText(_ seed: UInt64, bytes: Int) -> String {
-    var g = SplitMix64(state: seed)
+    var g = SplitMix64(seed: seed)
     let words = ["the", "quick", "brown", "fox", "jumps", "über", "lazy", "dog", "naïve", "ç"]
     var s = ""
     while s.utf8.count < bytes {
