@@ -264,7 +264,6 @@ void tk_pool_configure(int threads) {
     pthread_mutex_unlock(&pool_call_lock);
 }
 
-int tk_pool_threads(void) { return pool.threads; }
 
 void tk_pool_for(int n, tk_range_fn fn, void *ctx) {
     if (n <= 0) return;

@@ -70,7 +70,6 @@ public final class DecodeEngine {
     /// The model's parameters and their storage when the engine was built (staleness check).
     private let parameters: [(Parameter, TensorStorage)]
     private let scratch: UnsafeMutablePointer<Float>
-    private let scratchCount: Int
     private let dims: ModelDimensions
     private let intermediate: Int
     /// Bytes of weight matrices read per token (norms, biases and the KV cache not included).
@@ -118,17 +117,6 @@ public final class DecodeEngine {
         parameters = model.namedParameters().map { ($0.parameter, $0.parameter.value.storage) }
         let w = WeightStore(format: format, matrices: matrices)
         weights = w
-        var inter = 0
-        for b in model.layers {
-            if let m = b.mlp as? GELUMLP { inter = max(inter, m.fcIn.outFeatures) }
-            if let m = b.mlp as? SwiGLUMLP { inter = max(inter, m.gateProj.outFeatures) }
-        }
-        intermediate = inter
-        let d = dims
-        scratchCount = 2 * d.hiddenSize + 2 * d.heads * d.headDim + 2 * d.kvHeads * d.headDim + 2 * inter
-            + d.vocabSize + d.heads * d.contextLength
-        scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
-        scratch.initialize(repeating: 0, count: scratchCount)
         embedding = w.pin(model.embedTokens.weight.value)
         finalNorm = w.norm(model.norm)
         head = try w.matrix(model.outputWeight.value, bias: nil)
@@ -151,6 +139,18 @@ public final class DecodeEngine {
                 postNorm: w.norm(b.postAttentionNorm), mlp: mlp, window: a.window ?? 0,
                 slopes: a.position.attentionSlopes(heads: a.heads).map { w.copy($0) })
         }
+        // The widest MLP activation (fc_in rows, or the gate's for SwiGLU).
+        intermediate = blocks.map { b -> Int in
+            switch b.mlp {
+            case .gelu(let fcIn, _, _): return Int(fcIn.rows)
+            case .swiglu(let gate, _, _): return Int(gate.rows)
+            }
+        }.max() ?? 0
+        let d = dims
+        let count = 2 * d.hiddenSize + 2 * d.heads * d.headDim + 2 * d.kvHeads * d.headDim + 2 * intermediate
+            + d.vocabSize + d.heads * d.contextLength
+        scratch = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        scratch.initialize(repeating: 0, count: count)
     }
 
     deinit { scratch.deallocate() }

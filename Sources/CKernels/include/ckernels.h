@@ -86,7 +86,6 @@ void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *c
 
 /* A persistent pool of threads (the caller included) for decoding. Configure before first use. */
 void tk_pool_configure(int threads);
-int tk_pool_threads(void);
 typedef void (*tk_range_fn)(void *ctx, int begin, int end);
 /* Runs fn over [0, n) in contiguous chunks that the threads take in turn; returns when all are done.
  * Not re-entrant: fn must not call tk_pool_for. */
