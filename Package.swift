@@ -47,7 +47,7 @@ let package = Package(
             swiftSettings: native),
         .target(name: "Layers", dependencies: ["TensorCore", "ToolkitSupport"], swiftSettings: native),
         .target(
-            name: "Optimizers", dependencies: ["TensorCore", "Layers"], exclude: ["README.md"]),
+            name: "Optimizers", dependencies: ["TensorCore", "Layers", "CKernels"], exclude: ["README.md"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
             name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"], exclude: ["README.md"]),

@@ -27,80 +27,111 @@ static inline void key_range(const tk_attention *p, int pos0, int pos1, int *lo,
 
 static inline int div_up(int a, int b) { return (a + b - 1) / b; }
 
+/* Forward work items: (batch, head, segment of query blocks). A segment transposes its keys once
+ * and reuses them for all its query blocks; heads are cut into segments only when there are too
+ * few (batch, head) pairs to keep the cores busy. */
+static inline int forward_segments(const tk_attention *p) {
+    int nqb = div_up(p->Tq, p->tile_q), bh = p->B * p->H;
+    int seg = bh >= 16 ? 1 : div_up(16, bh > 0 ? bh : 1);
+    return seg < nqb ? seg : nqb;
+}
+
 int tk_attention_forward_items(const tk_attention *p) {
-    return p->B * p->H * div_up(p->Tq, p->tile_q);
+    return p->B * p->H * forward_segments(p);
 }
 
 int tk_attention_backward_items(const tk_attention *p) { return p->B * p->KVH; }
 
+/* 16 floats as one vector (GCC/clang vector extension: AVX-512 registers in the x86-64-v4 clone,
+ * pairs or quadruples of narrower registers in the others). Unaligned, may alias float. */
+typedef float tk_v16 __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* Macros, not functions: a helper taking or returning a vector would be compiled for the default
+ * target outside the clones (and change the calling convention). */
+#define v16_load(p) (*(const tk_v16 *)(p))
+#define v16_store(p, v) (*(tk_v16 *)(p) = (v))
+
 /* Register-blocked micro-kernel: C[m][n] (= or +=) alpha * sum_k A(m, k) * B[k][n] for m < M, n < N,
  * with A(m, k) = A[m * am + k * ak] (any strides, so A or its transpose) and B row-major (ldb).
- * Blocks of 4 rows x 32 columns keep their accumulators in vector registers across the k loop. */
-static inline void mk_gemm(int M, int N, int K, float alpha, const float *restrict A, long am, long ak,
+ * Blocks of R rows x 32 columns keep their 2R vector accumulators in registers across the k loop;
+ * the epilogue is vector stores (a scalar epilogue cost ~15 % of the attention backward). */
+#define TK_MK_BLOCK(R)                                                                                  \
+    do {                                                                                                \
+        tk_v16 c[R][2];                                                                                 \
+        for (int r = 0; r < R; r++) c[r][0] = c[r][1] = (tk_v16){0};                                    \
+        const float *a = A + (long)m0 * am;                                                             \
+        for (int k = 0; k < K; k++) {                                                                   \
+            const float *b = B + (long)k * ldb + n0;                                                    \
+            tk_v16 b0 = v16_load(b), b1 = v16_load(b + 16);                                             \
+            for (int r = 0; r < R; r++) {                                                               \
+                float av = a[(long)r * am + (long)k * ak];                                              \
+                c[r][0] += av * b0;                                                                     \
+                c[r][1] += av * b1;                                                                     \
+            }                                                                                           \
+        }                                                                                               \
+        for (int r = 0; r < R; r++) {                                                                   \
+            float *o = C + (long)(m0 + r) * ldc + n0;                                                   \
+            if (accumulate) {                                                                           \
+                v16_store(o, v16_load(o) + alpha * c[r][0]);                                            \
+                v16_store(o + 16, v16_load(o + 16) + alpha * c[r][1]);                                  \
+            } else {                                                                                    \
+                v16_store(o, alpha * c[r][0]);                                                          \
+                v16_store(o + 16, alpha * c[r][1]);                                                     \
+            }                                                                                           \
+        }                                                                                               \
+    } while (0)
+
+static inline __attribute__((always_inline)) void mk_gemm(int M, int N, int K, float alpha, const float *restrict A, long am, long ak,
                            const float *restrict B, long ldb, float *restrict C, long ldc, int accumulate) {
-    for (int n0 = 0; n0 < N; n0 += 32) {
-        int nb = N - n0 < 32 ? N - n0 : 32;
+    int n0 = 0;
+    for (; n0 + 32 <= N; n0 += 32) {
         int m0 = 0;
-        if (nb == 32) {
-            for (; m0 + 4 <= M; m0 += 4) {
-                float c0[32] = {0}, c1[32] = {0}, c2[32] = {0}, c3[32] = {0};
-                const float *a = A + (long)m0 * am;
-                for (int k = 0; k < K; k++) {
-                    const float *b = B + (long)k * ldb + n0;
-                    float a0 = a[k * ak], a1 = a[am + k * ak], a2 = a[2 * am + k * ak], a3 = a[3 * am + k * ak];
-                    for (int j = 0; j < 32; j++) {
-                        float bv = b[j];
-                        c0[j] += a0 * bv;
-                        c1[j] += a1 * bv;
-                        c2[j] += a2 * bv;
-                        c3[j] += a3 * bv;
-                    }
-                }
-                float *o0 = C + (long)m0 * ldc + n0, *o1 = o0 + ldc, *o2 = o1 + ldc, *o3 = o2 + ldc;
-                if (accumulate) {
-                    for (int j = 0; j < 32; j++) { o0[j] += alpha * c0[j]; o1[j] += alpha * c1[j]; o2[j] += alpha * c2[j]; o3[j] += alpha * c3[j]; }
-                } else {
-                    for (int j = 0; j < 32; j++) { o0[j] = alpha * c0[j]; o1[j] = alpha * c1[j]; o2[j] = alpha * c2[j]; o3[j] = alpha * c3[j]; }
-                }
-            }
+        for (; m0 + 8 <= M; m0 += 8) TK_MK_BLOCK(8);
+        for (; m0 + 4 <= M; m0 += 4) TK_MK_BLOCK(4);
+        for (; m0 < M; m0++) TK_MK_BLOCK(1);
+    }
+    if (n0 == N) return;
+    /* Column tail (< 32 wide): one row at a time. */
+    int nb = N - n0;
+    for (int m0 = 0; m0 < M; m0++) {
+        float c0[32] = {0};
+        const float *a = A + (long)m0 * am;
+        for (int k = 0; k < K; k++) {
+            const float *b = B + (long)k * ldb + n0;
+            float a0 = a[k * ak];
+            for (int j = 0; j < nb; j++) c0[j] += a0 * b[j];
         }
-        for (; m0 < M; m0++) {
-            float c0[32] = {0};
-            const float *a = A + (long)m0 * am;
-            for (int k = 0; k < K; k++) {
-                const float *b = B + (long)k * ldb + n0;
-                float a0 = a[k * ak];
-                for (int j = 0; j < nb; j++) c0[j] += a0 * b[j];
-            }
-            float *o0 = C + (long)m0 * ldc + n0;
-            if (accumulate) { for (int j = 0; j < nb; j++) o0[j] += alpha * c0[j]; }
-            else { for (int j = 0; j < nb; j++) o0[j] = alpha * c0[j]; }
-        }
+        float *o0 = C + (long)m0 * ldc + n0;
+        if (accumulate) { for (int j = 0; j < nb; j++) o0[j] += alpha * c0[j]; }
+        else { for (int j = 0; j < nb; j++) o0[j] = alpha * c0[j]; }
     }
 }
 
 /* S[r, c] = scale * dot(A[r], B[c]) for r < nr, c < nc, where A rows have stride lda and
  * Bt is B transposed: [D][ldb]. S: [nr][lds]. */
-static inline void scores_tile(const float *a, int lda, const float *bt, int ldb, int nr, int nc, int D,
+static inline __attribute__((always_inline)) void scores_tile(const float *a, int lda, const float *bt, int ldb, int nr, int nc, int D,
                                float scale, float *s, int lds) {
     mk_gemm(nr, nc, D, scale, a, lda, 1, bt, ldb, s, lds, 0);
 }
 
 /* Bt[d][c] = B[c][d] for a tile of nc rows (stride ldb_rows) and D columns. Bt: [D][ldt]. */
-static inline void transpose_tile(const float *b, int ldb_rows, int nc, int D, float *bt, int ldt) {
-    for (int c = 0; c < nc; c++) {
-        const float *row = b + (size_t)c * ldb_rows;
-        for (int d = 0; d < D; d++) bt[(size_t)d * ldt + c] = row[d];
+static inline __attribute__((always_inline)) void transpose_tile(const float *b, int ldb_rows, int nc, int D, float *bt, int ldt) {
+    /* Contiguous stores, strided loads (the tile's rows stay in L1); the other order stored with a
+     * stride of ldt floats and was the single hottest line of the backward. */
+    for (int d = 0; d < D; d++) {
+        float *out = bt + (size_t)d * ldt;
+#pragma clang loop vectorize(disable) /* gathers, slower than scalar loads here */
+        for (int c = 0; c < nc; c++) out[c] = b[(size_t)c * ldb_rows + d];
     }
 }
 
 /* C[r][:] += sum_c A[r][c] * B[c][:], A: [nr][lda], B rows stride ldb, C rows stride ldc, width D. */
-static inline void acc_ab(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
+static inline __attribute__((always_inline)) void acc_ab(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
     mk_gemm(nr, D, nc, 1.0f, a, lda, 1, b, ldb, c, ldc, 1);
 }
 
 /* C[c][:] += sum_r A[r][c] * B[r][:] (A transposed), A: [nr][lda], B rows stride ldb, C: [nc][ldc]. */
-static inline void acc_atb(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
+static inline __attribute__((always_inline)) void acc_atb(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
     mk_gemm(nc, D, nr, 1.0f, a, 1, lda, b, ldb, c, ldc, 1);
 }
 
@@ -134,51 +165,61 @@ static inline __attribute__((always_inline)) void bias_and_mask(const tk_attenti
 TK_CLONES void tk_attention_forward_tiled(const tk_attention *p, const float *q, const float *k, const float *v,
                                           float *out, float *lse, int item_begin, int item_end) {
     const int D = p->D, H = p->H, KVH = p->KVH, BR = p->tile_q, BC = p->tile_k;
-    const int nqb = div_up(p->Tq, BR);
+    const int nqb = div_up(p->Tq, BR), segs = forward_segments(p), per_seg = div_up(nqb, segs);
     const int ldq = H * D, ldk = KVH * D;
+    const int ldt = p->Tk + BC; /* transposed keys of one segment: [D][ldt] */
     float *s = malloc(sizeof(float) * (size_t)BR * BC);
-    float *kt = malloc(sizeof(float) * (size_t)D * BC);
+    float *kt = malloc(sizeof(float) * (size_t)D * ldt);
     float *acc = malloc(sizeof(float) * (size_t)BR * D);
     float *m = malloc(sizeof(float) * BR), *l = malloc(sizeof(float) * BR);
     for (int item = item_begin; item < item_end; item++) {
-        int qb = item % nqb, bh = item / nqb, h = bh % H, b = bh / H;
+        int seg = item % segs, bh = item / segs, h = bh % H, b = bh / H;
         int kvh = h / (H / KVH);
-        int i0 = qb * BR, nr = p->Tq - i0 < BR ? p->Tq - i0 : BR;
-        const float *qb_ptr = q + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
+        int qb_lo = seg * per_seg, qb_hi = qb_lo + per_seg < nqb ? qb_lo + per_seg : nqb;
+        if (qb_lo >= qb_hi) continue;
         const float *kb = k + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
         const float *vb = v + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
-        for (int r = 0; r < nr; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
-        memset(acc, 0, sizeof(float) * (size_t)nr * D);
-        int lo, hi;
-        key_range(p, p->q_offset + i0, p->q_offset + i0 + nr - 1, &lo, &hi);
-        for (int j0 = (lo / BC) * BC; j0 < hi; j0 += BC) {
-            int nc = hi - j0 < BC ? hi - j0 : BC;
-            transpose_tile(kb + (size_t)j0 * ldk, ldk, nc, D, kt, BC);
-            scores_tile(qb_ptr, ldq, kt, BC, nr, nc, D, p->scale, s, BC);
-            bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
-            for (int r = 0; r < nr; r++) {
-                float *sr = s + (size_t)r * BC;
-                float mx = tk_row_max(sr, nc);
-                mx = m[r] > mx ? m[r] : mx;
-                if (mx == -INFINITY) {  /* whole row masked in this tile and before */
-                    for (int c = 0; c < nc; c++) sr[c] = 0.0f;
-                    continue;
+        /* Keys any query of the segment can see, transposed once. */
+        int last_q = qb_hi * BR < p->Tq ? qb_hi * BR - 1 : p->Tq - 1;
+        int seg_lo, seg_hi;
+        key_range(p, p->q_offset + qb_lo * BR, p->q_offset + last_q, &seg_lo, &seg_hi);
+        int kt0 = (seg_lo / BC) * BC;
+        if (seg_hi > kt0) transpose_tile(kb + (size_t)kt0 * ldk, ldk, seg_hi - kt0, D, kt, ldt);
+        for (int qb = qb_lo; qb < qb_hi; qb++) {
+            int i0 = qb * BR, nr = p->Tq - i0 < BR ? p->Tq - i0 : BR;
+            const float *qb_ptr = q + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
+            for (int r = 0; r < nr; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
+            memset(acc, 0, sizeof(float) * (size_t)nr * D);
+            int lo, hi;
+            key_range(p, p->q_offset + i0, p->q_offset + i0 + nr - 1, &lo, &hi);
+            for (int j0 = (lo / BC) * BC; j0 < hi; j0 += BC) {
+                int nc = hi - j0 < BC ? hi - j0 : BC;
+                scores_tile(qb_ptr, ldq, kt + (j0 - kt0), ldt, nr, nc, D, p->scale, s, BC);
+                bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
+                for (int r = 0; r < nr; r++) {
+                    float *sr = s + (size_t)r * BC;
+                    float mx = tk_row_max(sr, nc);
+                    mx = m[r] > mx ? m[r] : mx;
+                    if (mx == -INFINITY) {  /* whole row masked in this tile and before */
+                        for (int c = 0; c < nc; c++) sr[c] = 0.0f;
+                        continue;
+                    }
+                    float alpha = m[r] == -INFINITY ? 0.0f : tk_expf1(m[r] - mx);
+                    float sum = tk_row_sum_exp(sr, mx, nc, sr); /* exp(-inf - mx) = 0 */
+                    l[r] = alpha * l[r] + sum;
+                    m[r] = mx;
+                    float *ar = acc + (size_t)r * D;
+                    if (alpha != 1.0f) for (int d = 0; d < D; d++) ar[d] *= alpha;
                 }
-                float alpha = m[r] == -INFINITY ? 0.0f : tk_expf1(m[r] - mx);
-                float sum = tk_row_sum_exp(sr, mx, nc, sr); /* exp(-inf - mx) = 0 */
-                l[r] = alpha * l[r] + sum;
-                m[r] = mx;
-                float *ar = acc + (size_t)r * D;
-                if (alpha != 1.0f) for (int d = 0; d < D; d++) ar[d] *= alpha;
+                acc_ab(s, BC, vb + (size_t)j0 * ldk, ldk, nr, nc, D, acc, D);
             }
-            acc_ab(s, BC, vb + (size_t)j0 * ldk, ldk, nr, nc, D, acc, D);
-        }
-        for (int r = 0; r < nr; r++) {
-            float *o = out + ((size_t)b * p->Tq + i0 + r) * ldq + (size_t)h * D;
-            float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-            const float *ar = acc + (size_t)r * D;
-            for (int d = 0; d < D; d++) o[d] = ar[d] * inv;
-            lse[((size_t)b * H + h) * p->Tq + i0 + r] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+            for (int r = 0; r < nr; r++) {
+                float *o = out + ((size_t)b * p->Tq + i0 + r) * ldq + (size_t)h * D;
+                float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+                const float *ar = acc + (size_t)r * D;
+                for (int d = 0; d < D; d++) o[d] = ar[d] * inv;
+                lse[((size_t)b * H + h) * p->Tq + i0 + r] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+            }
         }
     }
     free(s); free(kt); free(acc); free(m); free(l);

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Layers
 import TensorCore
@@ -62,24 +63,16 @@ public class Adam: OptimizerGroup {
         // Scalars are formed in Double and rounded once, as PyTorch does with Python floats.
         let stepSize = Float(learningRate / (1 - Foundation.pow(beta1, t)))
         let bc2Sqrt = Float((1 - Foundation.pow(beta2, t)).squareRoot())
-        let eps = Float(epsilon)
-        let w1 = Float(1 - beta1)
-        let b2 = Float(beta2)
-        let w2 = Float(1 - beta2)
-        let l2 = decoupledWeightDecay ? 0 : Float(weightDecay)
-        let shrink = Float(1 - learningRate * weightDecay)
-        let decoupled = decoupledWeightDecay && weightDecay != 0
+        let scalars = tk_adam_scalars(
+            l2: decoupledWeightDecay ? 0 : Float(weightDecay), shrink: Float(1 - learningRate * weightDecay),
+            w1: Float(1 - beta1), b2: Float(beta2), w2: Float(1 - beta2), bc2_sqrt: bc2Sqrt, eps: Float(epsilon),
+            step_size: stepSize, decoupled: decoupledWeightDecay && weightDecay != 0 ? 1 : 0)
+        // The vectorised C loop rounds exactly as this scalar form (no FMA contraction):
+        //   d = g + l2·p; p *= shrink (AdamW); m = lerp(m, d, 1 − β1); v = β2·v + (1 − β2)·d·d
+        //   p = p + −stepSize · (m / (√v / bc2Sqrt + eps))
         elementwise(count, cost: 16) { r in
-            for j in r {
-                var pj = p[j]
-                let d = g[j] + l2 * pj
-                if decoupled { pj = pj * shrink }
-                let mj = lerp(m[j], d, w1)
-                let vj = v[j] * b2 + w2 * d * d
-                m[j] = mj
-                v[j] = vj
-                p[j] = pj + -stepSize * (mj / (vj.squareRoot() / bc2Sqrt + eps))
-            }
+            var local = scalars
+            tk_adam_update(p.pointer, g.pointer, m.pointer, v.pointer, r.lowerBound, r.upperBound, &local)
         }
     }
 }

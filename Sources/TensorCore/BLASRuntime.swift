@@ -143,15 +143,12 @@ public enum BLASRuntime {
         reexec(arguments: arguments, kernel: best, tried: [best])
     }
 
-    /// `OPENBLAS_THREAD_TIMEOUT` set on re-execution unless the user set it: OpenBLAS's idle workers
-    /// spin (sched_yield) for 2^N cycles after each call before they sleep. Its default (N = 28,
-    /// ~0.1 s) took a whole core from every command right after the start-up check and from the
-    /// first ~0.1 s of decoding after a prompt; 2^16 cycles (~25 µs) measured no slower in training.
-    static let threadTimeout = "16"
-
+    /// `OPENBLAS_NUM_THREADS=1` is set on re-execution: the toolkit splits products over cores
+    /// itself (`BLAS.gemm`), so OpenBLAS never starts its worker threads, whose idle spinning
+    /// (sched_yield for up to ~0.1 s after each call) took a core from our own parallel loops.
     private static func reexec(arguments: [String], kernel: String?, tried: [String]) {
         if let kernel { setenv("OPENBLAS_CORETYPE", kernel, 1) }
-        setenv("OPENBLAS_THREAD_TIMEOUT", threadTimeout, 0)
+        setenv("OPENBLAS_NUM_THREADS", "1", 1)
         setenv(markerVariable, tried.joined(separator: ","), 1)
         var cargs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         cargs.append(nil)
@@ -172,41 +169,56 @@ public enum BLASRuntime {
         return String(cString: p).trimmingCharacters(in: .whitespaces)
     }
 
-    /// BLAS threads currently in use.
-    public static var threads: Int { Int(openblas_get_num_threads()) }
+    /// Cores one large product is split over (`BLAS.threads`); OpenBLAS itself runs single-threaded.
+    public static var threads: Int { BLAS.threads }
 
-    /// Sets the BLAS thread count once, at start-up. Our own parallel loops never call BLAS.
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    /// OpenBLAS's own thread count (1 once `BLAS` is first used).
+    public static var openblasThreads: Int { Int(openblas_get_num_threads()) }
+
+    /// Sets how many cores one product is split over (at start-up).
+    public static func setThreads(_ n: Int) {
+        BLAS.threads = max(1, n)
+        openblas_set_num_threads(1)
+    }
 
     /// Multiplies odd-sized random matrices in every transpose combination and compares with a
     /// float64 reference. Returns the worst relative error (max |Δ| / max |reference|).
-    public static func verify() -> (ok: Bool, maxRelativeError: Double) {
+    /// `thorough` (doctor, tests) adds two larger shapes that `BLAS.gemm` splits over cores, by
+    /// rows and by columns, so the blocks' offsets are checked too; the start-up check stays small.
+    public static func verify(thorough: Bool = false) -> (ok: Bool, maxRelativeError: Double) {
         var rng = SplitMix64(seed: 0x5EED)
-        let m = 67, n = 45, k = 129
-        let a = (0..<(m * k)).map { _ in Float(rng.nextUniform() * 2 - 1) }
-        let b = (0..<(k * n)).map { _ in Float(rng.nextUniform() * 2 - 1) }
         var worst = 0.0
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            // Treat `a` as stored [m,k] (or [k,m] when transposed) and likewise `b`.
-            var c = [Float](repeating: 0, count: m * n)
-            BLAS.gemm(
-                transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: a, lda: ta ? m : k,
-                b: b, ldb: tb ? k : n, beta: 0, c: &c, ldc: n)
-            var maxRef = 0.0, maxDiff = 0.0
-            for i in 0..<m {
-                for j in 0..<n {
-                    var s = 0.0
-                    for p in 0..<k {
-                        let av = ta ? a[p * m + i] : a[i * k + p]
-                        let bv = tb ? b[j * k + p] : b[p * n + j]
-                        s += Double(av) * Double(bv)
-                    }
-                    maxRef = max(maxRef, abs(s))
-                    maxDiff = max(maxDiff, abs(s - Double(c[i * n + j])))
-                }
+        let shapes = thorough ? [(67, 45, 129), (301, 45, 257), (37, 290, 301)] : [(67, 45, 129)]
+        for (m, n, k) in shapes {
+            let a = (0..<(m * k)).map { _ in Float(rng.nextUniform() * 2 - 1) }
+            let b = (0..<(k * n)).map { _ in Float(rng.nextUniform() * 2 - 1) }
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                worst = max(worst, relativeError(m: m, n: n, k: k, a: a, transA: ta, b: b, transB: tb))
             }
-            worst = max(worst, maxDiff / max(maxRef, 1e-30))
         }
         return (worst < 1e-5 && worst.isFinite, worst)
+    }
+
+    /// max |BLAS.gemm − float64 reference| / max |reference| for one shape and transpose pair
+    /// (`a` is stored [m,k], or [k,m] when transposed, and likewise `b`).
+    private static func relativeError(m: Int, n: Int, k: Int, a: [Float], transA ta: Bool, b: [Float], transB tb: Bool) -> Double {
+        var c = [Float](repeating: 0, count: m * n)
+        BLAS.gemm(
+            transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: a, lda: ta ? m : k,
+            b: b, ldb: tb ? k : n, beta: 0, c: &c, ldc: n)
+        var maxRef = 0.0, maxDiff = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k {
+                    let av = ta ? a[p * m + i] : a[i * k + p]
+                    let bv = tb ? b[j * k + p] : b[p * n + j]
+                    s += Double(av) * Double(bv)
+                }
+                maxRef = max(maxRef, abs(s))
+                maxDiff = max(maxDiff, abs(s - Double(c[i * n + j])))
+            }
+        }
+        return maxDiff / max(maxRef, 1e-30)
     }
 }

@@ -109,7 +109,16 @@ typedef struct {
 void tk_decode_attention_run(const tk_decode_attention *p, const float *q, const float *k, const float *v,
                              float *out, float *scratch);
 
-#endif
+
+/* Adam / AdamW over elements [begin, end) of one parameter (torch.optim.Adam semantics; the scalars
+ * are formed by the caller in double and rounded once):
+ *   d = g + l2·p; p = decoupled ? p·shrink : p; m = lerp(m, d, w1); v = b2·v + w2·d·d;
+ *   p = p − step_size · m / (√v / bc2_sqrt + eps) */
+typedef struct {
+    float l2, shrink, w1, b2, w2, bc2_sqrt, eps, step_size;
+    int decoupled;
+} tk_adam_scalars;
+void tk_adam_update(float *p, const float *g, float *m, float *v, long begin, long end, const tk_adam_scalars *s);
 
 /* Elementwise activations over [begin, end) of flat arrays. Backward kernels accumulate (+=). */
 void tk_gelu_tanh_forward(const float *x, float *y, size_t begin, size_t end);
@@ -130,3 +139,5 @@ void tk_cross_entropy_forward(const float *logits, const int *targets, int ignor
 /* dlogits[r] += scale * (softmax(x[r]) - onehot(target[r])) for non-ignored rows. */
 void tk_cross_entropy_backward(const float *logits, const int *targets, int ignore_index, int n, const float *lse,
                                float scale, float *dlogits, int row_begin, int row_end);
+
+#endif

@@ -13,20 +13,20 @@ public struct UnsafeSendablePointer<T>: @unchecked Sendable {
     }
 }
 
-/// Parallel loops over row ranges. Our parallel regions never call BLAS (BLAS has its own threads).
+/// Parallel loops over row ranges. `BLAS.gemm` splits large products with the same Dispatch pool.
 public enum Parallel {
     /// Worker count (the active processor count, overridable once at start-up).
     nonisolated(unsafe) public static var workers =
         Int(ProcessInfo.processInfo.environment["TOOLKIT_PARALLEL_WORKERS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
 
-    /// Work (count × costPerItem) below which a loop runs serially. Waking workers costs more than
-    /// it saves below this, and on a machine where OpenBLAS's own threads spin between GEMMs the
-    /// break-even point is high (measured on 2 cores: see README).
+    /// Work (count × costPerItem) below which a loop runs serially: waking workers costs more than
+    /// it saves below this (300k measured best of 8M / 1M / 500k / 300k / 100k on 2 cores once
+    /// OpenBLAS's spinning threads were gone; see docs/architecture-notes.md).
     nonisolated(unsafe) public static var minimumParallelWork =
-        Int(ProcessInfo.processInfo.environment["TOOLKIT_PARALLEL_MIN_WORK"] ?? "") ?? 8_000_000
+        Int(ProcessInfo.processInfo.environment["TOOLKIT_PARALLEL_MIN_WORK"] ?? "") ?? 300_000
 
     /// Runs `body` over `0..<count` split into contiguous chunks. Falls back to a serial loop when
-    /// `count * costPerItem` is small (< ~32k operations) or there is one worker.
+    /// `count * costPerItem` is below `minimumParallelWork` or there is one worker.
     @inlinable
     public static func forRange(
         _ count: Int, costPerItem: Int = 1, _ body: @Sendable (Range<Int>) -> Void
