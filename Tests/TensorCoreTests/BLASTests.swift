@@ -71,17 +71,21 @@ import Testing
             let lda = ta ? 3 : k  // A stored [k, 3] when transposed: use column 0
             let a = (0..<(ta ? k * 3 : k)).map { _ in Float(rng.nextUniform() - 0.5) }
             let b = (0..<(k * n)).map { _ in Float(rng.nextUniform() - 0.5) }
-            var c = [Float](repeating: 1, count: n)
-            BLAS.gemm(transA: ta, transB: tb, m: 1, n: n, k: k, alpha: 2, a: a, lda: lda, b: b, ldb: tb ? k : n,
-                      beta: 0.5, c: &c, ldc: n)
-            for j in 0..<n {
-                var s = 0.0
-                for p in 0..<k {
-                    let av = ta ? a[p * lda] : a[p]
-                    let bv = tb ? b[j * k + p] : b[p * n + j]
-                    s += Double(av) * Double(bv)
+            // (alpha, beta) = (1, 0) and (1, 1) with a [n, k] matrix take the decoder's GEMV kernel.
+            for (alpha, beta) in [(Float(2), Float(0.5)), (1, 0), (1, 1)] {
+                var c = [Float](repeating: 1, count: n)
+                BLAS.gemm(transA: ta, transB: tb, m: 1, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: tb ? k : n,
+                          beta: beta, c: &c, ldc: n)
+                for j in 0..<n {
+                    var s = 0.0
+                    for p in 0..<k {
+                        let av = ta ? a[p * lda] : a[p]
+                        let bv = tb ? b[j * k + p] : b[p * n + j]
+                        s += Double(av) * Double(bv)
+                    }
+                    let want = Double(alpha) * s + Double(beta)
+                    #expect(abs(Double(c[j]) - want) < 1e-4, "ta \(ta) tb \(tb) alpha \(alpha) beta \(beta) j \(j)")
                 }
-                #expect(abs(Double(c[j]) - (2 * s + 0.5)) < 1e-4, "ta \(ta) tb \(tb) j \(j)")
             }
         }
     }

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 import Dispatch
 
@@ -14,6 +15,7 @@ public enum BLAS {
     /// Its first use also makes OpenBLAS itself single-threaded, before any product runs.
     nonisolated(unsafe) public static var threads: Int = {
         openblas_set_num_threads(1)
+        tk_pool_configure(Int32(Parallel.workers))  // before the pool's first use
         return Parallel.workers
     }()
 
@@ -28,9 +30,25 @@ public enum BLAS {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        let parts = threads
+        if m == 1, transB, ldb == k, !transA || lda == 1, alpha == 1, beta == 0 || beta == 1,
+           n <= Int(Int32.max), k <= Int(Int32.max) {
+            // One row against a [n, k] weight (a linear layer while decoding on the tensor path):
+            // the decoder's AVX-512 matrix-vector kernel, rows split over the spinning pool.
+            // (OpenBLAS's single-threaded sgemv measured ~25 % slower per token.)
+            var mat = tk_matrix(rows: Int32(n), cols: Int32(k), format: Int32(TK_W_F32), data: b, scales: nil, bias: nil)
+            var y: UnsafeMutablePointer<Float>? = c
+            tk_gemv_parallel(&mat, 1, a, &y, beta == 1 ? 1 : 0, Int32(TK_ACT_NONE))
+            return
+        }
         gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-             beta: beta, c: c, ldc: ldc, parts: threads, minimumWork: minimumSplitWork)
+             beta: beta, c: c, ldc: ldc, parts: parts, minimumWork: minimumSplitWork)
     }
+
+    /// Products below this many multiply-adds (~0.2 ms on one core) are split over the spinning
+    /// `tk_pool` (hand-off in ~1 µs, as decoding and prompts need); larger ones over Dispatch, whose
+    /// workers sleep between jobs and so never compete with the elementwise loops of training.
+    nonisolated(unsafe) public static var spinningPoolWork = 1 << 24
 
     /// `gemm` split into at most `parts` blocks when m·n·k ≥ `minimumWork` (tests force the split).
     @inlinable
@@ -39,7 +57,10 @@ public enum BLAS {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int, minimumWork: Int
     ) {
-        guard parts > 1, m &* n &* k >= minimumWork else {
+        // A matrix-vector product (m = 1) streams the matrix from memory: weigh each element as ~32
+        // multiply-adds of a cache-blocked GEMM, so decoding-sized products are split too.
+        let work = m == 1 ? n &* k &* 32 : m &* n &* k
+        guard parts > 1, work >= minimumWork else {
             gemmSerial(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                        b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
@@ -49,28 +70,61 @@ public enum BLAS {
         let byRows = m >= parts * unit * 2 || m >= n
         let extent = byRows ? m : n
         let blocks = min(parts, max(1, extent / unit))
-        guard blocks > 1 else {
-            gemmSerial(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                       b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-            return
+        var job = SplitGEMM(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+            beta: beta, c: c, ldc: ldc, byRows: byRows, extent: extent,
+            size: ((extent + blocks - 1) / blocks + unit - 1) / unit * unit)
+        if blocks <= 1 {
+            job.run(block: 0)
+        } else if work < spinningPoolWork {
+            withUnsafeMutablePointer(to: &job) { jp in
+                tk_pool_for(Int32(blocks), { ctx, begin, end in
+                    let j = ctx!.assumingMemoryBound(to: SplitGEMM.self)
+                    for i in begin..<end { j.pointee.run(block: Int(i)) }
+                }, jp)
+            }
+        } else {
+            let shared = job
+            DispatchQueue.concurrentPerform(iterations: blocks) { i in shared.run(block: i) }
         }
-        let size = ((extent + blocks - 1) / blocks + unit - 1) / unit * unit
-        let pa = UnsafeSendablePointer(UnsafeMutablePointer(mutating: a))
-        let pb = UnsafeSendablePointer(UnsafeMutablePointer(mutating: b))
-        let pc = UnsafeSendablePointer(c)
-        DispatchQueue.concurrentPerform(iterations: blocks) { i in
+    }
+
+    /// One block of a split product: rows (or columns) [block·size, (block+1)·size) of C.
+    @usableFromInline
+    struct SplitGEMM: @unchecked Sendable {
+        let transA: Bool, transB: Bool
+        let m: Int, n: Int, k: Int
+        let alpha: Float
+        let a: UnsafePointer<Float>, lda: Int
+        let b: UnsafePointer<Float>, ldb: Int
+        let beta: Float
+        let c: UnsafeMutablePointer<Float>, ldc: Int
+        let byRows: Bool
+        let extent: Int, size: Int
+
+        @usableFromInline
+        init(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+             b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+             byRows: Bool, extent: Int, size: Int) {
+            self.transA = transA; self.transB = transB; self.m = m; self.n = n; self.k = k; self.alpha = alpha
+            self.a = a; self.lda = lda; self.b = b; self.ldb = ldb; self.beta = beta; self.c = c; self.ldc = ldc
+            self.byRows = byRows; self.extent = extent; self.size = size
+        }
+
+        @usableFromInline
+        func run(block i: Int) {
             let lo = i * size, hi = min(extent, lo + size)
             guard lo < hi else { return }
             if byRows {
                 // Rows lo..<hi of C need rows lo..<hi of op(A).
-                let ai = transA ? pa.pointer + lo : pa.pointer + lo * lda
-                gemmSerial(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha, a: ai, lda: lda,
-                           b: pb.pointer, ldb: ldb, beta: beta, c: pc.pointer + lo * ldc, ldc: ldc)
+                let ai = transA ? a + lo : a + lo * lda
+                BLAS.gemmSerial(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha, a: ai, lda: lda,
+                                b: b, ldb: ldb, beta: beta, c: c + lo * ldc, ldc: ldc)
             } else {
                 // Columns lo..<hi of C need columns lo..<hi of op(B).
-                let bi = transB ? pb.pointer + lo * ldb : pb.pointer + lo
-                gemmSerial(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha, a: pa.pointer, lda: lda,
-                           b: bi, ldb: ldb, beta: beta, c: pc.pointer + lo, ldc: ldc)
+                let bi = transB ? b + lo * ldb : b + lo
+                BLAS.gemmSerial(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha, a: a, lda: lda,
+                                b: bi, ldb: ldb, beta: beta, c: c + lo, ldc: ldc)
             }
         }
     }
