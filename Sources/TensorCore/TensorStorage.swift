@@ -10,7 +10,15 @@ public final class TensorStorage: @unchecked Sendable {
         let raw = BufferPool.take(count: max(count, 1))
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         MemoryStats.allocated(max(count, 1) * 4)
-        if zeroed { pointer.initialize(repeating: 0, count: count) }
+        if zeroed {
+            if count >= 1 << 18 {
+                // Gradient buffers of activations and logits (MBs): zeroed on all cores.
+                let p = UnsafeSendablePointer(pointer)
+                Parallel.forRange(count) { r in (p.pointer + r.lowerBound).initialize(repeating: 0, count: r.count) }
+            } else {
+                pointer.initialize(repeating: 0, count: count)
+            }
+        }
     }
 
     /// Copies `values` into new storage.

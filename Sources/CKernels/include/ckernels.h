@@ -140,4 +140,21 @@ void tk_cross_entropy_forward(const float *logits, const int *targets, int ignor
 void tk_cross_entropy_backward(const float *logits, const int *targets, int ignore_index, int n, const float *lse,
                                float scale, float *dlogits, int row_begin, int row_end);
 
+/* Training-path norms over rows [row_begin, row_end) of width c. LayerNorm stores (mean, rstd) per
+ * row in stats[2·row], RMSNorm rstd[row]; w and b may be NULL. Backward kernels accumulate into dx. */
+void tk_layernorm_forward(const float *x, const float *w, const float *b, float eps, int c, float *y,
+                          float *stats, int row_begin, int row_end);
+void tk_layernorm_backward(const float *x, const float *g, const float *w, const float *stats, int c,
+                           float *dx, int row_begin, int row_end);
+void tk_rmsnorm_forward(const float *x, const float *w, float eps, int c, float *y, float *rstd,
+                        int row_begin, int row_end);
+void tk_rmsnorm_backward(const float *x, const float *g, const float *w, const float *rstd, int c,
+                         float *dx, int row_begin, int row_end);
+/* gw[j] += sum_rows g[row, j] * normalised x[row, j] for columns [col_begin, col_end); stats as above
+ * (layernorm = 1) or rstd (layernorm = 0). */
+void tk_norm_weight_grad(const float *x, const float *g, const float *stats, int layernorm, int rows, int c,
+                         float *gw, int col_begin, int col_end);
+/* dst[c] += sum_r src[r, c] for columns [col_begin, col_end). */
+void tk_add_column_sums(const float *src, int rows, int cols, float *dst, int col_begin, int col_end);
+
 #endif

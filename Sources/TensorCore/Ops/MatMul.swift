@@ -1,3 +1,5 @@
+import CKernels
+
 extension Tensor {
     /// Batched matrix product `op(A) · op(B)` through `cblas_sgemm`, with transposes as BLAS flags.
     ///
@@ -131,10 +133,7 @@ extension Kernels {
     public static func addColumnSums(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
         let s = UnsafeSendablePointer(UnsafeMutablePointer(mutating: src)), d = UnsafeSendablePointer(dst)
         Parallel.forRange(cols, costPerItem: rows) { cr in
-            for r in 0..<rows {
-                let row = s.pointer + r * cols
-                for c in cr { d[c] += row[c] }
-            }
+            tk_add_column_sums(s.pointer, Int32(rows), Int32(cols), d.pointer, Int32(cr.lowerBound), Int32(cr.upperBound))
         }
     }
 }

@@ -1,3 +1,5 @@
+import CKernels
+
 extension Tensor {
     /// LayerNorm over the last axis with optional affine weight and bias `[C]`.
     ///
@@ -19,21 +21,8 @@ extension Tensor {
         let pw = weight.map { UnsafeSendablePointer($0.storage.pointer) }
         let pb = bias.map { UnsafeSendablePointer($0.storage.pointer) }
         Parallel.forRange(rows, costPerItem: c * 4) { r in
-            for row in r {
-                let xr = px.pointer + row * c, yr = py.pointer + row * c
-                let mean = Kernels.sum(xr, c) / Float(c)
-                var v: Float = 0
-                for j in 0..<c { let d = xr[j] - mean; v += d * d }
-                let rstd = 1 / (v / Float(c) + eps).squareRoot()
-                ps[2 * row] = mean
-                ps[2 * row + 1] = rstd
-                for j in 0..<c {
-                    var n = (xr[j] - mean) * rstd
-                    if let pw { n *= pw[j] }
-                    if let pb { n += pb[j] }
-                    yr[j] = n
-                }
-            }
+            tk_layernorm_forward(px.pointer, pw?.pointer, pb?.pointer, eps, Int32(c), py.pointer, ps.pointer,
+                                 Int32(r.lowerBound), Int32(r.upperBound))
         }
         var inputs = [x]
         if let weight { inputs.append(weight) }
@@ -46,24 +35,8 @@ extension Tensor {
             if let nx = nodes[0] {
                 let gx = UnsafeSendablePointer(nx.gradBuffer())
                 Parallel.forRange(rows, costPerItem: c * 6) { r in
-                    for row in r {
-                        let xr = px.pointer + row * c, gr = gp.pointer + row * c, dx = gx.pointer + row * c
-                        let mean = ps[2 * row], rstd = ps[2 * row + 1]
-                        // Two reductions, then one accumulation pass.
-                        var sumDn: Float = 0, sumDnN: Float = 0
-                        for j in 0..<c {
-                            let n = (xr[j] - mean) * rstd
-                            let dn = gr[j] * (pw?[j] ?? 1)
-                            sumDn += dn
-                            sumDnN += dn * n
-                        }
-                        let mDn = sumDn / Float(c), mDnN = sumDnN / Float(c)
-                        for j in 0..<c {
-                            let n = (xr[j] - mean) * rstd
-                            let dn = gr[j] * (pw?[j] ?? 1)
-                            dx[j] += rstd * (dn - mDn - n * mDnN)
-                        }
-                    }
+                    tk_layernorm_backward(px.pointer, gp.pointer, pw?.pointer, ps.pointer, Int32(c), gx.pointer,
+                                          Int32(r.lowerBound), Int32(r.upperBound))
                 }
             }
             var k = 1
@@ -71,11 +44,8 @@ extension Tensor {
                 if let nw = nodes[k] {
                     let gw = UnsafeSendablePointer(nw.gradBuffer())
                     Parallel.forRange(c, costPerItem: rows * 2) { cr in
-                        for row in 0..<rows {
-                            let xr = px.pointer + row * c, gr = gp.pointer + row * c
-                            let mean = ps[2 * row], rstd = ps[2 * row + 1]
-                            for j in cr { gw[j] += gr[j] * (xr[j] - mean) * rstd }
-                        }
+                        tk_norm_weight_grad(px.pointer, gp.pointer, ps.pointer, 1, Int32(rows), Int32(c), gw.pointer,
+                                            Int32(cr.lowerBound), Int32(cr.upperBound))
                     }
                 }
                 k += 1
@@ -107,16 +77,8 @@ extension Tensor {
         let pr = UnsafeSendablePointer(rstdS.pointer)
         let pw = weight.map { UnsafeSendablePointer($0.storage.pointer) }
         Parallel.forRange(rows, costPerItem: c * 3) { r in
-            for row in r {
-                let xr = px.pointer + row * c, yr = py.pointer + row * c
-                let rstd = 1 / (Kernels.dot(xr, xr, c) / Float(c) + eps).squareRoot()
-                pr[row] = rstd
-                if let pw {
-                    for j in 0..<c { yr[j] = (xr[j] * rstd) * pw[j] }
-                } else {
-                    for j in 0..<c { yr[j] = xr[j] * rstd }
-                }
-            }
+            tk_rmsnorm_forward(px.pointer, pw?.pointer, eps, Int32(c), py.pointer, pr.pointer,
+                               Int32(r.lowerBound), Int32(r.upperBound))
         }
         var inputs = [x]
         if let weight { inputs.append(weight) }
@@ -127,26 +89,15 @@ extension Tensor {
             if let nx = nodes[0] {
                 let gx = UnsafeSendablePointer(nx.gradBuffer())
                 Parallel.forRange(rows, costPerItem: c * 4) { r in
-                    for row in r {
-                        let xr = px.pointer + row * c, gr = gp.pointer + row * c, dx = gx.pointer + row * c
-                        let rstd = pr[row]
-                        var s: Float = 0
-                        for j in 0..<c { s += gr[j] * (pw?[j] ?? 1) * xr[j] * rstd }
-                        let m = s / Float(c)
-                        for j in 0..<c {
-                            let dn = gr[j] * (pw?[j] ?? 1)
-                            dx[j] += rstd * (dn - xr[j] * rstd * m)
-                        }
-                    }
+                    tk_rmsnorm_backward(px.pointer, gp.pointer, pw?.pointer, pr.pointer, Int32(c), gx.pointer,
+                                        Int32(r.lowerBound), Int32(r.upperBound))
                 }
             }
             if nodes.count > 1, let nw = nodes[1] {
                 let gw = UnsafeSendablePointer(nw.gradBuffer())
                 Parallel.forRange(c, costPerItem: rows * 2) { cr in
-                    for row in 0..<rows {
-                        let xr = px.pointer + row * c, gr = gp.pointer + row * c, rstd = pr[row]
-                        for j in cr { gw[j] += gr[j] * xr[j] * rstd }
-                    }
+                    tk_norm_weight_grad(px.pointer, gp.pointer, pr.pointer, 0, Int32(rows), Int32(c), gw.pointer,
+                                        Int32(cr.lowerBound), Int32(cr.upperBound))
                 }
             }
         }

@@ -1,0 +1,149 @@
+/* LayerNorm / RMSNorm over rows (training path), bias and weight gradients as column sums.
+ * Row reductions keep TK_RL independent lanes so they vectorise (a serial float sum does not). */
+#include "ckernels.h"
+#include "tk_math.h"
+#include <math.h>
+
+/* sum_j x[j] * y[j] (y may be x) and sum_j x[j] over one row, in lanes. */
+static inline __attribute__((always_inline)) float lane_dot(const float *x, const float *y, int n) {
+    float lane[TK_RL] = {0};
+    int j = 0;
+    for (; j + TK_RL <= n; j += TK_RL)
+        for (int i = 0; i < TK_RL; i++) lane[i] += x[j + i] * y[j + i];
+    float s = 0.0f;
+    for (int i = 0; i < TK_RL; i++) s += lane[i];
+    for (; j < n; j++) s += x[j] * y[j];
+    return s;
+}
+
+static inline __attribute__((always_inline)) float lane_sum(const float *x, int n) {
+    float lane[TK_RL] = {0};
+    int j = 0;
+    for (; j + TK_RL <= n; j += TK_RL)
+        for (int i = 0; i < TK_RL; i++) lane[i] += x[j + i];
+    float s = 0.0f;
+    for (int i = 0; i < TK_RL; i++) s += lane[i];
+    for (; j < n; j++) s += x[j];
+    return s;
+}
+
+/* sum_j (x[j] - mean)^2 */
+static inline __attribute__((always_inline)) float lane_centered_squares(const float *x, float mean, int n) {
+    float lane[TK_RL] = {0};
+    int j = 0;
+    for (; j + TK_RL <= n; j += TK_RL)
+        for (int i = 0; i < TK_RL; i++) { float d = x[j + i] - mean; lane[i] += d * d; }
+    float s = 0.0f;
+    for (int i = 0; i < TK_RL; i++) s += lane[i];
+    for (; j < n; j++) { float d = x[j] - mean; s += d * d; }
+    return s;
+}
+
+TK_CLONES void tk_layernorm_forward(const float *x, const float *w, const float *b, float eps, int c, float *y,
+                                    float *stats, int row_begin, int row_end) {
+    for (int row = row_begin; row < row_end; row++) {
+        const float *xr = x + (size_t)row * c;
+        float *yr = y + (size_t)row * c;
+        float mean = lane_sum(xr, c) / (float)c;
+        float rstd = 1.0f / sqrtf(lane_centered_squares(xr, mean, c) / (float)c + eps);
+        stats[2 * row] = mean;
+        stats[2 * row + 1] = rstd;
+        if (w && b) for (int j = 0; j < c; j++) yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
+        else if (w) for (int j = 0; j < c; j++) yr[j] = (xr[j] - mean) * rstd * w[j];
+        else if (b) for (int j = 0; j < c; j++) yr[j] = (xr[j] - mean) * rstd + b[j];
+        else for (int j = 0; j < c; j++) yr[j] = (xr[j] - mean) * rstd;
+    }
+}
+
+TK_CLONES void tk_layernorm_backward(const float *x, const float *g, const float *w, const float *stats, int c,
+                                     float *dx, int row_begin, int row_end) {
+    for (int row = row_begin; row < row_end; row++) {
+        const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
+        float *dr = dx + (size_t)row * c;
+        float mean = stats[2 * row], rstd = stats[2 * row + 1];
+        float l1[TK_RL] = {0}, l2[TK_RL] = {0};
+        int j = 0;
+        for (; j + TK_RL <= c; j += TK_RL)
+            for (int i = 0; i < TK_RL; i++) {
+                float n = (xr[j + i] - mean) * rstd, dn = w ? gr[j + i] * w[j + i] : gr[j + i];
+                l1[i] += dn;
+                l2[i] += dn * n;
+            }
+        float s1 = 0.0f, s2 = 0.0f;
+        for (int i = 0; i < TK_RL; i++) { s1 += l1[i]; s2 += l2[i]; }
+        for (; j < c; j++) {
+            float n = (xr[j] - mean) * rstd, dn = w ? gr[j] * w[j] : gr[j];
+            s1 += dn;
+            s2 += dn * n;
+        }
+        float m1 = s1 / (float)c, m2 = s2 / (float)c;
+        for (j = 0; j < c; j++) {
+            float n = (xr[j] - mean) * rstd, dn = w ? gr[j] * w[j] : gr[j];
+            dr[j] += rstd * (dn - m1 - n * m2);
+        }
+    }
+}
+
+TK_CLONES void tk_rmsnorm_forward(const float *x, const float *w, float eps, int c, float *y, float *rstd_out,
+                                  int row_begin, int row_end) {
+    for (int row = row_begin; row < row_end; row++) {
+        const float *xr = x + (size_t)row * c;
+        float *yr = y + (size_t)row * c;
+        float rstd = 1.0f / sqrtf(lane_dot(xr, xr, c) / (float)c + eps);
+        rstd_out[row] = rstd;
+        /* HF order: (x * rstd) then * weight */
+        if (w) for (int j = 0; j < c; j++) yr[j] = (xr[j] * rstd) * w[j];
+        else for (int j = 0; j < c; j++) yr[j] = xr[j] * rstd;
+    }
+}
+
+TK_CLONES void tk_rmsnorm_backward(const float *x, const float *g, const float *w, const float *rstd_in, int c,
+                                   float *dx, int row_begin, int row_end) {
+    for (int row = row_begin; row < row_end; row++) {
+        const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
+        float *dr = dx + (size_t)row * c;
+        float rstd = rstd_in[row];
+        float lane[TK_RL] = {0};
+        int j = 0;
+        for (; j + TK_RL <= c; j += TK_RL)
+            for (int i = 0; i < TK_RL; i++) {
+                float dn = w ? gr[j + i] * w[j + i] : gr[j + i];
+                lane[i] += dn * xr[j + i] * rstd;
+            }
+        float s = 0.0f;
+        for (int i = 0; i < TK_RL; i++) s += lane[i];
+        for (; j < c; j++) { float dn = w ? gr[j] * w[j] : gr[j]; s += dn * xr[j] * rstd; }
+        float m = s / (float)c;
+        for (j = 0; j < c; j++) {
+            float dn = w ? gr[j] * w[j] : gr[j];
+            dr[j] += rstd * (dn - xr[j] * rstd * m);
+        }
+    }
+}
+
+TK_CLONES void tk_norm_weight_grad(const float *x, const float *g, const float *stats, int layernorm, int rows,
+                                   int c, float *gw, int col_begin, int col_end) {
+    for (int row = 0; row < rows; row++) {
+        const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
+        if (layernorm) {
+            float mean = stats[2 * row], rstd = stats[2 * row + 1];
+            for (int j = col_begin; j < col_end; j++) gw[j] += gr[j] * ((xr[j] - mean) * rstd);
+        } else {
+            float rstd = stats[row];
+            for (int j = col_begin; j < col_end; j++) gw[j] += gr[j] * (xr[j] * rstd);
+        }
+    }
+}
+
+TK_CLONES void tk_add_column_sums(const float *src, int rows, int cols, float *dst, int col_begin, int col_end) {
+    /* Blocks of 64 columns accumulate over all rows in registers, then add once. */
+    for (int c0 = col_begin; c0 < col_end; c0 += 64) {
+        int c1 = c0 + 64 < col_end ? c0 + 64 : col_end;
+        float acc[64] = {0};
+        for (int r = 0; r < rows; r++) {
+            const float *row = src + (size_t)r * cols;
+            for (int c = c0; c < c1; c++) acc[c - c0] += row[c];
+        }
+        for (int c = c0; c < c1; c++) dst[c] += acc[c - c0];
+    }
+}
