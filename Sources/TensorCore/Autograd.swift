@@ -39,6 +39,16 @@ public final class Node: @unchecked Sendable {
         return g.pointer
     }
 
+    /// The gradient buffer for an op that writes every element when the buffer is new (a GEMM with
+    /// beta = 0): `fresh` is true when it was just allocated, unzeroed, so the op must overwrite
+    /// rather than accumulate; false when earlier ops already accumulated into it.
+    @inline(__always) public func gradBufferForOverwrite() -> (pointer: UnsafeMutablePointer<Float>, fresh: Bool) {
+        if let g = grad { return (g.pointer, false) }
+        let g = TensorStorage(count: count, zeroed: false)
+        grad = g
+        return (g.pointer, true)
+    }
+
     /// Drops the accumulated gradient.
     public func zeroGrad() { grad = nil }
 }

@@ -109,16 +109,20 @@ extension Tensor {
         let keep = (x.storage, w.storage)
         record(&out, inputs) { g, nodes in
             withExtendedLifetime(keep) {}
-            if let nx = nodes[0] {
-                // dx[rows,in] += dY[rows,out] · W[out,in]
-                BLAS.gemm(transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, a: g, lda: outF,
-                          b: pw, ldb: inF, beta: 1, c: nx.gradBuffer(), ldc: inF)
+            // dx[rows,in] += dY[rows,out] · W[out,in]
+            // (A new gradient buffer is written with beta = 0 instead of being zeroed first.)
+            let dx = nodes[0].map { nx in
+                let (c, fresh) = nx.gradBufferForOverwrite()
+                return BLAS.Product(transA: false, transB: false, m: rows, n: inF, k: outF, a: g, lda: outF,
+                                    b: pw, ldb: inF, beta: fresh ? 0 : 1, c: c, ldc: inF)
             }
-            if let nw = nodes[1] {
-                // dW[out,in] += dYᵀ[out,rows] · x[rows,in]
-                BLAS.gemm(transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, a: g, lda: outF,
-                          b: px, ldb: inF, beta: 1, c: nw.gradBuffer(), ldc: inF)
+            // dW[out,in] += dYᵀ[out,rows] · x[rows,in]
+            let dw = nodes[1].map { nw in
+                let (c, fresh) = nw.gradBufferForOverwrite()
+                return BLAS.Product(transA: true, transB: false, m: outF, n: inF, k: rows, a: g, lda: outF,
+                                    b: px, ldb: inF, beta: fresh ? 0 : 1, c: c, ldc: inF)
             }
+            BLAS.accumulate([dx, dw].compactMap { $0 })
             if nodes.count > 2, let nb = nodes[2] {
                 // db[out] += Σ_rows dY
                 Kernels.addColumnSums(g, rows: rows, cols: outF, into: nb.gradBuffer())
