@@ -58,6 +58,9 @@ public final class BPETokenizer: Sendable {
     let pairs: PairTable
     let specialsByLength: [(bytes: [UInt8], id: UInt32, content: String)]
     let specialFirstByte: [Bool]
+    /// The first byte of every special token when they all share one (`<` for `<|…|>` tokens):
+    /// the scan for specials then jumps between occurrences with `memchr`.
+    let specialSharedFirstByte: UInt8?
 
     /// `tokens[id]` = the bytes of a regular token (nil for unused ids and special tokens);
     /// `mergePairs` in priority order. Throws if a byte has no token or a merge's result is
@@ -150,6 +153,8 @@ public final class BPETokenizer: Sendable {
         var first = [Bool](repeating: false, count: 256)
         for s in specialsByLength { first[Int(s.bytes[0])] = true }
         specialFirstByte = first
+        let firsts = Set(specialsByLength.map { $0.bytes[0] })
+        specialSharedFirstByte = firsts.count == 1 ? firsts.first : nil
         endOfTextID = specials.first { $0.content == "<|endoftext|>" }?.id
         contentHash = Self.hash(
             arena: arena, offsets: offsets, present: present, merges: merges, specials: specials,
@@ -282,6 +287,11 @@ public final class BPETokenizer: Sendable {
                 var i = 0
                 let n = buf.count
                 while i < n {
+                    if let byte = specialSharedFirstByte {
+                        // Jump to the next possible start of a special token.
+                        guard let hit = memchr(p + i, Int32(byte), n - i) else { break }
+                        i = UnsafeRawPointer(hit) - UnsafeRawPointer(p)
+                    }
                     if specialFirstByte[Int(p[i])],
                         let (id, len) = matchSpecial(p + i, n - i, allowedSpecial)
                     {

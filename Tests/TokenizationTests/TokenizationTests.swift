@@ -315,6 +315,12 @@ func nfc(_ s: String) -> String { String(decoding: s._nfcCodeUnits, as: UTF8.sel
         #expect(try Fixture.gpt2.decode([64, 50256, 65]) == t)
         #expect(try Fixture.gpt2.decode([64, 50256, 65], skipSpecial: true) == "ab")
         #expect(Fixture.qwen.encode("<think>hi</think><|im_end|>").first == 151_667)
+        // '<' that starts no special token, specials back to back, and text after the last one
+        // (the scan jumps between '<' bytes with memchr).
+        let mixed = "x < y <|endoftext|><|endoftext|> z <|endof <"
+        let ordinary = { (s: String) in Fixture.gpt2.encode(s, allowedSpecial: .none) }
+        #expect(Fixture.gpt2.encode(mixed, allowedSpecial: .all)
+                == ordinary("x < y ") + [50256, 50256] + ordinary(" z <|endof <"))
     }
 
     @Test func longPiecesUseTheHeapPathConsistently() {
