@@ -165,7 +165,9 @@ static inline __attribute__((always_inline)) void bias_and_mask(const tk_attenti
 TK_CLONES void tk_attention_forward_tiled(const tk_attention *p, const float *q, const float *k, const float *v,
                                           float *out, float *lse, int item_begin, int item_end) {
     const int D = p->D, H = p->H, KVH = p->KVH, BR = p->tile_q, BC = p->tile_k;
-    const int nqb = div_up(p->Tq, BR), segs = forward_segments(p), per_seg = div_up(nqb, segs);
+    const int nqb = div_up(p->Tq, BR), segs = forward_segments(p);
+    if (segs <= 0) return; /* no queries */
+    const int per_seg = div_up(nqb, segs);
     const int ldq = H * D, ldk = KVH * D;
     const int ldt = p->Tk + BC; /* transposed keys of one segment: [D][ldt] */
     float *s = malloc(sizeof(float) * (size_t)BR * BC);
