@@ -90,3 +90,38 @@ import Testing
         }
     }
 }
+
+/// Large linear layers: the backward runs dX and dW side by side (`BLAS.accumulate`) and writes a
+/// new gradient buffer with beta 0; a second backward accumulates. Checked against float64.
+@Suite struct LargeLinearBackwardTests {
+    @Test func sideBySideBackwardProductsMatchFloat64() throws {
+        let rows = 256, inF = 96, outF = 128  // rows·in·out ≥ BLAS.minimumSplitWork: concurrent path
+        #expect(rows * inF * outF >= BLAS.minimumSplitWork)
+        var rng = SplitMix64(seed: 5)
+        let x = Tensor.randn([rows, inF], rng: &rng).requiringGrad()
+        let w = Tensor.randn([outF, inF], rng: &rng).requiringGrad()
+        let upstream = Tensor.randn([rows, outF], rng: &rng)
+        let xs = x.scalars, ws = w.scalars, gs = upstream.scalars
+        for pass in 1...2 {
+            let y = try Tensor.linear(x, weight: w)
+            try (y * upstream).sum().backward()
+            let dx = try #require(x.grad?.scalars), dw = try #require(w.grad?.scalars)
+            var worst = 0.0
+            for r in 0..<rows {
+                for i in 0..<inF {
+                    var s = 0.0
+                    for o in 0..<outF { s += Double(gs[r * outF + o]) * Double(ws[o * inF + i]) }
+                    worst = max(worst, abs(Double(pass) * s - Double(dx[r * inF + i])))
+                }
+            }
+            for o in 0..<outF {
+                for i in 0..<inF {
+                    var s = 0.0
+                    for r in 0..<rows { s += Double(gs[r * outF + o]) * Double(xs[r * inF + i]) }
+                    worst = max(worst, abs(Double(pass) * s - Double(dw[o * inF + i])))
+                }
+            }
+            #expect(worst < 1e-3, "pass \(pass): max |Δ| \(worst)")
+        }
+    }
+}
