@@ -234,9 +234,7 @@ TK_CLONES void tk_attention_backward_delta(const tk_attention *p, const float *o
     for (int row = row_begin; row < row_end; row++) {
         int h = row % H, bi = row / H, i = bi % p->Tq, b = bi / p->Tq;
         const float *o = out + (size_t)row * D, *g = dout + (size_t)row * D;
-        float s = 0.0f;
-        for (int d = 0; d < D; d++) s += o[d] * g[d];
-        delta[((size_t)b * H + h) * p->Tq + i] = s;
+        delta[((size_t)b * H + h) * p->Tq + i] = tk_row_dot(o, g, D);
     }
 }
 

@@ -232,7 +232,7 @@ static void run_share(const tk_job *job) {
 #define TK_SPIN_SECONDS 2e-4
 
 static void *pool_worker(void *arg) {
-    int index = (int)(intptr_t)arg;
+    (void)arg;
     unsigned seen = 0; /* workers are created before the first job is published */
     for (;;) {
         unsigned g;
@@ -250,7 +250,6 @@ static void *pool_worker(void *arg) {
             }
         }
         seen = g;
-        (void)index;
         tk_job job = pool.job;
         run_share(&job);
         atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
@@ -276,7 +275,7 @@ void tk_pool_for(int n, tk_range_fn fn, void *ctx) {
             pthread_attr_t attr;
             pthread_attr_init(&attr);
             pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            if (pthread_create(&t, &attr, pool_worker, (void *)(intptr_t)i) != 0) pool.threads = i;
+            if (pthread_create(&t, &attr, pool_worker, NULL) != 0) pool.threads = i;
             pthread_attr_destroy(&attr);
         }
         threads = pool.threads < n ? pool.threads : n;
@@ -338,31 +337,6 @@ void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *c
 }
 
 /* MARK: - Row pieces of a decoder step */
-
-TK_CLONES void tk_layernorm_row(const float *x, const float *weight, const float *bias, float eps, int n, float *y) {
-    float mean = 0.0f;
-    for (int i = 0; i < n; i++) mean += x[i];
-    mean /= (float)n;
-    float var = 0.0f;
-    for (int i = 0; i < n; i++) {
-        float d = x[i] - mean;
-        var += d * d;
-    }
-    float rstd = 1.0f / sqrtf(var / (float)n + eps);
-    for (int i = 0; i < n; i++) {
-        float v = (x[i] - mean) * rstd;
-        if (weight) v *= weight[i];
-        if (bias) v += bias[i];
-        y[i] = v;
-    }
-}
-
-TK_CLONES void tk_rmsnorm_row(const float *x, const float *weight, float eps, int n, float *y) {
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    float r = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int i = 0; i < n; i++) y[i] = x[i] * r * (weight ? weight[i] : 1.0f);
-}
 
 void tk_rope_row(float *x, int heads, int d, const float *cos_row, const float *sin_row, int half, int interleaved) {
     for (int h = 0; h < heads; h++) {

@@ -1,31 +1,9 @@
-/* LayerNorm / RMSNorm over rows (training path), bias and weight gradients as column sums.
- * Row reductions keep TK_RL independent lanes so they vectorise (a serial float sum does not). */
+/* LayerNorm / RMSNorm over rows (the training path and the decode engine), and their weight
+ * gradients and bias gradients as column sums. Row reductions keep TK_RL independent lanes so they
+ * vectorise (a serial float sum does not). Forward kernels may run in place (y == x). */
 #include "ckernels.h"
 #include "tk_math.h"
 #include <math.h>
-
-/* sum_j x[j] * y[j] (y may be x) and sum_j x[j] over one row, in lanes. */
-static inline __attribute__((always_inline)) float lane_dot(const float *x, const float *y, int n) {
-    float lane[TK_RL] = {0};
-    int j = 0;
-    for (; j + TK_RL <= n; j += TK_RL)
-        for (int i = 0; i < TK_RL; i++) lane[i] += x[j + i] * y[j + i];
-    float s = 0.0f;
-    for (int i = 0; i < TK_RL; i++) s += lane[i];
-    for (; j < n; j++) s += x[j] * y[j];
-    return s;
-}
-
-static inline __attribute__((always_inline)) float lane_sum(const float *x, int n) {
-    float lane[TK_RL] = {0};
-    int j = 0;
-    for (; j + TK_RL <= n; j += TK_RL)
-        for (int i = 0; i < TK_RL; i++) lane[i] += x[j + i];
-    float s = 0.0f;
-    for (int i = 0; i < TK_RL; i++) s += lane[i];
-    for (; j < n; j++) s += x[j];
-    return s;
-}
 
 /* sum_j (x[j] - mean)^2 */
 static inline __attribute__((always_inline)) float lane_centered_squares(const float *x, float mean, int n) {
@@ -44,7 +22,7 @@ TK_CLONES void tk_layernorm_forward(const float *x, const float *w, const float 
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c;
         float *yr = y + (size_t)row * c;
-        float mean = lane_sum(xr, c) / (float)c;
+        float mean = tk_row_sum(xr, c) / (float)c;
         float rstd = 1.0f / sqrtf(lane_centered_squares(xr, mean, c) / (float)c + eps);
         stats[2 * row] = mean;
         stats[2 * row + 1] = rstd;
@@ -89,7 +67,7 @@ TK_CLONES void tk_rmsnorm_forward(const float *x, const float *w, float eps, int
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c;
         float *yr = y + (size_t)row * c;
-        float rstd = 1.0f / sqrtf(lane_dot(xr, xr, c) / (float)c + eps);
+        float rstd = 1.0f / sqrtf(tk_row_dot(xr, xr, c) / (float)c + eps);
         rstd_out[row] = rstd;
         /* HF order: (x * rstd) then * weight */
         if (w) for (int j = 0; j < c; j++) yr[j] = (xr[j] * rstd) * w[j];

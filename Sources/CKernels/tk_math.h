@@ -45,6 +45,30 @@ static inline __attribute__((always_inline)) float tk_row_max(const float *x, in
     return m;
 }
 
+/* sum_j x[j] */
+static inline __attribute__((always_inline)) float tk_row_sum(const float *x, int n) {
+    float lane[TK_RL] = {0};
+    int j = 0;
+    for (; j + TK_RL <= n; j += TK_RL)
+        for (int i = 0; i < TK_RL; i++) lane[i] += x[j + i];
+    float s = 0.0f;
+    for (int i = 0; i < TK_RL; i++) s += lane[i];
+    for (; j < n; j++) s += x[j];
+    return s;
+}
+
+/* sum_j x[j] * y[j] (y may be x) */
+static inline __attribute__((always_inline)) float tk_row_dot(const float *x, const float *y, int n) {
+    float lane[TK_RL] = {0};
+    int j = 0;
+    for (; j + TK_RL <= n; j += TK_RL)
+        for (int i = 0; i < TK_RL; i++) lane[i] += x[j + i] * y[j + i];
+    float s = 0.0f;
+    for (int i = 0; i < TK_RL; i++) s += lane[i];
+    for (; j < n; j++) s += x[j] * y[j];
+    return s;
+}
+
 /* sum_j exp(x[j] - m), optionally storing the exps in y (y may be x). */
 static inline __attribute__((always_inline)) float tk_row_sum_exp(const float *x, float m, int n, float *y) {
     float lane[TK_RL] = {0};

@@ -148,17 +148,20 @@ public final class DecodeEngine {
         }.max() ?? 0
         let d = dims
         let count = 2 * d.hiddenSize + 2 * d.heads * d.headDim + 2 * d.kvHeads * d.headDim + 2 * intermediate
-            + d.vocabSize + d.heads * d.contextLength
+            + d.vocabSize + d.heads * d.contextLength + 2 * max(d.heads, d.kvHeads)
         scratch = UnsafeMutablePointer<Float>.allocate(capacity: count)
         scratch.initialize(repeating: 0, count: count)
     }
 
     deinit { scratch.deallocate() }
 
-    private func apply(_ n: Norm, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+    /// The training path's norm kernels over `rows` rows of width `width` (y may be x); `stats`
+    /// holds their per-row statistics (2 floats per row).
+    private func apply(_ n: Norm, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, width: Int, rows: Int = 1,
+                       stats: UnsafeMutablePointer<Float>) {
         switch n {
-        case .layer(let w, let b, let eps): tk_layernorm_row(x, w, b, eps, Int32(count), y)
-        case .rms(let w, let eps): tk_rmsnorm_row(x, w, eps, Int32(count), y)
+        case .layer(let w, let b, let eps): tk_layernorm_forward(x, w, b, eps, Int32(width), y, stats, 0, Int32(rows))
+        case .rms(let w, let eps): tk_rmsnorm_forward(x, w, eps, Int32(width), y, stats, 0, Int32(rows))
         }
     }
 
@@ -201,17 +204,17 @@ public final class DecodeEngine {
         func take(_ n: Int) -> UnsafeMutablePointer<Float> { defer { p += n }; return p }
         let x = take(c), xn = take(c), q = take(d.heads * hd), attn = take(d.heads * hd)
         let k = take(d.kvHeads * hd), v = take(d.kvHeads * hd), h1 = take(intermediate), h2 = take(intermediate)
-        let logits = take(d.vocabSize), scores = take(d.heads * d.contextLength)
+        let logits = take(d.vocabSize), scores = take(d.heads * d.contextLength), stats = take(2 * max(d.heads, d.kvHeads))
 
         x.update(from: embedding + Int(token) * c, count: c)
         if let lp = learnedPositions { for i in 0..<c { x[i] += lp[pos * c + i] } }
         let row = d.kvHeads * hd
         for (layer, b) in blocks.enumerated() {
-            apply(b.inputNorm, x, xn, c)
+            apply(b.inputNorm, x, xn, width: c, stats: stats)
             gemv(b.qkv[0], q, b.qkv[1], k, b.qkv[2], v, x: xn, accumulate: false)
             if let qn = b.qNorm, let kn = b.kNorm {
-                for h in 0..<d.heads { apply(qn, q + h * hd, q + h * hd, hd) }
-                for h in 0..<d.kvHeads { apply(kn, k + h * hd, k + h * hd, hd) }
+                apply(qn, q, q, width: hd, rows: d.heads, stats: stats)  // per head, in place
+                apply(kn, k, k, width: hd, rows: d.kvHeads, stats: stats)
             }
             if let r = rope {
                 tk_rope_row(q, Int32(d.heads), Int32(hd), r.cos + pos * r.half, r.sin + pos * r.half, Int32(r.half), r.interleaved ? 1 : 0)
@@ -225,7 +228,7 @@ public final class DecodeEngine {
                 alibi: b.slopes, scale: 1 / Float(hd).squareRoot())
             tk_decode_attention_run(&problem, q, kc, vc, attn, scores)
             gemv(b.o, x, x: attn, accumulate: true)
-            apply(b.postNorm, x, xn, c)
+            apply(b.postNorm, x, xn, width: c, stats: stats)
             switch b.mlp {
             case .gelu(let fcIn, let fcOut, let exact):
                 gemv(fcIn, h1, x: xn, accumulate: false, geluTanh: !exact)  // tanh GELU fused into the rows
@@ -237,7 +240,7 @@ public final class DecodeEngine {
                 gemv(down, x, x: h1, accumulate: true)
             }
         }
-        apply(finalNorm, x, xn, c)
+        apply(finalNorm, x, xn, width: c, stats: stats)
         gemv(head, logits, x: xn, accumulate: false)
         cache.advance(by: 1)
         return UnsafeBufferPointer(start: logits, count: d.vocabSize)

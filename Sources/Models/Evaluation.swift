@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import TensorCore
 import ToolkitSupport
@@ -42,10 +43,9 @@ public enum Evaluation {
                 let cache = model.makeCache(batch: 1, capacity: w.count - 1)
                 for t in 0..<(w.count - 1) {
                     let logits = try engine.step(token: w[t], cache: cache)
-                    var m = -Double.infinity, sum = 0.0
-                    for x in logits { m = max(m, Double(x)) }
-                    for x in logits { sum += Foundation.exp(Double(x) - m) }
-                    total += m + Foundation.log(sum) - Double(logits[Int(w[t + 1])])
+                    var lse: Float = 0  // the cross-entropy's own log-sum-exp kernel
+                    tk_logsumexp_rows(logits.baseAddress, &lse, Int32(v), 0, 1)
+                    total += Double(lse) - Double(logits[Int(w[t + 1])])
                     if let tokenBytes { bytes += tokenBytes(w[t + 1]) }
                 }
                 count += w.count - 1

@@ -76,10 +76,7 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
     @Test(arguments: ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny"])
     func greedyGenerationMatchesTheFixtures(name: String) throws {
         let f = try FidelityTests.load(name)
-        let gen = try JSONSerialization.jsonObject(
-            with: Data(contentsOf: Fixtures.root.appendingPathComponent("\(name)/generation.json"))) as! [String: Any]
-        let prompts = (gen["prompt_ids"] as! [[Int]]).map { $0.map { Int32($0) } }
-        let expected = (gen["new_tokens"] as! [[Int]]).map { $0.map { Int32($0) } }
+        let (prompts, expected) = try FidelityTests.generation(name)
         let stepLogits = f.outputs["generation.step_logits"]!.floats
         let v = f.model.dims.vocabSize
         let engine = try DecodeEngine(model: f.model)

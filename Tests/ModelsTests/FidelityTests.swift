@@ -80,13 +80,18 @@ import _TestSupport
         #expect(f.model.namedParameters().count == want.count)
     }
 
+    /// A fixture's `generation.json`: the prompts and HF's greedy continuations.
+    static func generation(_ name: String) throws -> (prompts: [[Int32]], newTokens: [[Int32]]) {
+        let gen = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: Fixtures.root.appendingPathComponent("\(name)/generation.json"))) as! [String: Any]
+        let ids = { (key: String) in (gen[key] as! [[Int]]).map { $0.map { Int32($0) } } }
+        return (ids("prompt_ids"), ids("new_tokens"))
+    }
+
     @Test(arguments: fixtures)
     func greedyGenerationMatchesWithAndWithoutCache(name: String) throws {
         let f = try Self.load(name)
-        let gen = try JSONSerialization.jsonObject(
-            with: Data(contentsOf: Fixtures.root.appendingPathComponent("\(name)/generation.json"))) as! [String: Any]
-        let prompts = (gen["prompt_ids"] as! [[Int]]).map { $0.map { Int32($0) } }
-        let expected = (gen["new_tokens"] as! [[Int]]).map { $0.map { Int32($0) } }
+        let (prompts, expected) = try Self.generation(name)
         let stepLogits = f.outputs["generation.step_logits"]!
         for useCache in [true, false] {
             let r = try Generator(model: f.model).generate(prompts: prompts, maxNewTokens: expected[0].count, useCache: useCache,

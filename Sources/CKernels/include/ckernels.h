@@ -91,9 +91,6 @@ typedef void (*tk_range_fn)(void *ctx, int begin, int end);
  * Not re-entrant: fn must not call tk_pool_for. */
 void tk_pool_for(int n, tk_range_fn fn, void *ctx);
 
-/* One row: LayerNorm (weight/bias may be NULL) and RMSNorm (HF: x * rsqrt(mean(x^2) + eps) * w). */
-void tk_layernorm_row(const float *x, const float *weight, const float *bias, float eps, int n, float *y);
-void tk_rmsnorm_row(const float *x, const float *weight, float eps, int n, float *y);
 /* Rotary embedding in place on x [heads, d] with one position's tables (half = rotary dims / 2). */
 void tk_rope_row(float *x, int heads, int d, const float *cos_row, const float *sin_row, int half, int interleaved);
 
@@ -140,8 +137,9 @@ void tk_cross_entropy_forward(const float *logits, const int *targets, int ignor
 void tk_cross_entropy_backward(const float *logits, const int *targets, int ignore_index, int n, const float *lse,
                                float scale, float *dlogits, int row_begin, int row_end);
 
-/* Training-path norms over rows [row_begin, row_end) of width c. LayerNorm stores (mean, rstd) per
- * row in stats[2·row], RMSNorm rstd[row]; w and b may be NULL. Backward kernels accumulate into dx. */
+/* LayerNorm and RMSNorm (HF: x * rsqrt(mean(x^2) + eps) * w) over rows [row_begin, row_end) of width
+ * c, for training and for the decode engine. LayerNorm stores (mean, rstd) per row in stats[2·row],
+ * RMSNorm rstd[row]; w and b may be NULL; y may be x. Backward kernels accumulate into dx. */
 void tk_layernorm_forward(const float *x, const float *w, const float *b, float eps, int c, float *y,
                           float *stats, int row_begin, int row_end);
 void tk_layernorm_backward(const float *x, const float *g, const float *w, const float *stats, int c,

@@ -24,13 +24,12 @@ public enum BLAS {
 
     /// C[m,n] = alpha · op(A) · op(B) + beta · C, row-major, with op = transpose when flagged.
     /// A is stored [m,k] (or [k,m] when `transA`), B is [k,n] (or [n,k] when `transB`).
-    @inlinable
     public static func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        let parts = threads
+        let parts = threads  // first use also configures OpenBLAS and the pool the GEMV path uses
         if m == 1, transB, ldb == k, !transA || lda == 1, alpha == 1, beta == 0 || beta == 1,
            n <= Int(Int32.max), k <= Int(Int32.max) {
             // One row against a [n, k] weight (a linear layer while decoding on the tensor path):
@@ -51,8 +50,7 @@ public enum BLAS {
     nonisolated(unsafe) public static var spinningPoolWork = 1 << 24
 
     /// `gemm` split into at most `parts` blocks when m·n·k ≥ `minimumWork` (tests force the split).
-    @inlinable
-    public static func gemm(
+    static func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int, minimumWork: Int
@@ -90,8 +88,7 @@ public enum BLAS {
     }
 
     /// One block of a split product: rows (or columns) [block·size, (block+1)·size) of C.
-    @usableFromInline
-    struct SplitGEMM: @unchecked Sendable {
+    private struct SplitGEMM: @unchecked Sendable {
         let transA: Bool, transB: Bool
         let m: Int, n: Int, k: Int
         let alpha: Float
@@ -102,16 +99,6 @@ public enum BLAS {
         let byRows: Bool
         let extent: Int, size: Int
 
-        @usableFromInline
-        init(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-             b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
-             byRows: Bool, extent: Int, size: Int) {
-            self.transA = transA; self.transB = transB; self.m = m; self.n = n; self.k = k; self.alpha = alpha
-            self.a = a; self.lda = lda; self.b = b; self.ldb = ldb; self.beta = beta; self.c = c; self.ldc = ldc
-            self.byRows = byRows; self.extent = extent; self.size = size
-        }
-
-        @usableFromInline
         func run(block i: Int) {
             let lo = i * size, hi = min(extent, lo + size)
             guard lo < hi else { return }
@@ -131,19 +118,13 @@ public enum BLAS {
 
     /// One `C = op(A) · op(B) + beta · C` of a backward pass (alpha = 1; beta 1 accumulates, 0
     /// overwrites a gradient buffer that was just allocated).
-    public struct Product: @unchecked Sendable {
-        public let transA: Bool, transB: Bool
-        public let m: Int, n: Int, k: Int
-        public let a: UnsafePointer<Float>, lda: Int
-        public let b: UnsafePointer<Float>, ldb: Int
-        public let beta: Float
-        public let c: UnsafeMutablePointer<Float>, ldc: Int
-
-        public init(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-                    b: UnsafePointer<Float>, ldb: Int, beta: Float = 1, c: UnsafeMutablePointer<Float>, ldc: Int) {
-            self.transA = transA; self.transB = transB; self.m = m; self.n = n; self.k = k
-            self.a = a; self.lda = lda; self.b = b; self.ldb = ldb; self.beta = beta; self.c = c; self.ldc = ldc
-        }
+    struct Product: @unchecked Sendable {
+        let transA: Bool, transB: Bool
+        let m: Int, n: Int, k: Int
+        let a: UnsafePointer<Float>, lda: Int
+        let b: UnsafePointer<Float>, ldb: Int
+        let beta: Float
+        let c: UnsafeMutablePointer<Float>, ldc: Int
 
         var work: Int { m &* n &* k }
 
@@ -153,20 +134,23 @@ public enum BLAS {
         }
     }
 
-    /// Runs independent products (a linear layer's dX and dW, which write different buffers). Two
-    /// large ones of similar size run side by side, each on half the cores, instead of one after
-    /// the other split over all of them: each single-threaded OpenBLAS call then runs at its full
-    /// single-core rate (~93 GFLOP/s here) instead of a split product's ~80–90 per core.
-    public static func accumulate(_ products: [Product]) {
+    /// Runs two independent products (a linear layer's dX and dW, either may be absent). When both
+    /// are large, of similar size and write different buffers, they run side by side, each on half
+    /// the cores, instead of one after the other split over all of them: each single-threaded
+    /// OpenBLAS call then runs at its full single-core rate (~93 GFLOP/s here) instead of a split
+    /// product's ~80–90 per core.
+    static func accumulate(_ first: Product?, _ second: Product?) {
         let parts = threads
-        if products.count == 2, parts >= 2, products[0].c != products[1].c,
-           products[0].work >= minimumSplitWork, products[1].work >= minimumSplitWork,
-           max(products[0].work, products[1].work) <= 2 * min(products[0].work, products[1].work) {
+        if let p0 = first, let p1 = second, parts >= 2, p0.c != p1.c,
+           min(p0.work, p1.work) >= minimumSplitWork, max(p0.work, p1.work) <= 2 * min(p0.work, p1.work) {
             let half = parts / 2
-            DispatchQueue.concurrentPerform(iterations: 2) { i in products[i].run(parts: i == 0 ? half : parts - half) }
+            DispatchQueue.concurrentPerform(iterations: 2) { i in
+                (i == 0 ? p0 : p1).run(parts: i == 0 ? half : parts - half)
+            }
             return
         }
-        for p in products { p.run(parts: parts) }
+        first?.run(parts: parts)
+        second?.run(parts: parts)
     }
 
     /// One single-threaded BLAS call (`gemm` without the split).

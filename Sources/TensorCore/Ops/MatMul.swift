@@ -122,7 +122,7 @@ extension Tensor {
                 return BLAS.Product(transA: true, transB: false, m: outF, n: inF, k: rows, a: g, lda: outF,
                                     b: px, ldb: inF, beta: fresh ? 0 : 1, c: c, ldc: inF)
             }
-            BLAS.accumulate([dx, dw].compactMap { $0 })
+            BLAS.accumulate(dx, dw)
             if nodes.count > 2, let nb = nodes[2] {
                 // db[out] += Σ_rows dY
                 Kernels.addColumnSums(g, rows: rows, cols: outF, into: nb.gradBuffer())
