@@ -34,7 +34,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         // MARK: - Libraries
-        .target(name: "ToolkitSupport"),
+        .target(name: "ToolkitSupport", dependencies: ["CKernels"]),
         .target(
             name: "CKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
@@ -50,7 +50,7 @@ let package = Package(
             name: "Optimizers", dependencies: ["TensorCore", "Layers", "CKernels"], exclude: ["README.md"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
-            name: "TokenShards", dependencies: ["CZstd", "ToolkitSupport"], exclude: ["README.md"]),
+            name: "TokenShards", dependencies: ["CZstd", "CKernels", "ToolkitSupport"], exclude: ["README.md"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
             name: "Models",
@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(
             name: "TokenizationTests", dependencies: ["Tokenization"], exclude: ["FixtureGenerators"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards", "Tokenization"]),
+        .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards", "Tokenization", "CKernels"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
         .testTarget(name: "ToolkitCLITests", resources: [.copy("Fixtures")]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import ToolkitSupport
 
@@ -93,6 +94,7 @@ final class ChunkStream {
     private var atDocumentStart = true
     /// Bytes of input consumed so far (for progress), counted from the start of the corpus.
     private(set) var consumed = 0
+    private let spareBuffers = Pool<[UInt8]>()
 
     init(files: [CorpusFile], separator: [UInt8], chunkBytes: Int, start: CorpusPosition?) throws {
         self.files = files
@@ -200,8 +202,14 @@ final class ChunkStream {
         let position = CorpusPosition(
             fileIndex: fileIndex, offset: bufferOffset + head, atDocumentStart: atDocumentStart)
         atDocumentStart = false
-        return TextChunk(position: position, bytes: Array(buffer[head..<head + length]))
+        var bytes = spareBuffers.take() ?? []
+        bytes.removeAll(keepingCapacity: true)
+        bytes.append(contentsOf: buffer[head..<head + length])
+        return TextChunk(position: position, bytes: bytes)
     }
+
+    /// Hands a chunk's byte buffer back for reuse by a later chunk (no allocation per chunk).
+    func recycle(_ bytes: [UInt8]) { spareBuffers.put(bytes) }
 
     private func consume(_ length: Int) {
         head += length
@@ -241,10 +249,29 @@ final class ChunkStream {
     private func isPrintable(_ b: UInt8) -> Bool { b > 0x20 && b < 0x7F }
 }
 
-/// Turns bytes into a String, dropping (and counting) invalid UTF-8 sequences.
-func decodeUTF8Skipping(_ bytes: [UInt8]) -> (text: String, skipped: Int, firstBad: Int?) {
-    if let s = String(validating: bytes, as: UTF8.self) { return (s, 0, nil) }
-    var scalars = String.UnicodeScalarView()
+/// Appends the ids of a chunk's bytes to `tokens`. Valid UTF-8 (checked 32 ASCII bytes a step)
+/// goes to the session as is; otherwise the invalid sequences are dropped first, and counted.
+func encodeChunk(
+    _ bytes: [UInt8], session: any TokenEncodingSession, into tokens: inout [UInt32]
+) throws -> (skipped: Int, firstBad: Int?) {
+    try bytes.withUnsafeBufferPointer { buf in
+        if tk_utf8_invalid_offset(buf.baseAddress, buf.count) < 0 {
+            try session.encode(utf8: buf, into: &tokens)
+            return (0, nil)
+        }
+        let (valid, skipped, firstBad) = utf8Skipping(buf)
+        try valid.withUnsafeBufferPointer { try session.encode(utf8: $0, into: &tokens) }
+        return (skipped, firstBad)
+    }
+}
+
+/// The valid UTF-8 sequences of `bytes`, the number of bytes dropped, and the offset of the first
+/// dropped byte.
+func utf8Skipping(_ bytes: UnsafeBufferPointer<UInt8>) -> (
+    valid: [UInt8], skipped: Int, firstBad: Int?
+) {
+    var valid: [UInt8] = []
+    valid.reserveCapacity(bytes.count)
     var parser = Unicode.UTF8.ForwardParser()
     var iterator = bytes.makeIterator()
     var skipped = 0
@@ -253,7 +280,7 @@ func decodeUTF8Skipping(_ bytes: [UInt8]) -> (text: String, skipped: Int, firstB
     loop: while true {
         switch parser.parseScalar(from: &iterator) {
         case .valid(let encoded):
-            scalars.append(Unicode.UTF8.decode(encoded))
+            valid.append(contentsOf: encoded)
             position += encoded.count
         case .error(let length):
             if firstBad == nil { firstBad = position }
@@ -263,5 +290,5 @@ func decodeUTF8Skipping(_ bytes: [UInt8]) -> (text: String, skipped: Int, firstB
             break loop
         }
     }
-    return (String(scalars), skipped, firstBad)
+    return (valid, skipped, firstBad)
 }

@@ -7,7 +7,8 @@ import Foundation
 /// to be transformed and at most `2 * window` results wait to be consumed, bounding memory.
 final class OrderedPipeline<Input, Output>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var pending: [(Int, Input)] = []
+    /// Inputs waiting for a worker; a taken slot is cleared so the worker holds the only reference.
+    private var pending: [(Int, Input)?] = []
     private var pendingHead = 0
     private var produced = 0
     private var producerDone = false
@@ -15,6 +16,9 @@ final class OrderedPipeline<Input, Output>: @unchecked Sendable {
     private var nextOut = 0
     private var failure: (any Error)?
     private var stopped = false
+    /// Jobs handed to the workers (`runOnWorker`), run before their next input.
+    private var sideJobs: [() -> Void] = []
+    private var workersAlive: Int
     private let window: Int
     private let group = DispatchGroup()
 
@@ -23,6 +27,7 @@ final class OrderedPipeline<Input, Output>: @unchecked Sendable {
         transform: @escaping (Int, Input) throws -> Output
     ) {
         self.window = max(window, 1)
+        workersAlive = max(workers, 1)
         start { [self] in runProducer(produce) }
         for w in 0..<max(workers, 1) { start { [self] in runWorker(w, transform) } }
     }
@@ -59,14 +64,19 @@ final class OrderedPipeline<Input, Output>: @unchecked Sendable {
     }
 
     private func runWorker(_ worker: Int, _ transform: (Int, Input) throws -> Output) {
+        condition.lock()
+        defer {
+            workersAlive -= 1
+            condition.unlock()
+        }
         while true {
-            condition.lock()
-            while pendingHead == pending.count && !producerDone && !stopped { condition.wait() }
-            if stopped || pendingHead == pending.count {
-                condition.unlock()
-                return
+            while sideJobs.isEmpty && pendingHead == pending.count && !producerDone && !stopped {
+                condition.wait()
             }
-            let (seq, item) = pending[pendingHead]
+            if runSideJob() { continue }
+            if stopped || pendingHead == pending.count { return }
+            let (seq, item) = pending[pendingHead]!
+            pending[pendingHead] = nil
             pendingHead += 1
             if pendingHead > 64 && pendingHead * 2 > pending.count {
                 pending.removeFirst(pendingHead)
@@ -76,23 +86,52 @@ final class OrderedPipeline<Input, Output>: @unchecked Sendable {
             condition.unlock()
             let result: Output
             do { result = try transform(worker, item) } catch {
-                fail(error)
-                return
+                condition.lock()
+                failLocked(error)
+                continue  // runs the side jobs already queued, then exits
             }
             condition.lock()
-            while seq >= nextOut + 2 * window && !stopped { condition.wait() }
+            while seq >= nextOut + 2 * window && !stopped {
+                if !runSideJob() { condition.wait() }
+            }
             results[seq] = result
             condition.broadcast()
-            condition.unlock()
         }
+    }
+
+    /// Runs the oldest side job with the lock released; false when there is none.
+    /// Call with the lock held; returns with it held.
+    private func runSideJob() -> Bool {
+        guard !sideJobs.isEmpty else { return false }
+        let job = sideJobs.removeFirst()
+        condition.unlock()
+        job()
+        condition.lock()
+        return true
+    }
+
+    /// Has one of the workers run `job` before it takes its next input, so work that the
+    /// consumer produces (compressing a full shard) shares the workers' cores instead of adding
+    /// a thread. Returns false, without running it, once the workers have exited.
+    func runOnWorker(_ job: @escaping () -> Void) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard workersAlive > 0 && !stopped else { return false }
+        sideJobs.append(job)
+        condition.broadcast()
+        return true
     }
 
     private func fail(_ error: any Error) {
         condition.lock()
+        failLocked(error)
+        condition.unlock()
+    }
+
+    private func failLocked(_ error: any Error) {
         if failure == nil { failure = error }
         stopped = true
         condition.broadcast()
-        condition.unlock()
     }
 
     /// The next result in input order; nil after the last. Rethrows the first failure.
@@ -111,13 +150,17 @@ final class OrderedPipeline<Input, Output>: @unchecked Sendable {
         }
     }
 
-    /// Stops every thread and waits for them (call on every exit path).
+    /// Stops every thread and waits for them, then runs side jobs no worker took (call on every
+    /// exit path).
     func finish() {
         condition.lock()
         stopped = true
         condition.broadcast()
         condition.unlock()
         group.wait()
+        condition.lock()
+        while runSideJob() {}
+        condition.unlock()
     }
 }
 

@@ -109,34 +109,36 @@ public enum ShardBuilder {
             enabled: options.progress)
 
         let sessions = (0..<max(options.threads, 1)).map { _ in encoder.makeSession() }
+        let spareTokens = Pool<[UInt32]>()
         let pipeline = OrderedPipeline<TextChunk, EncodedChunk>(
             workers: sessions.count, window: sessions.count * 4,
             produce: { try stream.next() },
             transform: { worker, chunk in
-                let (text, skipped, bad) = decodeUTF8Skipping(chunk.bytes)
+                var tokens = spareTokens.take() ?? []
+                tokens.removeAll(keepingCapacity: true)
+                let (skipped, bad) = try encodeChunk(
+                    chunk.bytes, session: sessions[worker], into: &tokens)
                 return EncodedChunk(
-                    chunk: chunk, tokens: try sessions[worker].encode(text),
-                    invalidBytes: skipped, firstInvalid: bad)
+                    chunk: chunk, tokens: tokens, invalidBytes: skipped, firstInvalid: bad)
             })
         defer { pipeline.finish() }
-        while let e = try pipeline.next() {
-            let c = e.chunk
+        writer.runJob = { pipeline.runOnWorker($0) }
+        while var e = try pipeline.next() {
+            let at = e.chunk.position
             if e.invalidBytes > 0, firstBad == nil, let bad = e.firstInvalid {
-                firstBad =
-                    "\(files[c.position.fileIndex].path) at byte offset "
-                    + "\(c.position.offset + bad)"
+                firstBad = "\(files[at.fileIndex].path) at byte offset \(at.offset + bad)"
             }
-            let eot = c.position.atDocumentStart && documents > 0
+            let eot = at.atDocumentStart && documents > 0
             let length = e.tokens.count + (eot ? 1 : 0)
             var boundary = (position + shardTokens - 1) / shardTokens * shardTokens
             while boundary < position + length {
                 resumePoints[boundary / shardTokens] = ResumePoint(
-                    position: c.position, skipTokens: boundary - position,
+                    position: at, skipTokens: boundary - position,
                     documents: documents, invalidUTF8Bytes: invalidBytes)
                 boundary += shardTokens
             }
             invalidBytes += e.invalidBytes
-            if c.position.atDocumentStart { documents += 1 }
+            if at.atDocumentStart { documents += 1 }
             if eot && skip == 0 { try writer.append([UInt32(info.eotID)]) }
             try writer.append(e.tokens[max(skip - (eot ? 1 : 0), 0)...])
             skip = 0
@@ -151,7 +153,10 @@ public enum ShardBuilder {
                     throw ToolkitError("interrupted after \(journaled) shards (test hook)")
                 }
             }
-            consumed = c.consumedAfter
+            consumed = e.chunk.consumedAfter
+            let (bytes, tokens) = e.takeBuffers()
+            stream.recycle(bytes)
+            spareTokens.put(tokens)
             bar.update(
                 Double(consumed) / 1e6, extra: "\(ProgressBar.format(Double(position))) tok")
         }
@@ -197,6 +202,16 @@ struct EncodedChunk {
     var tokens: [UInt32]
     var invalidBytes: Int
     var firstInvalid: Int?
+
+    /// Moves the text and token buffers out (leaving empty ones), so they are uniquely
+    /// referenced and can be refilled in place by later chunks.
+    mutating func takeBuffers() -> ([UInt8], [UInt32]) {
+        var bytes: [UInt8] = []
+        var tokens: [UInt32] = []
+        swap(&bytes, &chunk.bytes)
+        swap(&tokens, &self.tokens)
+        return (bytes, tokens)
+    }
 }
 
 /// Everything that must match for a run to continue an interrupted one.

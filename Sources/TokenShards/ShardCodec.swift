@@ -78,7 +78,7 @@ public enum ShardCodec {
                 throw ToolkitError.file(path, "corrupt frame \(f): \(problem)", offset: offset)
             }
             if header.layout == .shuffled { raw = unshuffle(raw, width: width) }
-            crc = raw.withUnsafeBytes { CRC32.checksum($0, crc: crc) }
+            crc = raw.withUnsafeBytes { Hashing.crc32($0, crc: crc) }
             unpack(raw, dtype: header.dtype, into: &tokens, at: first)
             offset += 4 + length
         }
@@ -94,7 +94,7 @@ public enum ShardCodec {
                     + "have \(hex32(crc))", offset: 24)
         }
         let payloadCRC = bytes.withUnsafeBytes {
-            CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[ShardHeader.size...]))
+            Hashing.crc32(UnsafeRawBufferPointer(rebasing: $0[ShardHeader.size...]))
         }
         guard payloadCRC == header.payloadChecksum else {
             throw ToolkitError.file(
@@ -219,7 +219,7 @@ final class ShardEncoder {
         while start < tokens.endIndex {
             let end = min(start + frameTokens, tokens.endIndex)
             ShardCodec.pack(tokens[start..<end], dtype: dtype, into: &raw)
-            crc = raw.withUnsafeBytes { CRC32.checksum($0, crc: crc) }
+            crc = raw.withUnsafeBytes { Hashing.crc32($0, crc: crc) }
             if layout == .shuffled { raw = ShardCodec.shuffle(raw, width: dtype.width) }
             let lengthAt = file.count
             file.appendLE(UInt32(0))
@@ -232,7 +232,7 @@ final class ShardEncoder {
             start = end
         }
         let payloadChecksum = file.withUnsafeBytes {
-            CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[ShardHeader.size...]))
+            Hashing.crc32(UnsafeRawBufferPointer(rebasing: $0[ShardHeader.size...]))
         }
         let header = ShardHeader(
             dtype: dtype, layout: layout, tokenCount: UInt64(tokens.count), checksum: crc,

@@ -125,12 +125,31 @@ public final class ShardWriter {
         let slots = self.slots
         let encoders = self.encoders
         let tokenBuffers = self.tokenBuffers
-        DispatchQueue.global().async(group: group) {
-            state.record(index, Result { try job.run(encoders: encoders) })
+        let group = self.group
+        group.enter()
+        // Compression (CPU) runs where `runJob` puts it; the write and its fsync (waiting on the
+        // disk, not a core) always go to a dispatch thread.
+        let work: @Sendable () -> Void = {
+            let compressed = UncheckedBox(Result { try job.compress(encoders: encoders) })
             tokenBuffers.put(job.takeTokens())
-            slots.signal()
+            DispatchQueue.global().async {
+                state.record(
+                    index,
+                    compressed.value.flatMap { encoder in
+                        defer { encoders.put(encoder) }
+                        return Result { try job.write(encoder.file) }
+                    })
+                slots.signal()
+                group.leave()
+            }
         }
+        if runJob?(work) != true { DispatchQueue.global().async(execute: work) }
     }
+
+    /// Runs a shard's compression somewhere other than the calling thread; returns false when it
+    /// cannot (the job then goes to a global dispatch queue). `ShardBuilder` passes its encoding
+    /// workers, so compression shares their cores instead of adding a thread.
+    var runJob: ((@escaping @Sendable () -> Void) -> Bool)?
 
     /// Writes the last shard, waits for all shards, and writes the manifest.
     /// - Parameters:
@@ -170,12 +189,13 @@ public final class ShardWriter {
     public func waitForPending() { group.wait() }
 }
 
-/// Compresses and writes one shard.
+/// Compresses and writes one shard (`compress`, then `write`).
 private final class ShardJob: @unchecked Sendable {
     let directory: String
     let index: Int
     let firstToken: Int
     private var tokens: [UInt32]
+    private var tokenCount = 0
     let dtype: TokenDType
     let options: ShardWriterOptions
     let tokenizerHash: String
@@ -193,19 +213,30 @@ private final class ShardJob: @unchecked Sendable {
         self.tokenizerHash = tokenizerHash
     }
 
-    func run(encoders: Pool<ShardEncoder>) throws -> ShardEntry {
+    /// Encodes the shard file; the encoder (holding the bytes) goes back to `encoders` after
+    /// `write`.
+    func compress(encoders: Pool<ShardEncoder>) throws -> ShardEncoder {
         let encoder = try encoders.take() ?? ShardEncoder(level: options.level)
-        defer { encoders.put(encoder) }
-        try encoder.encode(
-            tokens[...], dtype: dtype, layout: options.layout, frameTokens: options.frameTokens,
-            tokenizerHash: tokenizerHash)
+        do {
+            try encoder.encode(
+                tokens[...], dtype: dtype, layout: options.layout,
+                frameTokens: options.frameTokens, tokenizerHash: tokenizerHash)
+        } catch {
+            encoders.put(encoder)
+            throw error
+        }
+        tokenCount = tokens.count
+        return encoder
+    }
+
+    /// Writes the encoded file atomically and describes it for the manifest.
+    func write(_ bytes: [UInt8]) throws -> ShardEntry {
         let name = ShardWriter.fileName(index)
-        let bytes = encoder.file
         try AtomicFile.write(to: (directory as NSString).appendingPathComponent(name)) {
             try $0.write(contentsOf: bytes)
         }
         return ShardEntry(
-            file: name, tokens: tokens.count, compressedBytes: bytes.count,
+            file: name, tokens: tokenCount, compressedBytes: bytes.count,
             crc32: hex32(ShardHeader.decodeChecksum(bytes)), firstToken: firstToken)
     }
 

@@ -23,7 +23,9 @@ public protocol TokenEncoder: Sendable {
 
 /// A single-threaded encoding context (for example a BPE pre-token cache).
 public protocol TokenEncodingSession: AnyObject {
-    func encode(_ text: String) throws -> [UInt32]
+    /// Appends the ids of `utf8` (valid UTF-8; special-token text maps to its id) to `tokens`.
+    /// The pipeline hands over its read buffer directly, so no `String` is built per chunk.
+    func encode(utf8: UnsafeBufferPointer<UInt8>, into tokens: inout [UInt32]) throws
 }
 
 /// Turns ids back into text, for `toolkit shard inspect`.
@@ -43,8 +45,9 @@ extension TokenEncoder {
 private final class StatelessSession: TokenEncodingSession {
     let encoder: any TokenEncoder
     init(encoder: any TokenEncoder) { self.encoder = encoder }
-    func encode(_ text: String) throws -> [UInt32] {
-        try encoder.encode(text).map { UInt32(truncatingIfNeeded: $0) }
+    func encode(utf8: UnsafeBufferPointer<UInt8>, into tokens: inout [UInt32]) throws {
+        let ids = try encoder.encode(String(decoding: utf8, as: UTF8.self))
+        tokens.append(contentsOf: ids.lazy.map { UInt32(truncatingIfNeeded: $0) })
     }
 }
 

@@ -280,37 +280,40 @@ public final class BPETokenizer: Sendable {
         state: inout EncoderState
     ) {
         var text = text
-        if !specialsByLength.isEmpty && allowedSpecial != .none {
-            text.withUTF8 { buf in
-                guard let p = buf.baseAddress else { return }
-                var segmentStart = 0
-                var i = 0
-                let n = buf.count
-                while i < n {
-                    if let byte = specialSharedFirstByte {
-                        // Jump to the next possible start of a special token.
-                        guard let hit = memchr(p + i, Int32(byte), n - i) else { break }
-                        i = UnsafeRawPointer(hit) - UnsafeRawPointer(p)
-                    }
-                    if specialFirstByte[Int(p[i])],
-                        let (id, len) = matchSpecial(p + i, n - i, allowedSpecial)
-                    {
-                        encodeSegment(p + segmentStart, i - segmentStart, into: &out, state: &state)
-                        out.append(id)
-                        i += len
-                        segmentStart = i
-                    } else {
-                        i += 1
-                    }
-                }
-                encodeSegment(p + segmentStart, n - segmentStart, into: &out, state: &state)
+        text.withUTF8 { encode(utf8: $0, allowedSpecial: allowedSpecial, into: &out, state: &state) }
+    }
+
+    /// Encodes UTF-8 bytes, appending to `out`, reusing `state`'s cache across calls. The bytes
+    /// must be valid UTF-8 (callers holding unchecked bytes validate them first); this spares the
+    /// copy into a `String` when the text already sits in a byte buffer.
+    public func encode(
+        utf8 buf: UnsafeBufferPointer<UInt8>, allowedSpecial: AllowedSpecial,
+        into out: inout [UInt32], state: inout EncoderState
+    ) {
+        guard let p = buf.baseAddress else { return }
+        let n = buf.count
+        guard !specialsByLength.isEmpty && allowedSpecial != .none else {
+            encodeSegment(p, n, into: &out, state: &state)
+            return
+        }
+        var segmentStart = 0
+        var i = 0
+        while i < n {
+            if let byte = specialSharedFirstByte {
+                // Jump to the next possible start of a special token.
+                guard let hit = memchr(p + i, Int32(byte), n - i) else { break }
+                i = UnsafeRawPointer(hit) - UnsafeRawPointer(p)
             }
-        } else {
-            text.withUTF8 { buf in
-                guard let p = buf.baseAddress else { return }
-                encodeSegment(p, buf.count, into: &out, state: &state)
+            if specialFirstByte[Int(p[i])], let (id, len) = matchSpecial(p + i, n - i, allowedSpecial) {
+                encodeSegment(p + segmentStart, i - segmentStart, into: &out, state: &state)
+                out.append(id)
+                i += len
+                segmentStart = i
+            } else {
+                i += 1
             }
         }
+        encodeSegment(p + segmentStart, n - segmentStart, into: &out, state: &state)
     }
 
     /// Encodes raw bytes of a text file. Invalid UTF-8 is replaced by U+FFFD first (as

@@ -1,3 +1,4 @@
+import CKernels
 /// Non-cryptographic hashes for content identity and checksums.
 public enum Hashing {
     /// 64-bit FNV-1a over bytes. Used for content hashes of small files (tokenizers, recipes).
@@ -13,23 +14,14 @@ public enum Hashing {
     }
 
     /// CRC-32 (IEEE 802.3, reflected, as zlib's `crc32`) over a raw buffer, continuing from `crc`.
+    /// Carry-less multiplication where the CPU has it (~10+ GB/s), else slicing-by-8 tables.
     public static func crc32(_ buffer: UnsafeRawBufferPointer, crc: UInt32 = 0) -> UInt32 {
-        var c = ~crc
-        for b in buffer {
-            c = crcTable[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8)
-        }
-        return ~c
+        tk_crc32(crc, buffer.baseAddress, buffer.count)
     }
 
     /// CRC-32 of a byte array.
     public static func crc32(_ bytes: [UInt8], crc: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBytes { crc32($0, crc: crc) }
-    }
-
-    private static let crcTable: [UInt32] = (0..<256).map { i -> UInt32 in
-        var c = UInt32(i)
-        for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
     }
 
     /// Lower-case hexadecimal, zero-padded to 16 digits.

@@ -22,8 +22,8 @@ public final class ProgressBar: @unchecked Sendable {
         self.enabled = enabled && isatty(STDERR_FILENO) != 0
     }
 
-    /// Sets the absolute progress and redraws if due.
-    public func update(_ value: Double, extra: String = "") {
+    /// Sets the absolute progress and redraws if due (`extra` is only built when drawing).
+    public func update(_ value: Double, extra: @autoclosure () -> String = "") {
         lock.lock()
         defer { lock.unlock() }
         current = value
@@ -31,15 +31,15 @@ public final class ProgressBar: @unchecked Sendable {
         let now = Date()
         if now.timeIntervalSince(lastDraw) < 0.1 && value < total { return }
         lastDraw = now
-        draw(now: now, extra: extra)
+        draw(now: now, extra: extra())
     }
 
     /// Adds `delta` to the progress.
-    public func advance(by delta: Double, extra: String = "") {
+    public func advance(by delta: Double, extra: @autoclosure () -> String = "") {
         lock.lock()
         let v = current + delta
         lock.unlock()
-        update(v, extra: extra)
+        update(v, extra: extra())
     }
 
     /// Clears the bar's line.

@@ -119,17 +119,3 @@ import ToolkitSupport
         #expect(TokenDType.fitting(vocabSize: 151_936) == .uint32)
     }
 }
-
-@Suite struct CRC32Tests {
-    @Test func matchesTheSupportImplementation() {
-        #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)  // the standard check value
-        for length in [0, 1, 7, 8, 9, 63, 1000] {
-            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255) }
-            #expect(CRC32.checksum(bytes) == Hashing.crc32(bytes))
-            let half = length / 2
-            let chained = CRC32.checksum(
-                Array(bytes[half...]), crc: CRC32.checksum(Array(bytes[..<half])))
-            #expect(chained == Hashing.crc32(bytes))
-        }
-    }
-}

@@ -155,4 +155,17 @@ void tk_norm_weight_grad(const float *x, const float *g, const float *stats, int
 /* dst[c] += sum_r src[r, c] for columns [col_begin, col_end). */
 void tk_add_column_sums(const float *src, int rows, int cols, float *dst, int col_begin, int col_end);
 
+/* ---- byte streams (bytes.c) ---- */
+
+/* CRC-32 (IEEE, reflected; zlib's crc32) of n bytes, continuing from crc (0 to start). Uses
+ * carry-less multiplication (PCLMULQDQ) where the CPU has it, else slicing-by-8 tables. */
+uint32_t tk_crc32(uint32_t crc, const void *data, size_t n);
+/* The same value with the tables only (tests compare the two paths). */
+uint32_t tk_crc32_portable(uint32_t crc, const void *data, size_t n);
+
+/* Offset of the first byte that does not start a well-formed UTF-8 sequence (Unicode table 3-7:
+ * overlong forms, surrogates, values above U+10FFFF and sequences cut off by the end are
+ * ill-formed), or -1 when all n bytes are valid UTF-8. ASCII runs are checked 32 bytes a step. */
+ptrdiff_t tk_utf8_invalid_offset(const uint8_t *p, size_t n);
+
 #endif

@@ -45,11 +45,8 @@ struct BPEShardEncoder: TokenEncoder, TokenDecoder {
         var state = EncoderState()
         init(tokenizer: BPETokenizer) { self.tokenizer = tokenizer }
 
-        func encode(_ text: String) -> [UInt32] {
-            var out: [UInt32] = []
-            out.reserveCapacity(text.utf8.count / 3)  // about 0.27 tokens per byte of English
-            tokenizer.encode(text, allowedSpecial: .all, into: &out, state: &state)
-            return out
+        func encode(utf8: UnsafeBufferPointer<UInt8>, into tokens: inout [UInt32]) {
+            tokenizer.encode(utf8: utf8, allowedSpecial: .all, into: &tokens, state: &state)
         }
     }
 
