@@ -33,5 +33,6 @@ struct Bench: ParsableCommand {
             BenchGenerate.self,
             BenchTrain.self,
             BenchTokenizer.self,
+            BenchShard.self,
         ])
 }

@@ -119,6 +119,13 @@ enum CLI {
                              "--val-fraction", "0.1", "--json"])
         #expect(s.code == 0, "\(s.err)")
         #expect(try CLI.run(["shard", "verify", shards]).code == 0)
+        // The shard benchmark: both sides run and count the same text.
+        let b = try CLI.run(["bench", "shard", "--tokenizer", tok, "--input", corpus, "--rounds", "2", "--json"])
+        #expect(b.code == 0, "\(b.err)")
+        let bench = try CLI.json(b.out)
+        #expect((bench["rounds"] as? [Any])?.count == 2)
+        #expect(bench["bytes"] as? Int == text.utf8.count)
+        #expect((bench["medianRatio"] as? Double ?? 0) > 0)
         let run = tmp.appendingPathComponent("run").path
         let t = try CLI.run(["train", "--recipe", "nano", "--set", "model.vocab_size=300", "--data", shards, "--steps", "4",
                              "--batch-size", "2", "--seq-len", "32", "--eval-every", "2", "--out", run, "--json"])
