@@ -1,6 +1,7 @@
 /* Byte-stream kernels for the shard pipeline: CRC-32 and UTF-8 validation. */
 #include "ckernels.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -96,28 +97,23 @@ __attribute__((target("pclmul,sse4.1"))) static uint32_t crc_pclmul(uint32_t crc
 }
 #endif
 
-static int crc_mode; /* 0: not initialised, 1: tables only, 2: PCLMUL */
+static int crc_use_pclmul;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void) {
     crc_init_tables();
-    int mode = 1;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1")) mode = 2;
+    crc_use_pclmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
 #endif
-    __atomic_store_n(&crc_mode, mode, __ATOMIC_RELEASE);
 }
 
 uint32_t tk_crc32(uint32_t crc, const void *data, size_t n) {
-    int mode = __atomic_load_n(&crc_mode, __ATOMIC_ACQUIRE);
-    if (mode == 0) {
-        crc_init(); /* idempotent: concurrent first calls build identical tables */
-        mode = __atomic_load_n(&crc_mode, __ATOMIC_ACQUIRE);
-    }
+    pthread_once(&crc_once, crc_init);
     const uint8_t *p = data;
     uint32_t c = ~crc;
 #if defined(__x86_64__)
-    if (mode == 2 && n >= 64) {
+    if (crc_use_pclmul && n >= 64) {
         size_t bulk = n & ~(size_t)15;
         c = crc_pclmul(c, p, bulk);
         p += bulk;
@@ -128,7 +124,7 @@ uint32_t tk_crc32(uint32_t crc, const void *data, size_t n) {
 }
 
 uint32_t tk_crc32_portable(uint32_t crc, const void *data, size_t n) {
-    if (__atomic_load_n(&crc_mode, __ATOMIC_ACQUIRE) == 0) crc_init();
+    pthread_once(&crc_once, crc_init);
     return ~crc_slice8(~crc, data, n);
 }
 

@@ -23,8 +23,9 @@ public protocol TokenEncoder: Sendable {
 
 /// A single-threaded encoding context (for example a BPE pre-token cache).
 public protocol TokenEncodingSession: AnyObject {
-    /// Appends the ids of `utf8` (valid UTF-8; special-token text maps to its id) to `tokens`.
-    /// The pipeline hands over its read buffer directly, so no `String` is built per chunk.
+    /// Appends the ids of `utf8` (special-token text maps to its id) to `tokens`. The pipeline
+    /// hands over its read buffer directly, so no `String` is built per chunk, and guarantees the
+    /// bytes are valid UTF-8 (it checks every chunk first).
     func encode(utf8: UnsafeBufferPointer<UInt8>, into tokens: inout [UInt32]) throws
 }
 

@@ -280,14 +280,17 @@ public final class BPETokenizer: Sendable {
         state: inout EncoderState
     ) {
         var text = text
-        text.withUTF8 { encode(utf8: $0, allowedSpecial: allowedSpecial, into: &out, state: &state) }
+        text.withUTF8 {
+            encode(uncheckedUTF8: $0, allowedSpecial: allowedSpecial, into: &out, state: &state)
+        }
     }
 
-    /// Encodes UTF-8 bytes, appending to `out`, reusing `state`'s cache across calls. The bytes
-    /// must be valid UTF-8 (callers holding unchecked bytes validate them first); this spares the
-    /// copy into a `String` when the text already sits in a byte buffer.
+    /// Encodes UTF-8 bytes, appending to `out`, reusing `state`'s cache across calls; this spares
+    /// the copy into a `String` when the text already sits in a byte buffer. Precondition: the
+    /// bytes are valid UTF-8, already checked by the caller (the pre-tokenizer decodes multi-byte
+    /// sequences without bounds checks); use `encode(bytes:)` for unchecked input.
     public func encode(
-        utf8 buf: UnsafeBufferPointer<UInt8>, allowedSpecial: AllowedSpecial,
+        uncheckedUTF8 buf: UnsafeBufferPointer<UInt8>, allowedSpecial: AllowedSpecial,
         into out: inout [UInt32], state: inout EncoderState
     ) {
         guard let p = buf.baseAddress else { return }

@@ -34,7 +34,8 @@ enum CharClass {
     }()
 }
 
-/// Decodes the scalar starting at `p[i]` (valid UTF-8 is assumed; Swift strings always are)
+/// Decodes the scalar starting at `p[i]` (valid UTF-8 is assumed: Swift strings always are, and
+/// `BPETokenizer.encode(uncheckedUTF8:)`'s callers validate their bytes first)
 /// and returns its value and byte length.
 @inline(__always)
 func decodeScalar(_ p: UnsafePointer<UInt8>, _ i: Int) -> (value: UInt32, length: Int) {

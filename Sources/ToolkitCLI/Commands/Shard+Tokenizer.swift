@@ -46,7 +46,8 @@ struct BPEShardEncoder: TokenEncoder, TokenDecoder {
         init(tokenizer: BPETokenizer) { self.tokenizer = tokenizer }
 
         func encode(utf8: UnsafeBufferPointer<UInt8>, into tokens: inout [UInt32]) {
-            tokenizer.encode(utf8: utf8, allowedSpecial: .all, into: &tokens, state: &state)
+            // The pipeline validated the bytes (TokenEncodingSession's contract).
+            tokenizer.encode(uncheckedUTF8: utf8, allowedSpecial: .all, into: &tokens, state: &state)
         }
     }
 
