@@ -12,7 +12,7 @@ public struct ShardWriterOptions: Sendable {
     /// raw uint16); level 1 is no faster there and gives 0.696.
     public var level = 2
     public var layout = TokenLayout.plain
-    /// Shards compressed at the same time (each on its own thread).
+    /// Shards in flight at once (being compressed or written); `append` waits for a free slot.
     public var threads = ProcessInfo.processInfo.activeProcessorCount
 
     public init() {}
@@ -195,7 +195,7 @@ private final class ShardJob: @unchecked Sendable {
     let index: Int
     let firstToken: Int
     private var tokens: [UInt32]
-    private var tokenCount = 0
+    let tokenCount: Int
     let dtype: TokenDType
     let options: ShardWriterOptions
     let tokenizerHash: String
@@ -208,6 +208,7 @@ private final class ShardJob: @unchecked Sendable {
         self.index = index
         self.firstToken = firstToken
         self.tokens = tokens
+        tokenCount = tokens.count
         self.dtype = dtype
         self.options = options
         self.tokenizerHash = tokenizerHash
@@ -225,7 +226,6 @@ private final class ShardJob: @unchecked Sendable {
             encoders.put(encoder)
             throw error
         }
-        tokenCount = tokens.count
         return encoder
     }
 
