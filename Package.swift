@@ -1,16 +1,25 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Opt-in native code generation for benchmarks: TOOLKIT_NATIVE=1 swift build -c release
+// Opt-in: compile the Swift code for AVX2 machines (x86-64-v3; LLVM's CPU name for that level is
+// "haswell") with TOOLKIT_NATIVE=1 swift build -c release. The binary then needs an AVX2 CPU. The C
+// kernels need no flag: they carry every SIMD level and dispatch at run time.
+#if arch(x86_64)
 let native: [SwiftSetting] =
     Context.environment["TOOLKIT_NATIVE"] == "1"
-    ? [.unsafeFlags(["-target-cpu", "x86-64-v3"], .when(configuration: .release))]
+    ? [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]
     : []
+#else
+let native: [SwiftSetting] = []
+#endif
 
 let package = Package(
     name: "toolkit",
+    // Linux (x86-64, aarch64) is built and tested; macOS 14 and later builds against Accelerate.
+    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "toolkit", targets: ["ToolkitCLI"]),
+        .library(name: "Platform", targets: ["Platform"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "Layers", targets: ["Layers"]),
         .library(name: "Optimizers", targets: ["Optimizers"]),
@@ -31,17 +40,25 @@ let package = Package(
         // MARK: - System libraries
         .systemLibrary(
             name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+
+        // MARK: - The platform seam (CPU features, SIMD level, BLAS binding, thread and memory policy)
+        .target(
+            name: "CPlatform",
+            dependencies: [.target(name: "COpenBLAS", condition: .when(platforms: [.linux]))],
+            linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]),
+        .target(name: "Platform", dependencies: ["CPlatform"]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         // MARK: - Libraries
         .target(name: "ToolkitSupport", dependencies: ["CKernels"]),
         .target(
             name: "CKernels",
+            dependencies: ["CPlatform"],
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
         .target(
             name: "TensorCore",
             dependencies: [
-                "COpenBLAS", "CKernels", "ToolkitSupport",
+                "Platform", "CPlatform", "CKernels", "ToolkitSupport",
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
             swiftSettings: native),
@@ -83,6 +100,7 @@ let package = Package(
                 "TensorCore", .product(name: "RealModule", package: "swift-numerics"),
             ]),
         .testTarget(name: "ToolkitSupportTests", dependencies: ["ToolkitSupport"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform", "CPlatform", "CKernels"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "_TestSupport"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "_TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "CKernels", "_TestSupport"]),

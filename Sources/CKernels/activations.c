@@ -13,7 +13,7 @@ static inline float sigm(float x) { return 1.0f / (1.0f + tk_expf1(-x)); }
 #define K0 0.7978845608028654f /* sqrt(2/pi) */
 #define K1 0.044715f
 
-TK_CLONES void tk_gelu_tanh_forward(const float *x, float *y, size_t begin, size_t end) {
+TK_KERNEL(tk_gelu_tanh_forward, (const float *x, float *y, size_t begin, size_t end), (x, y, begin, end)) {
     /* The output may be one of the inputs (in place): safe element by element; without this the
      * runtime overlap check fails for in-place calls and the scalar loop runs. */
 #pragma clang loop vectorize(assume_safety)
@@ -23,7 +23,7 @@ TK_CLONES void tk_gelu_tanh_forward(const float *x, float *y, size_t begin, size
     }
 }
 
-TK_CLONES void tk_gelu_tanh_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end) {
+TK_KERNEL(tk_gelu_tanh_backward, (const float *x, const float *dy, float *dx, size_t begin, size_t end), (x, dy, dx, begin, end)) {
     for (size_t i = begin; i < end; i++) {
         float v = x[i];
         float t = th(K0 * (v + K1 * v * v * v));
@@ -32,29 +32,28 @@ TK_CLONES void tk_gelu_tanh_backward(const float *x, const float *dy, float *dx,
     }
 }
 
-TK_CLONES void tk_silu_forward(const float *x, float *y, size_t begin, size_t end) {
+TK_KERNEL(tk_silu_forward, (const float *x, float *y, size_t begin, size_t end), (x, y, begin, end)) {
     /* The output may be one of the inputs (in place): safe element by element; without this the
      * runtime overlap check fails for in-place calls and the scalar loop runs. */
 #pragma clang loop vectorize(assume_safety)
     for (size_t i = begin; i < end; i++) y[i] = x[i] * sigm(x[i]);
 }
 
-TK_CLONES void tk_silu_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end) {
+TK_KERNEL(tk_silu_backward, (const float *x, const float *dy, float *dx, size_t begin, size_t end), (x, dy, dx, begin, end)) {
     for (size_t i = begin; i < end; i++) {
         float s = sigm(x[i]);
         dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
     }
 }
 
-TK_CLONES void tk_swiglu_forward(const float *gate, const float *up, float *y, size_t begin, size_t end) {
+TK_KERNEL(tk_swiglu_forward, (const float *gate, const float *up, float *y, size_t begin, size_t end), (gate, up, y, begin, end)) {
     /* The output may be one of the inputs (in place): safe element by element; without this the
      * runtime overlap check fails for in-place calls and the scalar loop runs. */
 #pragma clang loop vectorize(assume_safety)
     for (size_t i = begin; i < end; i++) y[i] = gate[i] * sigm(gate[i]) * up[i];
 }
 
-TK_CLONES void tk_swiglu_backward(const float *gate, const float *up, const float *dy, float *dgate, float *dup,
-                                  size_t begin, size_t end) {
+TK_KERNEL(tk_swiglu_backward, (const float *gate, const float *up, const float *dy, float *dgate, float *dup, size_t begin, size_t end), (gate, up, dy, dgate, dup, begin, end)) {
     if (dgate && dup) {
         for (size_t i = begin; i < end; i++) {
             float g = gate[i], s = sigm(g);
@@ -77,7 +76,7 @@ static inline __attribute__((always_inline)) float row_lse(const float *x, int n
     return m + logf(tk_row_sum_exp(x, m, n, NULL));
 }
 
-TK_CLONES void tk_softmax_rows(const float *x, float *y, int n, int row_begin, int row_end) {
+TK_KERNEL(tk_softmax_rows, (const float *x, float *y, int n, int row_begin, int row_end), (x, y, n, row_begin, row_end)) {
     for (int r = row_begin; r < row_end; r++) {
         const float *xr = x + (size_t)r * n;
         float *yr = y + (size_t)r * n;
@@ -87,12 +86,11 @@ TK_CLONES void tk_softmax_rows(const float *x, float *y, int n, int row_begin, i
     }
 }
 
-TK_CLONES void tk_logsumexp_rows(const float *x, float *lse, int n, int row_begin, int row_end) {
+TK_KERNEL(tk_logsumexp_rows, (const float *x, float *lse, int n, int row_begin, int row_end), (x, lse, n, row_begin, row_end)) {
     for (int r = row_begin; r < row_end; r++) lse[r] = row_lse(x + (size_t)r * n, n);
 }
 
-TK_CLONES void tk_cross_entropy_forward(const float *logits, const int *targets, int ignore_index, int n, float *lse,
-                                        float *loss, int row_begin, int row_end) {
+TK_KERNEL(tk_cross_entropy_forward, (const float *logits, const int *targets, int ignore_index, int n, float *lse, float *loss, int row_begin, int row_end), (logits, targets, ignore_index, n, lse, loss, row_begin, row_end)) {
     for (int r = row_begin; r < row_end; r++) {
         const float *xr = logits + (size_t)r * n;
         float l = row_lse(xr, n);
@@ -102,8 +100,7 @@ TK_CLONES void tk_cross_entropy_forward(const float *logits, const int *targets,
     }
 }
 
-TK_CLONES void tk_cross_entropy_backward(const float *logits, const int *targets, int ignore_index, int n,
-                                         const float *lse, float scale, float *dlogits, int row_begin, int row_end) {
+TK_KERNEL(tk_cross_entropy_backward, (const float *logits, const int *targets, int ignore_index, int n, const float *lse, float scale, float *dlogits, int row_begin, int row_end), (logits, targets, ignore_index, n, lse, scale, dlogits, row_begin, row_end)) {
     for (int r = row_begin; r < row_end; r++) {
         int t = targets[r];
         if (t == ignore_index) continue;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-TK_CLONES void tk_exp(const float *x, float *y, size_t n) {
+TK_KERNEL(tk_exp, (const float *x, float *y, size_t n), (x, y, n)) {
     for (size_t i = 0; i < n; i++) y[i] = tk_expf1(x[i]);
 }
 
@@ -162,8 +162,7 @@ static inline __attribute__((always_inline)) void bias_and_mask(const tk_attenti
     }
 }
 
-TK_CLONES void tk_attention_forward_tiled(const tk_attention *p, const float *q, const float *k, const float *v,
-                                          float *out, float *lse, int item_begin, int item_end) {
+TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, const float *k, const float *v, float *out, float *lse, int item_begin, int item_end), (p, q, k, v, out, lse, item_begin, item_end)) {
     const int D = p->D, H = p->H, KVH = p->KVH, BR = p->tile_q, BC = p->tile_k;
     const int nqb = div_up(p->Tq, BR), segs = forward_segments(p);
     if (segs <= 0) return; /* no queries */
@@ -227,8 +226,7 @@ TK_CLONES void tk_attention_forward_tiled(const tk_attention *p, const float *q,
     free(s); free(kt); free(acc); free(m); free(l);
 }
 
-TK_CLONES void tk_attention_backward_delta(const tk_attention *p, const float *out, const float *dout, float *delta,
-                                           int row_begin, int row_end) {
+TK_KERNEL(tk_attention_backward_delta, (const tk_attention *p, const float *out, const float *dout, float *delta, int row_begin, int row_end), (p, out, dout, delta, row_begin, row_end)) {
     /* rows enumerate (b, i, h) in memory order of [B, Tq, H]. */
     const int D = p->D, H = p->H;
     for (int row = row_begin; row < row_end; row++) {
@@ -238,9 +236,7 @@ TK_CLONES void tk_attention_backward_delta(const tk_attention *p, const float *o
     }
 }
 
-TK_CLONES void tk_attention_backward_tiled(const tk_attention *p, const float *q, const float *k, const float *v,
-                                           const float *dout, const float *lse, const float *delta,
-                                           float *dq, float *dk, float *dv, int item_begin, int item_end) {
+TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, const float *k, const float *v, const float *dout, const float *lse, const float *delta, float *dq, float *dk, float *dv, int item_begin, int item_end), (p, q, k, v, dout, lse, delta, dq, dk, dv, item_begin, item_end)) {
     const int D = p->D, H = p->H, KVH = p->KVH, BR = p->tile_q, BC = p->tile_k;
     const int group = H / KVH;
     const int ldq = H * D, ldk = KVH * D;
@@ -318,8 +314,7 @@ TK_CLONES void tk_attention_backward_tiled(const tk_attention *p, const float *q
     free(s); free(dp); free(kt); free(vt); free(dkt); free(dvt);
 }
 
-TK_CLONES void tk_attention_masked_softmax(const tk_attention *p, int h, float *scores, float *lse, int lse_stride,
-                                           int row_begin, int row_end) {
+TK_KERNEL(tk_attention_masked_softmax, (const tk_attention *p, int h, float *scores, float *lse, int lse_stride, int row_begin, int row_end), (p, h, scores, lse, lse_stride, row_begin, row_end)) {
     const int n = p->Tk;
     for (int i = row_begin; i < row_end; i++) {
         float *sr = scores + (size_t)i * n;
@@ -344,7 +339,7 @@ TK_CLONES void tk_attention_masked_softmax(const tk_attention *p, int h, float *
     }
 }
 
-TK_CLONES void tk_softmax_backward_rows(const float *p, float *dp, int n, float scale, int row_begin, int row_end) {
+TK_KERNEL(tk_softmax_backward_rows, (const float *p, float *dp, int n, float scale, int row_begin, int row_end), (p, dp, n, scale, row_begin, row_end)) {
     for (int i = row_begin; i < row_end; i++) {
         const float *pr = p + (size_t)i * n;
         float *dr = dp + (size_t)i * n;

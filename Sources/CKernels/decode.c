@@ -5,13 +5,14 @@
  * Decoding one token reads every weight once, so it is bound by memory bandwidth, not FLOPs: the
  * narrower formats trade precision for bytes (bf16: half, int8 with one scale per row: a quarter).
  * The loops are written with independent per-lane accumulators so that clang vectorises them
- * without reassociating (one copy per instruction set through target_clones). */
+ * without reassociating; AVX-512 and AVX2 + FMA versions are written with intrinsics and chosen by
+ * the SIMD level in effect (tk_simd_level). */
 #include "ckernels.h"
 #include "tk_math.h"
+#include "tk_platform.h"
 
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -85,6 +86,22 @@ static void gemv_rows_generic(const tk_matrix *m, const float *x, float *y, int 
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+static inline const void *row_pointer(const tk_matrix *m, int r) {
+    size_t off = (size_t)r * m->cols;
+    switch (m->format) {
+    case TK_W_BF16: return (const uint16_t *)m->data + off;
+    case TK_W_Q8: return (const int8_t *)m->data + off;
+    default: return (const float *)m->data + off;
+    }
+}
+
+static inline float finish_row(const tk_matrix *m, int r, float s, float *y, int accumulate) {
+    if (m->format == TK_W_Q8) s *= m->scales[r];
+    if (m->bias) s += m->bias[r];
+    return accumulate ? y[r] + s : s;
+}
+
 #define TK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) static inline
 
 /* 16 weights of row `w` from column c as floats (mask: which of the 16 exist). */
@@ -96,15 +113,6 @@ TK_AVX512 __m512 load16(int format, const void *w, int c, __mmask16 k) {
     }
     case TK_W_Q8: return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, (const int8_t *)w + c)));
     default: return _mm512_maskz_loadu_ps(k, (const float *)w + c);
-    }
-}
-
-static inline const void *row_pointer(const tk_matrix *m, int r) {
-    size_t off = (size_t)r * m->cols;
-    switch (m->format) {
-    case TK_W_BF16: return (const uint16_t *)m->data + off;
-    case TK_W_Q8: return (const int8_t *)m->data + off;
-    default: return (const float *)m->data + off;
     }
 }
 
@@ -130,13 +138,7 @@ TK_AVX512 void gemv_block(const tk_matrix *m, const float *x, float *y, int r0, 
         __m512 x0 = _mm512_maskz_loadu_ps(k, x + c);
         for (int i = 0; i < R; i++) a[i] = _mm512_fmadd_ps(load16(f, w[i], c, k), x0, a[i]);
     }
-    for (int i = 0; i < R; i++) {
-        int r = r0 + i;
-        float s = _mm512_reduce_add_ps(_mm512_add_ps(a[i], b[i]));
-        if (f == TK_W_Q8) s *= m->scales[r];
-        if (m->bias) s += m->bias[r];
-        y[r] = accumulate ? y[r] + s : s;
-    }
+    for (int i = 0; i < R; i++) y[r0 + i] = finish_row(m, r0 + i, _mm512_reduce_add_ps(_mm512_add_ps(a[i], b[i])), y, accumulate);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -145,7 +147,6 @@ static void gemv_rows_avx512(const tk_matrix *m, const float *x, float *y, int r
     for (; r + 4 <= row_end; r += 4) gemv_block(m, x, y, r, 4, accumulate);
     for (; r < row_end; r++) gemv_block(m, x, y, r, 1, accumulate);
 }
-
 
 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
 static inline float dot_avx512(const float *a, const float *b, int n) {
@@ -157,23 +158,85 @@ static inline float dot_avx512(const float *a, const float *b, int n) {
     }
     return _mm512_reduce_add_ps(acc);
 }
-#endif
 
-static int has_avx512(void) {
-#if defined(__x86_64__)
-    static _Atomic int avx512 = -1; /* every thread computes the same value */
-    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-    return avx512;
-#else
-    return 0;
-#endif
+/* MARK: AVX2 + FMA (16 registers of 8 floats) */
+
+#define TK_AVX2 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
+
+TK_AVX2 float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
+
+/* 8 weights of row `w` from column c as floats. */
+TK_AVX2 __m256 load8(int format, const void *w, int c) {
+    switch (format) {
+    case TK_W_BF16: {
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + c));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    case TK_W_Q8: return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)w + c))));
+    default: return _mm256_loadu_ps((const float *)w + c);
+    }
+}
+
+/* R rows (1..4) and 16 columns per step: 2R accumulators, two x registers and one weight vector
+ * in flight, within the 16 ymm registers; the row tail (< 8 columns) is scalar. */
+TK_AVX2 void gemv_block_avx2(const tk_matrix *m, const float *x, float *y, int r0, int R, int accumulate) {
+    const int n = m->cols, f = m->format;
+    const void *w[4];
+    for (int i = 0; i < R; i++) w[i] = row_pointer(m, r0 + i);
+    __m256 a[4], b[4];
+    for (int i = 0; i < 4; i++) a[i] = b[i] = _mm256_setzero_ps();
+    int c = 0;
+    for (; c + 16 <= n; c += 16) {
+        __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        for (int i = 0; i < R; i++) {
+            a[i] = _mm256_fmadd_ps(load8(f, w[i], c), x0, a[i]);
+            b[i] = _mm256_fmadd_ps(load8(f, w[i], c + 8), x1, b[i]);
+        }
+    }
+    for (; c + 8 <= n; c += 8) {
+        __m256 x0 = _mm256_loadu_ps(x + c);
+        for (int i = 0; i < R; i++) a[i] = _mm256_fmadd_ps(load8(f, w[i], c), x0, a[i]);
+    }
+    for (int i = 0; i < R; i++) {
+        float s = hsum8(_mm256_add_ps(a[i], b[i]));
+        size_t base = (size_t)(r0 + i) * n;
+        for (int t = c; t < n; t++) s += load_weight(m, base + t) * x[t];
+        y[r0 + i] = finish_row(m, r0 + i, s, y, accumulate);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void gemv_rows_avx2(const tk_matrix *m, const float *x, float *y, int row_begin, int row_end, int accumulate) {
+    int r = row_begin;
+    for (; r + 4 <= row_end; r += 4) gemv_block_avx2(m, x, y, r, 4, accumulate);
+    for (; r < row_end; r++) gemv_block_avx2(m, x, y, r, 1, accumulate);
+}
+
+TK_AVX2 float dot_avx2(const float *a, const float *b, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int c = 0;
+    for (; c + 16 <= n; c += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + c + 8), _mm256_loadu_ps(b + c + 8), a1);
+    }
+    for (; c + 8 <= n; c += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c), a0);
+    float s = hsum8(_mm256_add_ps(a0, a1));
+    for (; c < n; c++) s += a[c] * b[c];
+    return s;
+}
+#endif
 
 void tk_gemv_rows(const tk_matrix *m, const float *x, float *y, int row_begin, int row_end, int accumulate) {
 #if defined(__x86_64__)
-    if (has_avx512()) {
-        gemv_rows_avx512(m, x, y, row_begin, row_end, accumulate);
-        return;
+    switch (tk_simd_level()) {
+    case TK_SIMD_AVX512: gemv_rows_avx512(m, x, y, row_begin, row_end, accumulate); return;
+    case TK_SIMD_AVX2: gemv_rows_avx2(m, x, y, row_begin, row_end, accumulate); return;
+    default: break;
     }
 #endif
     gemv_rows_generic(m, x, y, row_begin, row_end, accumulate);
@@ -181,28 +244,34 @@ void tk_gemv_rows(const tk_matrix *m, const float *x, float *y, int row_begin, i
 
 /* MARK: - Thread pool
  *
- * The caller and (threads - 1) workers share the items of [0, n). Workers spin on a
- * generation counter for a short while after each job (decoding issues a job every few
- * microseconds), then sleep on a condition variable until the next one. */
+ * The caller and (threads - 1) workers share the items of [0, n) in chunks claimed from one
+ * atomic ticket, (generation << 32) | next item. Workers spin on the generation for a short while
+ * after each job (decoding issues a job every few microseconds), then sleep on a condition
+ * variable. The caller waits only for chunks that were claimed, never for a worker that has not
+ * started: beside a busy process the scheduler may keep a worker off the CPU for milliseconds,
+ * and the caller then simply runs every chunk itself. A claimed chunk whose worker was preempted
+ * is waited for by blocking (not spinning), which gives that worker the caller's core. */
 
 typedef struct {
-    tk_range_fn fn;
-    void *ctx;
-    int n;
-    int chunk;
+    _Atomic(tk_range_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_int n;
+    atomic_int chunk;
 } tk_job;
 
 static struct {
-    pthread_mutex_t lock;      /* serialises callers and guards sleeping workers */
-    pthread_cond_t wake;
+    pthread_mutex_t lock;      /* guards sleeping workers and a sleeping caller */
+    pthread_cond_t wake;       /* workers: a new generation */
+    pthread_cond_t done_cv;    /* caller: the last claimed chunk finished */
     int threads;               /* including the caller */
     int started;               /* workers created */
-    tk_job job;
+    tk_job jobs[2];            /* generation g uses jobs[g & 1] (see claim) */
+    _Atomic uint64_t ticket;
     atomic_uint generation;
     atomic_int sleepers;
-    atomic_int finished;
-    atomic_int next;           /* first item not yet taken */
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0, {0, 0, 0, 1}, 0, 0, 0, 0};
+    atomic_int done;           /* items finished in the current generation */
+    atomic_int caller_waiting;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0};
 
 static pthread_mutex_t pool_call_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -212,20 +281,32 @@ static double now_seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-/* Threads take chunks from a shared counter, so a thread slowed down by another process (or by
- * a cold cache) does not hold the others up at the end of the job. */
-static void run_share(const tk_job *job) {
+/* Runs chunks of generation g until none is left. A worker may read the job of g after the caller
+ * has moved on; its fields are then not used: a claim succeeds only while the ticket still holds
+ * g with items left, and the slot jobs[g & 1] is rewritten only at generation g + 2, after every
+ * item of g (and of g + 1) was claimed and finished. */
+static void run_share(unsigned g) {
+    const tk_job *job = &pool.jobs[g & 1];
+    tk_range_fn fn = atomic_load_explicit(&job->fn, memory_order_relaxed);
+    void *ctx = atomic_load_explicit(&job->ctx, memory_order_relaxed);
+    int n = atomic_load_explicit(&job->n, memory_order_relaxed);
+    int chunk = atomic_load_explicit(&job->chunk, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
     for (;;) {
-        int begin = atomic_fetch_add_explicit(&pool.next, job->chunk, memory_order_relaxed);
-        if (begin >= job->n) return;
-        int end = begin + job->chunk < job->n ? begin + job->chunk : job->n;
-        job->fn(job->ctx, begin, end);
+        if ((unsigned)(t >> 32) != g) return;
+        int begin = (int)(uint32_t)t;
+        if (begin >= n) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.ticket, &t, t + (uint64_t)chunk, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        int end = begin + chunk < n ? begin + chunk : n;
+        fn(ctx, begin, end);
+        if (atomic_fetch_add(&pool.done, end - begin) + (end - begin) == n && atomic_load(&pool.caller_waiting)) {
+            pthread_mutex_lock(&pool.lock);
+            pthread_cond_broadcast(&pool.done_cv);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
     }
 }
 
@@ -239,7 +320,7 @@ static void *pool_worker(void *arg) {
         double start = now_seconds();
         int spins = 0;
         while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
-            cpu_relax();
+            tk_cpu_relax();
             if (++spins % 256 == 0 && now_seconds() - start > TK_SPIN_SECONDS) {
                 pthread_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
@@ -250,9 +331,7 @@ static void *pool_worker(void *arg) {
             }
         }
         seen = g;
-        tk_job job = pool.job;
-        run_share(&job);
-        atomic_fetch_add_explicit(&pool.finished, 1, memory_order_release);
+        run_share(g);
     }
     return NULL;
 }
@@ -263,11 +342,12 @@ void tk_pool_configure(int threads) {
     pthread_mutex_unlock(&pool_call_lock);
 }
 
+/* Spin this long for the last claimed chunks before blocking. */
+#define TK_WAIT_SPIN_SECONDS 5e-5
 
 void tk_pool_for(int n, tk_range_fn fn, void *ctx) {
     if (n <= 0) return;
     pthread_mutex_lock(&pool_call_lock);
-    int threads = pool.threads < n ? pool.threads : n;
     if (pool.threads > 1 && !pool.started) {
         pool.started = 1;
         for (int i = 1; i < pool.threads; i++) {
@@ -278,26 +358,45 @@ void tk_pool_for(int n, tk_range_fn fn, void *ctx) {
             if (pthread_create(&t, &attr, pool_worker, NULL) != 0) pool.threads = i;
             pthread_attr_destroy(&attr);
         }
-        threads = pool.threads < n ? pool.threads : n;
     }
-    if (threads <= 1) {
+    if (pool.threads <= 1 || n == 1) {
         fn(ctx, 0, n);
         pthread_mutex_unlock(&pool_call_lock);
         return;
     }
-    /* Every worker runs a share of the job; shares beyond n are empty. */
+    unsigned g = atomic_load(&pool.generation) + 1;
+    tk_job *job = &pool.jobs[g & 1];
     int chunk = n / (pool.threads * 8);
-    pool.job = (tk_job){fn, ctx, n, chunk < 1 ? 1 : chunk};
-    atomic_store(&pool.finished, 0);
-    atomic_store(&pool.next, 0);
-    atomic_fetch_add(&pool.generation, 1); /* seq_cst: pairs with the sleepers check below */
+    atomic_store_explicit(&job->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&job->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&job->n, n, memory_order_relaxed);
+    atomic_store_explicit(&job->chunk, chunk < 1 ? 1 : chunk, memory_order_relaxed);
+    atomic_store(&pool.done, 0);
+    atomic_store(&pool.ticket, (uint64_t)g << 32);
+    atomic_store(&pool.generation, g); /* seq_cst: pairs with the sleepers check below */
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.lock);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
-    run_share(&pool.job);
-    while (atomic_load_explicit(&pool.finished, memory_order_acquire) < pool.threads - 1) cpu_relax();
+    run_share(g);
+    if (atomic_load(&pool.done) < n) {
+        double start = now_seconds();
+        int spins = 0;
+        while (atomic_load_explicit(&pool.done, memory_order_acquire) < n) {
+            tk_cpu_relax();
+            if (++spins % 64 == 0 && now_seconds() - start > TK_WAIT_SPIN_SECONDS) {
+                /* Dekker with the finishing worker (both seq_cst): it sees caller_waiting, or we
+                 * see its final count before sleeping. */
+                pthread_mutex_lock(&pool.lock);
+                atomic_store(&pool.caller_waiting, 1);
+                while (atomic_load(&pool.done) < n) pthread_cond_wait(&pool.done_cv, &pool.lock);
+                atomic_store(&pool.caller_waiting, 0);
+                pthread_mutex_unlock(&pool.lock);
+                break;
+            }
+        }
+    }
     pthread_mutex_unlock(&pool_call_lock);
 }
 
@@ -431,6 +530,69 @@ static void attention_heads_avx512(void *ctx, int begin, int end) { attention_bo
     }
 TK_ATTEND_HEADS(4)
 TK_ATTEND_HEADS(8)
+
+/* AVX2: 16 registers of 8 floats. The scores and the weighted sum of values are two loops over
+ * the keys, so the query (scoring) and the output (values) never need registers at the same time:
+ * head_dim 64 keeps either in 8 registers; wider heads score from memory (the query row stays in
+ * L1) and accumulate the output 64 columns at a time, which still reads every cache line of a
+ * value row once. */
+__attribute__((target("avx2,fma,f16c")))
+static void attention_heads_avx2(void *ctx, int begin, int end) {
+    const attention_job *j = ctx;
+    const tk_decode_attention *p = j->p;
+    const int d = p->D, group = p->H / p->KVH, row = p->KVH * d, pos = p->position;
+    if (d % 8 != 0) {
+        attention_body(j, begin, end, dot_avx2);
+        return;
+    }
+    int lo = 0;
+    if (p->window > 0 && pos - p->window + 1 > 0) lo = pos - p->window + 1;
+    for (int h = begin; h < end; h++) {
+        const float *qh = j->q + (size_t)h * d;
+        const float *k = j->k + (size_t)(h / group) * d, *v = j->v + (size_t)(h / group) * d;
+        float *s = j->scratch + (size_t)h * (pos + 1);
+        float slope = p->alibi ? p->alibi[h] : 0.0f, m = -INFINITY;
+        if (d == 64) {
+            __m256 q[8];
+            for (int i = 0; i < 8; i++) q[i] = _mm256_mul_ps(_mm256_loadu_ps(qh + 8 * i), _mm256_set1_ps(p->scale));
+            for (int t = lo; t <= pos; t++) {
+                const float *kt = k + (size_t)t * row;
+                __m256 a0 = _mm256_mul_ps(q[0], _mm256_loadu_ps(kt)), a1 = _mm256_mul_ps(q[1], _mm256_loadu_ps(kt + 8));
+                for (int i = 2; i < 8; i += 2) {
+                    a0 = _mm256_fmadd_ps(q[i], _mm256_loadu_ps(kt + 8 * i), a0);
+                    a1 = _mm256_fmadd_ps(q[i + 1], _mm256_loadu_ps(kt + 8 * i + 8), a1);
+                }
+                float x = hsum8(_mm256_add_ps(a0, a1)) - slope * (float)(pos - t);
+                s[t] = x;
+                m = x > m ? x : m;
+            }
+        } else {
+            for (int t = lo; t <= pos; t++) {
+                float x = dot_avx2(qh, k + (size_t)t * row, d) * p->scale - slope * (float)(pos - t);
+                s[t] = x;
+                m = x > m ? x : m;
+            }
+        }
+        float inv = 1.0f / tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo);
+        float *out = j->out + (size_t)h * d;
+        int c0 = 0;
+        for (; c0 + 64 <= d; c0 += 64) {
+            __m256 o[8];
+            for (int i = 0; i < 8; i++) o[i] = _mm256_setzero_ps();
+            for (int t = lo; t <= pos; t++) {
+                const float *vt = v + (size_t)t * row + c0;
+                __m256 w = _mm256_set1_ps(s[t]);
+                for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vt + 8 * i), o[i]);
+            }
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + c0 + 8 * i, _mm256_mul_ps(o[i], _mm256_set1_ps(inv)));
+        }
+        for (; c0 < d; c0 += 8) {
+            __m256 o = _mm256_setzero_ps();
+            for (int t = lo; t <= pos; t++) o = _mm256_fmadd_ps(_mm256_set1_ps(s[t]), _mm256_loadu_ps(v + (size_t)t * row + c0), o);
+            _mm256_storeu_ps(out + c0, _mm256_mul_ps(o, _mm256_set1_ps(inv)));
+        }
+    }
+}
 #endif
 
 static float dot_generic(const float *a, const float *b, int n) {
@@ -450,7 +612,13 @@ void tk_decode_attention_run(const tk_decode_attention *p, const float *q, const
     attention_job j = {p, q, k, v, out, scratch};
     tk_range_fn heads = attention_heads_generic;
 #if defined(__x86_64__)
-    if (has_avx512()) heads = p->D == 64 ? attention_heads_d4 : (p->D == 128 ? attention_heads_d8 : attention_heads_avx512);
+    switch (tk_simd_level()) {
+    case TK_SIMD_AVX512:
+        heads = p->D == 64 ? attention_heads_d4 : (p->D == 128 ? attention_heads_d8 : attention_heads_avx512);
+        break;
+    case TK_SIMD_AVX2: heads = attention_heads_avx2; break;
+    default: break;
+    }
 #endif
     /* Parallel only when there is enough work to pay for the hand-off. */
     if ((long)p->H * (p->position + 1) * p->D < 16384) heads(&j, 0, p->H);

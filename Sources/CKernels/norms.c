@@ -17,8 +17,7 @@ static inline __attribute__((always_inline)) float lane_centered_squares(const f
     return s;
 }
 
-TK_CLONES void tk_layernorm_forward(const float *x, const float *w, const float *b, float eps, int c, float *y,
-                                    float *stats, int row_begin, int row_end) {
+TK_KERNEL(tk_layernorm_forward, (const float *x, const float *w, const float *b, float eps, int c, float *y, float *stats, int row_begin, int row_end), (x, w, b, eps, c, y, stats, row_begin, row_end)) {
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c;
         float *yr = y + (size_t)row * c;
@@ -33,8 +32,7 @@ TK_CLONES void tk_layernorm_forward(const float *x, const float *w, const float 
     }
 }
 
-TK_CLONES void tk_layernorm_backward(const float *x, const float *g, const float *w, const float *stats, int c,
-                                     float *dx, int row_begin, int row_end) {
+TK_KERNEL(tk_layernorm_backward, (const float *x, const float *g, const float *w, const float *stats, int c, float *dx, int row_begin, int row_end), (x, g, w, stats, c, dx, row_begin, row_end)) {
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
         float *dr = dx + (size_t)row * c;
@@ -62,8 +60,7 @@ TK_CLONES void tk_layernorm_backward(const float *x, const float *g, const float
     }
 }
 
-TK_CLONES void tk_rmsnorm_forward(const float *x, const float *w, float eps, int c, float *y, float *rstd_out,
-                                  int row_begin, int row_end) {
+TK_KERNEL(tk_rmsnorm_forward, (const float *x, const float *w, float eps, int c, float *y, float *rstd_out, int row_begin, int row_end), (x, w, eps, c, y, rstd_out, row_begin, row_end)) {
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c;
         float *yr = y + (size_t)row * c;
@@ -75,8 +72,7 @@ TK_CLONES void tk_rmsnorm_forward(const float *x, const float *w, float eps, int
     }
 }
 
-TK_CLONES void tk_rmsnorm_backward(const float *x, const float *g, const float *w, const float *rstd_in, int c,
-                                   float *dx, int row_begin, int row_end) {
+TK_KERNEL(tk_rmsnorm_backward, (const float *x, const float *g, const float *w, const float *rstd_in, int c, float *dx, int row_begin, int row_end), (x, g, w, rstd_in, c, dx, row_begin, row_end)) {
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
         float *dr = dx + (size_t)row * c;
@@ -99,8 +95,7 @@ TK_CLONES void tk_rmsnorm_backward(const float *x, const float *g, const float *
     }
 }
 
-TK_CLONES void tk_norm_weight_grad(const float *x, const float *g, const float *stats, int layernorm, int rows,
-                                   int c, float *gw, int col_begin, int col_end) {
+TK_KERNEL(tk_norm_weight_grad, (const float *x, const float *g, const float *stats, int layernorm, int rows, int c, float *gw, int col_begin, int col_end), (x, g, stats, layernorm, rows, c, gw, col_begin, col_end)) {
     for (int row = 0; row < rows; row++) {
         const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
         if (layernorm) {
@@ -113,7 +108,7 @@ TK_CLONES void tk_norm_weight_grad(const float *x, const float *g, const float *
     }
 }
 
-TK_CLONES void tk_add_column_sums(const float *src, int rows, int cols, float *dst, int col_begin, int col_end) {
+TK_KERNEL(tk_add_column_sums, (const float *src, int rows, int cols, float *dst, int col_begin, int col_end), (src, rows, cols, dst, col_begin, col_end)) {
     /* Blocks of 64 columns accumulate over all rows in registers, then add once. */
     for (int c0 = col_begin; c0 < col_end; c0 += 64) {
         int c1 = c0 + 64 < col_end ? c0 + 64 : col_end;

@@ -8,8 +8,7 @@
  * vector width or on how the range is split between threads. */
 #pragma clang fp contract(off)
 
-TK_CLONES void tk_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-                              long begin, long end, const tk_adam_scalars *s) {
+TK_KERNEL(tk_adam_update, (float *restrict p, const float *restrict g, float *restrict m, float *restrict v, long begin, long end, const tk_adam_scalars *s), (p, g, m, v, begin, end, s)) {
     const float l2 = s->l2, shrink = s->shrink, w1 = s->w1, b2 = s->b2, w2 = s->w2;
     const float bc2 = s->bc2_sqrt, eps = s->eps, neg_step = -s->step_size;
     const int decoupled = s->decoupled, w1_small = fabsf(w1) < 0.5f;

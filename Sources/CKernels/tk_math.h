@@ -4,7 +4,40 @@
 
 #include <math.h>
 
-#define TK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#include "tk_platform.h"
+
+/* One kernel, compiled once per SIMD level and dispatched on the level in effect (tk_simd_level(),
+ * which TOOLKIT_SIMD can lower so that every path is tested on one machine):
+ *
+ *     TK_KERNEL(tk_name, (const float *x, int n), (x, n)) { ... body, which may read tk_lvl ... }
+ *
+ * defines tk_name(x, n). The body is an always-inline function taking the level as a constant
+ * first argument `tk_lvl`, so one source can choose a register blocking per level and the
+ * compiler vectorises each copy for its own instruction set (x86-64-v4 and x86-64-v3 copies on
+ * x86-64; elsewhere the one portable copy, which is NEON on aarch64). */
+#define TK_EXPAND(...) __VA_ARGS__
+#if defined(__x86_64__)
+#define TK_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
+#define TK_TARGET_AVX2 __attribute__((target("arch=x86-64-v3")))
+#define TK_KERNEL(name, params, args)                                                                        \
+    static inline __attribute__((always_inline)) void name##_body(const int tk_lvl, TK_EXPAND params);       \
+    TK_TARGET_AVX512 static void name##_avx512 params { name##_body(TK_SIMD_AVX512, TK_EXPAND args); }      \
+    TK_TARGET_AVX2 static void name##_avx2 params { name##_body(TK_SIMD_AVX2, TK_EXPAND args); }            \
+    static void name##_portable params { name##_body(TK_SIMD_PORTABLE, TK_EXPAND args); }                   \
+    void name params {                                                                                      \
+        switch (tk_simd_level()) {                                                                          \
+        case TK_SIMD_AVX512: name##_avx512 args; return;                                                    \
+        case TK_SIMD_AVX2: name##_avx2 args; return;                                                        \
+        default: name##_portable args; return;                                                              \
+        }                                                                                                   \
+    }                                                                                                       \
+    static inline __attribute__((always_inline)) void name##_body(const int tk_lvl, TK_EXPAND params)
+#else
+#define TK_KERNEL(name, params, args)                                                                        \
+    static inline __attribute__((always_inline)) void name##_body(const int tk_lvl, TK_EXPAND params);       \
+    void name params { name##_body(TK_SIMD_PORTABLE, TK_EXPAND args); }                                     \
+    static inline __attribute__((always_inline)) void name##_body(const int tk_lvl, TK_EXPAND params)
+#endif
 
 /* Vectorisable expf (Cephes polynomial: x = n*ln2 + r, polynomial on r, scaled by 2^n), about
  * 1e-7 relative error; returns 0 below -87.3. */

@@ -265,7 +265,7 @@ private final class WeightStore {
         let huge = 2 << 20
         arenaBytes = (arenaBytes + huge - 1) / huge * huge
         let p = UnsafeMutableRawPointer.allocate(byteCount: arenaBytes, alignment: huge)
-        _ = madvise(p, arenaBytes, 14 /* MADV_HUGEPAGE */)
+        SystemPolicy.adviseHugePages(p, bytes: arenaBytes)
         arena = p
     }
 

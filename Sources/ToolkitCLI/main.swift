@@ -1,6 +1,10 @@
+import Foundation
 import TensorCore
 
-// OpenBLAS chooses its kernel in a load-time constructor, so the right OPENBLAS_CORETYPE must be
-// in the environment before the process starts: re-exec once if it is not (see BLASRuntime).
-BLASRuntime.ensureKernelSelected(arguments: CommandLine.arguments)
+// The platform seam chose the SIMD level and the BLAS kernel before main (see tk_platform.h); a
+// TOOLKIT_SIMD it could not apply is a usage error, not something to run past.
+if let problem = SIMDLevel.environmentError {
+    FileHandle.standardError.write(Data("error: \(problem)\n".utf8))
+    exit(2)
+}
 Toolkit.main()

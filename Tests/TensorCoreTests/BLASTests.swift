@@ -42,15 +42,6 @@ import Testing
         }
     }
 
-    @Test func kernelCandidatesFollowFeatures() {
-        var f = CPUFeatures(vendor: "x", model: "y")
-        #expect(BLASRuntime.candidateKernels(for: f).isEmpty)
-        f.avx = true; f.avx2 = true; f.fma = true
-        #expect(BLASRuntime.candidateKernels(for: f) == ["Haswell", "SandyBridge"])
-        f.avx512f = true; f.avx512bw = true; f.avx512dq = true; f.avx512vl = true; f.avx512cd = true
-        #expect(BLASRuntime.candidateKernels(for: f).first == "SkylakeX")
-    }
-
     @Test func splitMixIsDeterministic() {
         var a = SplitMix64(seed: 7), b = SplitMix64(seed: 7)
         let xs = (0..<5).map { _ in a.next() }

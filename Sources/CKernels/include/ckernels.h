@@ -1,5 +1,5 @@
-/* Hot numeric kernels in C, compiled once per instruction set (AVX-512, AVX2, baseline) with
- * runtime dispatch (clang target_clones). The autodiff structure lives in Swift (TensorCore); these
+/* Hot numeric kernels in C, compiled once per SIMD level (AVX-512, AVX2 + FMA, portable) and
+ * dispatched at each call on the level in effect (tk_simd_level in the platform seam). The autodiff structure lives in Swift (TensorCore); these
  * functions only compute. Every buffer's shape is stated in its comment. */
 #ifndef CKERNELS_H
 #define CKERNELS_H

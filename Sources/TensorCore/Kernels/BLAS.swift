@@ -1,12 +1,12 @@
 import CKernels
-import COpenBLAS
+import CPlatform
 import Dispatch
 
-/// Thin wrappers over `cblas_sgemm` (row-major). No copies: transposes are BLAS flags.
+/// Thin wrappers over the platform seam's `tk_sgemm` (CBLAS `sgemm`, row-major). No copies: transposes are BLAS flags.
 ///
 /// Threading is ours, not OpenBLAS's: OpenBLAS runs single-threaded (`BLASRuntime` sets it), and a
 /// large product is cut into `threads` contiguous blocks of rows of C (or of columns, when C has
-/// few rows), each computed by one single-threaded `cblas_sgemm` on its own core. On 2 cores this
+/// few rows), each computed by one single-threaded BLAS `sgemm` on its own core. On 2 cores this
 /// measured 10–45 % faster than OpenBLAS's own two threads on the training shapes (2048×384·384ᵀ:
 /// 4.5 → 3.4 ms; 2048×384·128ᵀ: 2.2 → 1.2 ms), and with no BLAS threads spinning between calls our
 /// elementwise loops get both cores back.
@@ -14,7 +14,7 @@ public enum BLAS {
     /// Blocks a large product is split into (default: `Parallel.workers`; `BLASRuntime.setThreads`).
     /// Its first use also makes OpenBLAS itself single-threaded, before any product runs.
     nonisolated(unsafe) public static var threads: Int = {
-        openblas_set_num_threads(1)
+        tk_blas_set_threads(1)
         tk_pool_configure(Int32(Parallel.workers))  // before the pool's first use
         return Parallel.workers
     }()
@@ -173,15 +173,14 @@ public enum BLAS {
             // Some BLAS versions compute 0·y for beta = 0 (NaN stays NaN): clear y first.
             if beta == 0 { c.update(repeating: 0, count: n) }
             if transB {  // B stored [n, k]: y = B · a
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb), a, incA, beta, c, 1)
+                tk_sgemv(0, Int32(n), Int32(k), alpha, b, Int32(ldb), a, incA, beta, c, 1)
             } else {  // B stored [k, n]: y = Bᵀ · a
-                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(ldb), a, incA, beta, c, 1)
+                tk_sgemv(1, Int32(k), Int32(n), alpha, b, Int32(ldb), a, incA, beta, c, 1)
             }
             return
         }
-        cblas_sgemm(
-            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        tk_sgemm(
+            transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// Array convenience used by checks and tests.

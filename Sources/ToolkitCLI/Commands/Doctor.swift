@@ -13,13 +13,19 @@ struct Doctor: ParsableCommand {
     struct Report: Codable {
         var cpuModel: String
         var cpuVendor: String
+        var cpuArchitecture: String
         var cpuFeatures: [String]
         var cores: Int
+        /// The SIMD level the C kernels run (TOOLKIT_SIMD lowers it) and the levels the CPU has.
+        var simdLevel: String
+        var simdSupported: [String]
+        var simdEnv: String?
         var blasLibrary: String
         var blasConfig: String
         var kernel: String
         var kernelSource: String
         var candidateKernels: [String]
+        var kernelsTried: [String]
         var coretypeEnv: String?
         /// Cores one product is split over by the toolkit (each block is a single-threaded BLAS call).
         var blasThreads: Int
@@ -37,16 +43,19 @@ struct Doctor: ParsableCommand {
 
     func run() throws {
         let features = CPUFeatures.detect()
-        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let cores = SystemPolicy.availableCores
         BLASRuntime.setThreads(cores)
         let check = BLASRuntime.verify(thorough: true)
         let g1 = GemmBenchmark.run(m: 1024, n: 1024, k: 1024, repeats: repeats)
         let g2 = GemmBenchmark.run(m: 2048, n: 1536, k: 384, repeats: repeats)
         let report = Report(
-            cpuModel: features.model, cpuVendor: features.vendor, cpuFeatures: features.names,
-            cores: cores, blasLibrary: "OpenBLAS", blasConfig: BLASRuntime.configString,
+            cpuModel: features.model, cpuVendor: features.vendor, cpuArchitecture: features.architecture,
+            cpuFeatures: features.names, cores: cores, simdLevel: SIMDLevel.current.rawValue,
+            simdSupported: SIMDLevel.supported.map(\.rawValue),
+            simdEnv: ProcessInfo.processInfo.environment["TOOLKIT_SIMD"],
+            blasLibrary: BLASLibrary.name, blasConfig: BLASRuntime.configString,
             kernel: BLASRuntime.kernelName, kernelSource: BLASRuntime.source.rawValue,
-            candidateKernels: BLASRuntime.candidateKernels(for: features),
+            candidateKernels: BLASRuntime.candidateKernels, kernelsTried: BLASLibrary.tried,
             coretypeEnv: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"],
             blasThreads: BLASRuntime.threads,
             openblasThreads: BLASRuntime.openblasThreads, gemm1024: g1, gemmTraining: g2,
@@ -54,12 +63,16 @@ struct Doctor: ParsableCommand {
         if json {
             print(try jsonLine(report))
         } else {
-            print("CPU            \(report.cpuModel) (\(report.cpuVendor)), \(cores) cores")
+            print("CPU            \(report.cpuModel) (\(report.cpuVendor), \(report.cpuArchitecture)), \(cores) cores")
             print("features       \(report.cpuFeatures.joined(separator: " "))")
+            print(
+                "SIMD level     \(report.simdLevel) (\(report.simdEnv == nil ? "best for this CPU" : "TOOLKIT_SIMD")"
+                    + "; supported: \(report.simdSupported.joined(separator: ", ")))")
             print("BLAS           \(report.blasLibrary): \(report.blasConfig)")
             print(
                 "kernel         \(report.kernel) (chosen by \(report.kernelSource); candidates: "
-                    + "\(report.candidateKernels.joined(separator: ", ")))")
+                    + "\(report.candidateKernels.joined(separator: ", "))"
+                    + (report.kernelsTried.isEmpty ? "" : "; tried: \(report.kernelsTried.joined(separator: ", "))") + ")")
             print("BLAS threads   \(report.blasThreads) (the toolkit splits each product; OpenBLAS threads: \(report.openblasThreads))")
             print(String(format: "sgemm 1024³            %7.1f GFLOP/s", g1.gflops))
             print(String(format: "sgemm 2048×1536×384    %7.1f GFLOP/s", g2.gflops))
