@@ -98,7 +98,9 @@ __attribute__((target("pclmul,sse4.1"))) static uint32_t crc_pclmul(uint32_t crc
 }
 #endif
 
+#if defined(__x86_64__)
 static int crc_use_pclmul;
+#endif
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void) {

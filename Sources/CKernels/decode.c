@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -275,6 +276,16 @@ static struct {
 
 static pthread_mutex_t pool_call_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Contention fallback (guarded by pool_call_lock). When the caller ran every item of
+ * TK_MISSES_TO_SERIAL parallel jobs in a row while the workers were awake, no worker was getting
+ * the CPU in time (a busy neighbour, an oversubscribed machine): the next TK_SERIAL_JOBS jobs run
+ * on the caller alone, which lets the workers sleep and give their core back, then a parallel job
+ * probes again. (Doubling the serial stretch on repeated fallbacks measured worse: rare false
+ * alarms on an idle machine then cost whole seconds of one-core decoding.) */
+#define TK_MISSES_TO_SERIAL 3
+#define TK_SERIAL_JOBS 512
+static int pool_misses, pool_serial_left;
+
 static double now_seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -285,22 +296,24 @@ static double now_seconds(void) {
  * has moved on; its fields are then not used: a claim succeeds only while the ticket still holds
  * g with items left, and the slot jobs[g & 1] is rewritten only at generation g + 2, after every
  * item of g (and of g + 1) was claimed and finished. */
-static void run_share(unsigned g) {
+static int run_share(unsigned g) {
     const tk_job *job = &pool.jobs[g & 1];
     tk_range_fn fn = atomic_load_explicit(&job->fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&job->ctx, memory_order_relaxed);
     int n = atomic_load_explicit(&job->n, memory_order_relaxed);
     int chunk = atomic_load_explicit(&job->chunk, memory_order_relaxed);
     uint64_t t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
+    int ran = 0;
     for (;;) {
-        if ((unsigned)(t >> 32) != g) return;
+        if ((unsigned)(t >> 32) != g) return ran;
         int begin = (int)(uint32_t)t;
-        if (begin >= n) return;
+        if (begin >= n) return ran;
         if (!atomic_compare_exchange_weak_explicit(&pool.ticket, &t, t + (uint64_t)chunk, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
         int end = begin + chunk < n ? begin + chunk : n;
         fn(ctx, begin, end);
+        ran += end - begin;
         if (atomic_fetch_add(&pool.done, end - begin) + (end - begin) == n && atomic_load(&pool.caller_waiting)) {
             pthread_mutex_lock(&pool.lock);
             pthread_cond_broadcast(&pool.done_cv);
@@ -321,6 +334,9 @@ static void *pool_worker(void *arg) {
         int spins = 0;
         while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
             tk_cpu_relax();
+            /* After a short pure spin, yield between checks: on an idle core sched_yield returns at
+             * once, beside a busy process it hands the core to whoever is runnable (the caller). */
+            if (spins > 2048) sched_yield();
             if (++spins % 256 == 0 && now_seconds() - start > TK_SPIN_SECONDS) {
                 pthread_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
@@ -359,7 +375,8 @@ void tk_pool_for(int n, tk_range_fn fn, void *ctx) {
             pthread_attr_destroy(&attr);
         }
     }
-    if (pool.threads <= 1 || n == 1) {
+    if (pool.threads <= 1 || n == 1 || pool_serial_left > 0) {
+        if (pool_serial_left > 0) pool_serial_left--;
         fn(ctx, 0, n);
         pthread_mutex_unlock(&pool_call_lock);
         return;
@@ -374,12 +391,20 @@ void tk_pool_for(int n, tk_range_fn fn, void *ctx) {
     atomic_store(&pool.done, 0);
     atomic_store(&pool.ticket, (uint64_t)g << 32);
     atomic_store(&pool.generation, g); /* seq_cst: pairs with the sleepers check below */
-    if (atomic_load(&pool.sleepers) > 0) {
+    /* A sleeping worker needs tens of microseconds to wake: its absence is not a miss. */
+    int asleep = atomic_load(&pool.sleepers) > 0;
+    if (asleep) {
         pthread_mutex_lock(&pool.lock);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
-    run_share(g);
+    int mine = run_share(g);
+    if (mine == n && !asleep && ++pool_misses >= TK_MISSES_TO_SERIAL) {
+        pool_misses = 0;
+        pool_serial_left = TK_SERIAL_JOBS;
+    } else if (mine < n) {
+        pool_misses = 0;
+    }
     if (atomic_load(&pool.done) < n) {
         double start = now_seconds();
         int spins = 0;

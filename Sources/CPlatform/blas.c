@@ -21,6 +21,7 @@ void openblas_set_num_threads(int);
 int openblas_get_num_threads(void);
 extern void gotoblas_dynamic_init(void) __attribute__((weak));
 extern void gotoblas_dynamic_quit(void) __attribute__((weak));
+extern int blas_thread_shutdown_(void) __attribute__((weak));
 #endif
 
 void tk_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
@@ -113,7 +114,11 @@ static void select_kernel(void) {
     sel.candidates[0] = sel.tried[0] = 0;
     sel.source = TK_BLAS_CHOSEN_BY_LIBRARY;
 #if !defined(TK_ACCELERATE)
+    /* The toolkit splits products over cores itself. OpenBLAS started its worker threads at load
+     * time, and they spin (sched_yield) for ~0.1 s before sleeping: stop them. A later threaded
+     * call (tk_blas_set_threads(n > 1)) starts them again. */
     openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
     const char *list[4];
     int n = tk_blas_candidates_for(tk_cpu(), tk_simd_level(), list);
     for (int i = 0; i < n; i++) append(sel.candidates, sizeof sel.candidates, list[i]);

@@ -29,6 +29,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks (run them on release builds).",
         subcommands: [
             BenchGemm.self,
+            BenchGemv.self,
             BenchAttention.self,
             BenchGenerate.self,
             BenchTrain.self,

@@ -17,6 +17,8 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Tokens per sequence.") var seqLen = 256
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
     @Option(help: "Optimizer.") var optimizer = "adamw"
+    @Flag(help: "After the timed steps, time as many again with a busy process beside them (one core of integer work).")
+    var contend = false
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -38,6 +40,10 @@ struct BenchTrain: ParsableCommand {
         var flops_per_token: Double
         var peak_rss_bytes: Int
         var kernel: String
+        var simd: String
+        /// With --contend: the median step beside a busy process, and idle median / contended median.
+        var contended_median_step_seconds: Double?
+        var contended_ratio: Double?
     }
 
     func run() throws {
@@ -50,7 +56,7 @@ struct BenchTrain: ParsableCommand {
         let r = try Recipe.load(recipe, overrides: overrides + sizing)
         let model = try ModelBuilder.build(r)
         var settings = TrainSettings()
-        settings.steps = steps + 2
+        settings.steps = steps + 2 + (contend ? steps : 0)
         settings.batchSize = batchSize
         settings.seqLen = seqLen
         settings.optimizer = optimizer
@@ -59,25 +65,37 @@ struct BenchTrain: ParsableCommand {
         settings.lr = 1e-4
         let data = RandomTokens(vocabSize: model.dims.vocabSize)
         let trainer = try Trainer(model: model, data: data, settings: settings)
-        var times: [Double] = []
+        var times: [Double] = [], busyTimes: [Double] = []
+        var neighbour: SystemPolicy.BusyNeighbour?
         var last = monotonicSeconds()
+        let idleSteps = steps
         trainer.onStep = { row, _ in
             let now = monotonicSeconds()
-            if row.step > 2 { times.append(now - last) }
-            last = now
+            if row.step > 2 + idleSteps { busyTimes.append(now - last) } else if row.step > 2 { times.append(now - last) }
+            if contend && row.step == 2 + idleSteps { neighbour = SystemPolicy.BusyNeighbour() }
+            last = monotonicSeconds()
         }
         _ = try trainer.run()
+        neighbour?.stop()
+        if contend && busyTimes.isEmpty { throw ValidationError("--contend: could not start the busy process") }
         let stats = ModelStats(model: model, batchSize: batchSize)
         let med = Stats.median(times)
         let tokens = Double(batchSize * seqLen)
         let out = Output(recipe: r.name, batch_size: batchSize, seq_len: seqLen, steps: steps, tokens_per_s: tokens / med,
                          median_step_seconds: med, best_step_seconds: times.min() ?? med,
                          best_tokens_per_s: tokens / (times.min() ?? med), gflops: 3 * stats.flopsPerToken * tokens / med / 1e9,
-                         flops_per_token: stats.flopsPerToken, peak_rss_bytes: peakRSSBytes(), kernel: BLASRuntime.kernelName)
+                         flops_per_token: stats.flopsPerToken, peak_rss_bytes: peakRSSBytes(), kernel: BLASRuntime.kernelName,
+                         simd: SIMDLevel.current.rawValue,
+                         contended_median_step_seconds: busyTimes.isEmpty ? nil : Stats.median(busyTimes),
+                         contended_ratio: busyTimes.isEmpty ? nil : med / Stats.median(busyTimes))
         if json { print(try jsonLine(out)) } else {
             print(String(format: "%@ B=%d T=%d: %.0f tok/s (median step %.1f ms over %d; best %.0f tok/s), %.1f GFLOP/s, peak RSS %.0f MiB, BLAS %@",
                          out.recipe, batchSize, seqLen, out.tokens_per_s, med * 1e3, steps, out.best_tokens_per_s, out.gflops,
-                         Double(out.peak_rss_bytes) / 1_048_576, out.kernel))
+                         Double(out.peak_rss_bytes) / 1_048_576, out.kernel) + ", SIMD \(out.simd)")
+            if let busy = out.contended_median_step_seconds {
+                print(String(format: "  beside a busy process: median step %.1f ms (%.0f tok/s), %.2f× the idle speed",
+                             busy * 1e3, tokens / busy, out.contended_ratio ?? 0))
+            }
         }
     }
 }

@@ -9,6 +9,8 @@ struct Doctor: ParsableCommand {
 
     @Flag(help: "Print one JSON object instead of a table.") var json = false
     @Option(help: "Timed repeats per GEMM shape.") var repeats = 5
+    @Flag(help: "Only print the SIMD levels this CPU supports, one per line (for scripts: TOOLKIT_SIMD=LEVEL).")
+    var simdLevels = false
 
     struct Report: Codable {
         var cpuModel: String
@@ -42,6 +44,10 @@ struct Doctor: ParsableCommand {
     }
 
     func run() throws {
+        if simdLevels {
+            for level in SIMDLevel.supported { print(level.rawValue) }
+            return
+        }
         let features = CPUFeatures.detect()
         let cores = SystemPolicy.availableCores
         BLASRuntime.setThreads(cores)

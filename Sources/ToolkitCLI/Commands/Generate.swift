@@ -141,6 +141,8 @@ struct BenchGenerate: ParsableCommand {
     @Option(help: "Repeats (median reported).") var repeats = 5
     @Option(help: "Paths to time, comma-separated: tensor (the baseline), f32, bf16, int8 (the fast decoder's weights).")
     var paths = "tensor,f32,bf16,int8"
+    @Flag(help: "Also time every repeat with a busy process beside it (one core of integer work), interleaved with the idle runs.")
+    var contend = false
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -174,6 +176,10 @@ struct BenchGenerate: ParsableCommand {
         /// argmax agrees with the f32 tensor path (same prompt and tokens).
         var max_abs_logit_diff: Double
         var argmax_agreement: Double
+        /// With --contend: decode tokens/s beside a busy process, and its ratio to the idle figure
+        /// (medians of interleaved repeats).
+        var contended_decode_tokens_per_s: Double?
+        var contended_ratio: Double?
     }
 
     struct Output: Codable {
@@ -202,28 +208,41 @@ struct BenchGenerate: ParsableCommand {
         var rows: [Row] = []
         for (name, engine) in runs {
             _ = try gen.generate(prompts: [prompt], maxNewTokens: 4, engine: engine)  // warm-up
-            var pre: [Double] = [], dec: [Double] = []
+            var pre: [Double] = [], dec: [Double] = [], busy: [Double] = []
             for _ in 0..<repeats {
                 let r = try gen.generate(prompts: [prompt], maxNewTokens: newTokens, engine: engine)
                 pre.append(Double(r.prefillTokens) / r.prefillSeconds)
                 dec.append(Double(r.decodeTokens) / r.decodeSeconds)
+                if contend {
+                    guard let neighbour = SystemPolicy.BusyNeighbour() else {
+                        throw ValidationError("--contend: could not start the busy process")
+                    }
+                    let rc = try gen.generate(prompts: [prompt], maxNewTokens: newTokens, engine: engine)
+                    neighbour.stop()
+                    busy.append(Double(rc.decodeTokens) / rc.decodeSeconds)
+                }
             }
             let (diff, agree) = try agreement(gen, prompt, reference, engine)
             let decode = Stats.median(dec)
             rows.append(Row(decoder: name, weights: engine?.format.rawValue ?? "f32", prefill_tokens_per_s: Stats.median(pre),
                             decode_tokens_per_s: decode, speedup: rows.first { $0.decoder == "tensor" }.map { decode / $0.decode_tokens_per_s } ?? (engine == nil ? 1 : nil),
-                            weight_bytes_per_token: engine?.matrixBytes, max_abs_logit_diff: diff, argmax_agreement: agree))
+                            weight_bytes_per_token: engine?.matrixBytes, max_abs_logit_diff: diff, argmax_agreement: agree,
+                            contended_decode_tokens_per_s: busy.isEmpty ? nil : Stats.median(busy),
+                            contended_ratio: busy.isEmpty ? nil : Stats.median(busy) / decode))
         }
         let out = Output(rows: rows, prompt_len: promptLen, new_tokens: newTokens, repeats: repeats)
         if json { print(try jsonLine(out)); return }
-        print(String(format: "batch 1, prompt %d, %d new tokens, median of %d", promptLen, newTokens, repeats))
-        print("decoder  weights  prefill tok/s  decode tok/s  vs tensor  weight MB/token  max|dlogit|  argmax agree")
+        print(String(format: "batch 1, prompt %d, %d new tokens, median of %d, SIMD %@, %d cores", promptLen, newTokens, repeats,
+                     SIMDLevel.current.rawValue, SystemPolicy.availableCores))
+        print("decoder  weights  prefill tok/s  decode tok/s  vs tensor  weight MB/token  max|dlogit|  argmax agree"
+              + (contend ? "  busy-neighbour tok/s (ratio)" : ""))
         for r in rows {
             let mb = r.weight_bytes_per_token.map { String(format: "%.1f", Double($0) / 1e6) } ?? "-"
             let speedup = r.speedup.map { String(format: "%.2fx", $0) } ?? "-"
+            let busy = r.contended_decode_tokens_per_s.map { String(format: "  %13.1f (%.2f)", $0, r.contended_ratio ?? 0) } ?? ""
             print(String(format: "%-8@ %-8@ %13.1f %13.1f %10@ %16@ %12.2e %12.3f", r.decoder as NSString, r.weights as NSString,
                          r.prefill_tokens_per_s, r.decode_tokens_per_s, speedup as NSString, mb as NSString, r.max_abs_logit_diff,
-                         r.argmax_agreement))
+                         r.argmax_agreement) + busy)
         }
     }
 
