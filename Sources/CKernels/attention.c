@@ -53,45 +53,63 @@ typedef float tk_v16 __attribute__((vector_size(64), aligned(4), may_alias));
 
 /* Register-blocked micro-kernel: C[m][n] (= or +=) alpha * sum_k A(m, k) * B[k][n] for m < M, n < N,
  * with A(m, k) = A[m * am + k * ak] (any strides, so A or its transpose) and B row-major (ldb).
- * Blocks of R rows x 32 columns keep their 2R vector accumulators in registers across the k loop;
- * the epilogue is vector stores (a scalar epilogue cost ~15 % of the attention backward). */
-#define TK_MK_BLOCK(R)                                                                                  \
+ * A block of R rows x (16 * NV) columns keeps its R * NV vector accumulators in registers across
+ * the k loop; the epilogue is vector stores (a scalar epilogue cost ~15 % of the attention
+ * backward). The block shape follows the SIMD level's register file: AVX-512 (32 zmm) 8 x 32 = 16
+ * accumulators; AVX2 (16 ymm, a 16-float vector being two of them) 6 x 16 = 12 accumulators, two
+ * for B and a broadcast; the portable build (16 xmm on x86-64 or 32 NEON q registers, four per
+ * vector) 2 x 16. The 8 x 32 shape compiled for AVX2 needed 32 accumulators and spilled. */
+#define TK_MK_BLOCK(R, NV)                                                                              \
     do {                                                                                                \
-        tk_v16 c[R][2];                                                                                 \
-        for (int r = 0; r < R; r++) c[r][0] = c[r][1] = (tk_v16){0};                                    \
+        tk_v16 c[R][NV];                                                                                \
+        for (int r = 0; r < R; r++)                                                                     \
+            for (int v = 0; v < NV; v++) c[r][v] = (tk_v16){0};                                         \
         const float *a = A + (long)m0 * am;                                                             \
         for (int k = 0; k < K; k++) {                                                                   \
             const float *b = B + (long)k * ldb + n0;                                                    \
-            tk_v16 b0 = v16_load(b), b1 = v16_load(b + 16);                                             \
+            tk_v16 bv[NV];                                                                              \
+            for (int v = 0; v < NV; v++) bv[v] = v16_load(b + 16 * v);                                  \
             for (int r = 0; r < R; r++) {                                                               \
                 float av = a[(long)r * am + (long)k * ak];                                              \
-                c[r][0] += av * b0;                                                                     \
-                c[r][1] += av * b1;                                                                     \
+                for (int v = 0; v < NV; v++) c[r][v] += av * bv[v];                                     \
             }                                                                                           \
         }                                                                                               \
         for (int r = 0; r < R; r++) {                                                                   \
             float *o = C + (long)(m0 + r) * ldc + n0;                                                   \
-            if (accumulate) {                                                                           \
-                v16_store(o, v16_load(o) + alpha * c[r][0]);                                            \
-                v16_store(o + 16, v16_load(o + 16) + alpha * c[r][1]);                                  \
-            } else {                                                                                    \
-                v16_store(o, alpha * c[r][0]);                                                          \
-                v16_store(o + 16, alpha * c[r][1]);                                                     \
+            for (int v = 0; v < NV; v++) {                                                              \
+                if (accumulate) v16_store(o + 16 * v, v16_load(o + 16 * v) + alpha * c[r][v]);          \
+                else v16_store(o + 16 * v, alpha * c[r][v]);                                            \
             }                                                                                           \
         }                                                                                               \
     } while (0)
 
-static inline __attribute__((always_inline)) void mk_gemm(int M, int N, int K, float alpha, const float *restrict A, long am, long ak,
-                           const float *restrict B, long ldb, float *restrict C, long ldc, int accumulate) {
+static inline __attribute__((always_inline)) void mk_gemm(const int lvl, int M, int N, int K, float alpha, const float *restrict A,
+                                                          long am, long ak, const float *restrict B, long ldb, float *restrict C,
+                                                          long ldc, int accumulate) {
     int n0 = 0;
-    for (; n0 + 32 <= N; n0 += 32) {
-        int m0 = 0;
-        for (; m0 + 8 <= M; m0 += 8) TK_MK_BLOCK(8);
-        for (; m0 + 4 <= M; m0 += 4) TK_MK_BLOCK(4);
-        for (; m0 < M; m0++) TK_MK_BLOCK(1);
+    if (lvl == TK_SIMD_AVX512) {
+        for (; n0 + 32 <= N; n0 += 32) {
+            int m0 = 0;
+            for (; m0 + 8 <= M; m0 += 8) TK_MK_BLOCK(8, 2);
+            for (; m0 + 4 <= M; m0 += 4) TK_MK_BLOCK(4, 2);
+            for (; m0 < M; m0++) TK_MK_BLOCK(1, 2);
+        }
+    } else if (lvl == TK_SIMD_AVX2) {
+        for (; n0 + 16 <= N; n0 += 16) {
+            int m0 = 0;
+            for (; m0 + 6 <= M; m0 += 6) TK_MK_BLOCK(6, 1);
+            for (; m0 + 2 <= M; m0 += 2) TK_MK_BLOCK(2, 1);
+            for (; m0 < M; m0++) TK_MK_BLOCK(1, 1);
+        }
+    } else {
+        for (; n0 + 16 <= N; n0 += 16) {
+            int m0 = 0;
+            for (; m0 + 2 <= M; m0 += 2) TK_MK_BLOCK(2, 1);
+            for (; m0 < M; m0++) TK_MK_BLOCK(1, 1);
+        }
     }
     if (n0 == N) return;
-    /* Column tail (< 32 wide): one row at a time. */
+    /* Column tail (narrower than one block): one row at a time. */
     int nb = N - n0;
     for (int m0 = 0; m0 < M; m0++) {
         float c0[32] = {0};
@@ -109,9 +127,9 @@ static inline __attribute__((always_inline)) void mk_gemm(int M, int N, int K, f
 
 /* S[r, c] = scale * dot(A[r], B[c]) for r < nr, c < nc, where A rows have stride lda and
  * Bt is B transposed: [D][ldb]. S: [nr][lds]. */
-static inline __attribute__((always_inline)) void scores_tile(const float *a, int lda, const float *bt, int ldb, int nr, int nc, int D,
+static inline __attribute__((always_inline)) void scores_tile(const int lvl, const float *a, int lda, const float *bt, int ldb, int nr, int nc, int D,
                                float scale, float *s, int lds) {
-    mk_gemm(nr, nc, D, scale, a, lda, 1, bt, ldb, s, lds, 0);
+    mk_gemm(lvl, nr, nc, D, scale, a, lda, 1, bt, ldb, s, lds, 0);
 }
 
 /* Bt[d][c] = B[c][d] for a tile of nc rows (stride ldb_rows) and D columns. Bt: [D][ldt]. */
@@ -126,13 +144,13 @@ static inline __attribute__((always_inline)) void transpose_tile(const float *b,
 }
 
 /* C[r][:] += sum_c A[r][c] * B[c][:], A: [nr][lda], B rows stride ldb, C rows stride ldc, width D. */
-static inline __attribute__((always_inline)) void acc_ab(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
-    mk_gemm(nr, D, nc, 1.0f, a, lda, 1, b, ldb, c, ldc, 1);
+static inline __attribute__((always_inline)) void acc_ab(const int lvl, const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
+    mk_gemm(lvl, nr, D, nc, 1.0f, a, lda, 1, b, ldb, c, ldc, 1);
 }
 
 /* C[c][:] += sum_r A[r][c] * B[r][:] (A transposed), A: [nr][lda], B rows stride ldb, C: [nc][ldc]. */
-static inline __attribute__((always_inline)) void acc_atb(const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
-    mk_gemm(nc, D, nr, 1.0f, a, 1, lda, b, ldb, c, ldc, 1);
+static inline __attribute__((always_inline)) void acc_atb(const int lvl, const float *a, int lda, const float *b, int ldb, int nr, int nc, int D, float *c, int ldc) {
+    mk_gemm(lvl, nc, D, nr, 1.0f, a, 1, lda, b, ldb, c, ldc, 1);
 }
 
 /* Applies ALiBi and the mask to a score tile: rows are queries [i0, i0+nr), columns keys [j0, j0+nc).
@@ -195,7 +213,7 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
             key_range(p, p->q_offset + i0, p->q_offset + i0 + nr - 1, &lo, &hi);
             for (int j0 = (lo / BC) * BC; j0 < hi; j0 += BC) {
                 int nc = hi - j0 < BC ? hi - j0 : BC;
-                scores_tile(qb_ptr, ldq, kt + (j0 - kt0), ldt, nr, nc, D, p->scale, s, BC);
+                scores_tile(tk_lvl, qb_ptr, ldq, kt + (j0 - kt0), ldt, nr, nc, D, p->scale, s, BC);
                 bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
                 for (int r = 0; r < nr; r++) {
                     float *sr = s + (size_t)r * BC;
@@ -212,7 +230,7 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
                     float *ar = acc + (size_t)r * D;
                     if (alpha != 1.0f) for (int d = 0; d < D; d++) ar[d] *= alpha;
                 }
-                acc_ab(s, BC, vb + (size_t)j0 * ldk, ldk, nr, nc, D, acc, D);
+                acc_ab(tk_lvl, s, BC, vb + (size_t)j0 * ldk, ldk, nr, nc, D, acc, D);
             }
             for (int r = 0; r < nr; r++) {
                 float *o = out + ((size_t)b * p->Tq + i0 + r) * ldq + (size_t)h * D;
@@ -281,7 +299,7 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                     const float *doi = dout + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
                     float *dqi = dq + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
                     /* P = exp(S - lse) */
-                    scores_tile(qi, ldq, kt, BC, nr, nc, D, p->scale, s, BC);
+                    scores_tile(tk_lvl, qi, ldq, kt, BC, nr, nc, D, p->scale, s, BC);
                     bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
                     for (int r = 0; r < nr; r++) {
                         float *sr = s + (size_t)r * BC;
@@ -289,9 +307,9 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                         for (int c = 0; c < nc; c++) sr[c] = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - L);
                     }
                     /* dV += P^T dO */
-                    acc_atb(s, BC, doi, ldq, nr, nc, D, dvt, D);
+                    acc_atb(tk_lvl, s, BC, doi, ldq, nr, nc, D, dvt, D);
                     /* dP = dO V^T ; dS = P * (dP - delta) */
-                    scores_tile(doi, ldq, vt, BC, nr, nc, D, 1.0f, dp, BC);
+                    scores_tile(tk_lvl, doi, ldq, vt, BC, nr, nc, D, 1.0f, dp, BC);
                     for (int r = 0; r < nr; r++) {
                         float *dpr = dp + (size_t)r * BC;
                         const float *pr = s + (size_t)r * BC;
@@ -299,8 +317,8 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                         for (int c = 0; c < nc; c++) dpr[c] = pr[c] * (dpr[c] - dl) * p->scale;
                     }
                     /* dQ += scale * dS K ; dK += scale * dS^T Q (scale folded into dS) */
-                    acc_ab(dp, BC, kb + (size_t)j0 * ldk, ldk, nr, nc, D, dqi, ldq);
-                    acc_atb(dp, BC, qi, ldq, nr, nc, D, dkt, D);
+                    acc_ab(tk_lvl, dp, BC, kb + (size_t)j0 * ldk, ldk, nr, nc, D, dqi, ldq);
+                    acc_atb(tk_lvl, dp, BC, qi, ldq, nr, nc, D, dkt, D);
                 }
             }
             for (int c = 0; c < nc; c++) {
