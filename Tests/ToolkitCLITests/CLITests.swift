@@ -20,10 +20,15 @@ enum CLI {
 
     /// Runs the tool; returns (exit code, stdout, stderr).
     @discardableResult
-    static func run(_ args: [String], cwd: URL = packageRoot) throws -> (code: Int32, out: String, err: String) {
+    static func run(_ args: [String], cwd: URL = packageRoot, environment: [String: String] = [:]) throws
+        -> (code: Int32, out: String, err: String)
+    {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         p.currentDirectoryURL = cwd
         let o = Pipe(), e = Pipe()
         p.standardOutput = o
@@ -46,6 +51,29 @@ enum CLI {
 }
 
 @Suite(.serialized) struct CLITests {
+    /// Every SIMD level the CPU has can be forced, doctor reports it, and the BLAS check passes
+    /// with the kernel that follows it; an unknown or unsupported level is a usage error.
+    @Test func simdLevelsAreForcedAndReported() throws {
+        let levels = try CLI.run(["doctor", "--simd-levels"])
+        #expect(levels.code == 0)
+        let names = levels.out.split(separator: "\n").map(String.init)
+        #expect(names.contains("portable"))
+        for level in names {
+            let r = try CLI.run(["doctor", "--json", "--repeats", "1"], environment: ["TOOLKIT_SIMD": level])
+            #expect(r.code == 0, "\(level): \(r.err)")
+            let report = try CLI.json(r.out)
+            #expect(report["simdLevel"] as? String == level)
+            #expect(report["correct"] as? Bool == true)
+        }
+        let bad = try CLI.run(["doctor"], environment: ["TOOLKIT_SIMD": "sse9"])
+        #expect(bad.code == 2 && bad.err.contains("TOOLKIT_SIMD=sse9"))
+        let missing = ["avx512", "avx2", "neon"].first { !names.contains($0) }
+        if let missing {
+            let r = try CLI.run(["doctor"], environment: ["TOOLKIT_SIMD": missing])
+            #expect(r.code == 2 && r.err.contains("does not support"))
+        }
+    }
+
     @Test func buildReportsExactParameterCounts() throws {
         let r = try CLI.run(["build", "--recipe", "gpt2-124m", "--no-save", "--json"])
         #expect(r.code == 0, "\(r.err)")
