@@ -270,15 +270,15 @@ static void count_range(void *ctx, int begin, int end) {
     for (int i = begin; i < end; i++) __atomic_fetch_add(&counts[i], 1, __ATOMIC_RELAXED);
 }
 
-static void test_pool(void) {
+static void test_pool(const char *what, int rounds) {
     int ok = 1;
-    for (int round = 0; round < 200; round++) {
+    for (int round = 0; round < rounds; round++) {
         int n = 1 + (round * 37) % 4096;
         memset(counts, 0, sizeof counts);
         tk_pool_for(n, count_range, NULL);
         for (int i = 0; i < n; i++) ok &= counts[i] == 1;
     }
-    check(ok, "pool: each item once", 0, 0);
+    check(ok, what, 0, 0);
 }
 
 static void run_level(int level) {
@@ -304,7 +304,13 @@ static void run_level(int level) {
 
 int main(void) {
     tk_pool_configure(2);
-    test_pool();
+    test_pool("pool: each item once", 200);
+    /* Beside a busy process the workers miss jobs and the pool falls back to the caller alone, then
+     * probes again: every item still runs exactly once through both modes. */
+    int busy = tk_busy_start();
+    test_pool("pool beside a busy process: each item once", 20000);
+    tk_busy_stop(busy);
+    test_pool("pool after the busy process: each item once", 2000);
     for (int level = 0; level <= TK_SIMD_NEON; level++)
         if (tk_simd_supported(level)) run_level(level);
     printf("%d passed, %d failed\n", passed, failed);
