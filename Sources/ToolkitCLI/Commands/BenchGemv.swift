@@ -32,7 +32,8 @@ struct BenchGemv: ParsableCommand {
         print("gemv \(rows)×\(cols), one thread, SIMD \(r.simd), BLAS kernel \(r.blasKernel), median of \(r.rounds) rounds")
         for name in ["sgemv", "f32", "bf16", "int8"] {
             let ratio = r.ratioToSgemv[name].map { String(format: "%.2f× sgemv", $0) } ?? "(baseline)"
-            print(String(format: "  %-6@ %7.1f GB/s  %@", name as NSString, r.gbPerSecond[name] ?? 0, ratio as NSString))
+            let label = name.padding(toLength: 6, withPad: " ", startingAt: 0)
+            print("  \(label)" + String(format: " %7.1f GB/s  ", r.gbPerSecond[name] ?? 0) + ratio)
         }
     }
 }
