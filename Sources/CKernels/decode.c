@@ -8,8 +8,7 @@
  * without reassociating; AVX-512 and AVX2 + FMA versions are written with intrinsics and chosen by
  * the SIMD level in effect (tk_simd_level). */
 #include "ckernels.h"
-#include "tk_math.h"
-#include "tk_platform.h"
+#include "tk_math.h" /* and tk_platform.h */
 
 #include <math.h>
 #include <pthread.h>

@@ -144,13 +144,6 @@ static void select_kernel(void) {
     sel.error = check_product();
 }
 
-void tk_blas_reselect(void) {
-    pthread_mutex_lock(&sel_lock);
-    select_kernel();
-    sel_done = 1;
-    pthread_mutex_unlock(&sel_lock);
-}
-
 void tk_blas_init(void) {
     if (__atomic_load_n(&sel_done, __ATOMIC_ACQUIRE)) return;
     pthread_mutex_lock(&sel_lock);

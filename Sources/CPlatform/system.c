@@ -4,14 +4,11 @@
 
 #include <signal.h>
 #include <unistd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #if defined(__linux__)
 #include <sched.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
-#else
-#include <sys/mman.h>
-#include <sys/wait.h>
 #endif
 
 int tk_cpu_count(void) {

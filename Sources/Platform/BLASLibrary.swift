@@ -13,7 +13,8 @@ public enum BLASLibrary {
     public static var kernel: String { String(cString: tk_blas_kernel()) }
     /// The library's build configuration.
     public static var configuration: String {
-        String(cString: tk_blas_config()).trimmingCharacters(in: " ")
+        let s = String(cString: tk_blas_config())
+        return String(s.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
     public static var source: Source {
         switch Int(tk_blas_kernel_source()) {
@@ -38,15 +39,6 @@ public enum BLASLibrary {
     private static func split(_ p: UnsafePointer<CChar>?) -> [String] {
         guard let p else { return [] }
         return String(cString: p).split(separator: ",").map(String.init)
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in set: Character) -> String {
-        var s = Substring(self)
-        while s.first == set { s = s.dropFirst() }
-        while s.last == set { s = s.dropLast() }
-        return String(s)
     }
 }
 

@@ -67,7 +67,7 @@ public struct CPUFeatures: Sendable, Codable, Equatable {
 }
 
 /// The instruction-set level the C kernels dispatch on. Each kernel is compiled once per level;
-/// `TOOLKIT_SIMD` (or `SIMDLevel.force`) lowers the level so that every path can be tested on one
+/// `TOOLKIT_SIMD` lowers the level so that every path can be tested on one
 /// machine.
 public enum SIMDLevel: String, Sendable, Codable, CaseIterable, Comparable {
     case portable, avx2, avx512, neon
@@ -96,13 +96,4 @@ public enum SIMDLevel: String, Sendable, Codable, CaseIterable, Comparable {
     public static var supported: [SIMDLevel] { allCases.filter { tk_simd_supported($0.raw) != 0 } }
     /// Why `TOOLKIT_SIMD` was not applied, or nil.
     public static var environmentError: String? { tk_simd_env_error().map { String(cString: $0) } }
-
-    /// Forces a level the CPU supports (tests, benchmarks); the BLAS kernel follows it.
-    /// Returns false, changing nothing, when the CPU lacks it.
-    @discardableResult
-    public static func force(_ level: SIMDLevel) -> Bool {
-        guard tk_simd_set(level.raw) == 0 else { return false }
-        tk_blas_reselect()
-        return true
-    }
 }

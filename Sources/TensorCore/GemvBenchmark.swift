@@ -32,13 +32,14 @@ public enum GemvBenchmark {
         tk_to_bf16(w, count, bf)
         _ = tk_quantize_q8(w, Int32(rows), Int32(cols), q, scales)
         let r = Int32(rows), c = Int32(cols)
-        var mats: [(String, Int, tk_matrix?)] = [
+        // (path, bytes per weight, matrix; nil: BLAS sgemv on the float32 matrix)
+        let mats: [(String, Int, tk_matrix?)] = [
             ("sgemv", 4, nil),
             ("f32", 4, tk_matrix(rows: r, cols: c, format: Int32(TK_W_F32), data: w, scales: nil, bias: nil)),
             ("bf16", 2, tk_matrix(rows: r, cols: c, format: Int32(TK_W_BF16), data: bf, scales: nil, bias: nil)),
             ("int8", 1, tk_matrix(rows: r, cols: c, format: Int32(TK_W_Q8), data: q, scales: scales, bias: nil)),
         ]
-        func once(_ m: inout tk_matrix?) {
+        func once(_ m: tk_matrix?) {
             if var mat = m {
                 tk_gemv_rows(&mat, x, y, 0, r, 0)
             } else {
@@ -48,9 +49,9 @@ public enum GemvBenchmark {
         // Loop count per sample from one warm call of each path.
         var inner: [Int] = []
         for i in mats.indices {
-            once(&mats[i].2)
+            once(mats[i].2)
             let t = monotonicSeconds()
-            once(&mats[i].2)
+            once(mats[i].2)
             inner.append(max(1, Int((minSampleSeconds / max(monotonicSeconds() - t, 1e-7)).rounded(.up))))
         }
         var gb: [String: [Double]] = [:], ratios: [String: [Double]] = [:]
@@ -58,7 +59,7 @@ public enum GemvBenchmark {
             var round: [String: Double] = [:]
             for i in mats.indices {
                 let t = monotonicSeconds()
-                for _ in 0..<inner[i] { once(&mats[i].2) }
+                for _ in 0..<inner[i] { once(mats[i].2) }
                 let seconds = (monotonicSeconds() - t) / Double(inner[i])
                 round[mats[i].0] = Double(count * mats[i].1) / seconds / 1e9
                 gb[mats[i].0, default: []].append(round[mats[i].0]!)

@@ -49,7 +49,7 @@ import Testing
         let level = SIMDLevel.current
         #expect(SIMDLevel.supported.contains(level))
         #expect(SIMDLevel.supported.contains(.portable))
-        #expect(level <= SIMDLevel.best || level == .portable)
+        #expect(level <= SIMDLevel.best)
         #expect(SIMDLevel.environmentError == nil)
         if let env = ProcessInfo.processInfo.environment["TOOLKIT_SIMD"], !env.isEmpty {
             #expect(level.rawValue == env)

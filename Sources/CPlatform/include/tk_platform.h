@@ -38,7 +38,8 @@ static inline int tk_simd_level(void) { return __atomic_load_n(&tk_simd_current,
 int tk_simd_best(void);
 /* 1 when this CPU can run `level`. */
 int tk_simd_supported(int level);
-/* Forces a supported level (tests, benchmarks); returns 0, or -1 (unchanged) when unsupported. */
+/* Forces a supported level for the C kernels (single-threaded C tests; the BLAS kernel chosen at
+ * start-up stays: processes pick a level with TOOLKIT_SIMD). Returns 0, or -1 (unchanged). */
 int tk_simd_set(int level);
 /* "portable", "avx2", "avx512", "neon"; NULL for an unknown level. */
 const char *tk_simd_name(int level);
@@ -74,8 +75,6 @@ const char *tk_blas_candidates(void); /* comma-separated, best first, for this C
 int tk_blas_candidates_for(const tk_cpu_info *f, int level, const char **out);
 const char *tk_blas_tried(void);      /* kernels the start-up check tried, comma-separated */
 double tk_blas_startup_error(void);   /* relative error of the start-up check (kernel in use) */
-/* Re-runs the selection (after tk_simd_set, so the BLAS kernel follows the forced level). */
-void tk_blas_reselect(void);
 /* The library's own threads: the toolkit keeps it at 1 and splits products over cores itself. */
 void tk_blas_set_threads(int n);
 int tk_blas_threads(void);
