@@ -62,7 +62,7 @@ let package = Package(
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
             swiftSettings: native),
-        .target(name: "Layers", dependencies: ["TensorCore", "ToolkitSupport"], swiftSettings: native),
+        .target(name: "Layers", dependencies: ["TensorCore", "CKernels", "ToolkitSupport"], swiftSettings: native),
         .target(
             name: "Optimizers", dependencies: ["TensorCore", "Layers", "CKernels"], exclude: ["README.md"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),

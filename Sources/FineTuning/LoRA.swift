@@ -111,22 +111,14 @@ public final class LoRAModel {
     /// Module name (canonical, e.g. `model.layers.0.self_attn.q_proj`), its Linear and its adapter.
     public private(set) var adapters: [(module: String, linear: Linear, adapter: LoRAAdapter)]
 
-    /// Every LoRA-able projection of the model by canonical module name and PEFT module name.
+    /// Every LoRA-able projection of the model by canonical module name and PEFT module name, as
+    /// each component declares them (`adaptableLinears`).
     static func projections(_ model: DecoderModel) -> [(module: String, kind: String, linear: Linear)] {
-        var out: [(String, String, Linear)] = []
-        for (i, block) in model.layers.enumerated() {
-            let p = "model.layers.\(i)."
-            let at = block.attention
-            out += [(p + "self_attn.q_proj", "q_proj", at.qProj), (p + "self_attn.k_proj", "k_proj", at.kProj),
-                    (p + "self_attn.v_proj", "v_proj", at.vProj), (p + "self_attn.o_proj", "o_proj", at.oProj)]
-            if let m = block.mlp as? SwiGLUMLP {
-                out += [(p + "mlp.gate_proj", "gate_proj", m.gateProj), (p + "mlp.up_proj", "up_proj", m.upProj),
-                        (p + "mlp.down_proj", "down_proj", m.downProj)]
-            } else if let m = block.mlp as? GELUMLP {
-                out += [(p + "mlp.fc_in", "fc_in", m.fcIn), (p + "mlp.fc_out", "fc_out", m.fcOut)]
+        model.layers.enumerated().flatMap { i, block in
+            [("self_attn", block.attention as any Component), ("mlp", block.mlp)].flatMap { name, component in
+                component.adaptableLinears.map { ("model.layers.\(i).\(name).\($0.path)", String($0.kind), $0.linear) }
             }
         }
-        return out
     }
 
     /// Freezes every base parameter and attaches fresh adapters to the targeted projections.

@@ -1,9 +1,10 @@
+import CKernels
 import TensorCore
 
 /// Causal self-attention for MHA, GQA and MQA (chosen by `kvHeads`), with optional QK-norm
 /// (per-head RMSNorm over head_dim before RoPE, as Qwen3), sliding window, biases and a head_dim
 /// independent of the hidden size. Keys: `q_proj`, `k_proj`, `v_proj`, `o_proj`, `q_norm`, `k_norm`.
-public final class Attention: Module {
+public final class Attention: Component {
     public let qProj, kProj, vProj, oProj: Linear
     public let qNorm, kNorm: RMSNorm?
     public let heads, kvHeads, headDim: Int
@@ -13,7 +14,7 @@ public final class Attention: Module {
     public let position: any PositionalEncoding
     let slopes: [Float]?
 
-    public init(hiddenSize: Int, heads: Int, kvHeads: Int, headDim: Int, bias: Bool, qkNorm: Bool, qkNormEps: Float,
+    public init(hiddenSize: Int, heads: Int, kvHeads: Int, headDim: Int, bias: Bool, qkNorm: Bool, qkNormEps: Double,
                 window: Int?, kernel: AttentionKernel, position: any PositionalEncoding, context: ComponentContext) {
         qProj = Linear(hiddenSize, heads * headDim, bias: bias, context: context)
         kProj = Linear(hiddenSize, kvHeads * headDim, bias: bias, context: context)
@@ -64,4 +65,83 @@ public final class Attention: Module {
         v.child("q_norm", qNorm)
         v.child("k_norm", kNorm)
     }
+
+    // MARK: - Component
+
+    /// This layer's `attention:` settings (`window` is this layer's, after any per-layer pattern).
+    public var options: [String: ConfigValue] {
+        var o: [String: ConfigValue] = [
+            "heads": .int(heads), "kv_heads": .int(kvHeads), "head_dim": .int(headDim), "bias": .bool(qProj.bias != nil),
+            "qk_norm": .bool(qNorm != nil), "window": window.map { .int($0) } ?? .null,
+        ]
+        if let qNorm { o["qk_norm_eps"] = .double(qNorm.epsilon) }
+        switch kernel {
+        case .naive: o["kernel"] = .string("naive")
+        case .tiled(let q, _): o["kernel"] = .string("tiled"); o["tile_size"] = .int(q)
+        }
+        return o
+    }
+
+    public var label: String {
+        "attention (\(heads)/\(kvHeads) heads × \(headDim)\(qNorm != nil ? ", qk-norm" : "")\(window.map { ", window \($0)" } ?? ""))"
+    }
+
+    /// Projections plus scores and the weighted sum over the whole context; the tape keeps q, k, v
+    /// (and their rotated copies), the output, o_proj's output and one log-sum-exp per row; the
+    /// naive kernel also keeps the T×T probabilities.
+    public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost {
+        let (b, t, c) = (Double(shape.batch), Double(shape.context), Double(hidden))
+        let (h, kvh, hd) = (Double(heads), Double(kvHeads), Double(headDim))
+        let projections = 2 * c * h * hd * 2 + 2 * 2 * c * kvh * hd
+        let core = 2 * 2 * h * hd * t
+        var act = 4 * shape.tokens * (2 * (h + 2 * kvh) * hd + h * hd + c) + 4 * b * h * t
+        if case .naive = kernel { act += 4 * b * h * t * t }
+        return ComponentCost(flopsPerToken: projections + core, activationBytes: act)
+    }
+
+    public var adaptableLinears: [AdaptableLinear] {
+        [AdaptableLinear("q_proj", qProj), AdaptableLinear("k_proj", kProj), AdaptableLinear("v_proj", vProj),
+         AdaptableLinear("o_proj", oProj)]
+    }
+
+    /// One query over the KV cache: projections, QK-norm, rotation, the cache write, attention
+    /// and o_proj, adding the result to the residual row.
+    public func decodeStep(_ w: DecodeWeights) throws -> DecodeAttention {
+        let q = try w.matrix(qProj), k = try w.matrix(kProj), v = try w.matrix(vProj), o = try w.matrix(oProj)
+        let qn = try qNorm?.decodeNorm(w), kn = try kNorm?.decodeNorm(w)
+        let rotate = try position.decodePositions(w).rotate
+        let slopes = self.slopes.map { w.copy($0) }
+        let (h, kvh, hd, window) = (heads, kvHeads, headDim, Int32(self.window ?? 0))
+        let row = kvh * hd, scale = 1 / Float(hd).squareRoot()
+        return DecodeAttention(scratchFloats: { context in 2 * h * hd + 2 * row + h * context + 2 * max(h, kvh) }) {
+            x, out, cache, layer, position, scratch in
+            let qs = scratch, ks = qs + h * hd, vs = ks + row, attn = vs + row, stats = attn + h * hd
+            let scores = stats + 2 * max(h, kvh)
+            DecodeKernels.gemv(q, qs, k, ks, v, vs, x: x, accumulate: false)
+            if let qn, let kn {
+                qn.apply(qs, qs, hd, h, stats)  // per head, in place
+                kn.apply(ks, ks, hd, kvh, stats)
+            }
+            if let rotate {
+                rotate(qs, h, hd, position)
+                rotate(ks, kvh, hd, position)
+            }
+            let (kc, vc) = cache.storage(layer: layer)
+            (kc + position * row).update(from: ks, count: row)
+            (vc + position * row).update(from: vs, count: row)
+            var problem = tk_decode_attention(
+                H: Int32(h), KVH: Int32(kvh), D: Int32(hd), position: Int32(position), window: window, alibi: slopes, scale: scale)
+            tk_decode_attention_run(&problem, qs, kc, vc, attn, scores)
+            DecodeKernels.gemv(o, out, x: attn, accumulate: true)
+        }
+    }
+}
+
+/// Attention lowered for one token: `run(x, out, cache, layer, position, scratch)` reads the
+/// normalised row `x`, writes this position's keys and values into `cache` at `layer`, and adds
+/// the attention output to `out`. `scratchFloats(context)` is the scratch it needs.
+public struct DecodeAttention {
+    public let scratchFloats: (_ context: Int) -> Int
+    public let run: (_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ cache: KVCache, _ layer: Int,
+                     _ position: Int, _ scratch: UnsafeMutablePointer<Float>) -> Void
 }

@@ -8,6 +8,12 @@ public enum Components {
         "none": NoPositions.make,
     ])
 
+    nonisolated(unsafe) public static var ropeScalings = ComponentRegistry<any RoPEScaling>("RoPE scaling", [
+        "linear": LinearRoPEScaling.make,
+        "ntk": NTKRoPEScaling.make,
+        "yarn": YaRNScaling.make,
+    ])
+
     nonisolated(unsafe) public static var norms = ComponentRegistry<any Normalization>("normalization", [
         "layernorm": LayerNorm.make,
         "rmsnorm": RMSNorm.make,

@@ -1,8 +1,18 @@
+import CKernels
 import TensorCore
 
 /// A normalisation over the last axis (LayerNorm, RMSNorm, ...).
-public protocol Normalization: Module {
+public protocol Normalization: Component {
     func callAsFunction(_ x: Tensor) throws -> Tensor
+    /// The same normalisation over rows of Float32 for the fast decoder, or `DecodeUnsupported`.
+    func decodeNorm(_ w: DecodeWeights) throws -> DecodeNorm
+}
+
+extension Normalization {
+    /// Norm FLOPs are not counted; the normalised input is kept for backward.
+    public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost {
+        ComponentCost(activationBytes: 4 * shape.tokens * Double(hidden))
+    }
 }
 
 /// LayerNorm with eps and an optional bias (keys `weight`, `bias`).
@@ -10,21 +20,34 @@ public final class LayerNorm: Normalization {
     public let weight: Parameter
     public let bias: Parameter?
     public let eps: Float
+    /// `eps` as the recipe gave it (for `options` and HF export).
+    public let epsilon: Double
 
-    public init(dimension: Int, eps: Float, bias: Bool) {
+    public init(dimension: Int, eps: Double, bias: Bool) {
         weight = Parameter(Tensor.ones([dimension]))
         self.bias = bias ? Parameter(Tensor(zeros: [dimension])) : nil
-        self.eps = eps
+        self.eps = Float(eps)
+        epsilon = eps
     }
 
     /// Recipe kind `layernorm`: `eps` (1e-5), `bias` (true).
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any Normalization {
-        LayerNorm(dimension: c.hiddenSize, eps: Float(try o.double("eps", default: 1e-5)),
+        LayerNorm(dimension: c.hiddenSize, eps: try o.double("eps", default: 1e-5),
                   bias: try o.bool("bias", default: true))
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         try Tensor.layerNorm(x, weight: weight.value, bias: bias?.value, eps: eps)
+    }
+
+    public var options: [String: ConfigValue] { ["kind": .string("layernorm"), "eps": .double(epsilon), "bias": .bool(bias != nil)] }
+    public var label: String { "layernorm" }
+
+    public func decodeNorm(_ w: DecodeWeights) throws -> DecodeNorm {
+        let weight = w.pin(self.weight.value), bias = self.bias.map { w.pin($0.value) }, eps = eps
+        return DecodeNorm { x, y, width, rows, stats in
+            tk_layernorm_forward(x, weight, bias, eps, Int32(width), y, stats, 0, Int32(rows))
+        }
     }
 
     public func visit(_ v: inout ModuleVisitor) {
@@ -37,19 +60,32 @@ public final class LayerNorm: Normalization {
 public final class RMSNorm: Normalization {
     public let weight: Parameter
     public let eps: Float
+    /// `eps` as the recipe gave it (for `options` and HF export).
+    public let epsilon: Double
 
-    public init(dimension: Int, eps: Float) {
+    public init(dimension: Int, eps: Double) {
         weight = Parameter(Tensor.ones([dimension]))
-        self.eps = eps
+        self.eps = Float(eps)
+        epsilon = eps
     }
 
     /// Recipe kind `rmsnorm`: `eps` (1e-6).
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any Normalization {
-        RMSNorm(dimension: c.hiddenSize, eps: Float(try o.double("eps", default: 1e-6)))
+        RMSNorm(dimension: c.hiddenSize, eps: try o.double("eps", default: 1e-6))
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         try Tensor.rmsNorm(x, weight: weight.value, eps: eps)
+    }
+
+    public var options: [String: ConfigValue] { ["kind": .string("rmsnorm"), "eps": .double(epsilon)] }
+    public var label: String { "rmsnorm" }
+
+    public func decodeNorm(_ w: DecodeWeights) throws -> DecodeNorm {
+        let weight = w.pin(self.weight.value), eps = eps
+        return DecodeNorm { x, y, width, rows, stats in
+            tk_rmsnorm_forward(x, weight, eps, Int32(width), y, stats, 0, Int32(rows))
+        }
     }
 
     public func visit(_ v: inout ModuleVisitor) { v.parameter("weight", weight) }

@@ -27,3 +27,28 @@ public final class TransformerBlock: Module {
         v.child("mlp", mlp)
     }
 }
+
+extension TransformerBlock {
+    /// The block for one token: `run(x, cache, layer, position, scratch)` updates the residual row
+    /// `x` in place; `scratchFloats(context)` is the scratch it needs.
+    public func decodeStep(_ w: DecodeWeights) throws -> DecodeBlock {
+        let inputNorm = try self.inputNorm.decodeNorm(w), postNorm = try postAttentionNorm.decodeNorm(w)
+        let attention = try self.attention.decodeStep(w), mlp = try self.mlp.decodeStep(w)
+        let c = self.attention.qProj.inFeatures
+        return DecodeBlock(scratchFloats: { context in c + 2 * c + max(attention.scratchFloats(context), mlp.scratchFloats) }) {
+            x, cache, layer, position, scratch in
+            let xn = scratch, stats = xn + c, rest = stats + 2 * c
+            inputNorm.apply(x, xn, c, 1, stats)
+            attention.run(xn, x, cache, layer, position, rest)
+            postNorm.apply(x, xn, c, 1, stats)
+            mlp.run(xn, x, rest)
+        }
+    }
+}
+
+/// A pre-norm block lowered for one token (see `TransformerBlock.decodeStep`).
+public struct DecodeBlock {
+    public let scratchFloats: (_ context: Int) -> Int
+    public let run: (_ x: UnsafeMutablePointer<Float>, _ cache: KVCache, _ layer: Int, _ position: Int,
+                     _ scratch: UnsafeMutablePointer<Float>) -> Void
+}

@@ -59,8 +59,8 @@ public final class DecoderModel: Module {
     /// The output projection `[V, C]` (the embedding matrix when tied).
     public var outputWeight: Parameter { lmHead?.weight ?? embedTokens.weight }
 
-    /// The MoE layers, in order.
-    public var moeLayers: [MoE] { layers.compactMap { $0.mlp as? MoE } }
+    /// What each routed (MoE) layer's router did in the last forward pass, in layer order.
+    public var routingRecords: [RoutingRecord] { layers.compactMap(\.mlp.lastRouting) }
 
     /// Final hidden states `[B, T, C]` for token ids `[B, T]` at positions `offset ..< offset+T`.
     /// `observe`, when given, receives the embedding output, every block's output and the final
@@ -108,15 +108,15 @@ public final class DecoderModel: Module {
     /// `router_aux_loss_coef · L_aux` (over all MoE layers, as HF concatenates them) plus any
     /// router z-losses, from the last forward pass; nil for dense models.
     public func auxiliaryLoss() throws -> Tensor? {
-        let moes = moeLayers
-        guard let first = moes.first else { return nil }
-        let records = moes.compactMap(\.lastRouting)
+        let records = routingRecords
+        guard let first = records.first else { return nil }
         var total: Tensor? = nil
-        if first.auxLossCoefficient != 0, let aux = try loadBalancingLoss(records, experts: first.experts.count, topK: first.topK) {
+        if first.auxLossCoefficient != 0, let aux = try loadBalancingLoss(records, experts: first.experts, topK: first.k) {
             total = aux * first.auxLossCoefficient
         }
-        for m in moes where m.zLossCoefficient != 0 {
-            if let z = try m.zLoss() { total = try total.map { try $0 + z * m.zLossCoefficient } ?? z * m.zLossCoefficient }
+        for r in records where r.zLossCoefficient != 0 {
+            let z = try r.zLoss() * r.zLossCoefficient
+            total = try total.map { try $0 + z } ?? z
         }
         return total
     }

@@ -113,14 +113,13 @@ extension Recipe {
         if pos == "rope", norm == "rmsnorm", mlp == "swiglu" || mlp == "moe", let rope = model.position as? RotaryEmbedding,
            rope.layout == .half, attn.qNorm != nil {
             var scaling: HFModelConfig.RopeScaling? = nil
-            switch rope.scaling {
-            case .none: break
-            case .linear(let f): scaling = .init(type: "linear", factor: f)
-            case .yarn(let f, let orig, let bf, let bs, let af, let ms, let msa, let tr):
-                scaling = .init(type: "yarn", factor: f, originalMaxPositionEmbeddings: orig, betaFast: bf, betaSlow: bs,
-                                attentionFactor: af, mscale: ms, mscaleAllDim: msa, truncate: tr)
-            case .ntk: throw ToolkitError("\(name): NTK-aware RoPE scaling has no static HF rope_type")
-            }
+            if let y = rope.scaling as? YaRNScaling {
+                scaling = .init(type: "yarn", factor: y.factor, originalMaxPositionEmbeddings: y.originalMaxPositions, betaFast: y.betaFast,
+                                betaSlow: y.betaSlow, attentionFactor: y.attentionFactor, mscale: y.mscale, mscaleAllDim: y.mscaleAllDim,
+                                truncate: y.truncate)
+            } else if let l = rope.scaling as? LinearRoPEScaling {
+                scaling = .init(type: "linear", factor: l.factor)
+            } else if rope.scaling != nil { throw ToolkitError("\(name): NTK-aware RoPE scaling has no static HF rope_type") }
             var moe: HFModelConfig.MoE? = nil
             var inter = 0
             for block in model.layers {

@@ -53,7 +53,7 @@ public enum ModelBuilder {
         }
         let attnBias = try a.bool("bias", default: false)
         let qkNorm = try a.bool("qk_norm", default: false)
-        let qkNormEps = Float(try a.double("qk_norm_eps", default: 1e-6))
+        let qkNormEps = try a.double("qk_norm_eps", default: 1e-6)
         let window = try a.optionalInt("window")
         if let window, window < 1 { throw a.error("window", "must be positive, got \(window)") }
         let windowFrom = try a.int("window_from_layer", default: 0)

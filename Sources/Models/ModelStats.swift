@@ -25,73 +25,48 @@ public struct ModelStats: Codable, Sendable {
 
     public init(model: DecoderModel, batchSize: Int) {
         let d = model.dims
-        let (b, t, c) = (Double(batchSize), Double(d.contextLength), Double(d.hiddenSize))
-        let bt = b * t
+        let shape = CostShape(batch: batchSize, context: d.contextLength)
+        let (bt, c) = (shape.tokens, Double(d.hiddenSize))
         var rows: [Row] = []
         func params(_ m: (any Module)?) -> Int { m.map { $0.parameterCount } ?? 0 }
+        func row(_ name: String, _ component: any Component) -> Row {
+            let cost = component.cost(shape, hidden: d.hiddenSize)
+            return Row(component: name, count: 1, parameters: params(component), flopsPerToken: cost.flopsPerToken,
+                       activationBytes: cost.activationBytes)
+        }
         rows.append(Row(component: "embed_tokens", count: 1, parameters: params(model.embedTokens), flopsPerToken: 0,
                         activationBytes: 4 * bt * c))
-        let posParams = params(model.position)
-        rows.append(Row(component: "embed_positions (\(Self.kind(model.position)))", count: 1, parameters: posParams,
-                        flopsPerToken: 0, activationBytes: posParams > 0 ? 4 * bt * c : 0))
-        // Group identical layer components.
+        rows.append(row("embed_positions (\(model.position.label))", model.position))
+        // Identical layer components are grouped (same label).
         var groups: [String: Row] = [:]
         var order: [String] = []
-        func add(_ name: String, _ p: Int, _ f: Double, _ a: Double) {
-            if groups[name] == nil { order.append(name); groups[name] = Row(component: name, count: 0, parameters: 0, flopsPerToken: 0, activationBytes: 0) }
-            groups[name]!.count += 1
-            groups[name]!.parameters += p
-            groups[name]!.flopsPerToken += f
-            groups[name]!.activationBytes += a
+        func add(_ r: Row) {
+            if groups[r.component] == nil {
+                order.append(r.component)
+                groups[r.component] = Row(component: r.component, count: 0, parameters: 0, flopsPerToken: 0, activationBytes: 0)
+            }
+            groups[r.component]!.count += 1
+            groups[r.component]!.parameters += r.parameters
+            groups[r.component]!.flopsPerToken += r.flopsPerToken
+            groups[r.component]!.activationBytes += r.activationBytes
         }
         for block in model.layers {
-            let a = block.attention
-            let (h, kvh, hd) = (Double(a.heads), Double(a.kvHeads), Double(a.headDim))
-            let proj = 2 * c * h * hd * 2 + 2 * 2 * c * kvh * hd
-            let core = 2 * 2 * h * hd * t
-            var act = 4 * bt * (2 * (h + 2 * kvh) * hd + h * hd + c) + 4 * b * h * t  // q,k,v (+rotated), out, o_proj, lse
-            if case .naive = a.kernel { act += 4 * b * h * t * t }
-            let attnName = "attention (\(Int(h))/\(Int(kvh)) heads × \(Int(hd))\(a.qNorm != nil ? ", qk-norm" : ""))"
-            add(attnName, params(a), proj + core, act)
-            add("norms", params(block.inputNorm) + params(block.postAttentionNorm), 0, 4 * bt * c * 2)
-            switch block.mlp {
-            case let m as GELUMLP:
-                let i = Double(m.fcIn.outFeatures)
-                add("mlp (gelu \(Int(i)))", params(m), 2 * 2 * c * i, 4 * bt * (2 * i + c))
-            case let m as SwiGLUMLP:
-                let i = Double(m.gateProj.outFeatures)
-                add("mlp (swiglu \(Int(i)))", params(m), 3 * 2 * c * i, 4 * bt * (3 * i + c))
-            case let m as MoE:
-                let i = Double(m.experts[0].gateProj.outFeatures), e = Double(m.experts.count), k = Double(m.topK)
-                add("moe (\(Int(e)) × swiglu \(Int(i)), top-\(Int(k)))", params(m), 2 * c * e + k * 3 * 2 * c * i,
-                    4 * bt * (2 * e + k * (3 * i + 2 * c)))
-            default:
-                add("mlp", params(block.mlp), 0, 0)
-            }
-            add("residual", 0, 0, 4 * bt * c * 2)
+            add(row(block.attention.label, block.attention))
+            for norm in [block.inputNorm, block.postAttentionNorm] { add(row("norms (\(norm.label))", norm)) }
+            add(row("mlp (\(block.mlp.label))", block.mlp))
+            add(Row(component: "residual", count: 1, parameters: 0, flopsPerToken: 0, activationBytes: 4 * bt * c * 2))
         }
         rows += order.map { groups[$0]! }
-        rows.append(Row(component: "final norm", count: 1, parameters: params(model.norm), flopsPerToken: 0, activationBytes: 4 * bt * c))
+        rows.append(row("final norm (\(model.norm.label))", model.norm))
         rows.append(Row(component: model.lmHead == nil ? "lm_head (tied)" : "lm_head", count: 1, parameters: params(model.lmHead),
                         flopsPerToken: 2 * c * Double(d.vocabSize), activationBytes: 4 * bt * Double(d.vocabSize)))
         self.rows = rows
         self.batchSize = batchSize
         self.contextLength = d.contextLength
         totalParameters = model.parameterCount
-        nonEmbeddingParameters = totalParameters - params(model.embedTokens) - posParams - params(model.lmHead)
+        nonEmbeddingParameters = totalParameters - params(model.embedTokens) - params(model.position) - params(model.lmHead)
         flopsPerToken = rows.reduce(0) { $0 + $1.flopsPerToken }
         activationBytes = rows.reduce(0) { $0 + $1.activationBytes }
-    }
-
-    static func kind(_ p: any PositionalEncoding) -> String {
-        switch p {
-        case is LearnedPositions: return "learned"
-        case let r as RotaryEmbedding:
-            if case .yarn = r.scaling { return "rope+yarn" }
-            return "rope"
-        case is ALiBiPositions: return "alibi"
-        default: return "none"
-        }
     }
 
     /// A plain-text table.

@@ -105,14 +105,12 @@ import _TestSupport
     @Test func moeRoutingAndAuxLossMatchExactly() throws {
         let f = try Self.load("qwen3-moe-tiny")
         _ = try GradMode.withoutGrad { try f.model(f.ids, batch: f.batch) }
-        for (l, moe) in f.model.moeLayers.enumerated() {
-            let r = moe.lastRouting!
+        for (l, r) in f.model.routingRecords.enumerated() {
             #expect(r.topK.map(Int.init) == f.outputs["router_topk_index.layer\(l)"]!.ints, "layer \(l) top-k")
             #expect(Fixtures.maxAbsDiff(r.weights, f.outputs["router_topk_weight.layer\(l)"]!.floats) < 1e-5)
             #expect(Fixtures.maxAbsDiff(r.logits.scalars, f.outputs["router_logits.layer\(l)"]!.floats) < 1e-4)
         }
-        let records = f.model.moeLayers.compactMap(\.lastRouting)
-        let aux = try loadBalancingLoss(records, experts: 4, topK: 2)!.item()
+        let aux = try loadBalancingLoss(f.model.routingRecords, experts: 4, topK: 2)!.item()
         #expect(abs(aux - f.outputs["aux_loss"]!.floats[0]) < 1e-5)
     }
 

@@ -1,9 +1,19 @@
+import CKernels
 import TensorCore
 
 /// The position-wise block after attention.
-public protocol FeedForward: Module {
+public protocol FeedForward: Component {
     /// x `[..., C]` → `[..., C]`.
     func callAsFunction(_ x: Tensor) throws -> Tensor
+    /// The block for one token in the fast decoder, or `DecodeUnsupported`.
+    func decodeStep(_ w: DecodeWeights) throws -> DecodeFeedForward
+    /// What a routed block's router did in the last forward pass (nil for dense blocks): the
+    /// model adds the auxiliary losses from it.
+    var lastRouting: RoutingRecord? { get }
+}
+
+extension FeedForward {
+    public var lastRouting: RoutingRecord? { nil }
 }
 
 /// GELU MLP: `fc_out(gelu(fc_in(x)))` (GPT-2's `c_fc`/`c_proj`). Recipe kind `gelu`:
@@ -27,6 +37,29 @@ public final class GELUMLP: FeedForward {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try fcOut(fcIn(x).gelu(approximation)) }
+
+    public var options: [String: ConfigValue] {
+        ["kind": .string("gelu"), "intermediate_size": .int(fcIn.outFeatures), "approximation": .string(approximation.rawValue),
+         "bias": .bool(fcIn.bias != nil)]
+    }
+    public var label: String { "gelu \(fcIn.outFeatures)" }
+
+    public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost {
+        let (c, i) = (Double(hidden), Double(fcIn.outFeatures))
+        return ComponentCost(flopsPerToken: 2 * 2 * c * i, activationBytes: 4 * shape.tokens * (2 * i + c))
+    }
+
+    public var adaptableLinears: [AdaptableLinear] { [AdaptableLinear("fc_in", fcIn), AdaptableLinear("fc_out", fcOut)] }
+
+    public func decodeStep(_ w: DecodeWeights) throws -> DecodeFeedForward {
+        let fcIn = try w.matrix(self.fcIn), fcOut = try w.matrix(self.fcOut)
+        let exact = approximation == .exact, width = Int(fcIn.rows)
+        return DecodeFeedForward(scratchFloats: width) { x, out, h in
+            DecodeKernels.gemv(fcIn, h, x: x, accumulate: false, geluTanh: !exact)  // tanh GELU fused into the rows
+            if exact { for i in 0..<width { h[i] = Kernels.geluExact(h[i]) } }
+            DecodeKernels.gemv(fcOut, out, x: h, accumulate: true)
+        }
+    }
 
     public func visit(_ v: inout ModuleVisitor) {
         v.child("fc_in", fcIn)
@@ -52,6 +85,30 @@ public final class SwiGLUMLP: FeedForward {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         try downProj(Tensor.swiglu(gate: gateProj(x), up: upProj(x)))
+    }
+
+    public var options: [String: ConfigValue] {
+        ["kind": .string("swiglu"), "intermediate_size": .int(gateProj.outFeatures), "bias": .bool(gateProj.bias != nil)]
+    }
+    public var label: String { "swiglu \(gateProj.outFeatures)" }
+
+    public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost {
+        let (c, i) = (Double(hidden), Double(gateProj.outFeatures))
+        return ComponentCost(flopsPerToken: 3 * 2 * c * i, activationBytes: 4 * shape.tokens * (3 * i + c))
+    }
+
+    public var adaptableLinears: [AdaptableLinear] {
+        [AdaptableLinear("gate_proj", gateProj), AdaptableLinear("up_proj", upProj), AdaptableLinear("down_proj", downProj)]
+    }
+
+    public func decodeStep(_ w: DecodeWeights) throws -> DecodeFeedForward {
+        let gate = try w.matrix(gateProj), up = try w.matrix(upProj), down = try w.matrix(downProj)
+        let width = Int(gate.rows)
+        return DecodeFeedForward(scratchFloats: 2 * width) { x, out, h in
+            DecodeKernels.gemv(gate, h, up, h + width, x: x, accumulate: false)
+            tk_swiglu_forward(h, h + width, h, 0, width)
+            DecodeKernels.gemv(down, out, x: h, accumulate: true)
+        }
     }
 
     public func visit(_ v: inout ModuleVisitor) {

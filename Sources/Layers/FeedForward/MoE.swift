@@ -12,6 +12,17 @@ public struct RoutingRecord {
     public var weights: [Float]
     /// Tokens sent to each expert (counting every top-k slot).
     public var expertCounts: [Int]
+    /// The router's settings: experts, k and the loss coefficients.
+    public var experts: Int
+    public var k: Int
+    public var auxLossCoefficient: Float
+    public var zLossCoefficient: Float
+
+    /// Router z-loss: mean over tokens of logsumexp(logits)² (ST-MoE).
+    public func zLoss() throws -> Tensor {
+        let lse = try (logits - logits.logSoftmax()).slice(axis: 1, 0..<1)
+        return lse.square().mean()
+    }
 }
 
 /// Sparse mixture of SwiGLU experts with a softmax router (Qwen3-MoE): router linear → softmax over
@@ -86,15 +97,38 @@ public final class MoE: FeedForward {
             let scattered = try Tensor.scatterAddRows(weighted, indices: rows, rows: n)
             out = try out.map { try $0 + scattered } ?? scattered
         }
-        lastRouting = RoutingRecord(probabilities: probs, logits: logits, topK: top, weights: w.scalars, expertCounts: counts)
+        lastRouting = RoutingRecord(probabilities: probs, logits: logits, topK: top, weights: w.scalars, expertCounts: counts,
+                                    experts: e, k: topK, auxLossCoefficient: auxLossCoefficient,
+                                    zLossCoefficient: zLossCoefficient)
         return try (out ?? Tensor(zeros: [n, c])).reshaped(x.shape)
     }
 
-    /// Router z-loss of the last forward: mean over tokens of logsumexp(logits)² (ST-MoE).
-    public func zLoss() throws -> Tensor? {
-        guard let r = lastRouting else { return nil }
-        let lse = try (r.logits - r.logits.logSoftmax()).slice(axis: 1, 0..<1)
-        return lse.square().mean()
+    /// Router z-loss of the last forward (nil before the first).
+    public func zLoss() throws -> Tensor? { try lastRouting?.zLoss() }
+
+    public var options: [String: ConfigValue] {
+        ["kind": .string("moe"), "experts": .int(experts.count), "top_k": .int(topK),
+         "intermediate_size": .int(experts[0].gateProj.outFeatures), "norm_topk_prob": .bool(normalizeTopK),
+         "aux_loss_coef": .double(Double(auxLossCoefficient)), "z_loss_coef": .double(Double(zLossCoefficient))]
+    }
+    public var label: String { "moe \(experts.count) × swiglu \(experts[0].gateProj.outFeatures), top-\(topK)" }
+
+    /// The router, then k of the experts per token.
+    public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost {
+        let (c, i, e, k) = (Double(hidden), Double(experts[0].gateProj.outFeatures), Double(experts.count), Double(topK))
+        return ComponentCost(flopsPerToken: 2 * c * e + k * 3 * 2 * c * i,
+                             activationBytes: 4 * shape.tokens * (2 * e + k * (3 * i + 2 * c)))
+    }
+
+    /// Every expert's projections (PEFT matches `gate_proj` etc. inside `experts.{e}`); not the router.
+    public var adaptableLinears: [AdaptableLinear] {
+        experts.enumerated().flatMap { e, expert in
+            expert.adaptableLinears.map { AdaptableLinear("experts.\(e).\($0.path)", $0.linear) }
+        }
+    }
+
+    public func decodeStep(_ w: DecodeWeights) throws -> DecodeFeedForward {
+        throw DecodeUnsupported("mixture of experts: the router and experts run on the tensor path")
     }
 
     public func visit(_ v: inout ModuleVisitor) {

@@ -17,6 +17,22 @@ public final class LearnedPositions: PositionalEncoding {
 
     public var maxPositions: Int? { weight.shape[0] }
 
+    public var options: [String: ConfigValue] { ["kind": .string("learned"), "max_positions": .int(weight.shape[0])] }
+    public var label: String { "learned" }
+
+    /// No FLOPs counted (an addition); the sum is kept for backward.
+    public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost {
+        ComponentCost(activationBytes: 4 * shape.tokens * Double(hidden))
+    }
+
+    public func decodePositions(_ w: DecodeWeights) throws -> DecodePositions {
+        let table = w.pin(weight.value), c = weight.shape[1]
+        return DecodePositions(embed: { x, position in
+            let row = table + position * c
+            for i in 0..<c { x[i] += row[i] }
+        })
+    }
+
     public func embed(_ x: Tensor, offset: Int) throws -> Tensor {
         let t = x.shape[x.rank - 2]
         guard offset + t <= weight.shape[0] else {
@@ -38,4 +54,9 @@ public final class ALiBiPositions: PositionalEncoding {
         ALiBiPositions()
     }
     public func attentionSlopes(heads: Int) -> [Float]? { ALiBi.slopes(heads: heads) }
+    public var options: [String: ConfigValue] { ["kind": .string("alibi")] }
+    public var label: String { "alibi" }
+    public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost { .zero }
+    /// The slopes reach the decoder through the attention (`attentionSlopes`).
+    public func decodePositions(_ w: DecodeWeights) throws -> DecodePositions { DecodePositions() }
 }

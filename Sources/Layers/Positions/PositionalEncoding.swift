@@ -2,8 +2,9 @@ import TensorCore
 
 /// Where and how token positions enter the model. A variant implements the hooks it needs:
 /// learned absolute positions add to the embeddings, rotary variants rotate queries and keys,
-/// ALiBi biases the attention scores, NoPE does nothing.
-public protocol PositionalEncoding: Module {
+/// ALiBi biases the attention scores, NoPE does nothing. Its decode step (`decodePositions`) does
+/// the same for one token in the fast decoder.
+public protocol PositionalEncoding: Component {
     /// Token embeddings `[B, T, C]` at positions `offset ..< offset+T`.
     func embed(_ x: Tensor, offset: Int) throws -> Tensor
     /// Queries or keys `[B, T, heads, D]` at positions `offset ..< offset+T`.
@@ -12,6 +13,8 @@ public protocol PositionalEncoding: Module {
     func attentionSlopes(heads: Int) -> [Float]?
     /// Positions the encoding supports (nil: any).
     var maxPositions: Int? { get }
+    /// The single-token hooks for the fast decoder, or `DecodeUnsupported`.
+    func decodePositions(_ w: DecodeWeights) throws -> DecodePositions
 }
 
 extension PositionalEncoding {
@@ -28,4 +31,8 @@ public final class NoPositions: PositionalEncoding {
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any PositionalEncoding {
         NoPositions()
     }
+    public var options: [String: ConfigValue] { ["kind": .string("none")] }
+    public var label: String { "none" }
+    public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost { .zero }
+    public func decodePositions(_ w: DecodeWeights) throws -> DecodePositions { DecodePositions() }
 }

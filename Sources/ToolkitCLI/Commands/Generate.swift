@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Layers
 import Models
 import Tokenization
 import TensorCore
