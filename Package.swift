@@ -73,7 +73,8 @@ let package = Package(
             name: "Models",
             dependencies: [
                 "Layers", "CKernels", "Checkpointing", "ToolkitSupport", .product(name: "Yams", package: "Yams"),
-            ]),
+            ],
+            exclude: ["Families/README.md"]),
         .target(name: "Reporting", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
             name: "Training",
@@ -110,7 +111,7 @@ let package = Package(
             name: "TokenizationTests", dependencies: ["Tokenization"], exclude: ["FixtureGenerators"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards", "Tokenization", "CKernels"]),
-        .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing"]),
+        .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing", "Models"]),
         .testTarget(name: "ToolkitCLITests", resources: [.copy("Fixtures")]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),
         .testTarget(

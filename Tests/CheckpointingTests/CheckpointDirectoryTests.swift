@@ -3,6 +3,7 @@ import Testing
 import ToolkitSupport
 
 @testable import Checkpointing
+@testable import Models
 
 @Suite struct CheckpointDirectoryTests {
     func sampleTensors() -> [String: HostTensor] {

@@ -3,6 +3,7 @@ import Testing
 import ToolkitSupport
 
 @testable import Checkpointing
+@testable import Models
 
 @Suite struct HFModelConfigTests {
     func load(_ model: String, v4: Bool = false) throws -> HFModelConfig {

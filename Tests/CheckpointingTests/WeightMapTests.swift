@@ -3,6 +3,7 @@ import Testing
 import ToolkitSupport
 
 @testable import Checkpointing
+@testable import Models
 
 @Suite struct WeightMapTests {
     func fixture(_ model: String) throws -> (HFModelConfig, [String: HostTensor]) {

@@ -1,15 +1,19 @@
+import Checkpointing
+import ToolkitSupport
+
 /// A model configuration read from (or written to) a Hugging Face `config.json`, in neutral
 /// names that do not depend on the family or on the transformers version that wrote it.
 ///
-/// Supported `model_type`s: `gpt2`, `qwen3`, `qwen3_moe`. Both transformers 4.x keys
-/// (`rope_theta` + `rope_scaling`, `num_experts`) and 5.x keys (`rope_parameters`,
-/// `num_local_experts`) are accepted; see `HFModelConfig+Parsing.swift`. Missing optional keys
-/// take the defaults of the corresponding transformers config class.
+/// Each `model_type` is one family file in this folder, registered in `ModelFamilies`: it parses
+/// and writes the family's keys (transformers 4.x and 5.x spellings), maps its weight names and
+/// turns the config into a recipe and back. Missing optional keys take the defaults of the
+/// corresponding transformers config class.
 public struct HFModelConfig: Codable, Equatable, Sendable {
-    public enum ModelType: String, Codable, Sendable, CaseIterable {
-        case gpt2
-        case qwen3
-        case qwen3Moe = "qwen3_moe"
+    /// The HF `model_type` (`gpt2`, `qwen3`, …); each value names a registered family.
+    public struct ModelType: RawRepresentable, Hashable, Codable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
     }
 
     /// RoPE frequency scaling (`rope_parameters` minus `rope_theta`, or v4 `rope_scaling`).
@@ -100,6 +104,8 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
     public var ropeScaling: RopeScaling?
     public var partialRotaryFactor: Double?
     public var attentionBias: Bool
+    /// Biases in the MLP projections (Llama `mlp_bias`).
+    public var mlpBias: Bool
     public var tieWordEmbeddings: Bool
     /// `activation_function` / `hidden_act` (`gelu_new`, `silu`, …).
     public var activation: String
@@ -117,7 +123,7 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
         modelType: ModelType, vocabSize: Int, hiddenSize: Int, numLayers: Int, numHeads: Int,
         numKVHeads: Int, headDim: Int, intermediateSize: Int, maxPositionEmbeddings: Int,
         normEps: Double, ropeTheta: Double? = nil, ropeScaling: RopeScaling? = nil,
-        partialRotaryFactor: Double? = nil, attentionBias: Bool, tieWordEmbeddings: Bool,
+        partialRotaryFactor: Double? = nil, attentionBias: Bool, mlpBias: Bool = false, tieWordEmbeddings: Bool,
         activation: String, moe: MoE? = nil, slidingWindow: Int? = nil,
         useSlidingWindow: Bool = false, maxWindowLayers: Int? = nil, bosTokenId: Int? = nil,
         eosTokenIds: [Int] = [], dtype: String? = nil
@@ -136,6 +142,7 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
         self.ropeScaling = ropeScaling
         self.partialRotaryFactor = partialRotaryFactor
         self.attentionBias = attentionBias
+        self.mlpBias = mlpBias
         self.tieWordEmbeddings = tieWordEmbeddings
         self.activation = activation
         self.moe = moe
@@ -149,10 +156,20 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
 
     /// Query heads per KV head.
     public var kvGroups: Int { numHeads / max(numKVHeads, 1) }
-    /// True for families with LayerNorm (GPT-2); false for RMSNorm (Qwen3).
-    public var usesLayerNorm: Bool { modelType == .gpt2 }
+    /// True for families with LayerNorm (GPT-2); false for RMSNorm.
+    public var usesLayerNorm: Bool { (try? family)?.traits.layerNorm ?? false }
     /// True for families with learned absolute positions (GPT-2).
-    public var usesLearnedPositions: Bool { modelType == .gpt2 }
+    public var usesLearnedPositions: Bool { (try? family)?.traits.learnedPositions ?? false }
     /// Qwen3 applies RMSNorm to q and k per head.
-    public var usesQKNorm: Bool { modelType != .gpt2 }
+    public var usesQKNorm: Bool { (try? family)?.traits.qkNorm ?? false }
+
+    /// This config's family.
+    package var family: any ModelFamily {
+        get throws {
+            guard let f = ModelFamilies.registry[modelType.rawValue] else {
+                throw ToolkitError("unsupported model_type '\(modelType)' (supported: \(ModelFamilies.known))")
+            }
+            return f
+        }
+    }
 }

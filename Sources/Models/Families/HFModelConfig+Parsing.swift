@@ -1,9 +1,10 @@
+import Checkpointing
 import Foundation
 import ToolkitSupport
 
 /// Typed access to a JSON object with errors naming the file and the key path.
 /// `null` is treated like an absent key.
-struct ConfigObject {
+package struct ConfigObject {
     let object: [String: JSONValue]
     let path: String
     let prefix: String
@@ -101,81 +102,14 @@ extension HFModelConfig {
         guard let typeName = try c.string("model_type") else {
             throw ToolkitError.file(path, "missing required key 'model_type'")
         }
-        guard let type = ModelType(rawValue: typeName) else {
-            let known = ModelType.allCases.map(\.rawValue).joined(separator: ", ")
+        guard let family = ModelFamilies.registry[typeName] else {
             throw ToolkitError.file(
-                path, "unsupported model_type '\(typeName)' (supported: \(known))")
+                path, "unsupported model_type '\(typeName)' (supported: \(ModelFamilies.known))")
         }
-        var config = try type == .gpt2 ? parseGPT2(c) : parseQwen3(c, type: type)
+        var config = try family.parse(c)
         config.dtype = try c.string("dtype", "torch_dtype")
         try config.validate(path: path)
         return config
-    }
-
-    /// GPT2Config (transformers `configuration_gpt2.py`), including its `attribute_map`
-    /// aliases (`hidden_size` → `n_embd`, …).
-    private static func parseGPT2(_ c: ConfigObject) throws -> HFModelConfig {
-        let hidden = try c.requiredInt("n_embd", "hidden_size")
-        let heads = try c.requiredInt("n_head", "num_attention_heads")
-        return HFModelConfig(
-            modelType: .gpt2,
-            vocabSize: try c.int("vocab_size") ?? 50257,
-            hiddenSize: hidden,
-            numLayers: try c.requiredInt("n_layer", "num_hidden_layers"),
-            numHeads: heads,
-            numKVHeads: heads,
-            headDim: heads > 0 ? hidden / heads : 0,
-            intermediateSize: try c.int("n_inner") ?? 4 * hidden,
-            maxPositionEmbeddings: try c.int("n_positions", "max_position_embeddings")
-                ?? 1024,
-            normEps: try c.double("layer_norm_epsilon") ?? 1e-5,
-            attentionBias: true,
-            tieWordEmbeddings: try c.bool("tie_word_embeddings", default: true),
-            activation: try c.string("activation_function") ?? "gelu_new",
-            bosTokenId: c.has("bos_token_id") ? try c.int("bos_token_id") : 50256,
-            eosTokenIds: c.has("eos_token_id") ? try c.intList("eos_token_id") ?? [] : [50256])
-    }
-
-    /// Qwen3Config / Qwen3MoeConfig (transformers 4.5x and 5.x).
-    private static func parseQwen3(_ c: ConfigObject, type: ModelType) throws -> HFModelConfig {
-        let hidden = try c.requiredInt("hidden_size")
-        let heads = try c.requiredInt("num_attention_heads")
-        let rope = try parseRope(c)
-        var moe: MoE?
-        if type == .qwen3Moe {
-            moe = MoE(
-                numExperts: try c.int("num_local_experts", "num_experts") ?? 128,
-                numExpertsPerToken: try c.int("num_experts_per_tok") ?? 8,
-                moeIntermediateSize: try c.int("moe_intermediate_size") ?? 768,
-                normTopKProb: try c.bool("norm_topk_prob", default: false),
-                routerAuxLossCoef: try c.double("router_aux_loss_coef") ?? 0.001,
-                decoderSparseStep: try c.int("decoder_sparse_step") ?? 1,
-                mlpOnlyLayers: try c.intList("mlp_only_layers") ?? [],
-                outputRouterLogits: try c.bool("output_router_logits", default: false))
-        }
-        return HFModelConfig(
-            modelType: type,
-            vocabSize: try c.requiredInt("vocab_size"),
-            hiddenSize: hidden,
-            numLayers: try c.requiredInt("num_hidden_layers"),
-            numHeads: heads,
-            numKVHeads: try c.int("num_key_value_heads") ?? heads,
-            headDim: try c.int("head_dim") ?? 128,
-            intermediateSize: try c.requiredInt("intermediate_size"),
-            maxPositionEmbeddings: try c.int("max_position_embeddings") ?? 32768,
-            normEps: try c.double("rms_norm_eps") ?? 1e-6,
-            ropeTheta: rope.theta,
-            ropeScaling: rope.scaling,
-            partialRotaryFactor: rope.partialRotaryFactor,
-            attentionBias: try c.bool("attention_bias", default: false),
-            tieWordEmbeddings: try c.bool("tie_word_embeddings", default: false),
-            activation: try c.string("hidden_act") ?? "silu",
-            moe: moe,
-            slidingWindow: try c.int("sliding_window"),
-            useSlidingWindow: try c.bool("use_sliding_window", default: false),
-            maxWindowLayers: try c.int("max_window_layers"),
-            bosTokenId: try c.int("bos_token_id"),
-            eosTokenIds: try c.intList("eos_token_id") ?? [])
     }
 
     static let supportedRopeTypes: Set<String> = ["default", "linear", "dynamic", "yarn", "llama3"]
@@ -187,7 +121,7 @@ extension HFModelConfig {
 
     /// RoPE settings from v5 `rope_parameters` or v4 `rope_theta` + `rope_scaling`; when both
     /// forms are present they must agree.
-    private static func parseRope(_ c: ConfigObject) throws
+    package static func parseRope(_ c: ConfigObject) throws
         -> (theta: Double, scaling: RopeScaling?, partialRotaryFactor: Double?)
     {
         var theta = try c.double("rope_theta")
