@@ -12,6 +12,7 @@ public enum Components {
         "linear": LinearRoPEScaling.make,
         "ntk": NTKRoPEScaling.make,
         "yarn": YaRNScaling.make,
+        "llama3": Llama3RoPEScaling.make,
     ])
 
     nonisolated(unsafe) public static var norms = ComponentRegistry<any Normalization>("normalization", [

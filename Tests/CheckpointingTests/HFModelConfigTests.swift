@@ -15,7 +15,7 @@ import ToolkitSupport
         try HFModelConfig.parse(Data(json.utf8), path: "cfg.json")
     }
 
-    @Test(arguments: ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "qwen3-moe-tiny"])
+    @Test(arguments: ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "qwen3-moe-tiny", "llama3-tiny"])
     func v4AndV5KeysGiveTheSameConfig(model: String) throws {
         let v5 = try load(model)
         let v4 = try load(model, v4: true)
@@ -104,8 +104,8 @@ import ToolkitSupport
     @Test func errorsNameTheKey() {
         let base =
             #""vocab_size":10,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":16"#
-        expectError(["cfg.json", "unsupported model_type 'llama'", "qwen3_moe"]) {
-            _ = try parse(#"{"model_type":"llama"}"#)
+        expectError(["cfg.json", "unsupported model_type 'falcon'", "qwen3_moe", "llama"]) {
+            _ = try parse(#"{"model_type":"falcon"}"#)
         }
         expectError(["missing required key 'model_type'"]) { _ = try parse("{}") }
         expectError(["cfg.json", "invalid JSON"]) { _ = try parse("{") }

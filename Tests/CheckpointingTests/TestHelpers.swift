@@ -26,7 +26,7 @@ enum Fixtures {
         root.appendingPathComponent(relative).path
     }
 
-    static let models = ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "qwen3-moe-tiny"]
+    static let models = ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "qwen3-moe-tiny", "llama3-tiny"]
 
     static func meta(_ model: String) throws -> [String: Any] {
         let data = try Data(contentsOf: URL(fileURLWithPath: path("\(model)/meta.json")))

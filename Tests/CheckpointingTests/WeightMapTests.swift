@@ -43,7 +43,7 @@ import ToolkitSupport
         #expect(canonical["model.norm.bias"] == hf["transformer.ln_f.bias"])
     }
 
-    @Test(arguments: ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "qwen3-moe-tiny"])
+    @Test(arguments: ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "qwen3-moe-tiny", "llama3-tiny"])
     func importExportRoundTripIsBitwiseAndReproducesTheFile(model: String) throws {
         let (config, hf) = try fixture(model)
         let map = try WeightMap.forConfig(config)

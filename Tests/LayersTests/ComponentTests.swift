@@ -158,6 +158,28 @@ private func leaves(_ m: any Module) -> [Tensor] { m.namedParameters().map(\.par
         }
     }
 
+    /// Llama 3.1's scaling keeps, smooths and divides frequencies by wavelength; the fixture's
+    /// head_dim 16 at θ 5e5 has indices in all three regions (kept 0–3, smoothed 4, divided 5–7).
+    @Test func llama3RoPETablesMatchHF() throws {
+        let f = try Fixtures.load("llama3-tiny/outputs.safetensors")
+        let scaling = try Components.ropeScalings.make(
+            ComponentOptions(path: "scaling", values: ["kind": .string("llama3"), "factor": .double(32)]),
+            ComponentContext(hiddenSize: 64, heads: 4, kvHeads: 2, headDim: 16, layers: 1, contextLength: 64))
+        let rope = try RotaryEmbedding(headDim: 16, theta: 500_000, scaling: scaling, maxPositions: 64)
+        let plain = try RotaryEmbedding(headDim: 16, theta: 500_000, maxPositions: 64)
+        let want = f["rope.inv_freq"]!.floats
+        // Both sides compute in fp32: θ^(2i/d) rounded once, then at most four fp32 operations of the
+        // blend, each within half an ulp, so a few ulps (2^-23 ≈ 1.2e-7 relative each) apart at most.
+        let relative = zip(rope.inverseFrequencies, want).map { abs($0 - $1) / $1 }.max()!
+        #expect(relative < 1e-6, "inv_freq relative difference \(relative)")
+        #expect(plain.inverseFrequencies[0..<4] == rope.inverseFrequencies[0..<4])
+        #expect((4..<8).allSatisfy { plain.inverseFrequencies[$0] > rope.inverseFrequencies[$0] })
+        let tables = rope.hfTables(positions: f["rope.cos"]!.shape[0])
+        #expect(Fixtures.maxAbsDiff(tables.cos, f["rope.cos"]!.floats) < 2e-6)
+        #expect(Fixtures.maxAbsDiff(tables.sin, f["rope.sin"]!.floats) < 2e-6)
+        #expect(scaling.options["original_max_position_embeddings"] == .int(8192))
+    }
+
     @Test func tiedParametersAreVisitedOnce() {
         final class Tied: Module {
             let a = Parameter(Tensor.ones([2])), inner = Linear(weight: Tensor.ones([2, 2]))

@@ -41,6 +41,7 @@ package enum ModelFamilies {
         GPT2Family(),
         Qwen3Family(),
         Qwen3MoEFamily(),
+        LlamaFamily(),
     ]
 
     package static let registry: [String: any ModelFamily] = Dictionary(uniqueKeysWithValues: order.map { ($0.modelType, $0) })
