@@ -99,6 +99,20 @@ public struct ComponentOptions {
         }
     }
 
+    /// A list of strings (`[local, global]`), or nil when absent.
+    public mutating func optionalStrings(_ key: String) throws -> [String]? {
+        used.insert(key)
+        switch values[key] {
+        case nil, .null?: return nil
+        case .list(let l)?:
+            return try l.map {
+                guard case .string(let s) = $0 else { throw error(key, "expected a list of names, got \(ConfigValue.list(l))") }
+                return s
+            }
+        case let v?: throw error(key, "expected a list of names, got \(v)")
+        }
+    }
+
     public mutating func optionalBool(_ key: String) throws -> Bool? {
         used.insert(key)
         switch values[key] {

@@ -21,7 +21,18 @@ import ToolkitSupport
 ///        # or {kind: swiglu, intermediate_size} or {kind: moe, experts, top_k, intermediate_size,
 ///        #     norm_topk_prob, aux_loss_coef, z_loss_coef, sparse_step: 1, mlp_only_layers: [],
 ///        #     dense_intermediate_size}
+///   layer_types: [local, local, global]   # names, cycled over the layers (or one per layer)
+///   layer_type_overrides:                 # per name: blocks merged into attention / position / mlp
+///     local: {attention: {window: 128}, position: {theta: 10000}}
+///     global: {}
 /// ```
+///
+/// Per-layer variation is one mechanism: each layer gets its own attention window, position block
+/// (a rotary base, another kind, or `none` for NoPE layers) and feed-forward block. `layer_types`
+/// with `layer_type_overrides` states it directly; `window_from_layer` (a window on the layers from
+/// that index on), and MoE's `sparse_step` / `mlp_only_layers` (dense SwiGLU of
+/// `dense_intermediate_size` on the other layers) are shorthands that expand to the same per-layer
+/// blocks. A layer whose position block equals the model's shares the model's encoding.
 public enum ModelBuilder {
     /// `initializeWeights: false` leaves weights at zero (fast shape-only builds).
     public static func build(_ recipe: Recipe, initializeWeights: Bool = true) throws -> DecoderModel {
@@ -68,7 +79,12 @@ public enum ModelBuilder {
                                    initializeWeights: initializeWeights)
         guard let normOptions = try o.nested("norm") else { throw o.error("norm", "missing (required)") }
         guard let posOptions = try o.nested("position") else { throw o.error("position", "missing (required)") }
-        guard var mlpOptions = try o.nested("mlp") else { throw o.error("mlp", "missing (required)") }
+        guard let mlpOptions = try o.nested("mlp") else { throw o.error("mlp", "missing (required)") }
+        var plans = (0..<layerCount).map { i in
+            LayerPlan(window: i >= windowFrom ? window : nil, position: posOptions, mlp: mlpOptions)
+        }
+        try expandMoEShorthands(mlpOptions, into: &plans)
+        try applyLayerTypes(&o, into: &plans)
         try o.finish()
 
         // Build order fixes the random stream: embeddings, positions, then each layer.
@@ -77,42 +93,21 @@ public enum ModelBuilder {
         if let maxPos = position.maxPositions, maxPos < context {
             throw posOptions.error("kind", "supports \(maxPos) positions, fewer than context_length \(context)")
         }
-        // MoE layer placement (HF Qwen3-MoE: sparse_step, mlp_only_layers, dense intermediate size).
-        var sparseStep = 1, denseLayers: Set<Int> = [], denseSize: Int? = nil
-        var mlpKind = "?"
-        do {
-            var probe = mlpOptions
-            mlpKind = try probe.kind()
-        }
-        if mlpKind == "moe" {
-            var m = mlpOptions
-            sparseStep = try m.int("sparse_step", default: 1)
-            guard sparseStep >= 1 else { throw m.error("sparse_step", "must be at least 1") }
-            if case .list(let l)? = m.values["mlp_only_layers"] {
-                for v in l { guard case .int(let i) = v else { throw m.error("mlp_only_layers", "expected integers") }; denseLayers.insert(i) }
-            } else if m.values["mlp_only_layers"] != nil && m.values["mlp_only_layers"] != .null {
-                throw m.error("mlp_only_layers", "expected a list of layer indices")
-            }
-            denseSize = try m.optionalInt("dense_intermediate_size")
-            var values = mlpOptions.values
-            for k in ["sparse_step", "mlp_only_layers", "dense_intermediate_size"] { values.removeValue(forKey: k) }
-            mlpOptions = ComponentOptions(path: mlpOptions.path, values: values)
-            let needsDense = (0..<layerCount).contains { denseLayers.contains($0) || ($0 + 1) % sparseStep != 0 }
-            if needsDense && denseSize == nil {
-                throw m.error("dense_intermediate_size", "required when some layers are dense (sparse_step / mlp_only_layers)")
-            }
-        }
         var blocks: [TransformerBlock] = []
-        for i in 0..<layerCount {
+        for (i, plan) in plans.enumerated() {
             let inputNorm = try Components.norms.make(normOptions, ctx)
+            var layerPosition = position
+            if plan.position.values != posOptions.values {
+                layerPosition = try Components.positions.make(plan.position, ctx)
+                guard !layerPosition.addsToEmbeddings else {
+                    throw plan.position.error("kind", "layer \(i) cannot have its own \(layerPosition.label) positions (they are added to the embeddings)")
+                }
+            }
             let attn = Attention(hiddenSize: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, bias: attnBias,
-                                 qkNorm: qkNorm, qkNormEps: qkNormEps, window: i >= windowFrom ? window : nil,
-                                 kernel: kernel, position: position, context: ctx)
+                                 qkNorm: qkNorm, qkNormEps: qkNormEps, window: plan.window, kernel: kernel,
+                                 position: layerPosition, context: ctx)
             let postNorm = try Components.norms.make(normOptions, ctx)
-            let isDense = mlpKind == "moe" && (denseLayers.contains(i) || (i + 1) % sparseStep != 0)
-            let mlp: any FeedForward = isDense
-                ? SwiGLUMLP(hiddenSize: hidden, intermediateSize: denseSize!, bias: false, context: ctx)
-                : try Components.feedForwards.make(mlpOptions, ctx)
+            let mlp = try Components.feedForwards.make(plan.mlp, ctx)
             blocks.append(TransformerBlock(inputNorm: inputNorm, attention: attn, postAttentionNorm: postNorm, mlp: mlp))
         }
         let finalNorm = try Components.norms.make(normOptions, ctx)
@@ -121,5 +116,98 @@ public enum ModelBuilder {
                                    headDim: headDim, contextLength: context, tieWordEmbeddings: tie)
         return DecoderModel(dims: dims, embedTokens: embed, position: position, layers: blocks, norm: finalNorm,
                             lmHead: head, recipe: recipe)
+    }
+
+    /// One layer's window, position block and feed-forward block (with the key path errors name),
+    /// before building.
+    struct LayerPlan {
+        var window: Int?
+        var position: ComponentOptions
+        var mlp: ComponentOptions
+    }
+
+    /// MoE's HF shorthands: `sparse_step` and `mlp_only_layers` pick the sparse layers; the others
+    /// get a dense SwiGLU of `dense_intermediate_size` (HF Qwen3-MoE's rule).
+    static func expandMoEShorthands(_ mlpOptions: ComponentOptions, into plans: inout [LayerPlan]) throws {
+        var m = mlpOptions
+        guard try m.kind() == "moe" else { return }
+        let sparseStep = try m.int("sparse_step", default: 1)
+        guard sparseStep >= 1 else { throw m.error("sparse_step", "must be at least 1") }
+        var denseLayers = Set<Int>()
+        switch m.values["mlp_only_layers"] {
+        case nil, .null?: break
+        case .list(let l)?:
+            for v in l {
+                guard case .int(let i) = v else { throw m.error("mlp_only_layers", "expected integers") }
+                denseLayers.insert(i)
+            }
+        default: throw m.error("mlp_only_layers", "expected a list of layer indices")
+        }
+        let denseSize = try m.optionalInt("dense_intermediate_size")
+        var sparse = mlpOptions.values
+        for k in ["sparse_step", "mlp_only_layers", "dense_intermediate_size"] { sparse.removeValue(forKey: k) }
+        for i in plans.indices {
+            if denseLayers.contains(i) || (i + 1) % sparseStep != 0 {
+                guard let denseSize else {
+                    throw m.error("dense_intermediate_size", "required when some layers are dense (sparse_step / mlp_only_layers)")
+                }
+                plans[i].mlp = ComponentOptions(path: mlpOptions.path + " (dense layer \(i))",
+                                                values: ["kind": .string("swiglu"), "intermediate_size": .int(denseSize)])
+            } else {
+                plans[i].mlp = ComponentOptions(path: mlpOptions.path, values: sparse)
+            }
+        }
+    }
+
+    /// `layer_types` (names cycled over the layers, or one per layer) and `layer_type_overrides`
+    /// (per name: `attention: {window}`, `position` and `mlp` blocks merged into the model's).
+    static func applyLayerTypes(_ o: inout ComponentOptions, into plans: inout [LayerPlan]) throws {
+        guard let types = try o.optionalStrings("layer_types") else {
+            guard try o.nested("layer_type_overrides") == nil else {
+                throw o.error("layer_type_overrides", "needs layer_types to say which layer is which")
+            }
+            return
+        }
+        guard !types.isEmpty, types.count <= plans.count, plans.count % types.count == 0 else {
+            throw o.error("layer_types", "\(types.count) names do not cycle evenly over \(plans.count) layers")
+        }
+        let overrides = try o.nested("layer_type_overrides") ?? ComponentOptions(path: o.path + ".layer_type_overrides", values: [:])
+        var table: [String: (window: Int??, position: ComponentOptions?, mlp: ComponentOptions?)] = [:]
+        var seen = overrides
+        for name in Set(types) {
+            var t = try seen.nested(name) ?? ComponentOptions(path: overrides.path + "." + name, values: [:])
+            var window: Int?? = nil
+            if var a = try t.nested("attention") {
+                switch a.values["window"] {
+                case nil: break
+                case .null?: window = .some(nil)
+                case .int(let w)? where w >= 1: window = .some(w)
+                case let v?: throw a.error("window", "expected a positive integer or null, got \(v)")
+                }
+                _ = try a.optionalInt("window").map { _ in () }
+                do { try a.finish() } catch {
+                    throw a.error(a.values.keys.sorted().first { $0 != "window" } ?? "window",
+                                  "only the window can vary per layer (heads and projections are the model's)")
+                }
+            }
+            let position = try t.nested("position")
+            let mlp = try t.nested("mlp")
+            try t.finish()
+            table[name] = (window, position, mlp)
+        }
+        try seen.finish()
+        for i in plans.indices {
+            guard let t = table[types[i % types.count]] else { continue }
+            if let w = t.window { plans[i].window = w }
+            if let p = t.position { plans[i].position = overlay(plans[i].position, p) }
+            if let m = t.mlp { plans[i].mlp = overlay(plans[i].mlp, m) }
+        }
+    }
+
+    /// A layer's block with an override on top: merged key by key, or replaced whole when the
+    /// override names another `kind` (as `extends:` treats blocks).
+    static func overlay(_ base: ComponentOptions, _ top: ComponentOptions) -> ComponentOptions {
+        if let kind = top.values["kind"], kind != base.values["kind"] { return top }
+        return ComponentOptions(path: top.path, values: ConfigValue.merge(base.values, top.values))
     }
 }

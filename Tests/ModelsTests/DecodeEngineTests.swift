@@ -63,6 +63,10 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         ("nano-qwen3", ["model.attention.head_dim=128"]),
         ("alibi", nanoSize + ["model.attention.heads=1", "model.attention.kv_heads=1", "model.attention.head_dim=64",
                               "model.attention.window=5"]),
+        // per-layer windows and positions: a local RoPE layer with its own base, a NoPE global layer
+        ("nano-qwen3", ["model.layer_types=[local, global]",
+                        "model.layer_type_overrides={local: {attention: {window: 3}, position: {theta: 100.0}}, global: {position: {kind: none}}}"]),
+        ("nano-qwen3", ["model.position.scaling={kind: llama3, factor: 8.0, original_max_position_embeddings: 16}"]),
     ])
     func f32MatchesTheTensorPath(recipe: String, overrides: [String]) throws {
         let m = try ModelBuilder.build(Recipe.load("\(recipesDir)/\(recipe).yaml", overrides: overrides))

@@ -26,6 +26,90 @@ private func writeTemp(_ text: String, name: String = "r") throws -> String {
         #expect(model.parameterCount == count)
     }
 
+    /// "5 local : 1 global" as modern configs write it, NoPE layers, and the shorthands as instances.
+    @Test func perLayerPatterns() throws {
+        let pattern = [
+            "model.layers=6", "model.layer_types=[local, local, local, local, local, global]",
+            "model.layer_type_overrides={local: {attention: {window: 16}, position: {theta: 10000.0}}, global: {position: {theta: 1000000.0}}}",
+        ]
+        let m = try ModelBuilder.build(recipe("nano-qwen3", pattern))
+        #expect(m.layers.map(\.attention.window) == [16, 16, 16, 16, 16, nil])
+        #expect(m.layers.map { $0.attention.position.options["theta"] } == Array(repeating: .double(10000), count: 5) + [.double(1e6)])
+        // Cycled: two names over four layers; NoPE on the odd ones.
+        let nope = try ModelBuilder.build(recipe("nano-qwen3", ["model.layers=4", "model.layer_types=[rope, nope]",
+                                                                  "model.layer_type_overrides={nope: {position: {kind: none}}}"]))
+        #expect(nope.layers.map(\.attention.position.label) == ["rope", "none", "rope", "none"])
+        #expect(nope.layers[0].attention.position === nope.position, "a layer with the model's block shares its encoding")
+        // window_from_layer is the same per-layer plan as the explicit list.
+        let shorthand = try ModelBuilder.build(recipe("nano-qwen3", ["model.layers=4", "model.attention.window=8",
+                                                                       "model.attention.window_from_layer=2"]))
+        let explicit = try ModelBuilder.build(recipe("nano-qwen3", ["model.layers=4", "model.layer_types=[full, full, sliding, sliding]",
+                                                                      "model.layer_type_overrides={sliding: {attention: {window: 8}}}"]))
+        #expect(shorthand.layers.map(\.attention.window) == explicit.layers.map(\.attention.window))
+        #expect(ModelIO.hostTensors(shorthand) == ModelIO.hostTensors(explicit), "same weights: the init stream is per layer")
+        // Dense and MoE layers by name, like mlp_only_layers.
+        let mixed = try ModelBuilder.build(recipe("nano-moe", ["model.layers=2", "model.layer_types=[dense, sparse]",
+                                                                 "model.layer_type_overrides={dense: {mlp: {kind: swiglu, intermediate_size: 32}}}"]))
+        #expect(mixed.layers.map(\.mlp.options.kind) == ["swiglu", "moe"])
+    }
+
+    @Test func perLayerPatternErrorsNameTheKey() throws {
+        func fails(_ overrides: [String], _ fragments: [String]) {
+            do {
+                _ = try ModelBuilder.build(recipe("nano-qwen3", overrides))
+                Issue.record("expected an error for \(overrides)")
+            } catch {
+                for f in fragments { #expect("\(error)".contains(f), "\(error) lacks \(f)") }
+            }
+        }
+        fails(["model.layers=3", "model.layer_types=[a, b]"], ["model.layer_types", "2 names", "3 layers"])
+        fails(["model.layer_type_overrides={a: {attention: {window: 4}}}"], ["layer_type_overrides", "needs layer_types"])
+        fails(["model.layer_types=[a, b]", "model.layer_type_overrides={a: {attention: {heads: 2}}}"],
+              ["layer_type_overrides.a.attention.heads", "only the window"])
+        fails(["model.layer_types=[a, b]", "model.layer_type_overrides={c: {}}"], ["layer_type_overrides.c", "unknown key"])
+        fails(["model.layer_types=[a, b]", "model.layer_type_overrides={a: {position: {kind: learned}}}"],
+              ["layer_type_overrides.a.position", "layer 0 cannot have its own learned positions"])
+        fails(["model.layer_types=[a, b]", "model.layer_type_overrides={a: {mlp: {kind: swiglu, width: 3}}}"],
+              ["layer_type_overrides.a.mlp.width"])
+    }
+
+    /// Every key the code accepts in a recipe is documented in README's Recipes section: an unknown
+    /// key in each block makes the code list the keys it asked for, and each must appear there.
+    @Test func everyRecipeKeyIsDocumented() throws {
+        let readme = try String(contentsOfFile: recipesDir + "/../README.md", encoding: .utf8)
+        let section = readme.components(separatedBy: "\n## Recipes")[1].components(separatedBy: "\n## ")[0]
+        var blocks = ["model.zz_unknown=1", "model.attention.zz_unknown=1", "model.norm.zz_unknown=1",
+                      "model.layer_type_overrides={a: {zz_unknown: 1}}"]
+        for kind in Components.positions.kinds { blocks.append("model.position={kind: \(kind), zz_unknown: 1}") }
+        for kind in Components.ropeScalings.kinds {
+            blocks.append("model.position={kind: rope, scaling: {kind: \(kind), factor: 2.0, zz_unknown: 1}}")
+        }
+        for kind in Components.norms.kinds { blocks.append("model.norm={kind: \(kind), zz_unknown: 1}") }
+        for kind in Components.feedForwards.kinds {
+            blocks.append("model.mlp={kind: \(kind), experts: 2, top_k: 1, intermediate_size: 8, zz_unknown: 1}")
+        }
+        var checked = 0
+        for block in blocks {
+            let overrides = block.hasPrefix("model.layer_type_overrides") ? ["model.layer_types=[a, b]", block] : [block]
+            do {
+                let r = try recipe("nano-qwen3", overrides)
+                _ = try ModelBuilder.build(r, initializeWeights: false)
+                Issue.record("\(block) was accepted")
+            } catch {
+                let message = "\(error)"
+                guard let range = message.range(of: "(allowed here: ") else { Issue.record("\(block): \(message)"); continue }
+                let keys = message[range.upperBound...].prefix { $0 != ")" }.split(separator: ",").map {
+                    $0.trimmingCharacters(in: .whitespaces)
+                }
+                for key in keys where !section.contains(key) {
+                    Issue.record("recipe key '\(key)' (\(block)) is not documented in README's Recipes section")
+                }
+                checked += keys.count
+            }
+        }
+        #expect(checked > 40)
+    }
+
     @Test func everyShippedRecipeBuildsAndAblationsChangeOneBlock() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: recipesDir).filter { $0.hasSuffix(".yaml") }
             .map { String($0.dropLast(5)) }.sorted()

@@ -16,6 +16,7 @@ public final class LearnedPositions: PositionalEncoding {
     }
 
     public var maxPositions: Int? { weight.shape[0] }
+    public var addsToEmbeddings: Bool { true }
 
     public var options: [String: ConfigValue] { ["kind": .string("learned"), "max_positions": .int(weight.shape[0])] }
     public var label: String { "learned" }

@@ -13,6 +13,9 @@ public protocol PositionalEncoding: Component {
     func attentionSlopes(heads: Int) -> [Float]?
     /// Positions the encoding supports (nil: any).
     var maxPositions: Int? { get }
+    /// True when it changes the embeddings (learned absolute positions): then it belongs to the
+    /// model, and no single layer can have its own.
+    var addsToEmbeddings: Bool { get }
     /// The single-token hooks for the fast decoder, or `DecodeUnsupported`.
     func decodePositions(_ w: DecodeWeights) throws -> DecodePositions
 }
@@ -22,6 +25,7 @@ extension PositionalEncoding {
     public func rotate(_ x: Tensor, offset: Int) throws -> Tensor { x }
     public func attentionSlopes(heads: Int) -> [Float]? { nil }
     public var maxPositions: Int? { nil }
+    public var addsToEmbeddings: Bool { false }
     public func visit(_ v: inout ModuleVisitor) {}
 }
 

@@ -79,6 +79,15 @@ package struct ConfigObject {
         }
     }
 
+    func stringList(_ key: String) throws -> [String]? {
+        guard let v = value(key) else { return nil }
+        guard let a = v.arrayValue else { throw fail(key, "is \(v.typeName), expected a list of strings") }
+        return try a.enumerated().map { i, e in
+            guard let s = e.stringValue else { throw fail("\(key)[\(i)]", "is not a string") }
+            return s
+        }
+    }
+
     /// Whether `key` is present at all (even as null), to tell "explicit null" from "absent".
     func has(_ key: String) -> Bool { object[key] != nil }
 }
@@ -227,6 +236,13 @@ extension HFModelConfig {
         }
         if let w = slidingWindow {
             try check(w > 0, "sliding_window", "must be positive (got \(w))")
+        }
+        if let types = layerTypes {
+            try check(types.count == numLayers, "layer_types", "has \(types.count) entries for \(numLayers) layers")
+            for t in types {
+                try check(["full_attention", "sliding_attention"].contains(t), "layer_types",
+                          "entry '\(t)' is not full_attention or sliding_attention")
+            }
         }
         if let m = moe {
             try check(

@@ -113,6 +113,8 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
     public var slidingWindow: Int?
     public var useSlidingWindow: Bool
     public var maxWindowLayers: Int?
+    /// Per-layer attention types (`full_attention`, `sliding_attention`), when the config lists them.
+    public var layerTypes: [String]?
     public var bosTokenId: Int?
     /// `eos_token_id` may be one id or a list.
     public var eosTokenIds: [Int]

@@ -28,6 +28,7 @@ struct Qwen3Family: ModelFamily {
         config.slidingWindow = try c.int("sliding_window")
         config.useSlidingWindow = try c.bool("use_sliding_window", default: false)
         config.maxWindowLayers = try c.int("max_window_layers")
+        config.layerTypes = try c.stringList("layer_types")
         return config
     }
 
@@ -38,6 +39,7 @@ struct Qwen3Family: ModelFamily {
         o["use_sliding_window"] = .bool(config.useSlidingWindow)
         o["sliding_window"] = config.slidingWindow.map { .int(Int64($0)) } ?? .null
         if let m = config.maxWindowLayers { o["max_window_layers"] = .int(Int64(m)) }
+        if let t = config.layerTypes { o["layer_types"] = .array(t.map { .string($0) }) }
         return o
     }
 
@@ -56,13 +58,22 @@ struct Qwen3Family: ModelFamily {
         try Self.recipe(config, path: path)
     }
 
-    /// The Qwen3 recipe: Llama layout with QK-norm and the sliding window from `max_window_layers`.
+    /// Which layers have the sliding window, as HF Qwen3 decides: `layer_types` when given, else
+    /// the layers from `max_window_layers` (28 by default) on; none unless `use_sliding_window`.
+    static func slidingLayers(_ c: HFModelConfig) -> [Bool] {
+        guard c.useSlidingWindow, c.slidingWindow != nil else { return Array(repeating: false, count: c.numLayers) }
+        if let types = c.layerTypes { return types.map { $0 == "sliding_attention" } }
+        return (0..<c.numLayers).map { $0 >= (c.maxWindowLayers ?? 28) }
+    }
+
+    /// The Qwen3 recipe: the Llama layout with QK-norm; sliding-window layers as `layer_types` named
+    /// as HF names them, with the window in `layer_type_overrides.sliding_attention`.
     static func recipe(_ c: HFModelConfig, path: String) throws -> [String: ConfigValue] {
         var model = try LlamaLayout.recipe(c, qkNorm: true, path: path)
-        if c.useSlidingWindow, let w = c.slidingWindow, case .map(var attention)? = model["attention"] {
-            attention["window"] = .int(w)
-            attention["window_from_layer"] = .int(c.maxWindowLayers ?? 0)
-            model["attention"] = .map(attention)
+        let sliding = slidingLayers(c)
+        if let w = c.slidingWindow, sliding.contains(true) {
+            model["layer_types"] = .list(sliding.map { .string($0 ? "sliding_attention" : "full_attention") })
+            model["layer_type_overrides"] = .map(["sliding_attention": .map(["attention": .map(["window": .int(w)])])])
         }
         return model
     }
@@ -82,12 +93,13 @@ struct Qwen3Family: ModelFamily {
         var config = try LlamaLayout.config(of: model, type: type, qkNorm: true)
         let windows = model.layers.map(\.attention.window)
         if let first = windows.firstIndex(where: { $0 != nil }) {
-            guard windows[first...].allSatisfy({ $0 == windows[first] }) else {
-                throw FamilyMismatch("needs one sliding window on every layer from max_window_layers on")
+            guard windows.allSatisfy({ $0 == nil || $0 == windows[first] }) else {
+                throw FamilyMismatch("needs one sliding-window size (layer_types say which layers have it)")
             }
             config.slidingWindow = windows[first]
             config.useSlidingWindow = true
             config.maxWindowLayers = first
+            config.layerTypes = windows.map { $0 == nil ? "full_attention" : "sliding_attention" }
         }
         return config
     }
