@@ -90,3 +90,18 @@ public final class AdamW: Adam {
             weightDecay: weightDecay, decoupled: true, label: label)
     }
 }
+
+extension OptimizerKind {
+    /// Recipe/flag name `adam`: L2 weight decay added to the gradient (torch.optim.Adam).
+    public static let adam = OptimizerKind(name: "adam", summary: "Adam, L2 weight decay in the gradient") { c, params in
+        try MultiOptimizer.decaySplit(params, label: "adam", weightDecay: c.weightDecay, noDecay: c.noDecayFilter) {
+            try Adam($0, learningRate: c.learningRate, beta1: c.beta1, beta2: c.beta2, epsilon: c.epsilon, weightDecay: $1, label: $2)
+        }
+    }
+
+    /// Recipe/flag name `adamw`: decoupled weight decay, 0.01 by default (torch.optim.AdamW).
+    public static let adamw = OptimizerKind(name: "adamw", summary: "AdamW, decoupled weight decay", defaultWeightDecay: 0.01) { c, params in
+        try MultiOptimizer.adamW(params, learningRate: c.learningRate, beta1: c.beta1, beta2: c.beta2, epsilon: c.epsilon,
+                                 weightDecay: c.weightDecay, noDecay: c.noDecayFilter)
+    }
+}

@@ -179,3 +179,17 @@ public enum NewtonSchulz {
         if cur != x { x.update(from: cur, count: count) }
     }
 }
+
+extension OptimizerKind {
+    /// Recipe/flag name `muon`: Muon (momentum 0.95 by default, learning rate `muon_lr`) on hidden
+    /// matrices, AdamW on embeddings, the head, norms and biases.
+    public static let muon = OptimizerKind(
+        name: "muon", summary: "Muon (Newton–Schulz) on hidden matrices, AdamW on the rest", defaultMomentum: 0.95
+    ) { c, params in
+        try MultiOptimizer.muonWithAdamW(
+            params, muonLearningRate: c.muonLearningRate, muonMomentum: c.muonMomentum, muonWeightDecay: c.muonWeightDecay,
+            muonNesterov: c.muonNesterov, muonAdjustment: c.muonLearningRateAdjustment, adamLearningRate: c.learningRate,
+            beta1: c.beta1, beta2: c.beta2, epsilon: c.epsilon, adamWeightDecay: c.weightDecay, useMuon: c.muonFilter,
+            noDecay: c.noDecayFilter)
+    }
+}

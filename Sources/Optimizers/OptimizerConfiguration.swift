@@ -3,17 +3,13 @@ import Layers
 /// Optimizer settings as a recipe would state them (snake_case keys), with defaults in one place,
 /// a `validate()` that names the offending key, and `makeOptimizer` that builds the groups.
 ///
-/// `algorithm`: `sgd`, `adam`, `adamw` (groups `<algorithm>` and `<algorithm>_no_decay`) or `muon`
-/// (groups `muon`, `adamw`, `adamw_no_decay`: Muon for hidden matrices, AdamW with
-/// `learning_rate`, betas, `epsilon` and `weight_decay` for the rest).
+/// `algorithm`: a name in `OptimizerCatalog` — `sgd`, `adam`, `adamw` (groups `<algorithm>` and
+/// `<algorithm>_no_decay`) or `muon` (groups `muon`, `adamw`, `adamw_no_decay`: Muon for hidden
+/// matrices, AdamW with `learning_rate`, betas, `epsilon` and `weight_decay` for the rest).
 /// No-decay parameters: rank < 2 or a name containing one of `no_decay_patterns`. Muon
 /// parameters: rank 2 and a name containing none of `muon_exclude_patterns`.
 public struct OptimizerConfiguration: Codable, Equatable, Sendable {
-    public enum Algorithm: String, Codable, Sendable, CaseIterable {
-        case sgd, adam, adamw, muon
-    }
-
-    public var algorithm: Algorithm = .adamw
+    public var algorithm = "adamw"
     public var learningRate: Double = 3e-4
     public var weightDecay: Double = 0.1
     public var beta1: Double = 0.9
@@ -57,6 +53,10 @@ public struct OptimizerConfiguration: Codable, Equatable, Sendable {
         }
         let d = OptimizerConfiguration()
         algorithm = try value(.algorithm, d.algorithm)
+        guard OptimizerCatalog.optimizer(algorithm) != nil else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .algorithm, in: c, debugDescription: "'\(algorithm)' is not one of \(OptimizerCatalog.optimizerNames)")
+        }
         learningRate = try value(.learningRate, d.learningRate)
         weightDecay = try value(.weightDecay, d.weightDecay)
         beta1 = try value(.beta1, d.beta1)
@@ -96,7 +96,7 @@ public struct OptimizerConfiguration: Codable, Equatable, Sendable {
         try check(
             .muonMomentum, muonMomentum, muonMomentum >= 0 && muonMomentum < 1, "must be in [0, 1)")
         try check(.muonWeightDecay, muonWeightDecay, muonWeightDecay >= 0, "must be ≥ 0")
-        if algorithm == .sgd && nesterov {
+        if algorithm == "sgd" && nesterov {
             try check(
                 .nesterov, momentum, momentum > 0 && dampening == 0,
                 "Nesterov needs momentum > 0 and dampening = 0")
@@ -106,97 +106,11 @@ public struct OptimizerConfiguration: Codable, Equatable, Sendable {
     /// Builds the optimizer for `params` (frozen parameters are left out).
     public func makeOptimizer(for params: [NamedParameter]) throws -> MultiOptimizer {
         try validate()
-        let label = algorithm.rawValue
-        switch algorithm {
-        case .sgd:
-            return try MultiOptimizer.decaySplit(
-                params, label: label, weightDecay: weightDecay, noDecay: noDecayFilter
-            ) {
-                try SGD(
-                    $0, learningRate: learningRate, momentum: momentum, dampening: dampening,
-                    nesterov: nesterov, weightDecay: $1, label: $2)
-            }
-        case .adam:
-            return try MultiOptimizer.decaySplit(
-                params, label: label, weightDecay: weightDecay, noDecay: noDecayFilter
-            ) {
-                try Adam(
-                    $0, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
-                    weightDecay: $1, label: $2)
-            }
-        case .adamw:
-            return try MultiOptimizer.adamW(
-                params, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
-                weightDecay: weightDecay, noDecay: noDecayFilter)
-        case .muon:
-            return try MultiOptimizer.muonWithAdamW(
-                params, muonLearningRate: muonLearningRate, muonMomentum: muonMomentum,
-                muonWeightDecay: muonWeightDecay, muonNesterov: muonNesterov,
-                muonAdjustment: muonLearningRateAdjustment, adamLearningRate: learningRate,
-                beta1: beta1, beta2: beta2, epsilon: epsilon, adamWeightDecay: weightDecay,
-                useMuon: muonFilter, noDecay: noDecayFilter)
+        guard let kind = OptimizerCatalog.optimizer(algorithm) else {
+            throw OptimizerError.invalidHyperparameter(
+                name: CodingKeys.algorithm.rawValue, value: 0,
+                reason: "'\(algorithm)' is not one of \(OptimizerCatalog.optimizerNames)")
         }
-    }
-}
-
-/// A learning-rate schedule as a recipe states it; `total_steps` comes from the training run.
-public struct LRScheduleConfiguration: Codable, Equatable, Sendable {
-    public enum Kind: String, Codable, Sendable, CaseIterable {
-        case constant, cosine, linear, wsd
-    }
-
-    public var kind: Kind = .cosine
-    public var warmupSteps: Int = 0
-    /// min_lr / peak lr.
-    public var minLearningRateRatio: Double = 0.1
-    /// WSD only: fraction of the steps spent decaying, and the decay shape.
-    public var decayFraction: Double = 0.2
-    public var decayShape: LRSchedule.DecayShape = .sqrt
-
-    public enum CodingKeys: String, CodingKey, CaseIterable {
-        case kind
-        case warmupSteps = "warmup_steps"
-        case minLearningRateRatio = "min_lr_ratio"
-        case decayFraction = "decay_fraction"
-        case decayShape = "decay_shape"
-    }
-
-    public init() {}
-
-    /// Missing keys take the defaults above.
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = LRScheduleConfiguration()
-        kind = try c.decodeIfPresent(Kind.self, forKey: .kind) ?? d.kind
-        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? d.warmupSteps
-        minLearningRateRatio =
-            try c.decodeIfPresent(Double.self, forKey: .minLearningRateRatio)
-            ?? d.minLearningRateRatio
-        decayFraction =
-            try c.decodeIfPresent(Double.self, forKey: .decayFraction) ?? d.decayFraction
-        decayShape =
-            try c.decodeIfPresent(LRSchedule.DecayShape.self, forKey: .decayShape) ?? d.decayShape
-    }
-
-    /// The schedule for a run of `totalSteps`; throws when the settings do not fit it.
-    public func makeSchedule(totalSteps: Int) throws -> LRSchedule {
-        switch kind {
-        case .constant:
-            try checkHyperparameter(
-                CodingKeys.warmupSteps.rawValue, Double(warmupSteps), warmupSteps >= 0)
-            return .constant(warmupSteps: warmupSteps)
-        case .cosine:
-            return try LRSchedule(
-                .cosine, warmupSteps: warmupSteps, totalSteps: totalSteps,
-                minRatio: minLearningRateRatio)
-        case .linear:
-            return try LRSchedule(
-                .linear, warmupSteps: warmupSteps, totalSteps: totalSteps,
-                minRatio: minLearningRateRatio)
-        case .wsd:
-            return try LRSchedule(
-                .wsd(decayFraction: decayFraction, shape: decayShape), warmupSteps: warmupSteps,
-                totalSteps: totalSteps, minRatio: minLearningRateRatio)
-        }
+        return try kind.build(self, params)
     }
 }

@@ -67,3 +67,13 @@ public final class SGD: OptimizerGroup {
         }
     }
 }
+
+extension OptimizerKind {
+    /// Recipe/flag name `sgd`: momentum, dampening, Nesterov, L2 weight decay (torch.optim.SGD).
+    public static let sgd = OptimizerKind(name: "sgd", summary: "SGD with momentum, dampening, Nesterov, L2 weight decay") { c, params in
+        try MultiOptimizer.decaySplit(params, label: "sgd", weightDecay: c.weightDecay, noDecay: c.noDecayFilter) {
+            try SGD($0, learningRate: c.learningRate, momentum: c.momentum, dampening: c.dampening, nesterov: c.nesterov,
+                    weightDecay: $1, label: $2)
+        }
+    }
+}

@@ -6,6 +6,7 @@ struct Toolkit: ParsableCommand {
         abstract: "Build, train, load and compare decoder-only language models on the CPU.",
         subcommands: [
             Doctor.self,
+            Catalog.self,
             Build.self,
             Export.self,
             Generate.self,

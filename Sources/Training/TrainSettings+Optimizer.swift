@@ -4,31 +4,28 @@ import ToolkitSupport
 extension TrainSettings {
     /// The optimizer these settings describe (as `toolkit train` builds it).
     public func makeOptimizer(for parameters: [NamedParameter]) throws -> MultiOptimizer {
-        var c = OptimizerConfiguration()
-        guard let algorithm = OptimizerConfiguration.Algorithm(rawValue: optimizer) else {
-            throw ToolkitError("unknown optimizer \(optimizer)")
+        guard let kind = OptimizerCatalog.optimizer(optimizer) else {
+            throw ToolkitError("optimizer: '\(optimizer)' is not one of \(OptimizerCatalog.optimizerNames)")
         }
-        c.algorithm = algorithm
+        var c = OptimizerConfiguration()
+        c.algorithm = kind.name
         c.learningRate = lr
         c.beta1 = betas[0]
         c.beta2 = betas[1]
         c.epsilon = eps
-        c.weightDecay = weightDecay ?? (optimizer == "adamw" ? 0.01 : 0)
-        c.momentum = momentum ?? 0
+        c.weightDecay = weightDecay ?? kind.defaultWeightDecay
+        c.momentum = momentum ?? kind.defaultMomentum
         c.muonLearningRate = muonLR
-        c.muonMomentum = momentum ?? 0.95
+        c.muonMomentum = momentum ?? kind.defaultMomentum
         return try c.makeOptimizer(for: parameters)
     }
 
     /// The learning-rate schedule these settings describe.
     public func makeSchedule() throws -> LRSchedule {
-        let ratio = lr > 0 ? min(1, (minLR ?? 0) / lr) : 0
-        switch schedule {
-        case "constant": return LRSchedule.constant(warmupSteps: warmup)
-        case "linear": return try LRSchedule(.linear, warmupSteps: min(warmup, steps), totalSteps: steps, minRatio: ratio)
-        case "wsd": return try LRSchedule(.wsd(decayFraction: decayFraction, shape: .sqrt), warmupSteps: min(warmup, steps),
-                                          totalSteps: steps, minRatio: ratio)
-        default: return try LRSchedule(.cosine, warmupSteps: min(warmup, steps), totalSteps: steps, minRatio: ratio)
+        guard let kind = OptimizerCatalog.schedule(schedule) else {
+            throw ToolkitError("schedule: '\(schedule)' is not one of \(OptimizerCatalog.scheduleNames)")
         }
+        let ratio = lr > 0 ? min(1, (minLR ?? 0) / lr) : 0
+        return try kind.build(warmup, steps, ratio, decayFraction)
     }
 }

@@ -1,5 +1,6 @@
 import Layers
 import Models
+import Optimizers
 import ToolkitSupport
 
 /// Training hyper-parameters. Every field can be set in a recipe's `train:` block (snake_case key)
@@ -86,7 +87,7 @@ public struct TrainSettings: Codable, Equatable, Sendable {
         try check(batchSize >= 1, "batch_size", "must be at least 1")
         try check((seqLen ?? 1) >= 1, "seq_len", "must be at least 1")
         try check(gradAccum >= 1, "grad_accum", "must be at least 1")
-        try check(["sgd", "adam", "adamw", "muon"].contains(optimizer), "optimizer", "'\(optimizer)' is not one of sgd, adam, adamw, muon")
+        try check(OptimizerCatalog.optimizer(optimizer) != nil, "optimizer", "'\(optimizer)' is not one of \(OptimizerCatalog.optimizerNames)")
         try check(lr >= 0 && lr.isFinite, "lr", "must be a non-negative number")
         try check((minLR ?? 0) >= 0, "min_lr", "must not be negative")
         try check((weightDecay ?? 0) >= 0, "weight_decay", "must not be negative")
@@ -94,7 +95,7 @@ public struct TrainSettings: Codable, Equatable, Sendable {
         try check(betas.count == 2 && betas.allSatisfy { $0 >= 0 && $0 < 1 }, "betas", "must be two numbers in [0, 1)")
         try check(eps >= 0, "eps", "must not be negative")
         try check(warmup >= 0, "warmup", "must not be negative")
-        try check(["constant", "cosine", "wsd", "linear"].contains(schedule), "schedule", "'\(schedule)' is not one of constant, cosine, wsd, linear")
+        try check(OptimizerCatalog.schedule(schedule) != nil, "schedule", "'\(schedule)' is not one of \(OptimizerCatalog.scheduleNames)")
         try check(decayFraction > 0 && decayFraction <= 1, "decay_fraction", "must be in (0, 1]")
         try check(gradClip >= 0, "grad_clip", "must not be negative (0 = off)")
         try check(evalEvery >= 0 && evalBatches >= 1, "eval_every", "eval_every must be >= 0 and eval_batches >= 1")

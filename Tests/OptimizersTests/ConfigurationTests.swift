@@ -13,7 +13,7 @@ import Testing
         let c: OptimizerConfiguration = try decode(
             #"{"algorithm": "muon", "learning_rate": 0.001}"#)
         var expected = OptimizerConfiguration()
-        expected.algorithm = .muon
+        expected.algorithm = "muon"
         expected.learningRate = 0.001
         #expect(c == expected)
         let round: OptimizerConfiguration = try decode(
@@ -60,15 +60,19 @@ import Testing
         }
     }
 
-    @Test func scheduleConfiguration() throws {
-        let wsd: LRScheduleConfiguration = try decode(
-            #"{"kind": "wsd", "warmup_steps": 10, "min_lr_ratio": 0}"#)
-        let s = try wsd.makeSchedule(totalSteps: 100)
-        #expect(s.decayStart == 80 && s.multiplier(at: 100) == 0 && s.multiplier(at: 0) == 0.1)
-        let cosine = try LRScheduleConfiguration().makeSchedule(totalSteps: 50)
+    /// Every optimizer and schedule name builds through the catalog; unknown names are refused by it.
+    @Test func catalogBuildsEveryNamedKind() throws {
+        let params: [NamedParameter] = [("w", Parameter(Tensor.ones([2, 2])))]
+        for kind in OptimizerCatalog.kinds {
+            var c = OptimizerConfiguration()
+            c.algorithm = kind.name
+            #expect(try c.makeOptimizer(for: params).groups.count >= 1, "\(kind.name)")
+        }
+        #expect(OptimizerCatalog.optimizer("lion") == nil && OptimizerCatalog.schedule("step") == nil)
+        let wsd = try OptimizerCatalog.schedule("wsd")!.build(10, 100, 0, 0.2)
+        #expect(wsd.decayStart == 80 && wsd.multiplier(at: 100) == 0 && wsd.multiplier(at: 0) == 0.1)
+        let cosine = try OptimizerCatalog.schedule("cosine")!.build(0, 50, 0.1, 0.2)
         #expect(abs(cosine.multiplier(at: 50) - 0.1) < 1e-12)
-        let tooShort: LRScheduleConfiguration = try decode(
-            #"{"kind": "linear", "warmup_steps": 200}"#)
-        #expect(throws: OptimizerError.self) { try tooShort.makeSchedule(totalSteps: 100) }
+        #expect(throws: OptimizerError.self) { try OptimizerCatalog.schedule("linear")!.build(0, 100, 2, 0.2) }
     }
 }

@@ -51,6 +51,20 @@ enum CLI {
 }
 
 @Suite(.serialized) struct CLITests {
+    /// README's Catalog section is `toolkit catalog --markdown`: the registries are the one source of
+    /// the component kinds, optimizer and schedule names (with their defaults) and HF families.
+    @Test func readmeCatalogIsTheRegistries() throws {
+        let r = try CLI.run(["catalog", "--markdown"])
+        #expect(r.code == 0)
+        let readme = try String(contentsOf: CLI.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let begin = "<!-- toolkit catalog --markdown -->\n", end = "<!-- end of toolkit catalog -->"
+        let section = readme.components(separatedBy: begin).dropFirst().first?.components(separatedBy: end).first
+        #expect(section == r.out, "README's Catalog section differs from `toolkit catalog --markdown`; paste its output")
+        #expect(r.out.contains("| adamw | 0.01 | 0 |") && r.out.contains("| llama | LlamaForCausalLM | llama3.2-1b |"))
+        let plain = try CLI.run(["catalog"])
+        #expect(plain.code == 0 && plain.out.contains("llama3") && plain.out.contains("wsd"))
+    }
+
     /// Every SIMD level the CPU has can be forced, doctor reports it, and the BLAS check passes
     /// with the kernel that follows it; an unknown or unsupported level is a usage error.
     @Test func simdLevelsAreForcedAndReported() throws {

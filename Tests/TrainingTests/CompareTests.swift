@@ -1,4 +1,5 @@
 import Foundation
+import Models
 import Reporting
 import Testing
 import TensorCore
@@ -89,3 +90,23 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         } catch { #expect("\(error)".contains("different compare")) }
     }
 }
+
+@Suite struct TrainKeysDocumentedTests {
+    /// Every `train:` key the code accepts is documented in README's Recipes section (the unknown-key
+    /// error lists the keys the code asked for).
+    @Test func everyTrainKeyIsDocumented() throws {
+        let readme = try String(contentsOfFile: recipesDir + "/../README.md", encoding: .utf8)
+        let section = readme.components(separatedBy: "\n## Recipes")[1].components(separatedBy: "\n## ")[0]
+        do {
+            _ = try TrainSettings(recipe: Recipe.load("\(recipesDir)/nano.yaml", overrides: ["train.zz_unknown=1"]))
+            Issue.record("train.zz_unknown was accepted")
+        } catch {
+            let keys = "\(error)".components(separatedBy: "(allowed here: ")[1].prefix { $0 != ")" }.split(separator: ",")
+            #expect(keys.count >= TrainSettings.CodingKeys.allCases.count)
+            for key in keys.map({ $0.trimmingCharacters(in: .whitespaces) }) where !section.contains(key) {
+                Issue.record("train key '\(key)' is not documented in README's Recipes section")
+            }
+        }
+    }
+}
+

@@ -16,7 +16,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Sequences per step.") var batchSize = 8
     @Option(help: "Tokens per sequence.") var seqLen = 256
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
-    @Option(help: "Optimizer.") var optimizer = "adamw"
+    @Option(help: ArgumentHelp("Optimizer: \(OptimizerCatalog.optimizerNames).")) var optimizer = "adamw"
     @Flag(help: "After the timed steps, time as many again with a busy process beside them (one core of integer work).")
     var contend = false
     @Flag(help: "Print JSON.") var json = false

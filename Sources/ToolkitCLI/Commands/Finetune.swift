@@ -49,12 +49,12 @@ struct Finetune: ParsableCommand {
     @Option(help: "Optimizer steps.") var steps = 100
     @Option(help: "Examples per micro-batch.") var batchSize = 8
     @Option(help: "Micro-batches per step.") var gradAccum = 1
-    @Option(help: "sgd, adam, adamw or muon.") var optimizer = "adamw"
+    @Option(help: ArgumentHelp("Optimizer: \(OptimizerCatalog.optimizerNames).")) var optimizer = "adamw"
     @Option(help: "Peak learning rate (default: lora 1e-3, sft/classify 1e-4, dpo 5e-6).") var lr: Double?
     @Option(help: "Learning-rate floor of the decay.") var minLr: Double?
     @Option(help: "Weight decay (default 0.01; classify 0.1).") var weightDecay: Double?
     @Option(help: "Linear warmup steps.") var warmup = 0
-    @Option(help: "constant, cosine, wsd or linear.") var schedule = "cosine"
+    @Option(help: ArgumentHelp("Schedule: \(OptimizerCatalog.scheduleNames).")) var schedule = "cosine"
     @Option(help: "Global-norm gradient clipping (0 = off).") var gradClip = 1.0
     @Option(help: "Validate every N steps (0 = only at the end).") var evalEvery = 0
     @Option(help: "Seed for data order, splits, dropout and new weights.") var seed = 1337

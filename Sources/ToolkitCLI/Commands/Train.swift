@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Layers
 import Models
+import Optimizers
 import ToolkitSupport
 import Training
 
@@ -23,7 +24,7 @@ struct Train: ParsableCommand {
     @Option(help: "Sequences per micro-batch.") var batchSize: Int?
     @Option(help: "Tokens per sequence.") var seqLen: Int?
     @Option(help: "Micro-batches per step.") var gradAccum: Int?
-    @Option(help: "sgd, adam, adamw or muon.") var optimizer: String?
+    @Option(help: ArgumentHelp("Optimizer: \(OptimizerCatalog.optimizerNames).")) var optimizer: String?
     @Option(help: "Peak learning rate.") var lr: Double?
     @Option(help: "Learning-rate floor of the decay.") var minLr: Double?
     @Option(help: "Weight decay.") var weightDecay: Double?
@@ -31,7 +32,7 @@ struct Train: ParsableCommand {
     @Option(help: "Adam betas, e.g. 0.9,0.95.") var betas: String?
     @Option(help: "Adam epsilon.") var eps: Double?
     @Option(help: "Linear warmup steps.") var warmup: Int?
-    @Option(help: "constant, cosine, wsd or linear.") var schedule: String?
+    @Option(help: ArgumentHelp("Schedule: \(OptimizerCatalog.scheduleNames).")) var schedule: String?
     @Option(help: "Global-norm gradient clipping (0 = off).") var gradClip: Double?
     @Option(help: "Validate every N steps (0 = off).") var evalEvery: Int?
     @Option(help: "Validation batches per evaluation.") var evalBatches: Int?
