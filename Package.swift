@@ -33,7 +33,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
@@ -45,24 +44,26 @@ let package = Package(
         .target(
             name: "CPlatform",
             dependencies: [.target(name: "COpenBLAS", condition: .when(platforms: [.linux]))],
+            exclude: ["README.md"],
             linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]),
-        .target(name: "Platform", dependencies: ["CPlatform"]),
+        .target(name: "Platform", dependencies: ["CPlatform"], exclude: ["README.md"]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         // MARK: - Libraries
-        .target(name: "ToolkitSupport", dependencies: ["CKernels"]),
+        .target(name: "ToolkitSupport", dependencies: ["CKernels"], exclude: ["README.md"]),
         .target(
             name: "CKernels",
             dependencies: ["CPlatform"],
+            exclude: ["README.md"],
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
         .target(
             name: "TensorCore",
             dependencies: [
                 "Platform", "CPlatform", "CKernels", "ToolkitSupport",
-                .product(name: "RealModule", package: "swift-numerics"),
             ],
+            exclude: ["README.md"],
             swiftSettings: native),
-        .target(name: "Layers", dependencies: ["TensorCore", "CKernels", "ToolkitSupport"], swiftSettings: native),
+        .target(name: "Layers", dependencies: ["TensorCore", "CKernels", "ToolkitSupport"], exclude: ["README.md"], swiftSettings: native),
         .target(
             name: "Optimizers", dependencies: ["TensorCore", "Layers", "CKernels"], exclude: ["README.md"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
@@ -72,47 +73,51 @@ let package = Package(
         .target(
             name: "Models",
             dependencies: [
-                "Layers", "CKernels", "Checkpointing", "ToolkitSupport", .product(name: "Yams", package: "Yams"),
+                "Layers", "TensorCore", "CKernels", "Checkpointing", "ToolkitSupport", .product(name: "Yams", package: "Yams"),
             ],
-            exclude: ["Families/README.md"]),
+            exclude: ["README.md", "Families/README.md"]),
         .target(name: "Reporting", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
             name: "Training",
             dependencies: [
-                "Models", "Optimizers", "TokenShards", "Tokenization", "Checkpointing", "Reporting", "ToolkitSupport",
-            ]),
+                "Models", "Layers", "TensorCore", "Optimizers", "TokenShards", "Checkpointing", "Reporting", "ToolkitSupport",
+            ],
+            exclude: ["README.md"]),
         .target(
             name: "FineTuning",
             dependencies: [
                 "Models", "Training", "Optimizers", "Layers", "TensorCore", "Tokenization", "Checkpointing", "ToolkitSupport",
-            ]),
+            ],
+            exclude: ["README.md"]),
         .executableTarget(
             name: "ToolkitCLI",
             dependencies: [
                 "TensorCore", "Layers", "Optimizers", "Tokenization", "TokenShards",
-                "Checkpointing", "Models", "Training", "FineTuning", "ToolkitSupport",
+                "Models", "Training", "FineTuning", "Reporting", "ToolkitSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ],
+            exclude: ["README.md"]),
 
         // MARK: - Test support and tests
         .target(
             name: "_TestSupport",
             dependencies: [
-                "TensorCore", .product(name: "RealModule", package: "swift-numerics"),
-            ]),
+                "TensorCore",
+            ],
+            exclude: ["README.md"]),
         .testTarget(name: "ToolkitSupportTests", dependencies: ["ToolkitSupport"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "CPlatform", "CKernels"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "_TestSupport"]),
-        .testTarget(name: "LayersTests", dependencies: ["Layers", "_TestSupport"]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "CKernels", "_TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "CKernels", "_TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "_TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "_TestSupport"]),
         .testTarget(name: "FineTuningTests", dependencies: ["FineTuning", "_TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "TokenizationTests", dependencies: ["Tokenization"], exclude: ["FixtureGenerators"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards", "Tokenization", "CKernels"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing", "Models"]),
-        .testTarget(name: "ToolkitCLITests", resources: [.copy("Fixtures")]),
+        .testTarget(name: "ToolkitCLITests", dependencies: ["ToolkitCLI"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "OptimizersTests", dependencies: ["Optimizers", "_TestSupport"],

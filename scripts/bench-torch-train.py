@@ -43,12 +43,13 @@ def load_recipe(name):
 def build(recipe, seq_len):
     """The HF model equivalent to the recipe's `model:` block, with context length seq_len."""
     from transformers import GPT2Config, GPT2LMHeadModel, Qwen3Config, Qwen3ForCausalLM
-    m, fam = recipe["model"], recipe.get("family")
+    m = recipe["model"]
     att, mlp, norm, pos = m["attention"], m["mlp"], m["norm"], m["position"]
+    kinds = (pos["kind"], norm["kind"], mlp["kind"], bool(att.get("qk_norm", False)))
+    fam = {("learned", "layernorm", "gelu", False): "gpt2", ("rope", "rmsnorm", "swiglu", True): "qwen3"}.get(kinds)
     heads = att["heads"]
     head_dim = att.get("head_dim", m["hidden_size"] // heads)
     if fam == "gpt2":
-        assert pos["kind"] == "learned" and norm["kind"] == "layernorm" and mlp["kind"] == "gelu"
         cfg = GPT2Config(vocab_size=m["vocab_size"], n_positions=seq_len, n_embd=m["hidden_size"],
                          n_layer=m["layers"], n_head=heads, n_inner=mlp.get("intermediate_size"),
                          activation_function="gelu_new" if mlp.get("approximation", "tanh") == "tanh" else "gelu",
@@ -56,7 +57,6 @@ def build(recipe, seq_len):
                          tie_word_embeddings=m.get("tie_word_embeddings", True), bos_token_id=None, eos_token_id=None)
         cls = GPT2LMHeadModel
     elif fam == "qwen3":
-        assert pos["kind"] == "rope" and norm["kind"] == "rmsnorm" and mlp["kind"] == "swiglu"
         cfg = Qwen3Config(vocab_size=m["vocab_size"], hidden_size=m["hidden_size"],
                           intermediate_size=mlp["intermediate_size"], num_hidden_layers=m["layers"],
                           num_attention_heads=heads, num_key_value_heads=att.get("kv_heads", heads), head_dim=head_dim,
@@ -66,7 +66,7 @@ def build(recipe, seq_len):
                           tie_word_embeddings=m.get("tie_word_embeddings", True), attention_dropout=0.0)
         cls = Qwen3ForCausalLM
     else:
-        sys.exit(f"{recipe.get('name')}: family {fam} has no PyTorch equivalent here (gpt2, qwen3)")
+        sys.exit(f"{recipe.get('name')}: components {kinds} have no PyTorch equivalent here (gpt2, qwen3)")
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
     return cls(cfg).float().train(), m["vocab_size"]

@@ -4,10 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-TK_KERNEL(tk_exp, (const float *x, float *y, size_t n), (x, y, n)) {
-    for (size_t i = 0; i < n; i++) y[i] = tk_expf1(x[i]);
-}
-
 /* Keys [*lo, *hi) that can be visible to any query in [pos0, pos1]. */
 static inline void key_range(const tk_attention *p, int pos0, int pos1, int *lo, int *hi) {
     int l = 0, h = p->Tk;

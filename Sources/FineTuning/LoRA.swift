@@ -32,17 +32,26 @@ public struct LoRAConfig: Sendable, Equatable {
         "q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
         "gate": "gate_proj", "up": "up_proj", "down": "down_proj",
     ]
+    /// The projection names of the built-in components; `all` means every projection a model has
+    /// (each component declares its own, `Component.adaptableLinears`).
     public static let moduleNames = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "fc_in", "fc_out"]
 
-    /// Parses `q,v,gate` / `q_proj,v_proj` / `all` (every projection the model has) into module names.
+    /// A PEFT module name: letters, digits and underscores, not starting with a digit.
+    static func isModuleName(_ s: String) -> Bool {
+        guard let first = s.unicodeScalars.first, !CharacterSet.decimalDigits.contains(first) else { return false }
+        return s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) && $0.isASCII || $0 == "_" }
+    }
+
+    /// Parses `q,v,gate` / `q_proj,v_proj` / `all` (every projection the model has) into module
+    /// names. Whether the model has them is checked when the adapters are attached.
     public static func parseTargets(_ text: String) throws -> [String] {
         let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !parts.isEmpty else { throw ToolkitError("--targets: no modules given") }
         if parts == ["all"] { return moduleNames }
         return try parts.map { p in
             let name = shortNames[p] ?? p
-            guard moduleNames.contains(name) else {
-                throw ToolkitError("--targets: unknown module '\(p)' (use q, k, v, o, gate, up, down, fc_in, fc_out or all)")
+            guard isModuleName(name) else {
+                throw ToolkitError("--targets: '\(p)' is not a module name (e.g. q, k, v, o, gate, up, down, fc_in, fc_out or all)")
             }
             return name
         }
@@ -191,8 +200,8 @@ public final class LoRAModel {
         if let list = obj["target_modules"] as? [String] { targets = list }
         else if let one = obj["target_modules"] as? String { targets = [one] }
         else { throw ToolkitError.file(path, "key target_modules: missing or not a list of strings") }
-        if let bad = targets.first(where: { !LoRAConfig.moduleNames.contains($0) }) {
-            throw ToolkitError.file(path, "key target_modules: unsupported module \(bad)")
+        if let bad = targets.first(where: { !LoRAConfig.isModuleName($0) }) {
+            throw ToolkitError.file(path, "key target_modules: '\(bad)' is not a module name")
         }
         let dropout = (obj["lora_dropout"] as? NSNumber)?.doubleValue ?? 0
         let cfg = LoRAConfig(rank: r, alpha: alpha, dropout: dropout, targets: targets)

@@ -59,7 +59,4 @@ public final class KVCache {
 
     /// Marks `t` more positions as stored (after every layer appended them).
     public func advance(by t: Int) { length += t }
-
-    /// Forgets everything (reuses the buffers).
-    public func reset() { length = 0 }
 }

@@ -7,7 +7,7 @@ extension Recipe {
     public static func fromHF(_ c: HFModelConfig, path: String) throws -> Recipe {
         let model = try c.family.recipe(c, path: path)
         let name = URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
-        return Recipe(name: name, path: path, family: c.modelType.rawValue, description: "imported from \(path)", model: model)
+        return Recipe(name: name, path: path, description: "imported from \(path)", model: model)
     }
 
     /// The HF config of `model`, for export: the first registered family that can express it

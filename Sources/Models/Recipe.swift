@@ -8,7 +8,6 @@ import Yams
 /// ```yaml
 /// name: rope
 /// extends: gpt2            # a recipe name or path; this file's keys override it (deep merge)
-/// family: gpt2             # informative family label (gpt2 | qwen3 | qwen3_moe | custom)
 /// description: ...
 /// model: { ... }           # validated by ModelBuilder with key paths
 /// train: { ... }           # validated by the training code
@@ -18,20 +17,21 @@ public struct Recipe {
     public var name: String
     /// The file it was loaded from (for error messages).
     public var path: String
-    public var family: String
     public var description: String?
     /// The fully resolved `model:` block.
     public var model: [String: ConfigValue]
     /// The fully resolved `train:` block.
     public var train: [String: ConfigValue]
 
-    static let topLevelKeys: Set<String> = ["name", "extends", "family", "description", "model", "train"]
+    static let topLevelKeys: Set<String> = ["name", "extends", "description", "model", "train"]
+    /// Keys older recipes and checkpoints carry that are read and ignored (`family`: a label that
+    /// nothing used; a model's HF family is decided from its components on export).
+    static let ignoredKeys: Set<String> = ["family"]
 
-    public init(name: String, path: String, family: String, description: String? = nil,
+    public init(name: String, path: String, description: String? = nil,
                 model: [String: ConfigValue], train: [String: ConfigValue] = [:]) {
         self.name = name
         self.path = path
-        self.family = family
         self.description = description
         self.model = model
         self.train = train
@@ -86,7 +86,7 @@ public struct Recipe {
 
     /// Builds a recipe from an already resolved tree (used for HF configs and checkpoints).
     public static func fromTree(_ tree: [String: ConfigValue], path: String) throws -> Recipe {
-        for key in tree.keys where !topLevelKeys.contains(key) {
+        for key in tree.keys where !topLevelKeys.contains(key) && !ignoredKeys.contains(key) {
             throw ToolkitError("\(path): \(key): unknown key (allowed: \(topLevelKeys.sorted().joined(separator: ", ")))")
         }
         func string(_ k: String) throws -> String? {
@@ -106,7 +106,7 @@ public struct Recipe {
         let fileName = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let model = try map("model")
         guard !model.isEmpty else { throw ToolkitError("\(path): model: missing (required)") }
-        return Recipe(name: try string("name") ?? fileName, path: path, family: try string("family") ?? "custom",
+        return Recipe(name: try string("name") ?? fileName, path: path,
                       description: try string("description"), model: model, train: try map("train"))
     }
 
@@ -176,7 +176,7 @@ public struct Recipe {
 
     /// The resolved recipe as YAML (no `extends:`), with every key in sorted order.
     public func resolvedYAML() -> String {
-        var tree: [String: ConfigValue] = ["name": .string(name), "family": .string(family), "model": .map(model)]
+        var tree: [String: ConfigValue] = ["name": .string(name), "model": .map(model)]
         if let description { tree["description"] = .string(description) }
         if !train.isEmpty { tree["train"] = .map(train) }
         return "# Fully resolved recipe (written by toolkit)\n" + ConfigValue.map(tree).yaml(indent: 0)

@@ -89,9 +89,4 @@ extension Tensor {
         for i in 0..<t.count { p[i] = low + (high - low) * Float(rng.nextUniform()) }
         return t
     }
-
-    /// Normal(0, (std / sqrt(scaleBy))²): GPT-2's residual-projection init uses scaleBy = 2·layers.
-    public static func scaledNormal(_ shape: [Int], std: Float, scaleBy: Float, rng: inout SplitMix64) -> Tensor {
-        randn(shape, std: std / scaleBy.squareRoot(), rng: &rng)
-    }
 }

@@ -58,9 +58,14 @@ import _TestSupport
     @Test func targetParsing() throws {
         #expect(try LoRAConfig.parseTargets("q,v") == ["q_proj", "v_proj"])
         #expect(try LoRAConfig.parseTargets("gate, down_proj") == ["gate_proj", "down_proj"])
-        #expect(throws: (any Error).self) { try LoRAConfig.parseTargets("qq") }
+        #expect(throws: (any Error).self) { try LoRAConfig.parseTargets("q-v") }
+        // Names are checked against the projections the model's components declare.
         let m = try tinyModel()
         #expect(throws: (any Error).self) { try LoRAModel(attachingTo: m, config: LoRAConfig(targets: ["fc_in"])) }
+        do {
+            _ = try LoRAModel(attachingTo: m, config: LoRAConfig(targets: try LoRAConfig.parseTargets("qq")))
+            Issue.record("expected an error")
+        } catch { #expect("\(error)".contains("qq does not exist in this model") && "\(error)".contains("q_proj")) }
     }
 
     /// On the qwen3-tiny fixture: training moves only adapters; the merged model is base + (α/r)·B·A.

@@ -52,7 +52,6 @@ void tk_attention_masked_softmax(const tk_attention *p, int h, float *scores, fl
 void tk_softmax_backward_rows(const float *p, float *dp, int n, float scale, int row_begin, int row_end);
 
 /* Vectorisable exp (Cephes polynomial, ~1e-7 relative error); 0 below -87.3. */
-void tk_exp(const float *x, float *y, size_t n);
 
 /* MARK: single-token decoding (decode.c) */
 
