@@ -136,8 +136,11 @@ public final class LoRAModel {
         let all = Self.projections(model)
         let available = Set(all.map(\.kind))
         var targets = config.targets
-        // `all` expands to every projection kind; explicit names must exist in this model.
-        if Set(targets) == Set(LoRAConfig.moduleNames) { targets = LoRAConfig.moduleNames.filter(available.contains) }
+        // `all` expands to every projection kind the model's components declare; explicit names must exist.
+        if Set(targets) == Set(LoRAConfig.moduleNames) {
+            var seen = Set<String>()
+            targets = all.map(\.kind).filter { seen.insert($0).inserted }
+        }
         if let missing = targets.first(where: { !available.contains($0) }) {
             throw ToolkitError("LoRA target \(missing) does not exist in this model (it has \(available.sorted().joined(separator: ", ")))")
         }
