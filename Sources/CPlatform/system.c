@@ -3,6 +3,7 @@
 #include "tk_platform.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -21,6 +22,28 @@ int tk_cpu_count(void) {
 #endif
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+/* Bytes of memory a new allocation can use without swapping: Linux's MemAvailable (free plus
+ * reclaimable cache), else the physical memory size; 0 when unknown. */
+unsigned long long tk_available_memory(void) {
+#if defined(__linux__)
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb = 0;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+        }
+        fclose(f);
+        if (kb > 0) return kb * 1024ULL;
+    }
+#endif
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && size > 0) return (unsigned long long)pages * (unsigned long long)size;
+#endif
+    return 0;
 }
 
 void tk_advise_huge_pages(void *p, size_t bytes) {

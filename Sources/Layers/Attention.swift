@@ -111,7 +111,7 @@ public final class Attention: Component {
         let qn = try qNorm?.decodeNorm(w), kn = try kNorm?.decodeNorm(w)
         let rotate = try position.decodePositions(w).rotate
         let slopes = self.slopes.map { w.copy($0) }
-        let (h, kvh, hd, window) = (heads, kvHeads, headDim, Int32(self.window ?? 0))
+        let (h, kvh, hd, window) = (heads, kvHeads, headDim, Int32(clamping: self.window ?? 0))
         let row = kvh * hd, scale = 1 / Float(hd).squareRoot()
         return DecodeAttention(scratchFloats: { context in 2 * h * hd + 2 * row + h * context + 2 * max(h, kvh) }) {
             x, out, cache, layer, position, scratch in

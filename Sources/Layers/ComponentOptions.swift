@@ -82,6 +82,20 @@ public struct ComponentOptions {
 
     public mutating func double(_ key: String, default d: Double) throws -> Double { try optionalDouble(key) ?? d }
 
+    /// A number that must be finite and greater than zero (epsilons, factors).
+    public mutating func positiveFinite(_ key: String, default d: Double) throws -> Double {
+        let v = try double(key, default: d)
+        guard v > 0, v.isFinite else { throw error(key, "must be a positive finite number, got \(v)") }
+        return v
+    }
+
+    /// An optional number that must be finite and greater than zero when given.
+    public mutating func optionalPositiveFinite(_ key: String) throws -> Double? {
+        guard let v = try optionalDouble(key) else { return nil }
+        guard v > 0, v.isFinite else { throw error(key, "must be a positive finite number, got \(v)") }
+        return v
+    }
+
     /// A list of numbers (`[0.9, 0.95]`), or nil when absent.
     public mutating func optionalDoubles(_ key: String) throws -> [Double]? {
         used.insert(key)

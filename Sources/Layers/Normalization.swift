@@ -32,7 +32,7 @@ public final class LayerNorm: Normalization {
 
     /// Recipe kind `layernorm`: `eps` (1e-5), `bias` (true).
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any Normalization {
-        LayerNorm(dimension: c.hiddenSize, eps: try o.double("eps", default: 1e-5),
+        LayerNorm(dimension: c.hiddenSize, eps: try o.positiveFinite("eps", default: 1e-5),
                   bias: try o.bool("bias", default: true))
     }
 
@@ -71,7 +71,7 @@ public final class RMSNorm: Normalization {
 
     /// Recipe kind `rmsnorm`: `eps` (1e-6).
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any Normalization {
-        RMSNorm(dimension: c.hiddenSize, eps: try o.double("eps", default: 1e-6))
+        RMSNorm(dimension: c.hiddenSize, eps: try o.positiveFinite("eps", default: 1e-6))
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {

@@ -45,16 +45,22 @@ public enum ModelBuilder {
         let initStd = try o.double("init_std", default: 0.02)
         guard initStd >= 0 else { throw o.error("init_std", "must not be negative") }
         let seed = try o.int("seed", default: 0)
+        try ModelLimits.check(o, "vocab_size", vocab, max: ModelLimits.maxVocabulary)
+        try ModelLimits.check(o, "hidden_size", hidden, max: ModelLimits.maxHidden)
+        try ModelLimits.check(o, "layers", layerCount, max: ModelLimits.maxLayers)
+        try ModelLimits.check(o, "context_length", context, max: ModelLimits.maxContext)
+        guard initStd.isFinite else { throw o.error("init_std", "must be a finite number, got \(initStd)") }
 
         guard var a = try o.nested("attention") else { throw o.error("attention", "missing (required)") }
         let heads = try a.requiredInt("heads")
         let kvHeads = try a.int("kv_heads", default: heads)
+        try ModelLimits.check(a, "heads", heads, max: ModelLimits.maxHeads)
         guard kvHeads >= 1, heads % kvHeads == 0 else {
             throw a.error("kv_heads", "\(kvHeads) must divide heads (\(heads))")
         }
         let headDim: Int
         if let d = try a.optionalInt("head_dim") {
-            guard d >= 1 else { throw a.error("head_dim", "must be positive") }
+            try ModelLimits.check(a, "head_dim", d, max: ModelLimits.maxHeadDim)
             headDim = d
         } else {
             guard hidden % heads == 0 else {
@@ -65,9 +71,11 @@ public enum ModelBuilder {
         let attnBias = try a.bool("bias", default: false)
         let qkNorm = try a.bool("qk_norm", default: false)
         let qkNormEps = try a.double("qk_norm_eps", default: 1e-6)
+        guard qkNormEps > 0, qkNormEps.isFinite else { throw a.error("qk_norm_eps", "must be a positive finite number") }
         let window = try a.optionalInt("window")
-        if let window, window < 1 { throw a.error("window", "must be positive, got \(window)") }
+        if let window { try ModelLimits.check(a, "window", window, max: ModelLimits.maxContext) }
         let windowFrom = try a.int("window_from_layer", default: 0)
+        try ModelLimits.check(a, "window_from_layer", windowFrom, max: layerCount, min: 0)
         let kernelName = try a.choice("kernel", ["tiled", "naive"], default: "tiled")
         let tile = try a.int("tile_size", default: 64)
         guard tile >= 1 else { throw a.error("tile_size", "must be positive") }
@@ -80,6 +88,20 @@ public enum ModelBuilder {
         guard let normOptions = try o.nested("norm") else { throw o.error("norm", "missing (required)") }
         guard let posOptions = try o.nested("position") else { throw o.error("position", "missing (required)") }
         guard let mlpOptions = try o.nested("mlp") else { throw o.error("mlp", "missing (required)") }
+        // Before any per-layer loop or allocation: the weights must fit the memory.
+        let overrideMLPs: [[String: ConfigValue]] = {
+            guard case .map(let t)? = o.values["layer_type_overrides"] else { return [] }
+            return t.values.compactMap { if case .map(let b) = $0, case .map(let m)? = b["mlp"] { return m }; return nil }
+        }()
+        let bytes = ModelLimits.estimatedBytes(vocab: vocab, hidden: hidden, layers: layerCount, context: context, heads: heads,
+                                               kvHeads: kvHeads, headDim: headDim, tied: tie,
+                                               learnedPositions: posOptions.values["kind"] == .string("learned"),
+                                               mlps: [mlpOptions.values] + overrideMLPs)
+        if let limit = ModelLimits.memoryLimit, bytes > limit {
+            throw o.error("hidden_size", "these sizes (vocab_size \(vocab), hidden_size \(hidden), layers \(layerCount), "
+                          + "context_length \(context), the MLP widths) need about \(ModelLimits.describe(bytes)) for the weights, "
+                          + "more than the \(ModelLimits.describe(limit)) available (--max-memory or TOOLKIT_MAX_MEMORY to change)")
+        }
         var plans = (0..<layerCount).map { i in
             LayerPlan(window: i >= windowFrom ? window : nil, position: posOptions, mlp: mlpOptions)
         }
@@ -146,6 +168,10 @@ public enum ModelBuilder {
         let denseSize = try m.optionalInt("dense_intermediate_size")
         var sparse = mlpOptions.values
         for k in ["sparse_step", "mlp_only_layers", "dense_intermediate_size"] { sparse.removeValue(forKey: k) }
+        if let bad = denseLayers.first(where: { !plans.indices.contains($0) }) {
+            throw m.error("mlp_only_layers", "entry \(bad) is not a layer index in 0..<\(plans.count)")
+        }
+        if let denseSize { try ModelLimits.check(m, "dense_intermediate_size", denseSize, max: ModelLimits.maxIntermediate) }
         for i in plans.indices {
             if denseLayers.contains(i) || (i + 1) % sparseStep != 0 {
                 guard let denseSize else {

@@ -76,6 +76,26 @@ public struct Recipe {
         throw ToolkitError("unknown recipe '\(nameOrPath)' (looked in \(dirs.joined(separator: ", ")); known: \(Set(known).sorted().joined(separator: ", ")))")
     }
 
+    /// The recipe an `extends:` in `file` names: a recipe name (search directories, and the
+    /// including file's folder first), or a file inside the including file's folder or a search
+    /// directory. Paths that leave those folders (`../../etc/passwd`) are refused; give them on the
+    /// command line (`--recipe PATH`) instead.
+    static func locateParent(_ name: String, of file: String) throws -> String {
+        let found: String
+        do { found = try locate(name, relativeTo: file) } catch let e as ToolkitError {
+            throw ToolkitError("\(file): extends: \(e.message)")
+        }
+        let real = URL(fileURLWithPath: found).standardizedFileURL.resolvingSymlinksInPath().path
+        let roots = ([URL(fileURLWithPath: file).deletingLastPathComponent().path] + searchDirectories).map {
+            URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path
+        }
+        guard roots.contains(where: { real.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }) else {
+            throw ToolkitError("\(file): extends: '\(name)' is outside the recipe folders (\(roots.joined(separator: ", "))); "
+                               + "pass it with --recipe instead")
+        }
+        return found
+    }
+
     /// Loads a recipe by name or path, follows `extends:` and applies `--set key.path=value` overrides.
     public static func load(_ nameOrPath: String, overrides: [String] = []) throws -> Recipe {
         let path = try locate(nameOrPath)
@@ -119,6 +139,7 @@ public struct Recipe {
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw ToolkitError("\(path): cannot read: \(error.localizedDescription)")
         }
+        try RecipeText.screen(text, path: path)
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch {
             throw ToolkitError("\(path): invalid YAML: \(error)")
@@ -127,10 +148,10 @@ public struct Recipe {
             throw ToolkitError("\(path): a recipe must be a block of keys")
         }
         if let parent = tree.removeValue(forKey: "extends") {
-            guard case .string(let parentName) = parent else {
+            guard case .string(let parentName) = parent, !parentName.isEmpty else {
                 throw ToolkitError("\(path): extends: expected a recipe name, got \(parent)")
             }
-            let parentPath = try locate(parentName, relativeTo: path)
+            let parentPath = try locateParent(parentName, of: path)
             var base = try resolveTree(path: parentPath, chain: chain + [canonical])
             base.removeValue(forKey: "name")
             base.removeValue(forKey: "description")
@@ -146,6 +167,7 @@ public struct Recipe {
         }
         let keys = text[..<eq].split(separator: ".").map(String.init)
         let raw = String(text[text.index(after: eq)...])
+        try RecipeText.screen(raw, path: "--set \(keys.joined(separator: "."))")
         let value: ConfigValue
         do {
             if let node = try Yams.compose(yaml: raw) {
@@ -159,7 +181,17 @@ public struct Recipe {
         guard keys.allSatisfy({ !$0.isEmpty }) else { throw ToolkitError("--set \(text): empty key in path") }
         func set(_ m: inout [String: ConfigValue], _ k: ArraySlice<String>) throws {
             let head = k.first!
-            if k.count == 1 { m[head] = value; return }
+            if k.count == 1 {
+                switch (m[head], value) {
+                case (.map(let existing)?, .map(let new)):
+                    m[head] = .map(ConfigValue.merge(existing, new))  // a block merges, as with extends:
+                case (let old?, _) where head == "kind" && old != value:
+                    m = ["kind": value]  // another kind: the block's other keys belonged to the old one
+                default:
+                    m[head] = value
+                }
+                return
+            }
             var child: [String: ConfigValue] = [:]
             switch m[head] {
             case nil, .null?: break
@@ -193,14 +225,9 @@ extension ConfigValue {
     init(yaml node: Node, path: String, keyPath: String) throws {
         switch node {
         case .scalar(let s):
-            if s.style == .plain {
-                if let i = node.int { self = .int(i); return }
-                if let d = node.float { self = .double(d); return }
-                if let d = Double(s.string), s.string.rangeOfCharacter(from: .letters.subtracting(CharacterSet(charactersIn: "eE"))) == nil {
-                    self = .double(d); return
-                }
-                if let b = node.bool { self = .bool(b); return }
-                if node.null != nil { self = .null; return }
+            if s.style == .plain, let v = ConfigValue(plainScalar: s.string) {
+                self = v
+                return
             }
             self = .string(s.string)
         case .sequence(let seq):
@@ -214,7 +241,33 @@ extension ConfigValue {
                 out[key] = try ConfigValue(yaml: v, path: path, keyPath: kp)
             }
             self = .map(out)
+        case .alias:
+            throw ToolkitError("\(path): \(keyPath): YAML aliases are not supported in recipes; use extends:")
         }
+    }
+
+    /// A plain YAML scalar as a number, bool or null, or nil for a string. Resolved here rather than
+    /// by Yams' constructors, whose YAML 1.1 base-60 integers (`1:2:3:…`) trap on overflow: decimal
+    /// and `0x` integers, decimal floats and `.inf`/`.nan` (which validation then refuses where a
+    /// finite number is needed), `true`/`false` (and YAML 1.1's yes/no/on/off), `null`/`~`.
+    init?(plainScalar text: String) {
+        let lower = text.lowercased()
+        switch lower {
+        case "", "~", "null": self = .null; return
+        case "true", "yes", "on": self = .bool(true); return
+        case "false", "no", "off": self = .bool(false); return
+        case ".inf", "+.inf": self = .double(.infinity); return
+        case "-.inf": self = .double(-.infinity); return
+        case ".nan": self = .double(.nan); return
+        default: break
+        }
+        let digits = text.replacingOccurrences(of: "_", with: "")
+        if let i = Int(digits) { self = .int(i); return }
+        if lower.hasPrefix("0x"), let i = Int(digits.dropFirst(2), radix: 16) { self = .int(i); return }
+        let isFloat = digits.unicodeScalars.allSatisfy { CharacterSet(charactersIn: "0123456789.eE+-").contains($0) }
+            && digits.unicodeScalars.contains { CharacterSet.decimalDigits.contains($0) }
+        if isFloat, let d = Double(digits) { self = .double(d); return }
+        return nil
     }
 
     /// Deep merge: keys of `top` override `base`; nested blocks merge recursively, except that a

@@ -47,6 +47,13 @@ public enum SystemPolicy {
     /// Cores this process may run on (its affinity mask, where the OS has one).
     public static var availableCores: Int { Int(tk_cpu_count()) }
 
+    /// Bytes a new allocation can use without swapping (Linux `MemAvailable`, else physical
+    /// memory); nil when the OS does not say.
+    public static var availableMemory: Int? {
+        let b = tk_available_memory()
+        return b > 0 ? Int(clamping: b) : nil
+    }
+
     /// Asks for transparent huge pages over a block (a hint; nothing where the OS lacks them).
     public static func adviseHugePages(_ p: UnsafeMutableRawPointer, bytes: Int) {
         tk_advise_huge_pages(p, bytes)

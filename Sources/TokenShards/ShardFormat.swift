@@ -52,6 +52,11 @@ public enum TokenLayout: String, Codable, Sendable {
 /// ```
 /// The payload is `frame count` frames, each a u32 compressed length followed by one zstd frame.
 public struct ShardHeader: Equatable, Sendable {
+    /// The most tokens one shard may declare (2^36; shards are written at ~10^8).
+    public static let maxTokens: UInt64 = 1 << 36
+    /// The largest compressed payload one shard may declare (1 TiB).
+    public static let maxPayloadBytes: UInt64 = 1 << 40
+
     public static let magic: [UInt8] = Array("LTKSHARD".utf8)
     public static let size = 64
     public static let currentVersion: UInt32 = 1
@@ -126,6 +131,16 @@ public struct ShardHeader: Equatable, Sendable {
             throw ToolkitError.file(path, "invalid layout \(bytes[base + 13])", offset: 13)
         }
         let hashBytes = bytes[base + 44..<base + 56].prefix { $0 != 0 }
+        // Untrusted sizes: bounded before any arithmetic or allocation uses them.
+        let limits: [(offset: Int, value: UInt64, max: UInt64, what: String)] = [
+            (16, bytes.readLE(at: base + 16), Self.maxTokens, "token count"),
+            (32, bytes.readLE(at: base + 32), Self.maxPayloadBytes, "payload size"),
+            (40, UInt64(bytes.readLE(at: base + 40) as UInt32), Self.maxTokens, "frame size"),
+            (28, UInt64(bytes.readLE(at: base + 28) as UInt32), Self.maxTokens, "frame count"),
+        ]
+        for l in limits where l.value > l.max {
+            throw ToolkitError.file(path, "header \(l.what) \(l.value) is above the largest a shard may hold (\(l.max))", offset: l.offset)
+        }
         return ShardHeader(
             version: version, dtype: dtype, layout: layout,
             tokenCount: bytes.readLE(at: base + 16), checksum: bytes.readLE(at: base + 24),

@@ -110,6 +110,48 @@ private func writeTemp(_ text: String, name: String = "r") throws -> String {
         #expect(checked > 40)
     }
 
+    /// Recipe text cannot exhaust the parser, and every size and number is checked before use.
+    @Test func hostileRecipesAreRefusedWithTheKey() throws {
+        func fails(_ text: String, _ fragments: [String], overrides: [String] = []) {
+            do {
+                let r = try Recipe.load(try writeTemp(text), overrides: overrides)
+                _ = try ModelBuilder.build(r, initializeWeights: false)
+                Issue.record("accepted: \(text.prefix(80)) \(overrides)")
+            } catch {
+                for f in fragments { #expect("\(error)".contains(f), "\(error) lacks \(f)") }
+            }
+        }
+        let base = "extends: \(recipesDir)/nano.yaml\n"
+        fails("a: " + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000), ["nests brackets more than 64 deep"])
+        fails((0..<100).map { String(repeating: " ", count: $0) + "k\($0):" }.joined(separator: "\n"), ["nests blocks more than 64 deep"])
+        fails("a: " + String(repeating: "x", count: 2 << 20), ["limited to 1048576 bytes"])
+        fails("a: &x [1, 2]\nb: *x\n", ["offset 3", "anchors and aliases"])
+        fails(base + "model:\n  hidden_size: 9223372036854775807\n", ["model.hidden_size", "outside 1...1048576"])
+        fails(base + "model:\n  layers: 1000000000\n", ["model.layers", "outside"])
+        fails(base + "model:\n  norm: {kind: layernorm, eps: .nan}\n", ["model.norm.eps", "positive finite"])
+        fails(base + "model:\n  init_std: .inf\n", ["model.init_std", "finite"])
+        fails(base + "", ["model.attention.window", "outside"], overrides: ["model.attention.window=1000000000000000"])
+        fails("extends: ../../../../../../etc/passwd\n", ["extends:", "outside the recipe folders"])
+        fails("extends: ''\n", ["extends: expected a recipe name"])
+        fails(base, ["model.mlp.mlp_only_layers", "entry 7"],
+              overrides: ["model.mlp={kind: moe, experts: 2, top_k: 1, intermediate_size: 8, mlp_only_layers: [7], dense_intermediate_size: 8}"])
+        // A YAML 1.1 base-60 scalar is a string here (Yams' own constructor traps on it).
+        let r = try Recipe.load(try writeTemp(base + "description: 1:2:3:4:5:6:7:8:9:10:11:12\n"))
+        #expect(r.description == "1:2:3:4:5:6:7:8:9:10:11:12")
+        // --set of another kind replaces the block, as extends: does.
+        let rope = try ModelBuilder.build(recipe("nano", ["model.position.kind=rope"]), initializeWeights: false)
+        #expect(rope.position.label == "rope")
+        // The estimate the memory check uses: overflow saturates instead of trapping.
+        #expect(ModelLimits.estimatedBytes(vocab: 1 << 24, hidden: 1 << 20, layers: 1 << 14, context: 1 << 26, heads: 1 << 12,
+                                           kvHeads: 1 << 12, headDim: 1 << 14, tied: false, learnedPositions: true,
+                                           mlps: [["experts": .int(1 << 14), "intermediate_size": .int(1 << 22)]]) == .max)
+        let gpt2 = try ModelBuilder.build(recipe("gpt2"), initializeWeights: false)
+        let estimate = ModelLimits.estimatedBytes(vocab: 8192, hidden: 384, layers: 6, context: 256, heads: 6, kvHeads: 6,
+                                                  headDim: 64, tied: true, learnedPositions: true,
+                                                  mlps: [["intermediate_size": .int(1536)]])
+        #expect(estimate >= 4 * gpt2.parameterCount && estimate < 6 * gpt2.parameterCount)
+    }
+
     @Test func everyShippedRecipeBuildsAndAblationsChangeOneBlock() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: recipesDir).filter { $0.hasSuffix(".yaml") }
             .map { String($0.dropLast(5)) }.sorted()

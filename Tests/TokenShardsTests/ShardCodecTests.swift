@@ -50,6 +50,16 @@ import ToolkitSupport
         withUnsafeBytes(of: crc.littleEndian) { bytes.replaceSubrange(60..<64, with: $0) }
     }
 
+    /// Untrusted header sizes (with a valid header checksum) are refused before any arithmetic:
+    /// a token count of 2^63 or a payload size near 2^64 must not trap or allocate.
+    @Test func absurdHeaderSizesAreRefused() throws {
+        for (offset, value, fragment) in [(16, UInt64(1) << 63, "token count"), (32, UInt64.max - 10, "payload size")] {
+            var bytes = try sample()
+            patchHeader(&bytes) { b in withUnsafeBytes(of: value.littleEndian) { b.replaceSubrange(offset..<(offset + 8), with: $0) } }
+            expectError(["a.tks", "offset \(offset)", fragment]) { _ = try ShardCodec.decode(bytes, path: "a.tks") }
+        }
+    }
+
     @Test func corruptMagic() throws {
         var bytes = try sample()
         bytes[0] = UInt8(ascii: "X")

@@ -51,6 +51,16 @@ enum CLI {
 }
 
 @Suite(.serialized) struct CLITests {
+    /// A model whose weights exceed the memory limit is refused before anything is allocated.
+    @Test func memoryLimitIsCheckedBeforeBuilding() throws {
+        let r = try CLI.run(["build", "--recipe", "qwen3-small", "--no-save", "--max-memory", "1M"])
+        #expect(r.code != 0 && r.err.contains("qwen3-small.yaml: model.hidden_size") && r.err.contains("more than the 1.00 MiB"))
+        let env = try CLI.run(["build", "--recipe", "qwen3-small", "--no-save"], environment: ["TOOLKIT_MAX_MEMORY": "2M"])
+        #expect(env.code != 0 && env.err.contains("TOOLKIT_MAX_MEMORY"))
+        let bad = try CLI.run(["build", "--recipe", "nano", "--no-save", "--max-memory", "lots"])
+        #expect(bad.code != 0 && bad.err.contains("--max-memory"))
+    }
+
     /// README's Catalog section is `toolkit catalog --markdown`: the registries are the one source of
     /// the component kinds, optimizer and schedule names (with their defaults) and HF families.
     @Test func readmeCatalogIsTheRegistries() throws {

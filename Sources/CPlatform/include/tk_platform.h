@@ -83,6 +83,8 @@ int tk_blas_threads(void);
 
 /* Cores this process may run on (its affinity mask where the OS has one). */
 int tk_cpu_count(void);
+/* Bytes a new allocation can use without swapping (Linux MemAvailable, else physical memory), 0 if unknown. */
+unsigned long long tk_available_memory(void);
 /* Asks for transparent huge pages over [p, p + bytes) where the OS has them (a hint). */
 void tk_advise_huge_pages(void *p, size_t bytes);
 /* Pause instruction for spin loops. */

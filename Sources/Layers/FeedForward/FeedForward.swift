@@ -30,7 +30,7 @@ public final class GELUMLP: FeedForward {
 
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any FeedForward {
         let inner = try o.int("intermediate_size", default: 4 * c.hiddenSize)
-        guard inner > 0 else { throw o.error("intermediate_size", "must be positive") }
+        try ModelLimits.check(o, "intermediate_size", inner, max: ModelLimits.maxIntermediate)
         let approx = try o.choice("approximation", GELUApproximation.allCases.map(\.rawValue), default: "tanh")
         return GELUMLP(hiddenSize: c.hiddenSize, intermediateSize: inner, approximation: GELUApproximation(rawValue: approx)!,
                        bias: try o.bool("bias", default: true), context: c)
@@ -79,7 +79,9 @@ public final class SwiGLUMLP: FeedForward {
     }
 
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any FeedForward {
-        SwiGLUMLP(hiddenSize: c.hiddenSize, intermediateSize: try o.requiredInt("intermediate_size"),
+        let inner = try o.requiredInt("intermediate_size")
+        try ModelLimits.check(o, "intermediate_size", inner, max: ModelLimits.maxIntermediate)
+        return SwiGLUMLP(hiddenSize: c.hiddenSize, intermediateSize: inner,
                   bias: try o.bool("bias", default: false), context: c)
     }
 

@@ -56,12 +56,17 @@ public final class MoE: FeedForward {
 
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any FeedForward {
         let e = try o.requiredInt("experts")
+        try ModelLimits.check(o, "experts", e, max: ModelLimits.maxExperts)
         let k = try o.requiredInt("top_k")
         guard k <= e else { throw o.error("top_k", "\(k) is greater than the number of experts (\(e))") }
-        return MoE(hiddenSize: c.hiddenSize, experts: e, topK: k, intermediateSize: try o.requiredInt("intermediate_size"),
+        let inner = try o.requiredInt("intermediate_size")
+        try ModelLimits.check(o, "intermediate_size", inner, max: ModelLimits.maxIntermediate)
+        let aux = try o.double("aux_loss_coef", default: 0.001), z = try o.double("z_loss_coef", default: 0)
+        guard aux >= 0, aux.isFinite else { throw o.error("aux_loss_coef", "must be a non-negative finite number, got \(aux)") }
+        guard z >= 0, z.isFinite else { throw o.error("z_loss_coef", "must be a non-negative finite number, got \(z)") }
+        return MoE(hiddenSize: c.hiddenSize, experts: e, topK: k, intermediateSize: inner,
                    normalizeTopK: try o.bool("norm_topk_prob", default: true),
-                   auxLossCoefficient: Float(try o.double("aux_loss_coef", default: 0.001)),
-                   zLossCoefficient: Float(try o.double("z_loss_coef", default: 0)), context: c)
+                   auxLossCoefficient: Float(aux), zLossCoefficient: Float(z), context: c)
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {

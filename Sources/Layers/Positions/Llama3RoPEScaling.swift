@@ -22,8 +22,7 @@ public struct Llama3RoPEScaling: RoPEScaling, Equatable {
     }
 
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any RoPEScaling {
-        let low = try o.double("low_freq_factor", default: 1), high = try o.double("high_freq_factor", default: 4)
-        guard low > 0 else { throw o.error("low_freq_factor", "must be positive, got \(low)") }
+        let low = try o.positiveFinite("low_freq_factor", default: 1), high = try o.positiveFinite("high_freq_factor", default: 4)
         guard high > low else { throw o.error("high_freq_factor", "must be greater than low_freq_factor (\(low)), got \(high)") }
         let orig = try o.int("original_max_position_embeddings", default: 8192)
         guard orig >= 1 else { throw o.error("original_max_position_embeddings", "must be positive, got \(orig)") }

@@ -56,7 +56,7 @@ public final class RotaryEmbedding: PositionalEncoding {
         let theta = try o.double("theta", default: 10_000)
         let layout = RoPELayout(rawValue: try o.choice("layout", RoPELayout.allCases.map(\.rawValue), default: "half"))!
         let partial = try o.double("partial_rotary_factor", default: 1)
-        guard theta > 1 else { throw o.error("theta", "must be greater than 1, got \(theta)") }
+        guard theta > 1, theta.isFinite else { throw o.error("theta", "must be a finite number greater than 1, got \(theta)") }
         guard partial > 0, partial <= 1 else { throw o.error("partial_rotary_factor", "must be in (0, 1], got \(partial)") }
         guard c.headDim % 2 == 0 else { throw o.error("kind", "RoPE needs an even head_dim, got \(c.headDim)") }
         var scaling: (any RoPEScaling)? = nil

@@ -27,9 +27,9 @@ public struct YaRNScaling: RoPEScaling, Equatable {
         let orig = try o.optionalInt("original_max_position_embeddings") ?? c.contextLength
         guard orig >= 1 else { throw o.error("original_max_position_embeddings", "must be positive, got \(orig)") }
         return YaRNScaling(
-            factor: try o.ropeFactor(), originalMaxPositions: orig, betaFast: try o.double("beta_fast", default: 32),
-            betaSlow: try o.double("beta_slow", default: 1), attentionFactor: try o.optionalDouble("attention_factor"),
-            mscale: try o.optionalDouble("mscale"), mscaleAllDim: try o.optionalDouble("mscale_all_dim"),
+            factor: try o.ropeFactor(), originalMaxPositions: orig, betaFast: try o.positiveFinite("beta_fast", default: 32),
+            betaSlow: try o.positiveFinite("beta_slow", default: 1), attentionFactor: try o.optionalPositiveFinite("attention_factor"),
+            mscale: try o.optionalPositiveFinite("mscale"), mscaleAllDim: try o.optionalPositiveFinite("mscale_all_dim"),
             truncate: try o.bool("truncate", default: true))
     }
 

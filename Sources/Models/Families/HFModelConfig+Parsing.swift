@@ -1,4 +1,5 @@
 import Checkpointing
+import Layers
 import Foundation
 import ToolkitSupport
 
@@ -186,6 +187,20 @@ extension HFModelConfig {
             if !ok { throw ToolkitError.file(path, "key '\(key)' \(what)") }
         }
         let gpt2 = modelType == .gpt2
+        // Ceilings first, so that no later product of sizes can overflow and nothing loops over
+        // an absurd layer count before the weights are compared with the config.
+        let bounds: [(Int, String, Int)] = [
+            (vocabSize, "vocab_size", ModelLimits.maxVocabulary), (hiddenSize, gpt2 ? "n_embd" : "hidden_size", ModelLimits.maxHidden),
+            (numLayers, gpt2 ? "n_layer" : "num_hidden_layers", ModelLimits.maxLayers),
+            (numHeads, gpt2 ? "n_head" : "num_attention_heads", ModelLimits.maxHeads), (numKVHeads, "num_key_value_heads", ModelLimits.maxHeads),
+            (headDim, "head_dim", ModelLimits.maxHeadDim), (intermediateSize, gpt2 ? "n_inner" : "intermediate_size", ModelLimits.maxIntermediate),
+            (maxPositionEmbeddings, gpt2 ? "n_positions" : "max_position_embeddings", ModelLimits.maxContext),
+            (slidingWindow ?? 1, "sliding_window", ModelLimits.maxContext), (moe?.numExperts ?? 1, "num_local_experts", ModelLimits.maxExperts),
+            (moe?.moeIntermediateSize ?? 1, "moe_intermediate_size", ModelLimits.maxIntermediate),
+        ]
+        for (value, key, limit) in bounds where value > limit {
+            try check(false, key, "is \(value), above the largest supported \(limit)")
+        }
         try check(vocabSize > 0, "vocab_size", "must be positive (got \(vocabSize))")
         try check(
             hiddenSize > 0, gpt2 ? "n_embd" : "hidden_size", "must be positive (got \(hiddenSize))")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Layers
 import Models
 import ToolkitSupport
 
@@ -8,8 +9,13 @@ struct RecipeOptions: ParsableArguments {
     @Option(help: "Recipe name (Recipes/<name>.yaml) or path to a .yaml file.") var recipe: String
     @Option(name: .customLong("set"), help: "Override a recipe key, e.g. --set model.hidden_size=768 (repeatable).")
     var overrides: [String] = []
+    @Option(help: "Most memory the model's weights may take (e.g. 12G); default: the memory available now (TOOLKIT_MAX_MEMORY also sets it).")
+    var maxMemory: String?
 
-    func load() throws -> Recipe { try Recipe.load(recipe, overrides: overrides) }
+    func load() throws -> Recipe {
+        try applyMemoryLimit(maxMemory)
+        return try Recipe.load(recipe, overrides: overrides)
+    }
 }
 
 /// `--model DIR` (HF folder) or `--checkpoint DIR` (toolkit checkpoint).
@@ -23,11 +29,23 @@ struct ModelSourceOptions: ParsableArguments {
         }
     }
 
+    @Option(help: "Most memory the model's weights may take (e.g. 12G); default: the memory available now (TOOLKIT_MAX_MEMORY also sets it).")
+    var maxMemory: String?
+
     var path: String { model ?? checkpoint ?? "" }
 
     func load() throws -> DecoderModel {
+        try applyMemoryLimit(maxMemory)
         if let model { return try ModelIO.loadHF(model) }
         return try ModelIO.load(checkpoint!)
+    }
+}
+
+/// `--max-memory SIZE`: the bound every model build checks its estimated weights against.
+func applyMemoryLimit(_ text: String?) throws {
+    guard let text else { return }
+    do { ModelLimits.memoryOverride = try ModelLimits.parseBytes(text) } catch let e as ToolkitError {
+        throw ValidationError("--max-memory: \(e.message)")
     }
 }
 
