@@ -214,7 +214,7 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
                 for (int r = 0; r < nr; r++) {
                     float *sr = s + (size_t)r * BC;
                     float mx = tk_row_max(sr, nc);
-                    mx = m[r] > mx ? m[r] : mx;
+                    mx = TK_MAX_NAN(m[r], mx);
                     if (mx == -INFINITY) {  /* whole row masked in this tile and before */
                         for (int c = 0; c < nc; c++) sr[c] = 0.0f;
                         continue;
@@ -230,10 +230,10 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
             }
             for (int r = 0; r < nr; r++) {
                 float *o = out + ((size_t)b * p->Tq + i0 + r) * ldq + (size_t)h * D;
-                float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+                float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];  /* NaN stays NaN */
                 const float *ar = acc + (size_t)r * D;
                 for (int d = 0; d < D; d++) o[d] = ar[d] * inv;
-                lse[((size_t)b * H + h) * p->Tq + i0 + r] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+                lse[((size_t)b * H + h) * p->Tq + i0 + r] = l[r] == 0.0f ? -INFINITY : m[r] + logf(l[r]);
             }
         }
     }
@@ -335,7 +335,7 @@ TK_KERNEL(tk_attention_masked_softmax, (const tk_attention *p, int h, float *sco
         for (int c = 0; c < n; c++) sr[c] *= p->scale;
         bias_and_mask(p, h, i, 0, 1, n, sr, n);
         float mx = -INFINITY;
-        for (int c = 0; c < n; c++) mx = sr[c] > mx ? sr[c] : mx;
+        for (int c = 0; c < n; c++) mx = TK_MAX_NAN(sr[c], mx);
         if (mx == -INFINITY) {
             for (int c = 0; c < n; c++) sr[c] = 0.0f;
             lse[(size_t)i * lse_stride] = -INFINITY;

@@ -497,7 +497,7 @@ static inline __attribute__((always_inline)) void attention_body(const attention
         for (int t = lo; t <= pos; t++) {
             float acc = dotf(q, k + (size_t)t * row, d) * p->scale - slope * (float)(pos - t);
             s[t] = acc;
-            m = acc > m ? acc : m;
+            m = TK_MAX_NAN(acc, m);
         }
         float total = tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo);
         float *o = j->out + (size_t)h * d;
@@ -540,7 +540,7 @@ static void attention_heads_avx512(void *ctx, int begin, int end) { attention_bo
                 for (int i = 1; i < NV; i++) acc = _mm512_fmadd_ps(q[i], _mm512_loadu_ps(kt + 16 * i), acc); \
                 float x = _mm512_reduce_add_ps(acc) - slope * (float)(pos - t);                             \
                 s[t] = x;                                                                                   \
-                m = x > m ? x : m;                                                                          \
+                m = TK_MAX_NAN(x, m);                                                                        \
             }                                                                                               \
             float total = tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo);                                  \
             for (int t = lo; t <= pos; t++) {                                                               \
@@ -588,13 +588,13 @@ static void attention_heads_avx2(void *ctx, int begin, int end) {
                 }
                 float x = hsum8(_mm256_add_ps(a0, a1)) - slope * (float)(pos - t);
                 s[t] = x;
-                m = x > m ? x : m;
+                m = TK_MAX_NAN(x, m);
             }
         } else {
             for (int t = lo; t <= pos; t++) {
                 float x = dot_avx2(qh, k + (size_t)t * row, d) * p->scale - slope * (float)(pos - t);
                 s[t] = x;
-                m = x > m ? x : m;
+                m = TK_MAX_NAN(x, m);
             }
         }
         float inv = 1.0f / tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo);

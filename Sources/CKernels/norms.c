@@ -4,6 +4,8 @@
 #include "ckernels.h"
 #include "tk_math.h"
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* sum_j (x[j] - mean)^2 */
 static inline __attribute__((always_inline)) float lane_centered_squares(const float *x, float mean, int n) {
@@ -119,4 +121,18 @@ TK_KERNEL(tk_add_column_sums, (const float *src, int rows, int cols, float *dst,
         }
         for (int c = c0; c < c1; c++) dst[c] += acc[c - c0];
     }
+}
+
+/* Memory-bound, so the baseline (SSE2) vectorisation of the OR-reduction is enough. */
+ptrdiff_t tk_first_nonfinite(const float *x, size_t n) {
+    const uint32_t *u = (const uint32_t *)x;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint32_t any = 0;
+        for (int k = 0; k < 64; k++) any |= (uint32_t)((u[i + k] & 0x7f800000u) == 0x7f800000u);
+        if (any) break;
+    }
+    for (; i < n; i++)
+        if ((u[i] & 0x7f800000u) == 0x7f800000u) return (ptrdiff_t)i;
+    return -1;
 }

@@ -66,15 +66,19 @@ static inline float tk_expf1(float x) {
  * (a serial float sum of exps is what kept the cross-entropy forward scalar). */
 #define TK_RL 16
 
+/* max(a, b) that propagates NaN (a NaN operand wins), unlike fmaxf and a plain comparison: a NaN
+ * score must reach the output, never be taken for a masked (-inf) entry. */
+#define TK_MAX_NAN(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
+
 static inline __attribute__((always_inline)) float tk_row_max(const float *x, int n) {
     float lane[TK_RL];
     for (int i = 0; i < TK_RL; i++) lane[i] = -INFINITY;
     int j = 0;
     for (; j + TK_RL <= n; j += TK_RL)
-        for (int i = 0; i < TK_RL; i++) lane[i] = x[j + i] > lane[i] ? x[j + i] : lane[i];
+        for (int i = 0; i < TK_RL; i++) lane[i] = TK_MAX_NAN(x[j + i], lane[i]);
     float m = -INFINITY;
-    for (int i = 0; i < TK_RL; i++) m = lane[i] > m ? lane[i] : m;
-    for (; j < n; j++) m = x[j] > m ? x[j] : m;
+    for (int i = 0; i < TK_RL; i++) m = TK_MAX_NAN(lane[i], m);
+    for (; j < n; j++) m = TK_MAX_NAN(x[j], m);
     return m;
 }
 

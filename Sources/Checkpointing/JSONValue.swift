@@ -39,11 +39,48 @@ package indirect enum JSONValue: Decodable, Equatable, Sendable {
     package static func parse(_ data: Data, path: String, what: String = "JSON") throws
         -> JSONValue
     {
+        let value: JSONValue
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: data)
+            value = try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
             throw ToolkitError.file(path, "invalid \(what): \(Self.describe(error))")
         }
+        // JSONDecoder keeps one of two equal keys silently; a second tensor or setting of the
+        // same name is ambiguous, so it is an error.
+        if let (key, offset) = duplicateKey(in: data) {
+            throw ToolkitError.file(path, "invalid \(what): key '\(key)' appears twice in one object", offset: offset)
+        }
+        return value
+    }
+
+    /// The first key that appears twice in one object of already valid JSON `data`, with its byte
+    /// offset: a linear scan over strings and brackets.
+    static func duplicateKey(in data: Data) -> (String, Int)? {
+        let bytes = [UInt8](data)
+        var objects: [Set<[UInt8]>?] = []  // per open bracket: the keys seen (nil for arrays)
+        var i = 0
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "{"): objects.append([])
+            case UInt8(ascii: "["): objects.append(nil)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): if !objects.isEmpty { objects.removeLast() }
+            case UInt8(ascii: "\""):
+                let start = i
+                i += 1
+                while i < bytes.count, bytes[i] != UInt8(ascii: "\"") { i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1 }
+                let raw = Array(bytes[(start + 1)..<min(i, bytes.count)])
+                var j = i + 1
+                while j < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[j]) { j += 1 }
+                if j < bytes.count, bytes[j] == UInt8(ascii: ":"), let last = objects.last, var keys = last {
+                    if keys.contains(raw) { return (String(decoding: raw, as: UTF8.self), start) }
+                    keys.insert(raw)
+                    objects[objects.count - 1] = keys
+                }
+            default: break
+            }
+            i += 1
+        }
+        return nil
     }
 
     private static func describe(_ error: Error) -> String {

@@ -1,3 +1,4 @@
+import CKernels
 import Checkpointing
 import Foundation
 import Layers
@@ -74,6 +75,11 @@ public enum ModelIO {
             let t = tensors[name]!
             guard t.shape == p.shape else {
                 throw ToolkitError("\(source): tensor \(name) has shape \(t.shape), the model expects \(p.shape)")
+            }
+            // A NaN or infinite weight would give NaN, or worse a plausible number, far from here.
+            let bad = t.values.withUnsafeBufferPointer { tk_first_nonfinite($0.baseAddress, $0.count) }
+            if bad >= 0 {
+                throw ToolkitError("\(source): tensor \(name) has a non-finite value (\(t.values[bad])) at index \(bad)")
             }
             try p.assign(Tensor(shape: t.shape, values: t.values))
         }

@@ -248,6 +248,16 @@ static uint32_t crc_bitwise(const uint8_t *p, size_t n) {
 }
 
 static void test_bytes(void) {
+    {   /* tk_first_nonfinite: none, a NaN inside a 64-block, an infinity in the tail */
+        float v[200];
+        for (int t = 0; t < 200; t++) v[t] = (float)t - 100.0f;
+        check(tk_first_nonfinite(v, 200) == -1, "first_nonfinite clean", 0, 0);
+        v[70] = NAN;
+        check(tk_first_nonfinite(v, 200) == 70, "first_nonfinite NaN at 70", 0, 0);
+        v[70] = 0.0f; v[199] = -INFINITY;
+        check(tk_first_nonfinite(v, 200) == 199, "first_nonfinite -inf at 199", 0, 0);
+    }
+
     uint8_t buf[1000];
     for (int i = 0; i < 1000; i++) buf[i] = (uint8_t)(uniform() * 127 + 128);
     int ok = 1;

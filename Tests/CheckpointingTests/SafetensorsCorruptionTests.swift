@@ -77,6 +77,15 @@ import ToolkitSupport
         }
     }
 
+    /// Two tensors of one name would leave one of them unused, silently: an error naming it.
+    @Test func duplicateNamesAreRefused() {
+        let entry = #""w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#
+        expectError(["bad.st", "key 'w' appears twice", "offset"]) { try open("{" + entry + "," + entry + "}", f32x2 + f32x2) }
+        // The same key in different objects is fine (the scan keeps one set of keys per object).
+        #expect(JSONValue.duplicateKey(in: Data(#"{"a":{"x":1},"b":{"x":2},"c":[{"x":1},{"x":2}]}"#.utf8)) == nil)
+        #expect(JSONValue.duplicateKey(in: Data(#"{"a":"k\"","a":1}"#.utf8))?.0 == "a")
+    }
+
     @Test func overlappingGapsAndTrailingBytes() {
         let two = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
         expectError(["'b'", "overlaps the previous tensor", "offset"]) {

@@ -114,6 +114,20 @@ import _TestSupport
         #expect(abs(aux - f.outputs["aux_loss"]!.floats[0]) < 1e-5)
     }
 
+    /// A NaN weight is refused at load time, naming the tensor (one NaN in GPT-2's c_attn would
+    /// otherwise turn into NaN, or a plausible number, far from its cause).
+    @Test func nonFiniteWeightsAreRefusedAtLoad() throws {
+        let f = try Self.load("gpt2-tiny")
+        var tensors = ModelIO.hostTensors(f.model)
+        tensors["model.layers.1.mlp.fc_out.weight"]!.values[17] = .infinity
+        do {
+            try ModelIO.assign(tensors, to: f.model, source: "x.safetensors")
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)".contains("x.safetensors: tensor model.layers.1.mlp.fc_out.weight has a non-finite value (inf) at index 17"))
+        }
+    }
+
     @Test func exportRoundTripsThroughHFLayout() throws {
         for name in Self.fixtures {
             let f = try Self.load(name)

@@ -72,6 +72,22 @@ private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: Att
         }
     }
 
+    /// A NaN in one head's queries reaches that head's outputs (it is not taken for a masked
+    /// score and turned into zeros); the other heads stay finite. Both kernels, all queries.
+    @Test(arguments: kernels)
+    func nanPropagatesAndStaysInItsHead(kernel: AttentionKernel) throws {
+        let (b, t, h, d) = (1, 9, 2, 16)
+        var qs = GradCheck.random([b, t, h, d], seed: 11).scalars
+        for i in 0..<t { qs[(i * h + 0) * d + 5] = .nan }  // head 0, dimension 5, every position
+        let q = try Tensor(shape: [b, t, h, d], values: qs)
+        let k = GradCheck.random([b, t, h, d], seed: 12), v = GradCheck.random([b, t, h, d], seed: 13)
+        let o = try Tensor.attention(q: q, k: k, v: v, options: AttentionOptions(scale: 0.25, kernel: kernel)).scalars
+        for i in 0..<t {
+            #expect((0..<d).allSatisfy { o[(i * h + 0) * d + $0].isNaN }, "\(kernel) position \(i), head 0")
+            #expect((0..<d).allSatisfy { o[(i * h + 1) * d + $0].isFinite }, "\(kernel) position \(i), head 1")
+        }
+    }
+
     @Test func queryOffsetMatchesFullComputationRows() throws {
         // KV-cache decoding: the last 3 queries against all keys equal rows of the full causal call.
         let (b, t, h, kvh, d) = (1, 20, 4, 2, 16)

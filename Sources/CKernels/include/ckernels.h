@@ -167,4 +167,8 @@ uint32_t tk_crc32_portable(uint32_t crc, const void *data, size_t n);
  * ill-formed), or -1 when all n bytes are valid UTF-8. ASCII runs are checked 32 bytes a step. */
 ptrdiff_t tk_utf8_invalid_offset(const uint8_t *p, size_t n);
 
+/* Index of the first NaN or infinite value among n floats, or -1 when all are finite (blocks of
+ * 64 are tested with one OR of exponent masks, so a clean tensor costs one pass at memory speed). */
+ptrdiff_t tk_first_nonfinite(const float *x, size_t n);
+
 #endif
