@@ -117,7 +117,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards", "Tokenization", "CKernels"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing", "Models"]),
-        .testTarget(name: "ToolkitCLITests", dependencies: ["ToolkitCLI"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ToolkitCLITests", dependencies: ["ToolkitCLI", "ToolkitSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "OptimizersTests", dependencies: ["Optimizers", "_TestSupport"],

@@ -26,12 +26,21 @@ public enum Interrupt {
     public static func request() { flag.store(true, ordering: .relaxed) }
     public static func reset() { flag.store(false, ordering: .relaxed) }
 
-    /// Routes SIGINT to `request()`; a second SIGINT kills the process as usual.
+    /// Routes SIGINT and SIGTERM (what `timeout`, systemd and Slurm send) to `request()`; a second
+    /// signal ends the process at once.
+    /// The signals are also unblocked: a parent (a test runner, some schedulers) may start this
+    /// process with them blocked, and a blocked SIGTERM would wait forever.
     public static func install() {
-        signal(SIGINT) { _ in
-            if Interrupt.requested { _exit(130) }
-            Interrupt.request()
+        var set = sigset_t()
+        sigemptyset(&set)
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { s in
+                if Interrupt.requested { _exit(128 + s) }
+                Interrupt.request()
+            }
+            sigaddset(&set, sig)
         }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 }
 
@@ -132,13 +141,17 @@ public final class Trainer {
     func appendMetrics(_ row: MetricsRow) throws {
         guard let metricsPath else { return }
         let line = try jsonLine(row) + "\n"
-        if !FileManager.default.fileExists(atPath: metricsPath) {
-            try AtomicFile.write("", to: metricsPath)
+        do {
+            if !FileManager.default.fileExists(atPath: metricsPath) {
+                try AtomicFile.write("", to: metricsPath)
+            }
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: metricsPath))
+            defer { try? h.close() }
+            try h.seekToEnd()
+            try h.write(contentsOf: Data(line.utf8))  // one write of a whole line: rows are never torn
+        } catch {
+            throw AtomicFile.ioError(metricsPath, error, doing: "cannot append a metrics row")
         }
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: metricsPath))
-        defer { try? h.close() }
-        try h.seekToEnd()
-        try h.write(contentsOf: Data(line.utf8))
     }
 
     func checkpointPath(_ step: Int) -> String? {
@@ -148,7 +161,7 @@ public final class Trainer {
     func save() throws -> String? {
         guard let path = checkpointPath(state.step) else { return nil }
         try TrainingCheckpoint.save(model: model, optimizer: optimizer, state: state, to: path)
-        TrainingCheckpoint.prune(outputDirectory!, keep: settings.keepCheckpoints)
+        try TrainingCheckpoint.prune(outputDirectory!, keep: settings.keepCheckpoints)
         return path
     }
 

@@ -20,24 +20,54 @@ public struct TrainerState: Codable, Equatable, Sendable {
 }
 
 /// A training checkpoint folder: `recipe.yaml` + `model.safetensors` (a loadable toolkit
-/// checkpoint) + `optimizer.safetensors` + `trainer_state.json`. Written into `<dir>.tmp` and
-/// renamed into place, so an interrupted save never leaves a partial checkpoint.
+/// checkpoint) + `optimizer.safetensors` + `trainer_state.json`.
+///
+/// Guarantees on interruption (kill -9, power loss, a full disk) at any point:
+/// - a save is written into `<dir>.tmp` and renamed into place, so `step-*` is always complete;
+/// - re-saving an existing step renames the old folder aside (`.replaced`) and deletes it only
+///   after the new one is in place; pruning renames (`.deleting`) before it deletes;
+/// - `recover(_:)`, run before every training run, finishes or undoes whatever was cut short.
 public enum TrainingCheckpoint {
     public static func save(model: DecoderModel, optimizer: any Optimizer, state: TrainerState, to dir: String) throws {
         let fm = FileManager.default
         let tmp = dir + ".tmp"
         try? fm.removeItem(atPath: tmp)
-        try ModelIO.saveCheckpoint(model, to: tmp, metadata: ["step": String(state.step)])
-        var w = SafetensorsWriter(metadata: ["format": "pt", "kind": "optimizer"])
-        for (name, t) in optimizer.stateTensors() { try w.add(name, HostTensor(shape: t.shape, values: t.values)) }
-        try w.write(to: tmp + "/optimizer.safetensors")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(encoder.encode(state), to: tmp + "/trainer_state.json")
-        try? fm.removeItem(atPath: dir)
-        guard rename(tmp, dir) == 0 else {
-            throw ToolkitError("\(dir): cannot move the checkpoint into place: \(String(cString: strerror(errno)))")
+        do {
+            try ModelIO.saveCheckpoint(model, to: tmp, metadata: ["step": String(state.step)])
+            var w = SafetensorsWriter(metadata: ["format": "pt", "kind": "optimizer"])
+            for (name, t) in optimizer.stateTensors() { try w.add(name, HostTensor(shape: t.shape, values: t.values)) }
+            try w.write(to: tmp + "/optimizer.safetensors")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try AtomicFile.write(encoder.encode(state), to: tmp + "/trainer_state.json")
+        } catch {
+            try? fm.removeItem(atPath: tmp)
+            throw AtomicFile.ioError(tmp, error, doing: "cannot write the checkpoint")
         }
+        try AtomicFile.replaceDirectory(tmp, with: dir)
+    }
+
+    /// `step-0000042`: a complete checkpoint folder's name (no `.tmp`, `.replaced`, `.deleting`).
+    static func isCheckpointName(_ name: String) -> Bool {
+        name.hasPrefix("step-") && name.dropFirst(5).allSatisfy(\.isNumber) && name.count > 5
+    }
+
+    /// Cleans a run folder after an interruption: incomplete saves (`.tmp`) and half-pruned
+    /// folders (`.deleting`) are removed; a checkpoint moved aside for a re-save (`.replaced`)
+    /// comes back when the new one never arrived, and is removed when it did.
+    public static func recover(_ dir: String) {
+        let fm = FileManager.default
+        let names = (try? fm.contentsOfDirectory(atPath: dir)) ?? []
+        for name in names where name.hasPrefix("step-") {
+            let path = dir + "/" + name
+            if name.hasSuffix(".tmp") || name.hasSuffix(AtomicFile.deletingSuffix) {
+                try? fm.removeItem(atPath: path)
+            } else if name.hasSuffix(AtomicFile.asideSuffix) {
+                let original = String(path.dropLast(AtomicFile.asideSuffix.count))
+                if fm.fileExists(atPath: original) { try? fm.removeItem(atPath: path) } else { _ = rename(path, original) }
+            }
+        }
+        AtomicFile.syncDirectory(dir)
     }
 
     /// Loads the state and optimizer tensors of a checkpoint folder (the model loads through ModelIO).
@@ -62,15 +92,19 @@ public enum TrainingCheckpoint {
         let fm = FileManager.default
         if fm.fileExists(atPath: dir + "/trainer_state.json") { return dir }
         let steps = ((try? fm.contentsOfDirectory(atPath: dir)) ?? [])
-            .filter { $0.hasPrefix("step-") && !$0.hasSuffix(".tmp") }.sorted()
+            .filter(isCheckpointName).sorted()
         guard let last = steps.last else { throw ToolkitError("\(dir): no training checkpoint (step-*) to resume from") }
         return dir + "/" + last
     }
 
-    /// Keeps the newest `keep` `step-*` folders.
-    static func prune(_ dir: String, keep: Int) {
-        let fm = FileManager.default
-        let steps = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("step-") && !$0.hasSuffix(".tmp") }.sorted()
-        for old in steps.dropLast(keep) { try? fm.removeItem(atPath: dir + "/" + old) }
+    /// Keeps the newest `keep` `step-*` folders (each older one renamed away before it is deleted).
+    static func prune(_ dir: String, keep: Int) throws {
+        let steps = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter(isCheckpointName).sorted()
+        for old in steps.dropLast(keep) { try AtomicFile.removeDirectory(dir + "/" + old) }
+    }
+
+    /// The complete checkpoints in a run folder.
+    public static func checkpoints(in dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter(isCheckpointName).sorted()
     }
 }

@@ -111,9 +111,13 @@ struct Finetune: ParsableCommand {
         let model = try source.load()
         let text = try TextEncoder(path: tokenizer, model: model, padID: padId)
         let dir = out ?? "Checkpoints/finetune-\(method.rawValue)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let lock = try FolderLock(folder: dir, what: "toolkit finetune")
+        defer { lock.release() }
         let metricsPath = metrics ?? dir + "/metrics.jsonl"
-        try? FileManager.default.removeItem(atPath: metricsPath)
+        try AtomicFile.requireRegularFileOrAbsent(metricsPath)
+        if FileManager.default.fileExists(atPath: metricsPath), unlink(metricsPath) != 0 {
+            throw ToolkitError.file(metricsPath, "cannot remove the old metrics: \(String(cString: strerror(errno)))")
+        }
         // Model parameters plus the new ones a method adds (LoRA adapters, the classification head).
         let modelParams = Set(model.namedParameters().map { ObjectIdentifier($0.parameter) })
         func totalWith(_ ps: [NamedParameter]) -> Int {

@@ -115,13 +115,26 @@ struct Train: ParsableCommand {
         }
         if let out { trainer.outputDirectory = out }
         trainer.metricsPath = metrics ?? trainer.outputDirectory.map { $0 + "/metrics.jsonl" }
+        // Before any work: the output folder is a writable folder that no other run is using, the
+        // metrics path can hold a file, and whatever an interrupted run left is cleaned up.
+        var lock: FolderLock? = nil
+        if let dir = trainer.outputDirectory {
+            lock = try FolderLock(folder: dir, what: "toolkit train")
+            TrainingCheckpoint.recover(dir)
+        }
+        defer { lock?.release() }
+        if let m = trainer.metricsPath {
+            try AtomicFile.ensureDirectory((m as NSString).deletingLastPathComponent.isEmpty ? "." : (m as NSString).deletingLastPathComponent)
+            try AtomicFile.requireRegularFileOrAbsent(m)
+        }
         if resumeDir == nil, let dir = trainer.outputDirectory {
             // A fresh run never mixes with an older one's checkpoints or metrics.
-            let existing = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("step-") }
-            if !existing.isEmpty {
-                throw ToolkitError("\(dir) already holds checkpoints (\(existing.sorted().last!)): continue with --resume \(dir), or choose another --out")
+            if let last = TrainingCheckpoint.checkpoints(in: dir).last {
+                throw ToolkitError("\(dir) already holds checkpoints (\(last)): continue with --resume \(dir), or choose another --out")
             }
-            if let m = trainer.metricsPath { try? FileManager.default.removeItem(atPath: m) }
+            if let m = trainer.metricsPath, FileManager.default.fileExists(atPath: m) {
+                guard unlink(m) == 0 else { throw ToolkitError.file(m, "cannot remove the old metrics: \(String(cString: strerror(errno)))") }
+            }
         }
         trainer.tokenBytes = try tokenByteCounter(tokenizer)
         let bar = ProgressBar(total: Double(settings.steps), label: "train", unit: "steps", enabled: !json)
