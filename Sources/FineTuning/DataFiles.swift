@@ -8,7 +8,7 @@ public enum JSONL {
         guard let data = FileManager.default.contents(atPath: path) else { throw ToolkitError.file(path, "cannot read") }
         guard let text = String(data: data, encoding: .utf8) else { throw ToolkitError.file(path, "not valid UTF-8") }
         var out: [(object: [String: Any], location: String)] = []
-        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (i, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if trimmed.isEmpty { continue }
             let location = "\(path):\(i + 1)"

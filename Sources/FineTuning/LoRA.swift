@@ -195,7 +195,11 @@ public final class LoRAModel {
         guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw ToolkitError.file(path, "not a JSON object")
         }
+        if let type = obj["peft_type"], (type as? String)?.uppercased() != "LORA" {
+            throw ToolkitError.file(path, "key peft_type: '\(type)' is not LORA (only LoRA adapters can be loaded or merged)")
+        }
         guard let r = obj["r"] as? Int else { throw ToolkitError.file(path, "key r: missing or not an integer") }
+        guard r >= 1, r <= 65536 else { throw ToolkitError.file(path, "key r: \(r) is outside 1...65536") }
         guard let alpha = (obj["lora_alpha"] as? NSNumber)?.doubleValue else {
             throw ToolkitError.file(path, "key lora_alpha: missing or not a number")
         }

@@ -21,12 +21,13 @@ public enum Evaluation {
     /// With `engine`, every window is scored token by token through the fast decoder (batch 1, its
     /// weight format), e.g. to measure what int8 weights cost in perplexity.
     public static func score(_ model: DecoderModel, sequences: [[Int32]], tokenBytes: ((Int32) -> Int)? = nil,
-                             engine: DecodeEngine? = nil, progress: ((Int) -> Void)? = nil) throws -> Result {
+                             engine: DecodeEngine? = nil, source: String = "the input",
+                             progress: ((Int) -> Void)? = nil) throws -> Result {
         let v = model.dims.vocabSize, ctx = model.dims.contextLength
         var windows: [[Int32]] = []
         for (i, s) in sequences.enumerated() {
             if let bad = s.first(where: { $0 < 0 || Int($0) >= v }) {
-                throw ToolkitError("sequence \(i): token id \(bad) is outside the vocabulary (0..<\(v))")
+                throw ToolkitError("\(source): sequence \(i): token id \(bad) is outside the vocabulary (0..<\(v))")
             }
             var start = 0
             while start + 1 < s.count {
@@ -35,7 +36,7 @@ public enum Evaluation {
                 start = end - 1
             }
         }
-        guard !windows.isEmpty else { throw ToolkitError("no sequence has two or more tokens to score") }
+        guard !windows.isEmpty else { throw ToolkitError("\(source): no sequence has two or more tokens to score") }
         var total = 0.0, count = 0, bytes = 0
         if let engine {
             guard engine.model === model else { throw ToolkitError("eval: the decode engine belongs to another model") }

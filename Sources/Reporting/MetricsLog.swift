@@ -108,7 +108,7 @@ public struct MetricsLog: Equatable, Sendable {
     public static func parse(_ text: String, path: String) throws -> MetricsLog {
         var log = MetricsLog()
         let decoder = reportDecoder()
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false)
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
             .enumerated()
         {
             let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -113,6 +113,10 @@ public final class ShardDataset: Sendable {
                 "holds \(tokens.count) tokens, the manifest says \(entry.tokens)"
             ),
             (
+                header.layout != manifest.layout,
+                "layout \(header.layout) differs from the manifest's \(manifest.layout)"
+            ),
+            (
                 header.dtype != manifest.dtype,
                 "dtype \(header.dtype.rawValue) differs from the manifest's "
                     + manifest.dtype.rawValue

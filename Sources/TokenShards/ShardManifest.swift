@@ -163,6 +163,9 @@ public struct ShardManifest: Codable, Sendable, Equatable {
         guard position == totalTokens else {
             throw fail("total_tokens", "\(totalTokens), but the shards hold \(position)")
         }
+        guard split.valFraction >= 0, split.valFraction < 1 else {
+            throw fail("split.val_fraction", "\(split.valFraction) is outside [0, 1)")
+        }
         guard split.valStart >= 0, split.valStart <= totalTokens,
             split.trainTokens == split.valStart, split.valTokens == totalTokens - split.valStart
         else { throw fail("split", "inconsistent with total_tokens \(totalTokens)") }

@@ -446,7 +446,7 @@ extension BPETokenizer {
         }
         var pairs: [(UInt32, UInt32)] = []
         var produced = Set<String>()
-        for (k, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (k, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             var line = raw
             if line.hasSuffix("\r") { line = line.dropLast() }
             if line.isEmpty || (k == 0 && line.hasPrefix("#version")) { continue }

@@ -39,4 +39,24 @@ private func fixture(_ name: String) throws -> String {
         #expect(splitIndices(10, fraction: 0.2, seed: 1).validation.count == 2)
         #expect(Set(splitIndices(10, fraction: 0.2, seed: 1).train + splitIndices(10, fraction: 0.2, seed: 1).validation) == Set(0..<10))
     }
+
+    /// Windows line ends are accepted wherever text lines are read (a CR LF is one Character in
+    /// Swift, so splitting on "\n" alone once read such a file as one line).
+    @Test func crlfLinesAreAccepted() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("crlf-\(UUID()).jsonl").path
+        try "{\"prompt\": \"a\", \"completion\": \"b\"}\r\n{\"prompt\": \"c\", \"completion\": \"d\"}\r\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try SFTData.load(path, encode: byteEncode, eos: nil).count == 2)
+    }
+
+    /// An adapter of another PEFT type is refused, not merged as LoRA.
+    @Test func onlyLoRAAdaptersLoad() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ia3-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try #"{"peft_type": "IA3", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}"#
+            .write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
+        do { _ = try LoRAModel.readConfig(dir); Issue.record("accepted") } catch {
+            #expect("\(error)".contains("adapter_config.json") && "\(error)".contains("peft_type") && "\(error)".contains("IA3"))
+        }
+    }
 }
+

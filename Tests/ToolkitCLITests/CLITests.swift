@@ -51,6 +51,18 @@ enum CLI {
 }
 
 @Suite(.serialized) struct CLITests {
+    /// `build` checks the train: block as well; an export that cannot represent a setting refuses,
+    /// naming it (a GPT-2-shaped model with a sliding window is no HF gpt2).
+    @Test func buildChecksTrainAndExportRefusesWhatItCannotWrite() throws {
+        let b = try CLI.run(["build", "--recipe", "nano", "--no-save", "--set", "train.lr=-1"])
+        #expect(b.code != 0 && b.err.contains("nano.yaml: train.lr"), "\(b.err)")
+        let tmp = CLI.temp("export")
+        let ckpt = tmp.appendingPathComponent("ckpt").path
+        #expect(try CLI.run(["build", "--recipe", "nano", "--set", "model.attention.window=16", "--out", ckpt]).code == 0)
+        let e = try CLI.run(["export", "--checkpoint", ckpt, "--format", "hf", "--out", tmp.appendingPathComponent("hf").path])
+        #expect(e.code != 0 && e.err.contains("gpt2") && e.err.contains("window"), "\(e.err)")
+    }
+
     /// A model whose weights exceed the memory limit is refused before anything is allocated.
     @Test func memoryLimitIsCheckedBeforeBuilding() throws {
         let r = try CLI.run(["build", "--recipe", "qwen3-small", "--no-save", "--max-memory", "1M"])

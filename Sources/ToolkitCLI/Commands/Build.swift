@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Models
 import ToolkitSupport
+import Training
 
 struct Build: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,9 +27,9 @@ struct Build: ParsableCommand {
 
     func run() throws {
         let recipe = try recipeOptions.load()
+        let train = try TrainSettings(recipe: recipe)  // the train: block is checked here too
         let model = try ModelBuilder.build(recipe, initializeWeights: !noSave)
-        var batch = batchSize ?? 8
-        if batchSize == nil, case .int(let b)? = recipe.train["batch_size"] { batch = b }
+        let batch = batchSize ?? (recipe.train["batch_size"] == nil ? 8 : train.batchSize)
         let stats = ModelStats(model: model, batchSize: batch)
         var dir: String? = nil
         if !noSave {

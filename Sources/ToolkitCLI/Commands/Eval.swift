@@ -40,7 +40,8 @@ struct Eval: ParsableCommand {
         let bar = ProgressBar(total: Double(input.sequences.reduce(0) { $0 + max($1.count - 1, 0) }), label: "eval",
                               unit: "tok", enabled: !json)
         let engine = try weights.map { try DecodeEngine(model: model, format: $0) }
-        let r = try Evaluation.score(model, sequences: input.sequences, tokenBytes: input.tokenBytes, engine: engine) {
+        let r = try Evaluation.score(model, sequences: input.sequences, tokenBytes: input.tokenBytes, engine: engine,
+                                     source: tokens ?? data ?? text ?? "the input") {
             bar.update(Double($0))
         }
         bar.finish()

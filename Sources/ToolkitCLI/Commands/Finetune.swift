@@ -68,6 +68,7 @@ struct Finetune: ParsableCommand {
         guard valFraction >= 0, valFraction < 1 else { throw ValidationError("--val-fraction must be in [0, 1)") }
         guard LogProbReduction(rawValue: logprobReduction) != nil else { throw ValidationError("--logprob-reduction must be mean or sum") }
         if let seqLen, seqLen < 1 { throw ValidationError("--seq-len must be at least 1") }
+        guard (1...65536).contains(rank) else { throw ValidationError("--rank must be in 1...65536, got \(rank)") }
         if useLoRA && trainable != nil && method != .classify { throw ValidationError("--trainable does not apply with LoRA") }
     }
 
@@ -137,7 +138,10 @@ struct Finetune: ParsableCommand {
             }
             let (train, valSet) = try split(try load(data), loadVal: load)
             let (lora, params) = try trainables(model, defaultScope: "all")
-            let rowLength = min(seqLen ?? ctx, ctx)
+            if let seqLen, seqLen > ctx {
+                throw ValidationError("--seq-len \(seqLen) is longer than the model's context length \(ctx)")
+            }
+            let rowLength = seqLen ?? ctx
             let packed = pack ? SequenceBatching.pack(train, seqLen: rowLength, padID: text.pad) : []
             if pack && packed.isEmpty { throw ToolkitError.file(data, "packing left no row with a response token") }
             let valBatches = stride(from: 0, to: valSet.count, by: batchSize).map {
@@ -169,6 +173,7 @@ struct Finetune: ParsableCommand {
             let pairs = zip(all.texts, all.labels).map { ($0, $1) }
             let (trainPairs, valPairs) = try split(pairs) { p in let v = try load(p); return zip(v.texts, v.labels).map { ($0, $1) } }
             let names = all.classNames()
+            guard names.count >= 2 else { throw ToolkitError.file(data, "classification needs at least two labels, found \(names.count) (\(names.joined(separator: ", ")))") }
             let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
             func encodeSet(_ ps: [(String, String)], _ file: String) throws -> ([[Int32]], [Int32]) {
                 var ids: [[Int32]] = [], ys: [Int32] = []
