@@ -117,6 +117,10 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenShardsTests", dependencies: ["TokenShards", "Tokenization", "CKernels"]),
         .testTarget(name: "CheckpointingTests", dependencies: ["Checkpointing", "Models"]),
+        .testTarget(
+            name: "FuzzTests",
+            dependencies: ["Checkpointing", "FineTuning", "Models", "Tokenization", "TokenShards", "ToolkitSupport", "Training"],
+            exclude: ["Regressions"]),
         .testTarget(name: "ToolkitCLITests", dependencies: ["ToolkitCLI", "ToolkitSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),
         .testTarget(

@@ -53,11 +53,15 @@ public enum ModelLimits {
     /// 4·hidden, times its experts) for every layer, so it is an upper bound for mixed layers.
     public static func estimatedBytes(vocab: Int, hidden: Int, layers: Int, context: Int, heads: Int, kvHeads: Int,
                                headDim: Int, tied: Bool, learnedPositions: Bool, mlps: [[String: ConfigValue]]) -> Int {
-        func int(_ v: ConfigValue?) -> Int? { if case .int(let i)? = v { return i }; return nil }
+        // The MLP sizes come straight from the recipe (the components check them later): clamp
+        // them so that the products below stay in range, and let the overflow checks saturate.
+        func int(_ v: ConfigValue?) -> Int? { if case .int(let i)? = v { return Swift.min(Swift.max(i, 0), 1 << 40) }; return nil }
         var widest = 0
         for m in mlps {
             let inner = max(int(m["intermediate_size"]) ?? 4 * hidden, int(m["dense_intermediate_size"]) ?? 0)
-            widest = max(widest, 3 * inner * max(int(m["experts"]) ?? 1, 1) + (int(m["experts"]) ?? 0))
+            let experts = max(int(m["experts"]) ?? 1, 1)
+            let (w, overflow) = (3 * inner).multipliedReportingOverflow(by: experts)
+            widest = overflow ? .max / 4 : max(widest, w + experts)
         }
         let terms: [[Int]] = [
             [vocab, hidden, tied ? 1 : 2],

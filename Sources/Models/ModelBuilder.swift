@@ -35,7 +35,8 @@ import ToolkitSupport
 /// blocks. A layer whose position block equals the model's shares the model's encoding.
 public enum ModelBuilder {
     /// `initializeWeights: false` leaves weights at zero (fast shape-only builds).
-    public static func build(_ recipe: Recipe, initializeWeights: Bool = true) throws -> DecoderModel {
+    /// `memoryLimit` overrides `ModelLimits.memoryLimit` for this build.
+    public static func build(_ recipe: Recipe, initializeWeights: Bool = true, memoryLimit: Int? = nil) throws -> DecoderModel {
         var o = recipe.modelOptions()
         let vocab = try o.requiredInt("vocab_size")
         let hidden = try o.requiredInt("hidden_size")
@@ -93,11 +94,13 @@ public enum ModelBuilder {
             guard case .map(let t)? = o.values["layer_type_overrides"] else { return [] }
             return t.values.compactMap { if case .map(let b) = $0, case .map(let m)? = b["mlp"] { return m }; return nil }
         }()
-        let bytes = ModelLimits.estimatedBytes(vocab: vocab, hidden: hidden, layers: layerCount, context: context, heads: heads,
+        var positionRows = context  // a learned table may be longer than the context
+        if case .int(let n)? = posOptions.values["max_positions"] { positionRows = max(context, n) }
+        let bytes = ModelLimits.estimatedBytes(vocab: vocab, hidden: hidden, layers: layerCount, context: positionRows, heads: heads,
                                                kvHeads: kvHeads, headDim: headDim, tied: tie,
                                                learnedPositions: posOptions.values["kind"] == .string("learned"),
                                                mlps: [mlpOptions.values] + overrideMLPs)
-        if let limit = ModelLimits.memoryLimit, bytes > limit {
+        if let limit = memoryLimit ?? ModelLimits.memoryLimit, bytes > limit {
             throw o.error("hidden_size", "these sizes (vocab_size \(vocab), hidden_size \(hidden), layers \(layerCount), "
                           + "context_length \(context), the MLP widths) need about \(ModelLimits.describe(bytes)) for the weights, "
                           + "more than the \(ModelLimits.describe(limit)) available (--max-memory or TOOLKIT_MAX_MEMORY to change)")

@@ -9,6 +9,7 @@ public final class LearnedPositions: PositionalEncoding {
 
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any PositionalEncoding {
         let n = try o.int("max_positions", default: c.contextLength)
+        try ModelLimits.check(o, "max_positions", n, max: ModelLimits.maxContext)
         guard n >= c.contextLength else {
             throw o.error("max_positions", "\(n) is smaller than the context length \(c.contextLength)")
         }

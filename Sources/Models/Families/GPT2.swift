@@ -27,7 +27,7 @@ struct GPT2Family: ModelFamily {
             numHeads: heads,
             numKVHeads: heads,
             headDim: heads > 0 ? hidden / heads : 0,
-            intermediateSize: try c.int("n_inner") ?? 4 * hidden,
+            intermediateSize: try c.int("n_inner") ?? (hidden.multipliedReportingOverflow(by: 4).overflow ? .max : 4 * hidden),
             maxPositionEmbeddings: try c.int("n_positions", "max_position_embeddings") ?? 1024,
             normEps: try c.double("layer_norm_epsilon") ?? 1e-5,
             attentionBias: true,
