@@ -48,6 +48,10 @@ let package = Package(
             linkerSettings: [.linkedFramework("Accelerate", .when(platforms: [.macOS]))]),
         .target(name: "Platform", dependencies: ["CPlatform"], exclude: ["README.md"]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // MPI for multi-process training (OpenMPI on Debian: libopenmpi-dev, openmpi-bin). The C
+        // shim `CMPI` is the only code that names MPI; without a launcher the toolkit never calls it.
+        .systemLibrary(name: "CMPISys", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "CMPI", dependencies: ["CMPISys"], linkerSettings: [.linkedLibrary("mpi")]),
 
         // MARK: - Libraries
         .target(name: "ToolkitSupport", dependencies: ["CKernels"], exclude: ["README.md"]),
@@ -81,6 +85,7 @@ let package = Package(
             name: "Training",
             dependencies: [
                 "Models", "Layers", "TensorCore", "Optimizers", "TokenShards", "Checkpointing", "Reporting", "ToolkitSupport",
+                "CMPI",
             ],
             exclude: ["README.md"]),
         .target(

@@ -77,6 +77,11 @@ public final class Trainer {
     public var onStep: ((MetricsRow, TrainSettings) -> Void)?
     /// Called after every evaluation.
     public var onEval: ((MetricsRow) -> Void)?
+    /// The processes this run is spread over (data parallel): each takes the micro-batches
+    /// `rank, rank + size, …` of every step's `grad_accum`, gradients are summed over all of them,
+    /// and every rank applies the same optimizer step. Only rank 0 writes metrics and checkpoints.
+    public var communicator: any Communicator = SingleProcess()
+
     /// Polled after every step; true stops the run with a checkpoint (default: SIGINT seen).
     public var stopRequested: @Sendable () -> Bool = { Interrupt.requested }
     /// Stop (as finished) once this many seconds of training have passed (`compare --minutes`).
@@ -174,6 +179,11 @@ public final class Trainer {
         var lastLoss: Double? = nil, lastVal: Double? = nil, lastCheckpoint: String? = nil
         var stop = TrainingStop.finished
         var message: String? = nil
+        let comm = communicator
+        guard s.gradAccum % comm.size == 0 else {
+            throw ToolkitError("grad_accum (\(s.gradAccum)) must be a multiple of the number of processes (\(comm.size)): "
+                               + "each process takes grad_accum / \(comm.size) micro-batches of every step")
+        }
         while state.step < s.steps {
             let step = state.step + 1
             let t0 = monotonicSeconds()
@@ -181,7 +191,7 @@ public final class Trainer {
             optimizer.setLearningRateMultiplier(lr)
             optimizer.zeroGrad()
             var ceSum = 0.0, auxSum = 0.0, tokens = 0
-            for micro in 0..<s.gradAccum {
+            for micro in stride(from: comm.rank, to: s.gradAccum, by: comm.size) {
                 let b = try data.batch(step: step, micro: micro, settings: s, seqLen: seqLen)
                 let logits = try model(b.input, batch: b.rows)
                 let ce = try Tensor.crossEntropy(logits: logits.reshaped([-1, model.dims.vocabSize]), targets: b.targets)
@@ -195,6 +205,16 @@ public final class Trainer {
                 try loss.backward()
                 ceSum += Double(ce.item())
                 tokens += b.tokens
+            }
+            if comm.size > 1 {
+                // One sum of the scalars (losses, tokens), then the gradients, parameter by parameter.
+                var scalars = [ceSum, auxSum, Double(tokens)]
+                comm.allreduceSum(&scalars)
+                (ceSum, auxSum, tokens) = (scalars[0], scalars[1], Int(scalars[2]))
+                for (_, p) in parameters {
+                    guard let node = p.value.node else { continue }
+                    comm.allreduceSum(node.gradBuffer(), count: p.count)
+                }
             }
             let meanLoss = ceSum / Double(s.gradAccum)
             let (norm, bad) = GradientClipping.normAndClip(parameters, maxNorm: s.gradClip)
@@ -222,7 +242,14 @@ public final class Trainer {
                 try appendMetrics(row)
                 onEval?(row)
             }
-            if stopRequested() { stop = .interrupted; break }
+            // A stop request on any rank stops every rank after this same step.
+            var interrupted = stopRequested()
+            if comm.size > 1 {
+                var flag = [interrupted ? 1.0 : 0]
+                comm.allreduceSum(&flag)
+                interrupted = flag[0] > 0
+            }
+            if interrupted { stop = .interrupted; break }
             if let budget = timeBudgetSeconds, monotonicSeconds() - runStart >= budget {
                 if s.evalEvery > 0, step % s.evalEvery != 0, let (vl, bpb) = try evaluate(validation) {
                     row = MetricsRow(step: step, tokens: state.tokensSeen, val_loss: vl, val_bpb: bpb)

@@ -45,7 +45,7 @@ import ToolkitSupport
     @Test func killNineAnywhereResumes() throws {
         let tmp = CLI.temp("kill9"), tokens = try Self.tokens(in: tmp)
         let run = tmp.appendingPathComponent("run").path
-        for (i, delay) in [0.4, 0.9, 1.3].enumerated() {
+        for (i, delay) in [0.05, 0.23, 0.41].enumerated() {
             let p = Process()
             p.executableURL = CLI.binary
             p.arguments = (i == 0 ? ["train", "--recipe", "nano", "--out", run] : ["train", "--resume", run])
@@ -54,12 +54,16 @@ import ToolkitSupport
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             try p.run()
+            // Let the run reach its first checkpoint (a loaded machine may take seconds), then kill
+            // it at a moment that falls anywhere in the save-and-prune cycle of the following steps.
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? [])
+                .contains(where: { $0.hasPrefix("step-") && !$0.contains(".") }) == false {
+                Thread.sleep(forTimeInterval: 0.02)
+            }
             Thread.sleep(forTimeInterval: delay)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
-            if i == 0, (try? FileManager.default.contentsOfDirectory(atPath: run))?.contains(where: { $0.hasPrefix("step-") && !$0.contains(".") }) != true {
-                continue  // killed before the first save finished: nothing to resume yet
-            }
         }
         let steps = (try FileManager.default.contentsOfDirectory(atPath: run)).filter { $0.hasPrefix("step-") && !$0.contains(".") }
         guard let last = steps.sorted().last, let step = Int(last.dropFirst(5)) else {

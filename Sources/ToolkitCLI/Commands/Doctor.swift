@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TensorCore
 import ToolkitSupport
+import Training
 
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,6 +38,11 @@ struct Doctor: ParsableCommand {
         var gemmTraining: GemmBenchmark.Result
         var correct: Bool
         var maxRelativeError: Double
+        /// The MPI library linked in, this job's ranks (1 without mpirun) and this rank's host.
+        var mpiLibrary: String
+        var mpiRanks: Int
+        var mpiRank: Int
+        var host: String
     }
 
     func validate() throws {
@@ -65,7 +71,10 @@ struct Doctor: ParsableCommand {
             coretypeEnv: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"],
             blasThreads: BLASRuntime.threads,
             openblasThreads: BLASRuntime.openblasThreads, gemm1024: g1, gemmTraining: g2,
-            correct: check.ok, maxRelativeError: check.maxRelativeError)
+            correct: check.ok, maxRelativeError: check.maxRelativeError,
+            mpiLibrary: MPICommunicator.libraryVersion, mpiRanks: Job.world.size, mpiRank: Job.world.rank,
+            host: (Job.world as? MPICommunicator)?.hostName ?? ProcessInfo.processInfo.hostName)
+        (Job.world as? MPICommunicator)?.finalize()
         if json {
             print(try jsonLine(report))
         } else {
@@ -80,6 +89,8 @@ struct Doctor: ParsableCommand {
                     + "\(report.candidateKernels.joined(separator: ", "))"
                     + (report.kernelsTried.isEmpty ? "" : "; tried: \(report.kernelsTried.joined(separator: ", "))") + ")")
             print("BLAS threads   \(report.blasThreads) (the toolkit splits each product; OpenBLAS threads: \(report.openblasThreads))")
+            print("MPI            \(report.mpiLibrary); rank \(report.mpiRank) of \(report.mpiRanks) on \(report.host)"
+                  + (report.mpiRanks == 1 ? " (run under mpirun -np N for data-parallel training)" : ""))
             print(String(format: "sgemm 1024³            %7.1f GFLOP/s", g1.gflops))
             print(String(format: "sgemm 2048×1536×384    %7.1f GFLOP/s", g2.gflops))
             print(

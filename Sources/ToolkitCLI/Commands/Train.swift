@@ -115,6 +115,13 @@ struct Train: ParsableCommand {
         }
         if let out { trainer.outputDirectory = out }
         trainer.metricsPath = metrics ?? trainer.outputDirectory.map { $0 + "/metrics.jsonl" }
+        // Under mpirun every rank trains; only rank 0 writes metrics, checkpoints and progress.
+        let comm = Job.world
+        trainer.communicator = comm
+        if !comm.isRoot {
+            trainer.outputDirectory = nil
+            trainer.metricsPath = nil
+        }
         // Before any work: the output folder is a writable folder that no other run is using, the
         // metrics path can hold a file, and whatever an interrupted run left is cleaned up.
         var lock: FolderLock? = nil
@@ -137,7 +144,7 @@ struct Train: ParsableCommand {
             }
         }
         trainer.tokenBytes = try tokenByteCounter(tokenizer)
-        let bar = ProgressBar(total: Double(settings.steps), label: "train", unit: "steps", enabled: !json)
+        let bar = ProgressBar(total: Double(settings.steps), label: "train", unit: "steps", enabled: !json && comm.isRoot)
         bar.update(Double(trainer.state.step))
         trainer.onStep = { row, _ in
             bar.update(Double(row.step), extra: String(format: "loss %.4f lr %.2e %@ tok/s", row.loss ?? .nan, row.lr ?? 0,
@@ -150,8 +157,15 @@ struct Train: ParsableCommand {
                               row.val_bpb.map { String(format: " val_bpb %.4f", $0) } ?? ""))
         }
         Interrupt.install()
-        let summary = try trainer.run()
+        let summary: TrainingSummary
+        do { summary = try trainer.run() } catch where comm.size > 1 {
+            // One failing rank must end the job, not leave the others waiting in a collective.
+            printError("rank \(comm.rank) of \(comm.size): \(error)")
+            comm.abort(code: 1)
+        }
         bar.finish()
+        (comm as? MPICommunicator)?.finalize()
+        guard comm.isRoot else { return }
         if json {
             print(try jsonLine(summary))
         } else {

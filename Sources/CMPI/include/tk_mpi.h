@@ -1,0 +1,27 @@
+/* The MPI seam: a few functions over the MPI C API, whose handles (MPI_COMM_WORLD, MPI_FLOAT,
+ * MPI_SUM) are macros Swift cannot import. Only this file and mpi.c name MPI. */
+#ifndef TK_MPI_H
+#define TK_MPI_H
+
+#include <stddef.h>
+
+/* 1 when this process was started by an MPI launcher (mpirun/mpiexec, srun with PMI). */
+int tk_mpi_launched(void);
+/* MPI_Init_thread (funneled); 0 on success. Errors end the whole job (MPI_ERRORS_ARE_FATAL). */
+int tk_mpi_init(void);
+int tk_mpi_rank(void);
+int tk_mpi_size(void);
+/* In-place sums over all ranks. */
+void tk_mpi_allreduce_sum_f32(float *buf, size_t n);
+void tk_mpi_allreduce_sum_f64(double *buf, size_t n);
+/* Bytes from root to every rank. */
+void tk_mpi_broadcast(void *buf, size_t bytes, int root);
+void tk_mpi_barrier(void);
+/* Ends every rank of the job with `code`. */
+void tk_mpi_abort(int code);
+void tk_mpi_finalize(void);
+/* The MPI library's version string and this rank's host name (into out, cap bytes). */
+void tk_mpi_library_version(char *out, int cap);
+void tk_mpi_processor_name(char *out, int cap);
+
+#endif

@@ -1,0 +1,84 @@
+import CMPI
+import Foundation
+
+/// How the processes of one training job talk: the data-parallel seam. `SingleProcess` is the
+/// default; `MPICommunicator` runs over MPI when the toolkit was started by `mpirun`.
+public protocol Communicator: AnyObject, Sendable {
+    var rank: Int { get }
+    var size: Int { get }
+    /// In-place sum over all ranks.
+    func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    func allreduceSum(_ values: inout [Double])
+    /// `bytes` from `root` to every rank.
+    func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int)
+    func barrier()
+    /// Ends every rank of the job (a failure on one rank must not leave the others waiting).
+    func abort(code: Int32) -> Never
+}
+
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
+}
+
+/// One process: every collective is the identity.
+public final class SingleProcess: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    public func allreduceSum(_ values: inout [Double]) {}
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
+    public func barrier() {}
+    public func abort(code: Int32) -> Never { exit(code) }
+}
+
+/// MPI's `MPI_COMM_WORLD` through the C shim (`CMPI`).
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+
+    /// Initialises MPI; nil when this process was not started by an MPI launcher.
+    public init?() {
+        guard tk_mpi_launched() != 0, tk_mpi_init() == 0 else { return nil }
+        rank = Int(tk_mpi_rank())
+        size = Int(tk_mpi_size())
+    }
+
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) { tk_mpi_allreduce_sum_f32(buffer, count) }
+    public func allreduceSum(_ values: inout [Double]) {
+        values.withUnsafeMutableBufferPointer { tk_mpi_allreduce_sum_f64($0.baseAddress, $0.count) }
+    }
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) { tk_mpi_broadcast(buffer, bytes, Int32(root)) }
+    public func barrier() { tk_mpi_barrier() }
+    public func abort(code: Int32) -> Never {
+        tk_mpi_abort(code)
+        exit(code)
+    }
+    public func finalize() { tk_mpi_finalize() }
+
+    /// The MPI library's version line.
+    public static var libraryVersion: String {
+        var buf = [CChar](repeating: 0, count: 512)
+        tk_mpi_library_version(&buf, Int32(buf.count))
+        return String(cString: buf)
+    }
+
+    /// This rank's host name.
+    public var hostName: String {
+        var buf = [CChar](repeating: 0, count: 256)
+        tk_mpi_processor_name(&buf, Int32(buf.count))
+        return String(cString: buf)
+    }
+}
+
+/// The job this process belongs to: MPI when started by `mpirun`, else one process.
+public enum Job {
+    nonisolated(unsafe) private static var cached: (any Communicator)?
+
+    public static var world: any Communicator {
+        if let cached { return cached }
+        let c: any Communicator = MPICommunicator() ?? SingleProcess()
+        cached = c
+        return c
+    }
+}
