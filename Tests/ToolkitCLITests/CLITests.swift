@@ -20,12 +20,13 @@ enum CLI {
 
     /// Runs the tool; returns (exit code, stdout, stderr).
     @discardableResult
-    static func run(_ args: [String], cwd: URL = packageRoot, environment: [String: String] = [:]) throws
+    /// `launcher` runs the tool through another program (e.g. `["mpirun", "-np", "2"]`).
+    static func run(_ args: [String], cwd: URL = packageRoot, environment: [String: String] = [:], launcher: [String] = []) throws
         -> (code: Int32, out: String, err: String)
     {
         let p = Process()
-        p.executableURL = binary
-        p.arguments = args
+        p.executableURL = launcher.isEmpty ? binary : URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = launcher.isEmpty ? args : launcher + [binary.path] + args
         if !environment.isEmpty {
             p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }

@@ -16,18 +16,7 @@ import Testing
                                  "OMPI_MCA_rmaps_base_oversubscribe": "1"]
 
     static func mpirun(_ args: [String], ranks: Int = 2) throws -> (code: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["mpirun", "-np", "\(ranks)", CLI.binary.path] + args
-        p.environment = ProcessInfo.processInfo.environment.merging(mpiEnvironment) { $1 }
-        p.currentDirectoryURL = CLI.packageRoot
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o
-        p.standardError = e
-        try p.run()
-        let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        try CLI.run(args, environment: mpiEnvironment, launcher: ["mpirun", "-np", "\(ranks)"])
     }
 
     static func losses(_ run: String) throws -> [Double] {
