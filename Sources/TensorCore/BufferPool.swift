@@ -19,16 +19,35 @@ enum BufferPool {
 
     static let state = Mutex(State())
 
-    /// A 64-byte-aligned buffer for `count` floats (pooled when possible).
-    static func take(count: Int) -> UnsafeMutableRawPointer {
+    /// Buffers of at least this many bytes are mapped straight from the kernel: they arrive as
+    /// zero pages that cost no memory until written, so a zero tensor that is never written (the
+    /// weights of `build --no-save`) is never committed.
+    static let mappedBytes = 1 << 20
+
+    /// A 64-byte-aligned buffer for `count` floats (pooled when possible); `zeroed` when it is
+    /// known to hold zeros (fresh pages from the kernel).
+    static func take(count: Int) -> (pointer: UnsafeMutableRawPointer, zeroed: Bool) {
         if capacityBytes > 0, let address = state.withLock({ s -> UInt? in
             guard let a = s.free[count]?.popLast() else { return nil }
             s.bytes -= count * 4
             return a
         }), let p = UnsafeMutableRawPointer(bitPattern: address) {
-            return p
+            return (p, false)
         }
-        return UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+        guard count * 4 >= mappedBytes else {
+            return (UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64), false)
+        }
+        // Sizes are checked against the memory limit before a model is built; failing here means
+        // the machine is out of address space, which no caller can handle.
+        guard let p = mmap(nil, count * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              p != UnsafeMutableRawPointer(bitPattern: -1) else {
+            fatalError("cannot map \(count * 4) bytes: \(String(cString: strerror(errno)))")
+        }
+        return (p, true)
+    }
+
+    private static func release(_ p: UnsafeMutableRawPointer, count: Int) {
+        if count * 4 >= mappedBytes { munmap(p, count * 4) } else { p.deallocate() }
     }
 
     /// Returns a buffer; frees it when the pool is full.
@@ -40,6 +59,6 @@ enum BufferPool {
             s.bytes += count * 4
             return true
         }
-        if !kept { p.deallocate() }
+        if !kept { release(p, count: count) }
     }
 }

@@ -7,10 +7,10 @@ public final class TensorStorage: @unchecked Sendable {
     /// Allocates `count` floats, zero-filled when `zeroed`.
     public init(count: Int, zeroed: Bool = true) {
         self.count = count
-        let raw = BufferPool.take(count: max(count, 1))
+        let (raw, fresh) = BufferPool.take(count: max(count, 1))
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         MemoryStats.allocated(max(count, 1) * 4)
-        if zeroed {
+        if zeroed && !fresh {
             if count >= 1 << 18 {
                 // Gradient buffers of activations and logits (MBs): zeroed on all cores.
                 let p = UnsafeSendablePointer(pointer)

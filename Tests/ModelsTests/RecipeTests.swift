@@ -152,6 +152,23 @@ private func writeTemp(_ text: String, name: String = "r") throws -> String {
         #expect(estimate >= 4 * gpt2.parameterCount && estimate < 6 * gpt2.parameterCount)
     }
 
+    /// A shape-only build of a 1.2B-parameter model commits almost no memory: its zero weights
+    /// are fresh kernel pages that nothing writes (`build --no-save` counts without allocating).
+    @Test func shapeOnlyBuildsDoNotCommitTheWeights() throws {
+        #if os(Linux)
+        func residentBytes() throws -> Int {
+            let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+        }
+        let before = try residentBytes()
+        let model = try ModelBuilder.build(recipe("llama3.2-1b"), initializeWeights: false)
+        let grown = try residentBytes() - before
+        #expect(model.parameterCount == 1_235_814_400)
+        #expect(grown < 1 << 30, "a shape-only build committed \(grown >> 20) MiB (the weights are 4.6 GiB)")
+        #endif
+    }
+
     @Test func everyShippedRecipeBuildsAndAblationsChangeOneBlock() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: recipesDir).filter { $0.hasSuffix(".yaml") }
             .map { String($0.dropLast(5)) }.sorted()
