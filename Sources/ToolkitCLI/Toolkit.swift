@@ -31,6 +31,7 @@ struct Bench: ParsableCommand {
         subcommands: [
             BenchGemm.self,
             BenchGemv.self,
+            BenchAllreduce.self,
             BenchAttention.self,
             BenchGenerate.self,
             BenchTrain.self,

@@ -64,4 +64,12 @@ import Testing
         let bad = try Self.mpirun(["train"] + common.map { $0 == "2" ? "3" : $0 } + ["--steps", "2", "--out", tmp.appendingPathComponent("bad").path])
         #expect(bad.code != 0 && bad.err.contains("must be a multiple of the number of processes (2)"), "\(bad.err)")
     }
+
+    @Test func allreduceBenchmarkRunsOnTwoRanks() throws {
+        let r = try Self.mpirun(["bench", "allreduce", "--sizes", "1", "--repeats", "2", "--json"])
+        #expect(r.code == 0, "\(r.err)")
+        let out = try CLI.json(r.out.split(whereSeparator: \.isNewline).last.map(String.init) ?? "")
+        #expect(out["ranks"] as? Int == 2)
+        #expect(((out["rows"] as? [[String: Any]])?.first?["busGBPerSecond"] as? Double ?? 0) > 0)
+    }
 }
