@@ -72,4 +72,69 @@ import Testing
         #expect(out["ranks"] as? Int == 2)
         #expect(((out["rows"] as? [[String: Any]])?.first?["busGBPerSecond"] as? Double ?? 0) > 0)
     }
+
+    /// One rank killed with -9 ends the whole job non-zero within a bounded time (OpenMPI's
+    /// launcher tears the job down); SIGTERM to the ranks stops every rank at the same step, rank 0
+    /// saves once, and the job ends non-zero (each rank exits 130).
+    @Test func failuresEndTheJobAndSignalsStopItCleanly() throws {
+        let tmp = CLI.temp("mpi-fail"), shards = try Self.shards(in: tmp)
+        func start(_ out: String) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["mpirun", "-np", "2", CLI.binary.path, "train", "--recipe", "nano", "--set", "model.vocab_size=300",
+                           "--data", shards, "--batch-size", "2", "--seq-len", "32", "--grad-accum", "2", "--steps", "100000",
+                           "--out", out, "--json"]
+            p.environment = ProcessInfo.processInfo.environment.merging(Self.mpiEnvironment) { $1 }
+            p.currentDirectoryURL = CLI.packageRoot
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        func waitForMetrics(_ out: String) {
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, ((try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)) ?? "").count < 200 {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        func ranks(of launcher: Process) -> [Int32] {
+            let ps = Process()
+            ps.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            ps.arguments = ["pgrep", "-f", "-P", "\(launcher.processIdentifier)", "toolkit"]
+            let o = Pipe()
+            ps.standardOutput = o
+            try? ps.run()
+            ps.waitUntilExit()
+            return String(decoding: o.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                .split(whereSeparator: \.isNewline).compactMap { Int32($0) }
+        }
+        // kill -9 of one rank
+        let a = tmp.appendingPathComponent("killed").path
+        let job = try start(a)
+        waitForMetrics(a)
+        let children = ranks(of: job)
+        #expect(children.count == 2, "ranks: \(children)")
+        if let victim = children.last { kill(victim, SIGKILL) }
+        let killedAt = Date()
+        let pid = job.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60) { kill(pid, SIGKILL) }  // never hang the suite
+        job.waitUntilExit()
+        #expect(job.terminationStatus != 0)
+        #expect(Date().timeIntervalSince(killedAt) < 30, "the job took \(Date().timeIntervalSince(killedAt)) s to end")
+        // SIGTERM to the launcher (as a scheduler sends it)
+        let b = tmp.appendingPathComponent("stopped").path
+        let job2 = try start(b)
+        waitForMetrics(b)
+        // What the launcher forwards to every rank on SIGTERM. (The test runner starts children with
+        // SIGTERM blocked, and mpirun, unlike the toolkit, does not unblock it, so it is sent to the ranks.)
+        for rank in ranks(of: job2) { kill(rank, SIGTERM) }
+        let stoppedAt = Date()
+        let pid2 = job2.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60) { kill(pid2, SIGKILL) }
+        job2.waitUntilExit()
+        #expect(job2.terminationStatus != 0)
+        #expect(Date().timeIntervalSince(stoppedAt) < 30, "the job took \(Date().timeIntervalSince(stoppedAt)) s to stop")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: b)) ?? []).contains { $0.hasPrefix("step-") },
+                "rank 0 saved a checkpoint on SIGTERM")
+    }
 }

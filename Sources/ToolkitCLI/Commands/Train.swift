@@ -165,10 +165,9 @@ struct Train: ParsableCommand {
         }
         bar.finish()
         (comm as? MPICommunicator)?.finalize()
-        guard comm.isRoot else { return }
-        if json {
+        if comm.isRoot, json {
             print(try jsonLine(summary))
-        } else {
+        } else if comm.isRoot {
             print(String(format: "%@ after %d steps: loss %.4f%@, %.0f tok/s, %.1fs", summary.stop.rawValue, summary.steps,
                          summary.finalLoss ?? .nan, summary.valLoss.map { String(format: ", val_loss %.4f", $0) } ?? "",
                          summary.tokensPerSecond, summary.seconds))
@@ -176,8 +175,12 @@ struct Train: ParsableCommand {
         }
         switch summary.stop {
         case .finished: break
-        case .interrupted: printError("interrupted: checkpoint saved"); throw ExitCode(130)
-        case .nonFinite: printError("stopped: \(summary.message ?? "non-finite values")"); throw ExitCode(3)
+        case .interrupted:  // every rank stops at the same step and exits 130; rank 0 saved
+            if comm.isRoot { printError("interrupted: checkpoint saved") }
+            throw ExitCode(130)
+        case .nonFinite:
+            if comm.isRoot { printError("stopped: \(summary.message ?? "non-finite values")") }
+            throw ExitCode(3)
         }
     }
 }
