@@ -21,10 +21,13 @@ public enum ModelLimits {
     /// Set by `--max-memory`; otherwise `TOOLKIT_MAX_MEMORY` (bytes, or with a K/M/G/T suffix).
     nonisolated(unsafe) public static var memoryOverride: Int?
 
-    /// The bytes a model may take: the override, or the memory available now (nil: unknown).
-    public static var memoryLimit: Int? {
+    /// The bytes a model may take: the override, `TOOLKIT_MAX_MEMORY`, or the memory available
+    /// now (nil: unknown). An unreadable `TOOLKIT_MAX_MEMORY` is an error, not ignored.
+    public static func memoryLimit() throws -> Int? {
         if let memoryOverride { return memoryOverride }
-        if let env = ProcessInfo.processInfo.environment["TOOLKIT_MAX_MEMORY"], let v = try? parseBytes(env) { return v }
+        if let env = ProcessInfo.processInfo.environment["TOOLKIT_MAX_MEMORY"] {
+            do { return try parseBytes(env) } catch let e as ToolkitError { throw ToolkitError("TOOLKIT_MAX_MEMORY: \(e.message)") }
+        }
         return SystemPolicy.availableMemory
     }
 
@@ -33,8 +36,9 @@ public enum ModelLimits {
         let t = text.trimmingCharacters(in: .whitespaces).uppercased()
         let units: [Character: Double] = ["K": 1024, "M": 1_048_576, "G": 1_073_741_824, "T": 1_099_511_627_776]
         var number = Substring(t), scale = 1.0
-        if let last = t.last, let u = units[last] { number = t.dropLast(); scale = u }
-        if number.hasSuffix("I") || number.hasSuffix("B") { number = number.dropLast() }
+        if number.hasSuffix("B") { number = number.dropLast() }  // 12GB, 12GiB
+        if number.hasSuffix("I") { number = number.dropLast() }
+        if let last = number.last, let u = units[last] { number = number.dropLast(); scale = u }
         guard let v = Double(number), v.isFinite, v > 0, v * scale < 9e18 else {
             throw ToolkitError("'\(text)' is not a memory size (e.g. 12G, 512M or a number of bytes)")
         }

@@ -100,7 +100,7 @@ public enum ModelBuilder {
                                                kvHeads: kvHeads, headDim: headDim, tied: tie,
                                                learnedPositions: posOptions.values["kind"] == .string("learned"),
                                                mlps: [mlpOptions.values] + overrideMLPs)
-        if let limit = memoryLimit ?? ModelLimits.memoryLimit, bytes > limit {
+        if let limit = try memoryLimit ?? ModelLimits.memoryLimit(), bytes > limit {
             throw o.error("hidden_size", "these sizes (vocab_size \(vocab), hidden_size \(hidden), layers \(layerCount), "
                           + "context_length \(context), the MLP widths) need about \(ModelLimits.describe(bytes)) for the weights, "
                           + "more than the \(ModelLimits.describe(limit)) available (--max-memory or TOOLKIT_MAX_MEMORY to change)")

@@ -262,8 +262,15 @@ extension ConfigValue {
         default: break
         }
         let digits = text.replacingOccurrences(of: "_", with: "")
+        let sign = digits.first == "-" ? -1 : 1
+        let unsigned = digits.first == "-" || digits.first == "+" ? String(digits.dropFirst()) : digits
+        for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] where unsigned.lowercased().hasPrefix(prefix) {
+            if let i = Int(unsigned.dropFirst(2), radix: radix) { self = .int(sign * i); return }
+        }
+        // "017" was octal to YAML 1.1 and is decimal to YAML 1.2: a string here, so that a numeric
+        // key refuses it loudly instead of taking either meaning silently.
+        if unsigned.count > 1, unsigned.first == "0", unsigned.allSatisfy(\.isNumber) { return nil }
         if let i = Int(digits) { self = .int(i); return }
-        if lower.hasPrefix("0x"), let i = Int(digits.dropFirst(2), radix: 16) { self = .int(i); return }
         let isFloat = digits.unicodeScalars.allSatisfy { CharacterSet(charactersIn: "0123456789.eE+-").contains($0) }
             && digits.unicodeScalars.contains { CharacterSet.decimalDigits.contains($0) }
         if isFloat, let d = Double(digits) { self = .double(d); return }

@@ -15,6 +15,10 @@ enum RecipeText {
         }
         var flow = 0, indents: [Int] = [], quote: UInt8? = nil, comment = false
         var lineStart = true, indent = 0, sequenceDashes = 0
+        // True where a scalar may start (after indentation, "- ", ": ", "[", "{", ","): only there
+        // do quotes open and '&'/'*' mean an anchor or alias; inside a plain scalar they are text
+        // ("GPT-2's shape", "uses *tied* embeddings").
+        var scalarStart = true
         var i = 0
         func fail(_ what: String) -> ToolkitError { ToolkitError.file(path, what, offset: i) }
         func tokenBoundary(_ j: Int) -> Bool {
@@ -24,9 +28,9 @@ enum RecipeText {
         while i < bytes.count {
             let c = bytes[i]
             if c == UInt8(ascii: "\n") {
-                comment = false
-                if quote == UInt8(ascii: "'") || quote == UInt8(ascii: "\"") { /* multi-line scalar: keep quoting */ }
+                comment = false  // a quoted scalar may go on over lines: `quote` stays set
                 lineStart = true
+                scalarStart = true
                 indent = 0
                 sequenceDashes = 0
                 i += 1
@@ -56,19 +60,30 @@ enum RecipeText {
                 }
                 lineStart = false
             }
+            let space = c == UInt8(ascii: " ") || c == UInt8(ascii: "\t")
             switch c {
             case UInt8(ascii: "#") where tokenBoundary(i - 1): comment = true
-            case UInt8(ascii: "'"), UInt8(ascii: "\"") where tokenBoundary(i - 1) || i == 0: quote = c
+            case UInt8(ascii: "'"), UInt8(ascii: "\""):
+                if scalarStart { quote = c }
             case UInt8(ascii: "["), UInt8(ascii: "{"):
-                flow += 1
-                if flow + indents.count > maxDepth { throw fail("nests brackets more than \(maxDepth) deep") }
+                if scalarStart || flow > 0 {
+                    flow += 1
+                    if flow + indents.count > maxDepth { throw fail("nests brackets more than \(maxDepth) deep") }
+                }
             case UInt8(ascii: "]"), UInt8(ascii: "}"): flow = max(0, flow - 1)
             case UInt8(ascii: "&"), UInt8(ascii: "*"):
-                if tokenBoundary(i - 1), i + 1 < bytes.count, bytes[i + 1] > 0x20,
+                if scalarStart, i + 1 < bytes.count, bytes[i + 1] > 0x20,
                    ![UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}")].contains(bytes[i + 1]) {
                     throw fail("YAML anchors and aliases ('\(Character(UnicodeScalar(c)))') are not supported in recipes; use extends:")
                 }
             default: break
+            }
+            if !space {
+                let next = i + 1 < bytes.count ? bytes[i + 1] : UInt8(ascii: "\n")
+                let separator = (c == UInt8(ascii: ":") || c == UInt8(ascii: "-"))
+                    && (next == UInt8(ascii: " ") || next == UInt8(ascii: "\n") || next == UInt8(ascii: "\t"))
+                scalarStart = separator || (flow > 0 && [UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: ",")].contains(c))
+                    || (c == UInt8(ascii: "[") || c == UInt8(ascii: "{")) && scalarStart
             }
             i += 1
         }

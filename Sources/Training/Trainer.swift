@@ -211,7 +211,11 @@ public final class Trainer {
                 var scalars = [ceSum, auxSum, Double(tokens)]
                 comm.allreduceSum(&scalars)
                 (ceSum, auxSum, tokens) = (scalars[0], scalars[1], Int(scalars[2]))
-                for (_, p) in parameters {
+                // A parameter no rank computed a gradient for (an MoE expert no token chose) stays
+                // without one, as in one process, so the optimizer skips it there too.
+                var has = parameters.map { $0.parameter.gradValues != nil ? 1.0 : 0 }
+                comm.allreduceSum(&has)
+                for (i, (_, p)) in parameters.enumerated() where has[i] > 0 {
                     guard let node = p.value.node else { continue }
                     comm.allreduceSum(node.gradBuffer(), count: p.count)
                 }

@@ -87,6 +87,14 @@ public enum TrainingCheckpoint {
         return (state, opt)
     }
 
+    /// The run folder of a `--resume` argument: the folder itself, or its parent when it is a
+    /// checkpoint folder.
+    public static func runFolder(for path: String) -> String {
+        guard FileManager.default.fileExists(atPath: path + "/trainer_state.json") else { return path }
+        let parent = (path as NSString).deletingLastPathComponent
+        return parent.isEmpty ? "." : parent
+    }
+
     /// The newest `step-*` checkpoint inside a run folder, or `dir` itself if it is a checkpoint.
     public static func latest(in dir: String) throws -> String {
         let fm = FileManager.default

@@ -40,6 +40,9 @@ private func writeTemp(_ text: String, name: String = "r") throws -> String {
                                                                   "model.layer_type_overrides={nope: {position: {kind: none}}}"]))
         #expect(nope.layers.map(\.attention.position.label) == ["rope", "none", "rope", "none"])
         #expect(nope.layers[0].attention.position === nope.position, "a layer with the model's block shares its encoding")
+        // No HF family has per-layer positions: export refuses instead of writing one θ for all.
+        #expect(throws: (any Error).self) { try m.recipe.hfConfig(m) }
+        #expect(throws: (any Error).self) { try nope.recipe.hfConfig(nope) }
         // window_from_layer is the same per-layer plan as the explicit list.
         let shorthand = try ModelBuilder.build(recipe("nano-qwen3", ["model.layers=4", "model.attention.window=8",
                                                                        "model.attention.window_from_layer=2"]))
@@ -135,6 +138,16 @@ private func writeTemp(_ text: String, name: String = "r") throws -> String {
         fails("extends: ''\n", ["extends: expected a recipe name"])
         fails(base, ["model.mlp.mlp_only_layers", "entry 7"],
               overrides: ["model.mlp={kind: moe, experts: 2, top_k: 1, intermediate_size: 8, mlp_only_layers: [7], dense_intermediate_size: 8}"])
+        // Quotes, anchors and aliases only count where a scalar starts: apostrophes and asterisks in
+        // plain text and comments are text.
+        let prose = try Recipe.load(try writeTemp(base + "description: GPT-2's shape, uses *tied* embeddings & more\n"
+                                                  + "model:\n  hidden_size: 64   # don't change *this*\n"))
+        #expect(prose.description == "GPT-2's shape, uses *tied* embeddings & more")
+        fails("description: the '90s\nmodel: " + String(repeating: "[", count: 500) + String(repeating: "]", count: 500),
+              ["nests brackets more than 64 deep"])
+        #expect(ConfigValue(plainScalar: "0o17") == .int(15) && ConfigValue(plainScalar: "-0x10") == .int(-16)
+                && ConfigValue(plainScalar: "0b101") == .int(5) && ConfigValue(plainScalar: "017") == nil
+                && ConfigValue(plainScalar: "1.0e-6") == .double(1e-6) && ConfigValue(plainScalar: "+5") == .int(5))
         // A YAML 1.1 base-60 scalar is a string here (Yams' own constructor traps on it).
         let r = try Recipe.load(try writeTemp(base + "description: 1:2:3:4:5:6:7:8:9:10:11:12\n"))
         #expect(r.description == "1:2:3:4:5:6:7:8:9:10:11:12")

@@ -29,7 +29,9 @@ import ToolkitSupport
         #expect(first.code == 0, "\(first.err)")
         #expect(!fm.fileExists(atPath: run + "/step-0000002.tmp"))
         #expect(fm.fileExists(atPath: run + "/step-0000002/trainer_state.json"))
-        // F2: the newest checkpoint sits under its aside name; resume brings it back and continues.
+        // F2: the newest (and only) checkpoint sits under its aside name; resume brings it back
+        // before choosing what to resume from, and continues from it.
+        try fm.removeItem(atPath: run + "/step-0000001")
         try fm.moveItem(atPath: run + "/step-0000002", toPath: run + "/step-0000002.replaced")
         // F3: a pruned folder half deleted.
         try fm.createDirectory(atPath: run + "/step-0000001.deleting", withIntermediateDirectories: true)

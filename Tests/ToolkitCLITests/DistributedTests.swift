@@ -60,6 +60,16 @@ import Testing
         let lm = try Self.losses(mixed)
         #expect(lm.count == 20)
         for (i, (x, y)) in zip(la, lm).enumerated() { #expect(abs(x - y) < 1e-5, "resumed step \(i + 1): \(x) vs \(y)") }
+        // MoE: an expert no token chose on any rank keeps no gradient, and the optimizer skips it
+        // exactly as in one process.
+        let moe = ["--recipe", "nano-moe", "--set", "model.vocab_size=300", "--set", "model.mlp.experts=16", "--data", shards, "--batch-size", "1", "--seq-len", "8",
+                   "--grad-accum", "2", "--lr", "0.003", "--schedule", "constant", "--warmup", "0", "--steps", "12"]
+        let m1 = tmp.appendingPathComponent("moe1").path, m2 = tmp.appendingPathComponent("moe2").path
+        #expect(try CLI.run(["train"] + moe + ["--out", m1]).code == 0)
+        #expect(try Self.mpirun(["train"] + moe + ["--out", m2]).code == 0)
+        for (i, (x, y)) in zip(try Self.losses(m1), try Self.losses(m2)).enumerated() {
+            #expect(abs(x - y) < 1e-5, "moe step \(i + 1): \(x) vs \(y)")
+        }
         // grad_accum must split evenly over the ranks; every rank reports it and the job ends non-zero.
         let bad = try Self.mpirun(["train"] + common.map { $0 == "2" ? "3" : $0 } + ["--steps", "2", "--out", tmp.appendingPathComponent("bad").path])
         #expect(bad.code != 0 && bad.err.contains("must be a multiple of the number of processes (2)"), "\(bad.err)")

@@ -113,6 +113,9 @@ struct GPT2Family: ModelFamily {
     func config(of model: DecoderModel) throws -> HFModelConfig {
         let d = model.dims
         let position = model.position.options
+        guard model.layers.allSatisfy({ $0.attention.position.options == position }) else {
+            throw FamilyMismatch("needs the same position encoding in every layer (layer_type_overrides change it)")
+        }
         guard position.kind == "learned", let positions = position.int("max_positions") else {
             throw FamilyMismatch("needs learned positions, not \(model.position.label)")
         }

@@ -179,6 +179,9 @@ enum LlamaLayout {
             throw FamilyMismatch("needs RMSNorm")
         }
         let rope = model.position.options
+        guard model.layers.allSatisfy({ $0.attention.position.options == rope }) else {
+            throw FamilyMismatch("needs the same position encoding in every layer (layer_type_overrides change it)")
+        }
         guard rope.kind == "rope", rope.string("layout") == "half", let theta = rope.double("theta") else {
             throw FamilyMismatch("needs rotary positions in the half layout, not \(model.position.label)")
         }

@@ -76,6 +76,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        var locks: [String: FolderLock] = [:]  // output folders this run writes, one writer each
         // Model, recipe settings and resume state.
         let model: DecoderModel
         var settings = TrainSettings()
@@ -92,6 +93,14 @@ struct Train: ParsableCommand {
             }
             if let (s, _) = try? TrainingCheckpoint.loadState(initFrom) { expectedHash = s.tokenizerHash }
         } else {
+            // Rank 0 locks the run folder and recovers an interrupted save before any rank picks
+            // the newest checkpoint, so every rank resumes from the same, complete one.
+            let runDir = TrainingCheckpoint.runFolder(for: resume!)
+            if Job.world.isRoot {
+                locks[runDir] = try FolderLock(folder: runDir, what: "toolkit train")
+                TrainingCheckpoint.recover(runDir)
+            }
+            Job.world.barrier()
             let dir = try TrainingCheckpoint.latest(in: resume!)
             model = try ModelIO.loadCheckpoint(dir)
             let (s, _) = try TrainingCheckpoint.loadState(dir)
@@ -124,12 +133,11 @@ struct Train: ParsableCommand {
         }
         // Before any work: the output folder is a writable folder that no other run is using, the
         // metrics path can hold a file, and whatever an interrupted run left is cleaned up.
-        var lock: FolderLock? = nil
-        if let dir = trainer.outputDirectory {
-            lock = try FolderLock(folder: dir, what: "toolkit train")
+        if let dir = trainer.outputDirectory, locks[dir] == nil {
+            locks[dir] = try FolderLock(folder: dir, what: "toolkit train")
             TrainingCheckpoint.recover(dir)
         }
-        defer { lock?.release() }
+        defer { locks.values.forEach { $0.release() } }
         if let m = trainer.metricsPath {
             try AtomicFile.ensureDirectory((m as NSString).deletingLastPathComponent.isEmpty ? "." : (m as NSString).deletingLastPathComponent)
             try AtomicFile.requireRegularFileOrAbsent(m)
