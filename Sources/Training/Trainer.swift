@@ -165,6 +165,7 @@ public final class Trainer {
 
     func save() throws -> String? {
         guard let path = checkpointPath(state.step) else { return nil }
+        state.metricsPath = metricsPath
         try TrainingCheckpoint.save(model: model, optimizer: optimizer, state: state, to: path)
         try TrainingCheckpoint.prune(outputDirectory!, keep: settings.keepCheckpoints)
         return path

@@ -15,6 +15,8 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var tokenizerHash: String?
     /// The data position is the step: batches are a pure function of (seed, step).
     public var dataPosition: Int
+    /// The metrics file the run writes (a resume without `--metrics` continues it).
+    public var metricsPath: String? = nil
     public var format = "llmtoolkit-train-state"
     public var version = 1
 }

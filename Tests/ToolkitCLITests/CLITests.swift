@@ -206,7 +206,7 @@ enum CLI {
         try data.write(to: URL(fileURLWithPath: path))
         let v = try CLI.run(["shard", "verify", shards])
         #expect(v.code != 0 && v.err.contains(shard), "\(v.err)")
-        let r = try CLI.run(["train", "--resume", run, "--data", shards, "--steps", "6"])
+        let r = try CLI.run(["train", "--resume", run, "--data", shards, "--steps", "6", "--reschedule"])
         #expect(r.code != 0 && r.err.contains(shard), "\(r.err)")
     }
 }

@@ -13,7 +13,7 @@ import ToolkitSupport
     }
 
     static func train(_ extra: [String], tokens: String, out: String) throws -> (code: Int32, out: String, err: String) {
-        try CLI.run(["train", "--recipe", "nano", "--tokens", tokens, "--out", out, "--lr", "0.01", "--json"] + extra)
+        try CLI.run(["train", "--recipe", "nano", "--tokens", tokens, "--out", out, "--lr", "0.01", "--schedule", "constant", "--json"] + extra)
     }
 
     /// Leftovers of every interruption point: an incomplete first save (F1), a re-save cut between
@@ -42,6 +42,28 @@ import ToolkitSupport
         #expect(left == ["step-0000002", "step-0000003"], "\(left)")
     }
 
+    /// Resume bugs: a finished run says there is nothing to train; a new --steps with a decaying
+    /// schedule is refused unless --reschedule; resuming from an older step replaces the metrics
+    /// rows after it instead of duplicating them; a resume without --metrics continues the run's file.
+    @Test func resumesAreHonest() throws {
+        let tmp = CLI.temp("resume"), tokens = try Self.tokens(in: tmp)
+        let run = tmp.appendingPathComponent("run").path, metrics = tmp.appendingPathComponent("custom.jsonl").path
+        let a = try CLI.run(["train", "--recipe", "nano", "--tokens", tokens, "--out", run, "--steps", "4", "--save-every", "2",
+                             "--keep-checkpoints", "3", "--metrics", metrics])
+        #expect(a.code == 0, "\(a.err)")
+        let done = try CLI.run(["train", "--resume", run, "--tokens", tokens])
+        #expect(done.code == 0 && done.err.contains("nothing to train") && !done.out.contains("nan"), "\(done.err)")
+        let longer = try CLI.run(["train", "--resume", run, "--tokens", tokens, "--steps", "6"])
+        #expect(longer.code != 0 && longer.err.contains("--reschedule"), "\(longer.err)")
+        let older = try CLI.run(["train", "--resume", run + "/step-0000002", "--tokens", tokens])
+        #expect(older.code == 0, "\(older.err)")
+        let steps = try String(contentsOfFile: metrics, encoding: .utf8).split(whereSeparator: \.isNewline).compactMap {
+            try CLI.json(String($0))["step"] as? Int
+        }
+        #expect(steps == [1, 2, 3, 4], "\(steps)")
+        #expect(!FileManager.default.fileExists(atPath: run + "/metrics.jsonl"))
+    }
+
     /// kill -9 at arbitrary moments of a run that saves and prunes every step: each time, the
     /// folder resumes and the run finishes.
     @Test func killNineAnywhereResumes() throws {
@@ -50,7 +72,7 @@ import ToolkitSupport
         for (i, delay) in [0.05, 0.23, 0.41].enumerated() {
             let p = Process()
             p.executableURL = CLI.binary
-            p.arguments = (i == 0 ? ["train", "--recipe", "nano", "--out", run] : ["train", "--resume", run])
+            p.arguments = (i == 0 ? ["train", "--recipe", "nano", "--out", run, "--schedule", "constant"] : ["train", "--resume", run])
                 + ["--tokens", tokens, "--steps", "400", "--save-every", "1", "--keep-checkpoints", "1", "--lr", "0.01"]
             p.currentDirectoryURL = CLI.packageRoot
             p.standardOutput = FileHandle.nullDevice

@@ -45,6 +45,8 @@ struct Train: ParsableCommand {
     @Option(help: "Run folder for checkpoints (default Checkpoints/train-<name>).") var out: String?
     @Option(help: "Metrics JSONL file (default <out>/metrics.jsonl).") var metrics: String?
     @Flag(help: "Print a JSON summary at the end.") var json = false
+    @Flag(help: "With --resume and a new --steps: re-plan the decaying learning-rate schedule for the new total (the rate jumps).")
+    var reschedule = false
 
     func validate() throws {
         let sources = [recipe, initFrom, resume].compactMap { $0 }.count
@@ -81,6 +83,7 @@ struct Train: ParsableCommand {
         let model: DecoderModel
         var settings = TrainSettings()
         var resumeDir: String? = nil
+        var resumedState: TrainerState? = nil
         var expectedHash: String? = nil
         if let recipe {
             let r = try Recipe.load(recipe, overrides: overrides)
@@ -107,10 +110,25 @@ struct Train: ParsableCommand {
             settings = s.settings
             expectedHash = s.tokenizerHash
             resumeDir = dir
+            resumedState = s
         }
         var flags = ComponentOptions(path: "flags", values: try flagValues())
         do { try settings.apply(&flags) } catch let e as ToolkitError {
             throw ValidationError(e.message.replacingOccurrences(of: "flags: ", with: "--").replacingOccurrences(of: "_", with: "-"))
+        }
+        if let r = resumedState {
+            guard r.step < settings.steps else {
+                if Job.world.isRoot {
+                    printError("nothing to train: \(resumeDir!) is at step \(r.step) of \(settings.steps); pass --steps N (N > \(r.step)) to continue")
+                }
+                return
+            }
+            // A decaying schedule is planned for the run's total: a new --steps would re-plan it
+            // mid-run (the rate jumps), so that is only done when asked for.
+            if settings.steps != r.settings.steps, settings.schedule != "constant", !reschedule {
+                throw ValidationError("--steps \(settings.steps): the run's \(settings.schedule) schedule was planned for \(r.settings.steps) "
+                                      + "steps; pass --reschedule to re-plan it for \(settings.steps) (the learning rate jumps at step \(r.step + 1))")
+            }
         }
         let source: any TrainingData = try data.map {
             try ShardTrainingData(directory: $0, expectedTokenizerHash: expectedHash, allowMismatch: allowTokenizerMismatch)
@@ -123,7 +141,7 @@ struct Train: ParsableCommand {
             trainer.outputDirectory = out ?? "Checkpoints/train-\(model.recipe.name)"
         }
         if let out { trainer.outputDirectory = out }
-        trainer.metricsPath = metrics ?? trainer.outputDirectory.map { $0 + "/metrics.jsonl" }
+        trainer.metricsPath = metrics ?? resumedState?.metricsPath ?? trainer.outputDirectory.map { $0 + "/metrics.jsonl" }
         // Under mpirun every rank trains; only rank 0 writes metrics, checkpoints and progress.
         let comm = Job.world
         trainer.communicator = comm
@@ -150,6 +168,17 @@ struct Train: ParsableCommand {
             if let m = trainer.metricsPath, FileManager.default.fileExists(atPath: m) {
                 guard unlink(m) == 0 else { throw ToolkitError.file(m, "cannot remove the old metrics: \(String(cString: strerror(errno)))") }
             }
+        } else if let r = resumedState, let m = trainer.metricsPath, FileManager.default.fileExists(atPath: m) {
+            // Resuming from an older step: the rows after it belong to the steps about to be
+            // trained again, so they go (rewritten atomically) instead of being duplicated.
+            let rows = try String(contentsOfFile: m, encoding: .utf8).split(whereSeparator: \.isNewline)
+            let kept = rows.filter { line in
+                guard let data = line.data(using: .utf8),
+                      let row = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let step = row["step"] as? Int
+                else { return true }
+                return step <= r.step
+            }
+            if kept.count != rows.count { try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: m) }
         }
         trainer.tokenBytes = try tokenByteCounter(tokenizer)
         let bar = ProgressBar(total: Double(settings.steps), label: "train", unit: "steps", enabled: !json && comm.isRoot)
