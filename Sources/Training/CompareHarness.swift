@@ -155,7 +155,11 @@ public final class CompareHarness {
         let metrics = try MetricsLog.read(path: runDir + "/metrics.jsonl")
         let summary = try RunSummary(variant: recipe.name, seed: seed, params: stats.totalParameters,
                                      nonEmbeddingParams: stats.nonEmbeddingParameters, flopsPerToken: stats.flopsPerToken,
-                                     wallSeconds: monotonicSeconds() - start, metricsPath: runDir + "/metrics.jsonl", metrics: metrics)
+                                     wallSeconds: monotonicSeconds() - start,
+                                     // absolute: a relative --out (the default) must read back from the
+                                     // summary, which resolves relative paths against its own folder
+                                     metricsPath: URL(fileURLWithPath: runDir + "/metrics.jsonl").standardizedFileURL.path,
+                                     metrics: metrics)
         try summary.write(to: runDir + "/summary.json")
         return try RunRecord(summary: summary, metrics: metrics)
     }

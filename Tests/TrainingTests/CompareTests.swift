@@ -29,6 +29,20 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
             overrides: ["model.vocab_size=64", "train.batch_size=2", "train.seq_len=16"], tokenizer: nil)
     }
 
+    /// B1: a compare folder given relative to the working directory (as the default is) reads its
+    /// runs back: each summary's metrics path resolves.
+    @Test func relativeOutputFolderReadsBack() throws {
+        let data = try Self.shards()
+        // A path relative to the working directory, without changing it (tests run in parallel).
+        let out = ".build/test-compare-\(UUID())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        var c = config(data)
+        c.seeds = 1
+        _ = try #require(try CompareHarness(configuration: c, directory: out).run())
+        let record = try RunRecord.load(summaryPath: out + "/nano/seed-1/summary.json")
+        #expect(record.summary.finalTrainLoss.isFinite)
+    }
+
     @Test func writesReportWhoseNumbersMatchTheMetricsAndReproduce() throws {
         let data = try Self.shards()
         let out1 = FileManager.default.temporaryDirectory.appendingPathComponent("cmp-\(UUID())").path
