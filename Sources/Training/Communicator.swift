@@ -60,15 +60,20 @@ public final class MPICommunicator: Communicator {
     public static var libraryVersion: String {
         var buf = [CChar](repeating: 0, count: 512)
         tk_mpi_library_version(&buf, Int32(buf.count))
-        return String(cString: buf)
+        return cString(buf)
     }
 
     /// This rank's host name.
     public var hostName: String {
         var buf = [CChar](repeating: 0, count: 256)
         tk_mpi_processor_name(&buf, Int32(buf.count))
-        return String(cString: buf)
+        return cString(buf)
     }
+}
+
+/// The text of a NUL-terminated C buffer.
+private func cString(_ buf: [CChar]) -> String {
+    String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// The job this process belongs to: MPI when started by `mpirun`, else one process.
