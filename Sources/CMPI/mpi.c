@@ -23,19 +23,16 @@ int tk_mpi_size(void) { int s = 1; MPI_Comm_size(MPI_COMM_WORLD, &s); return s; 
 /* MPI counts are ints: large buffers go in chunks. */
 #define TK_MPI_CHUNK ((size_t)1 << 30)
 
-void tk_mpi_allreduce_sum_f32(float *buf, size_t n) {
+/* In-place sum of n elements of `type` (each `size` bytes), in chunks of at most TK_MPI_CHUNK. */
+static void allreduce_sum(void *buf, size_t n, MPI_Datatype type, size_t size) {
     for (size_t i = 0; i < n; i += TK_MPI_CHUNK) {
         size_t m = n - i < TK_MPI_CHUNK ? n - i : TK_MPI_CHUNK;
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * size, (int)m, type, MPI_SUM, MPI_COMM_WORLD);
     }
 }
 
-void tk_mpi_allreduce_sum_f64(double *buf, size_t n) {
-    for (size_t i = 0; i < n; i += TK_MPI_CHUNK) {
-        size_t m = n - i < TK_MPI_CHUNK ? n - i : TK_MPI_CHUNK;
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)m, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    }
-}
+void tk_mpi_allreduce_sum_f32(float *buf, size_t n) { allreduce_sum(buf, n, MPI_FLOAT, sizeof(float)); }
+void tk_mpi_allreduce_sum_f64(double *buf, size_t n) { allreduce_sum(buf, n, MPI_DOUBLE, sizeof(double)); }
 
 void tk_mpi_broadcast(void *buf, size_t bytes, int root) {
     for (size_t i = 0; i < bytes; i += TK_MPI_CHUNK) {

@@ -72,9 +72,6 @@ public final class DecodeEngine {
     }
 
     public init(model: DecoderModel, format: DecodeWeightFormat = .f32) throws {
-        if let reason = Self.unsupportedReason(model) {
-            throw ToolkitError("the decode engine does not support this model: \(reason)")
-        }
         self.model = model
         self.format = format
         dims = model.dims
@@ -85,7 +82,10 @@ public final class DecodeEngine {
         }
         tk_pool_configure(Int32(Parallel.workers))  // takes effect before the pool's first use
         parameters = model.namedParameters().map { ($0.parameter, $0.parameter.value.storage) }
-        let (lowered, w) = try DecodeWeights.lower(format: format) { try Self.lower(model, $0) }
+        let (lowered, w): (Lowered, DecodeWeights)
+        do { (lowered, w) = try DecodeWeights.lower(format: format) { try Self.lower(model, $0) } } catch let e as DecodeUnsupported {
+            throw ToolkitError("the decode engine does not support this model: \(e.reason)")
+        }
         weights = w
         (blocks, finalNorm, head, embedding, positions) = lowered
         let d = dims

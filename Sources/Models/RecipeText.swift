@@ -83,7 +83,6 @@ enum RecipeText {
                 let separator = (c == UInt8(ascii: ":") || c == UInt8(ascii: "-"))
                     && (next == UInt8(ascii: " ") || next == UInt8(ascii: "\n") || next == UInt8(ascii: "\t"))
                 scalarStart = separator || (flow > 0 && [UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: ",")].contains(c))
-                    || (c == UInt8(ascii: "[") || c == UInt8(ascii: "{")) && scalarStart
             }
             i += 1
         }

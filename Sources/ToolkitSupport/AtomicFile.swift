@@ -108,6 +108,15 @@ public enum AtomicFile {
         }
     }
 
+    /// Removes a regular file if present (a folder, device or socket at `path` is refused, never
+    /// deleted): for outputs a fresh run starts over, such as a metrics file.
+    public static func removeRegularFile(_ path: String) throws {
+        try requireRegularFileOrAbsent(path)
+        if unlink(path) != 0 && errno != ENOENT {
+            throw ToolkitError.file(path, "cannot remove: \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// A Foundation or POSIX error as "path: what: the system's reason".
     public static func ioError(_ path: String, _ error: Error, doing what: String = "cannot write") -> ToolkitError {
         if let e = error as? ToolkitError { return e }

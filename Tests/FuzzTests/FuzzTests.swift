@@ -71,13 +71,11 @@ import Training
         }
         var m = Mutator(rng: SplitMix64(seed: seed ^ UInt64(name.utf8.reduce(0) { $0 &* 31 &+ Int($1) })))
         for i in 0..<iterations { inputs.append(m.mutate(seeds[i % seeds.count])) }
-        var accepted = 0
+        // The check is that every input returns or throws: a trap or a crash ends the test process.
         for input in inputs {
             try Data(input).write(to: current)
-            do { try parse(input); accepted += 1 } catch {}
+            _ = try? parse(input)
         }
-        #expect(inputs.count >= iterations, "\(name)")
-        _ = accepted
     }
 
     /// Writes `bytes` to a scratch file with `suffix` for parsers that read paths.

@@ -18,12 +18,10 @@ enum CLI {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
-    /// Runs the tool; returns (exit code, stdout, stderr).
-    @discardableResult
-    /// `launcher` runs the tool through another program (e.g. `["mpirun", "-np", "2"]`).
-    static func run(_ args: [String], cwd: URL = packageRoot, environment: [String: String] = [:], launcher: [String] = []) throws
-        -> (code: Int32, out: String, err: String)
-    {
+    /// Starts the tool without waiting; `launcher` runs it through another program (e.g.
+    /// `["mpirun", "-np", "2"]`); output goes to the given handles (pipes, or nowhere).
+    static func start(_ args: [String], cwd: URL = packageRoot, environment: [String: String] = [:], launcher: [String] = [],
+                      stdout: Any = FileHandle.nullDevice, stderr: Any = FileHandle.nullDevice) throws -> Process {
         let p = Process()
         p.executableURL = launcher.isEmpty ? binary : URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = launcher.isEmpty ? args : launcher + [binary.path] + args
@@ -31,10 +29,19 @@ enum CLI {
             p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         p.currentDirectoryURL = cwd
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o
-        p.standardError = e
+        p.standardOutput = stdout
+        p.standardError = stderr
         try p.run()
+        return p
+    }
+
+    /// Runs the tool to the end; returns (exit code, stdout, stderr).
+    @discardableResult
+    static func run(_ args: [String], cwd: URL = packageRoot, environment: [String: String] = [:], launcher: [String] = []) throws
+        -> (code: Int32, out: String, err: String)
+    {
+        let o = Pipe(), e = Pipe()
+        let p = try start(args, cwd: cwd, environment: environment, launcher: launcher, stdout: o, stderr: e)
         let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))

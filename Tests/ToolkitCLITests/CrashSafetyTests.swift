@@ -70,14 +70,8 @@ import ToolkitSupport
         let tmp = CLI.temp("kill9"), tokens = try Self.tokens(in: tmp)
         let run = tmp.appendingPathComponent("run").path
         for (i, delay) in [0.05, 0.23, 0.41].enumerated() {
-            let p = Process()
-            p.executableURL = CLI.binary
-            p.arguments = (i == 0 ? ["train", "--recipe", "nano", "--out", run, "--schedule", "constant"] : ["train", "--resume", run])
-                + ["--tokens", tokens, "--steps", "400", "--save-every", "1", "--keep-checkpoints", "1", "--lr", "0.01"]
-            p.currentDirectoryURL = CLI.packageRoot
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try CLI.start((i == 0 ? ["train", "--recipe", "nano", "--out", run, "--schedule", "constant"] : ["train", "--resume", run])
+                + ["--tokens", tokens, "--steps", "400", "--save-every", "1", "--keep-checkpoints", "1", "--lr", "0.01"])
             // Let the run reach its first checkpoint (a loaded machine may take seconds), then kill
             // it at a moment that falls anywhere in the save-and-prune cycle of the following steps.
             let deadline = Date().addingTimeInterval(60)
@@ -134,14 +128,8 @@ import ToolkitSupport
     @Test func sigtermSavesAndStops() throws {
         let tmp = CLI.temp("term"), tokens = try Self.tokens(in: tmp)
         let run = tmp.appendingPathComponent("run").path
-        let p = Process()
-        p.executableURL = CLI.binary
-        p.arguments = ["train", "--recipe", "nano", "--tokens", tokens, "--out", run, "--steps", "100000", "--json"]
-        p.currentDirectoryURL = CLI.packageRoot
         let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try CLI.start(["train", "--recipe", "nano", "--tokens", tokens, "--out", run, "--steps", "100000", "--json"], stdout: out)
         let metrics = run + "/metrics.jsonl"
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline, ((try? String(contentsOfFile: metrics, encoding: .utf8)) ?? "").isEmpty { Thread.sleep(forTimeInterval: 0.1) }

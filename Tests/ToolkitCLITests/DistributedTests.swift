@@ -89,17 +89,9 @@ import Testing
     @Test func failuresEndTheJobAndSignalsStopItCleanly() throws {
         let tmp = CLI.temp("mpi-fail"), shards = try Self.shards(in: tmp)
         func start(_ out: String) throws -> Process {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["mpirun", "-np", "2", CLI.binary.path, "train", "--recipe", "nano", "--set", "model.vocab_size=300",
-                           "--data", shards, "--batch-size", "2", "--seq-len", "32", "--grad-accum", "2", "--steps", "100000",
-                           "--out", out, "--json"]
-            p.environment = ProcessInfo.processInfo.environment.merging(Self.mpiEnvironment) { $1 }
-            p.currentDirectoryURL = CLI.packageRoot
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            return p
+            try CLI.start(["train", "--recipe", "nano", "--set", "model.vocab_size=300", "--data", shards, "--batch-size", "2",
+                           "--seq-len", "32", "--grad-accum", "2", "--steps", "100000", "--out", out, "--json"],
+                          environment: Self.mpiEnvironment, launcher: ["mpirun", "-np", "2"])
         }
         func waitForMetrics(_ out: String) {
             let deadline = Date().addingTimeInterval(60)

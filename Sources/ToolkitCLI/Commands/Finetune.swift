@@ -115,10 +115,7 @@ struct Finetune: ParsableCommand {
         let lock = try FolderLock(folder: dir, what: "toolkit finetune")
         defer { lock.release() }
         let metricsPath = metrics ?? dir + "/metrics.jsonl"
-        try AtomicFile.requireRegularFileOrAbsent(metricsPath)
-        if FileManager.default.fileExists(atPath: metricsPath), unlink(metricsPath) != 0 {
-            throw ToolkitError.file(metricsPath, "cannot remove the old metrics: \(String(cString: strerror(errno)))")
-        }
+        try AtomicFile.removeRegularFile(metricsPath)
         // Model parameters plus the new ones a method adds (LoRA adapters, the classification head).
         let modelParams = Set(model.namedParameters().map { ObjectIdentifier($0.parameter) })
         func totalWith(_ ps: [NamedParameter]) -> Int {

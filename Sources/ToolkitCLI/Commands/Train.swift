@@ -165,9 +165,7 @@ struct Train: ParsableCommand {
             if let last = TrainingCheckpoint.checkpoints(in: dir).last {
                 throw ToolkitError("\(dir) already holds checkpoints (\(last)): continue with --resume \(dir), or choose another --out")
             }
-            if let m = trainer.metricsPath, FileManager.default.fileExists(atPath: m) {
-                guard unlink(m) == 0 else { throw ToolkitError.file(m, "cannot remove the old metrics: \(String(cString: strerror(errno)))") }
-            }
+            if let m = trainer.metricsPath { try AtomicFile.removeRegularFile(m) }
         } else if let r = resumedState, let m = trainer.metricsPath, FileManager.default.fileExists(atPath: m) {
             // Resuming from an older step: the rows after it belong to the steps about to be
             // trained again, so they go (rewritten atomically) instead of being duplicated.
