@@ -72,7 +72,7 @@ public final class ScaleNorm: Normalization {
         #expect(zip(out, want).allSatisfy { abs($0 - $1) < 1e-6 })
     }
 
-    /// docs/architecture-notes.md (and ARCHITECTURE.md, where ../shared exists) quote the example verbatim.
+    /// docs/architecture-notes.md, the repository's record of the contract, quotes the example verbatim.
     @Test func theDocumentQuotesThisExample() throws {
         let here = try String(contentsOfFile: #filePath, encoding: .utf8)
         let begin = "// BEGIN worked example\n", end = "// END worked example"
@@ -81,12 +81,6 @@ public final class ScaleNorm: Normalization {
             .appendingPathComponent("docs/architecture-notes.md").path
         let doc = try String(contentsOfFile: notes, encoding: .utf8)
         #expect(doc.contains("```swift\n" + example + "```"), "docs/architecture-notes.md no longer quotes the worked example")
-        // ../shared/reference/ARCHITECTURE.md quotes it too, where the shared folder is present.
-        let shared = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("shared/reference/ARCHITECTURE.md").path
-        if let architecture = try? String(contentsOfFile: shared, encoding: .utf8) {
-            #expect(architecture.contains("```swift\n" + example + "```"), "ARCHITECTURE.md no longer quotes the worked example")
-        }
     }
 }
 
