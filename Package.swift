@@ -126,7 +126,7 @@ let package = Package(
             name: "FuzzTests",
             dependencies: ["Checkpointing", "FineTuning", "Models", "Tokenization", "TokenShards", "ToolkitSupport", "Training"],
             exclude: ["Regressions"]),
-        .testTarget(name: "ToolkitCLITests", dependencies: ["ToolkitCLI", "ToolkitSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ToolkitCLITests", dependencies: ["ToolkitCLI", "ToolkitSupport", "Checkpointing"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "OptimizersTests", dependencies: ["Optimizers", "_TestSupport"],

@@ -34,6 +34,86 @@ static void allreduce_sum(void *buf, size_t n, MPI_Datatype type, size_t size) {
 void tk_mpi_allreduce_sum_f32(float *buf, size_t n) { allreduce_sum(buf, n, MPI_FLOAT, sizeof(float)); }
 void tk_mpi_allreduce_sum_f64(double *buf, size_t n) { allreduce_sum(buf, n, MPI_DOUBLE, sizeof(double)); }
 
+/* Requests started and not yet completed (single-threaded: MPI is initialised FUNNELED). */
+static MPI_Request *pending = NULL;
+static size_t pending_count = 0, pending_cap = 0;
+
+static MPI_Request *next_request(void) {
+    if (pending_count == pending_cap) {
+        size_t cap = pending_cap ? 2 * pending_cap : 64;
+        MPI_Request *grown = realloc(pending, cap * sizeof *grown);
+        if (!grown) MPI_Abort(MPI_COMM_WORLD, 1); /* out of memory for a handle: nothing sane remains */
+        pending = grown;
+        pending_cap = cap;
+    }
+    return &pending[pending_count++];
+}
+
+void tk_mpi_start_allreduce_sum_f32(float *buf, size_t n) {
+    for (size_t i = 0; i < n; i += TK_MPI_CHUNK) {
+        size_t m = n - i < TK_MPI_CHUNK ? n - i : TK_MPI_CHUNK;
+        MPI_Iallreduce(MPI_IN_PLACE, buf + i, (int)m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, next_request());
+    }
+}
+
+void tk_mpi_start_reduce_sum_f32(float *buf, size_t n, int root) {
+    int rank = tk_mpi_rank();
+    for (size_t i = 0; i < n; i += TK_MPI_CHUNK) {
+        size_t m = n - i < TK_MPI_CHUNK ? n - i : TK_MPI_CHUNK;
+        if (rank == root)
+            MPI_Ireduce(MPI_IN_PLACE, buf + i, (int)m, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD, next_request());
+        else
+            MPI_Ireduce(buf + i, NULL, (int)m, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD, next_request());
+    }
+}
+
+void tk_mpi_start_broadcast_f32(float *buf, size_t n, int root) {
+    for (size_t i = 0; i < n; i += TK_MPI_CHUNK) {
+        size_t m = n - i < TK_MPI_CHUNK ? n - i : TK_MPI_CHUNK;
+        MPI_Ibcast(buf + i, (int)m, MPI_FLOAT, root, MPI_COMM_WORLD, next_request());
+    }
+}
+
+void tk_mpi_progress(void) {
+    int done = 0;
+    if (pending_count) MPI_Testall((int)pending_count, pending, &done, MPI_STATUSES_IGNORE);
+}
+
+void tk_mpi_wait_all(void) {
+    if (pending_count) MPI_Waitall((int)pending_count, pending, MPI_STATUSES_IGNORE);
+    pending_count = 0;
+}
+
+/* counts as ints, and each segment's offset (in floats). */
+static void segments(const size_t *counts, int size, int *ints, int *displs) {
+    size_t offset = 0;
+    for (int r = 0; r < size; r++) {
+        ints[r] = (int)counts[r];
+        displs[r] = (int)offset;
+        offset += counts[r];
+    }
+}
+
+void tk_mpi_reduce_scatter_sum_f32(float *buf, const size_t *counts) {
+    int size = tk_mpi_size(), rank = tk_mpi_rank();
+    int *ints = malloc(2 * (size_t)size * sizeof(int));
+    if (!ints) MPI_Abort(MPI_COMM_WORLD, 1);
+    segments(counts, size, ints, ints + size);
+    /* In place, the result lands at the start of the buffer: move it to this rank's segment. */
+    MPI_Reduce_scatter(MPI_IN_PLACE, buf, ints, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    memmove(buf + ints[size + rank], buf, counts[rank] * sizeof(float));
+    free(ints);
+}
+
+void tk_mpi_allgather_f32(float *buf, const size_t *counts) {
+    int size = tk_mpi_size();
+    int *ints = malloc(2 * (size_t)size * sizeof(int));
+    if (!ints) MPI_Abort(MPI_COMM_WORLD, 1);
+    segments(counts, size, ints, ints + size);
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, ints, ints + size, MPI_FLOAT, MPI_COMM_WORLD);
+    free(ints);
+}
+
 void tk_mpi_broadcast(void *buf, size_t bytes, int root) {
     for (size_t i = 0; i < bytes; i += TK_MPI_CHUNK) {
         size_t m = bytes - i < TK_MPI_CHUNK ? bytes - i : TK_MPI_CHUNK;

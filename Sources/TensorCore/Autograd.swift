@@ -76,7 +76,10 @@ extension Tensor {
     /// Back-propagates from this scalar: accumulates d(self)/d(leaf) into every leaf's gradient.
     ///
     /// The graph is consumed: saved activations are released as the walk proceeds.
-    public func backward() throws {
+    /// `onLeafReady`, when given, is called for each leaf as soon as the last op that uses it has
+    /// propagated into it, so its gradient for this backward is complete (data-parallel training
+    /// starts summing a layer's gradients over processes while the earlier layers still run).
+    public func backward(onLeafReady: ((Node) -> Void)? = nil) throws {
         guard count == 1 else {
             throw TensorError.invalidArgument(op: "backward", message: "needs a scalar, got shape \(shape)")
         }
@@ -94,9 +97,21 @@ extension Tensor {
             stack.append((n, true))
             for p in n.parents where !visited.contains(ObjectIdentifier(p)) { stack.append((p, false)) }
         }
+        // For the hook: how many recorded uses of each leaf are still to propagate.
+        var uses: [ObjectIdentifier: Int] = [:]
+        if onLeafReady != nil {
+            for n in order { for p in n.parents where p.isLeaf { uses[ObjectIdentifier(p), default: 0] += 1 } }
+        }
         root.gradBuffer()[0] += 1
         for n in order.reversed() {
             if let fn = n.backwardFn, let g = n.grad { fn(g.pointer) }
+            if let onLeafReady {
+                for p in n.parents where p.isLeaf {
+                    let id = ObjectIdentifier(p), left = uses[id, default: 1] - 1
+                    uses[id] = left
+                    if left == 0 { onLeafReady(p) }
+                }
+            }
             n.backwardFn = nil
             n.parents = []
             if !n.isLeaf { n.grad = nil }

@@ -11,6 +11,20 @@ public protocol Communicator: AnyObject, Sendable {
     func allreduceSum(_ values: inout [Double])
     /// `bytes` from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int)
+    /// Splits `buffer` into `size` consecutive segments of `counts[r]` floats (their sum below 2³¹):
+    /// afterwards segment r on rank r holds the sum over ranks of segment r (other segments are
+    /// unspecified).
+    func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int])
+    /// The same segments: afterwards every rank holds rank r's segment r, for every r.
+    func allgather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int])
+    /// Non-blocking, in place: started in the same order on every rank, finished by `waitAll()`;
+    /// `progress()` lets the library advance them while the caller computes.
+    func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    /// The sum lands on `root` only.
+    func startReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int)
+    func startBroadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int)
+    func progress()
+    func waitAll()
     func barrier()
     /// Ends every rank of the job (a failure on one rank must not leave the others waiting).
     func abort(code: Int32) -> Never
@@ -28,6 +42,13 @@ public final class SingleProcess: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
     public func allreduceSum(_ values: inout [Double]) {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) {}
+    public func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) {}
+    public func allgather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) {}
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    public func startReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) {}
+    public func startBroadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) {}
+    public func progress() {}
+    public func waitAll() {}
     public func barrier() {}
     public func abort(code: Int32) -> Never { exit(code) }
 }
@@ -49,6 +70,23 @@ public final class MPICommunicator: Communicator {
         values.withUnsafeMutableBufferPointer { tk_mpi_allreduce_sum_f64($0.baseAddress, $0.count) }
     }
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) { tk_mpi_broadcast(buffer, bytes, Int32(root)) }
+    public func reduceScatterSum(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) {
+        precondition(counts.count == size && counts.reduce(0, +) < Int(Int32.max), "reduce-scatter segments")
+        tk_mpi_reduce_scatter_sum_f32(buffer, counts)
+    }
+    public func allgather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) {
+        precondition(counts.count == size && counts.reduce(0, +) < Int(Int32.max), "allgather segments")
+        tk_mpi_allgather_f32(buffer, counts)
+    }
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) { tk_mpi_start_allreduce_sum_f32(buffer, count) }
+    public func startReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) {
+        tk_mpi_start_reduce_sum_f32(buffer, count, Int32(root))
+    }
+    public func startBroadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) {
+        tk_mpi_start_broadcast_f32(buffer, count, Int32(root))
+    }
+    public func progress() { tk_mpi_progress() }
+    public func waitAll() { tk_mpi_wait_all() }
     public func barrier() { tk_mpi_barrier() }
     public func abort(code: Int32) -> Never {
         tk_mpi_abort(code)

@@ -80,7 +80,11 @@ public final class Trainer {
     /// The processes this run is spread over (data parallel): each takes the micro-batches
     /// `rank, rank + size, …` of every step's `grad_accum`, gradients are summed over all of them,
     /// and every rank applies the same optimizer step. Only rank 0 writes metrics and checkpoints.
-    public var communicator: any Communicator = SingleProcess()
+    public let communicator: any Communicator
+    /// How gradients and optimizer state move between the processes.
+    public let parallel: DataParallelOptions
+    /// The data-parallel traffic (nil in one process).
+    let sync: GradientSync?
 
     /// Polled after every step; true stops the run with a checkpoint (default: SIGINT seen).
     public var stopRequested: @Sendable () -> Bool = { Interrupt.requested }
@@ -90,8 +94,13 @@ public final class Trainer {
     public var tokenBytes: ((Int32) -> Int)?
     public private(set) var state: TrainerState
     let parameters: [NamedParameter]
+    /// The parameters this rank updates (all of them unless the optimizer is sharded), model order.
+    let ownedParameters: [NamedParameter]
 
-    public init(model: DecoderModel, data: any TrainingData, settings: TrainSettings) throws {
+    /// With a sharded optimizer (`parallel.shardOptimizer`), `optimizer` holds only this rank's
+    /// share of the parameters.
+    public init(model: DecoderModel, data: any TrainingData, settings: TrainSettings,
+                communicator: any Communicator = SingleProcess(), parallel: DataParallelOptions = .init()) throws {
         self.model = model
         self.data = data
         self.settings = settings
@@ -108,7 +117,11 @@ public final class Trainer {
         }
         seqLen = t
         parameters = model.namedParameters().filter { $0.parameter.isTrainable }
-        optimizer = try settings.makeOptimizer(for: parameters)
+        self.communicator = communicator
+        self.parallel = parallel
+        sync = communicator.size > 1 ? GradientSync(communicator: communicator, parameters: parameters, options: parallel) : nil
+        ownedParameters = sync?.ownedParameters ?? parameters
+        optimizer = try settings.makeOptimizer(for: ownedParameters)
         schedule = try settings.makeSchedule()
         state = TrainerState(step: 0, tokensSeen: 0, elapsedSeconds: 0, settings: settings,
                              tokenizerHash: data.tokenizerHash, dataPosition: 0)
@@ -118,7 +131,7 @@ public final class Trainer {
     /// that checkpoint's weights).
     public func restore(from dir: String) throws {
         let (s, opt) = try TrainingCheckpoint.loadState(dir)
-        try optimizer.loadStateTensors(opt)
+        try optimizer.loadStateTensors(sync?.ownedState(opt) ?? opt)
         state.step = s.step
         state.tokensSeen = s.tokensSeen
         state.elapsedSeconds = s.elapsedSeconds
@@ -163,10 +176,13 @@ public final class Trainer {
         outputDirectory.map { String(format: "%@/step-%07d", $0, step) }
     }
 
+    /// Called on every rank (a sharded optimizer state is gathered first); the rank with an output
+    /// folder (rank 0) writes.
     func save() throws -> String? {
+        let optimizerState = try sync?.gatherOptimizerState(optimizer.stateTensors()) ?? optimizer.stateTensors()
         guard let path = checkpointPath(state.step) else { return nil }
         state.metricsPath = metricsPath
-        try TrainingCheckpoint.save(model: model, optimizer: optimizer, state: state, to: path)
+        try TrainingCheckpoint.save(model: model, optimizerState: optimizerState, state: state, to: path)
         try TrainingCheckpoint.prune(outputDirectory!, keep: settings.keepCheckpoints)
         return path
     }
@@ -190,8 +206,9 @@ public final class Trainer {
             let t0 = monotonicSeconds()
             let lr = schedule.multiplier(at: step - 1)
             optimizer.setLearningRateMultiplier(lr)
-            optimizer.zeroGrad()
+            for (_, p) in parameters { p.zeroGrad() }  // all of them: a sharded optimizer holds only some
             var ceSum = 0.0, auxSum = 0.0, tokens = 0
+            let lastMicro = s.gradAccum - comm.size + comm.rank
             for micro in stride(from: comm.rank, to: s.gradAccum, by: comm.size) {
                 let b = try data.batch(step: step, micro: micro, settings: s, seqLen: seqLen)
                 let logits = try model(b.input, batch: b.rows)
@@ -203,26 +220,24 @@ public final class Trainer {
                 }
                 // Scale so accumulated gradients are those of the mean over micro-batches.
                 if s.gradAccum > 1 { loss = loss * (1 / Float(s.gradAccum)) }
-                try loss.backward()
+                if let sync, micro == lastMicro {
+                    sync.beginStep()
+                    try loss.backward(onLeafReady: parallel.overlap ? sync.leafReady : nil)
+                } else {
+                    try loss.backward()
+                }
                 ceSum += Double(ce.item())
                 tokens += b.tokens
             }
-            if comm.size > 1 {
-                // One sum of the scalars (losses, tokens), then the gradients, parameter by parameter.
+            if let sync {
+                // The gradients (summed as the backward went, or now), then the scalars.
+                sync.finishStep()
                 var scalars = [ceSum, auxSum, Double(tokens)]
                 comm.allreduceSum(&scalars)
                 (ceSum, auxSum, tokens) = (scalars[0], scalars[1], Int(scalars[2]))
-                // A parameter no rank computed a gradient for (an MoE expert no token chose) stays
-                // without one, as in one process, so the optimizer skips it there too.
-                var has = parameters.map { $0.parameter.gradValues != nil ? 1.0 : 0 }
-                comm.allreduceSum(&has)
-                for (i, (_, p)) in parameters.enumerated() where has[i] > 0 {
-                    guard let node = p.value.node else { continue }
-                    comm.allreduceSum(node.gradBuffer(), count: p.count)
-                }
             }
             let meanLoss = ceSum / Double(s.gradAccum)
-            let (norm, bad) = GradientClipping.normAndClip(parameters, maxNorm: s.gradClip)
+            let (norm, bad) = GradientClipping.normAndClip(ownedParameters, maxNorm: s.gradClip) { sync?.combineSquares($0) ?? $0 }
             if !meanLoss.isFinite || bad != nil {
                 stop = .nonFinite
                 let what = !meanLoss.isFinite ? "loss is \(meanLoss)"
@@ -231,6 +246,7 @@ public final class Trainer {
                 break
             }
             try optimizer.step()
+            sync?.gatherParameters()
             let dt = monotonicSeconds() - t0
             state.step = step
             state.dataPosition = step

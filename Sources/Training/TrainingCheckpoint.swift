@@ -30,14 +30,14 @@ public struct TrainerState: Codable, Equatable, Sendable {
 ///   after the new one is in place; pruning renames (`.deleting`) before it deletes;
 /// - `recover(_:)`, run before every training run, finishes or undoes whatever was cut short.
 public enum TrainingCheckpoint {
-    public static func save(model: DecoderModel, optimizer: any Optimizer, state: TrainerState, to dir: String) throws {
+    public static func save(model: DecoderModel, optimizerState: OptimizerState, state: TrainerState, to dir: String) throws {
         let fm = FileManager.default
         let tmp = dir + ".tmp"
         try? fm.removeItem(atPath: tmp)
         do {
             try ModelIO.saveCheckpoint(model, to: tmp, metadata: ["step": String(state.step)])
             var w = SafetensorsWriter(metadata: ["format": "pt", "kind": "optimizer"])
-            for (name, t) in optimizer.stateTensors() { try w.add(name, HostTensor(shape: t.shape, values: t.values)) }
+            for (name, t) in optimizerState { try w.add(name, HostTensor(shape: t.shape, values: t.values)) }
             try w.write(to: tmp + "/optimizer.safetensors")
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -14,6 +14,20 @@ int tk_mpi_size(void);
 /* In-place sums over all ranks. */
 void tk_mpi_allreduce_sum_f32(float *buf, size_t n);
 void tk_mpi_allreduce_sum_f64(double *buf, size_t n);
+/* Non-blocking float32 collectives, in place. Every rank must start the same operations in the same
+ * order; each returns at once and is completed by tk_mpi_wait_all (tk_mpi_progress lets MPI advance
+ * them meanwhile). Reduce leaves the sum on root only; broadcast copies root's buffer everywhere. */
+void tk_mpi_start_allreduce_sum_f32(float *buf, size_t n);
+void tk_mpi_start_reduce_sum_f32(float *buf, size_t n, int root);
+void tk_mpi_start_broadcast_f32(float *buf, size_t n, int root);
+void tk_mpi_progress(void);
+void tk_mpi_wait_all(void);
+/* In-place reduce-scatter and allgather over a buffer split into size consecutive segments of
+ * counts[r] floats (each below 2^31): after the reduce-scatter, segment r of rank r holds the sum
+ * of every rank's segment r (the rest is unspecified); after the allgather, every rank holds every
+ * rank's segment r. */
+void tk_mpi_reduce_scatter_sum_f32(float *buf, const size_t *counts);
+void tk_mpi_allgather_f32(float *buf, const size_t *counts);
 /* Bytes from root to every rank. */
 void tk_mpi_broadcast(void *buf, size_t bytes, int root);
 void tk_mpi_barrier(void);

@@ -45,6 +45,7 @@ struct Train: ParsableCommand {
     @Option(help: "Run folder for checkpoints (default Checkpoints/train-<name>).") var out: String?
     @Option(help: "Metrics JSONL file (default <out>/metrics.jsonl).") var metrics: String?
     @Flag(help: "Print a JSON summary at the end.") var json = false
+    @OptionGroup(title: "Data parallel (mpirun)") var parallel: DataParallelFlags
     @Flag(help: "With --resume and a new --steps: re-plan the decaying learning-rate schedule for the new total (the rate jumps).")
     var reschedule = false
 
@@ -133,7 +134,9 @@ struct Train: ParsableCommand {
         let source: any TrainingData = try data.map {
             try ShardTrainingData(directory: $0, expectedTokenizerHash: expectedHash, allowMismatch: allowTokenizerMismatch)
         } ?? TokenFileData(path: tokens!)
-        let trainer = try Trainer(model: model, data: source, settings: settings)
+        // Under mpirun every rank trains; only rank 0 writes metrics, checkpoints and progress.
+        let comm = Job.world
+        let trainer = try Trainer(model: model, data: source, settings: settings, communicator: comm, parallel: parallel.options)
         if let resumeDir {
             try trainer.restore(from: resumeDir)
             trainer.outputDirectory = URL(fileURLWithPath: resumeDir).deletingLastPathComponent().path
@@ -142,9 +145,6 @@ struct Train: ParsableCommand {
         }
         if let out { trainer.outputDirectory = out }
         trainer.metricsPath = metrics ?? resumedState?.metricsPath ?? trainer.outputDirectory.map { $0 + "/metrics.jsonl" }
-        // Under mpirun every rank trains; only rank 0 writes metrics, checkpoints and progress.
-        let comm = Job.world
-        trainer.communicator = comm
         if !comm.isRoot {
             trainer.outputDirectory = nil
             trainer.metricsPath = nil

@@ -3,6 +3,7 @@ import Foundation
 import Layers
 import Models
 import ToolkitSupport
+import Training
 
 /// `--recipe NAME [--set key.path=value ...]`.
 struct RecipeOptions: ParsableArguments {
@@ -63,3 +64,20 @@ func parseIDs(_ text: String, flag: String) throws -> [Int32] {
 
 /// Writes to standard error.
 func printError(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+/// How a data-parallel run (under `mpirun`) moves gradients and optimizer state; ignored in one process.
+struct DataParallelFlags: ParsableArguments {
+    @Flag(help: "Under mpirun: sum the gradients after the backward instead of in buckets during it (for comparison).")
+    var noOverlap = false
+    @Flag(help: "Under mpirun: ZeRO-1, each rank keeps the optimizer state of a share of the parameters (whole tensors).")
+    var shardOptimizer = false
+    @Option(help: "Under mpirun: gradient bucket size in MiB.") var bucketMb: Double = 8
+
+    func validate() throws {
+        guard bucketMb > 0, bucketMb <= 4096 else { throw ValidationError("--bucket-mb must be in (0, 4096], got \(bucketMb)") }
+    }
+
+    var options: DataParallelOptions {
+        DataParallelOptions(overlap: !noOverlap, shardOptimizer: shardOptimizer, bucketBytes: Int(bucketMb * 1_048_576))
+    }
+}
