@@ -32,6 +32,17 @@ public protocol Communicator: AnyObject, Sendable {
 
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
+
+    /// `root`'s string on every rank (e.g. a folder name only rank 0 may choose).
+    public func broadcast(_ string: String, root: Int = 0) -> String {
+        guard size > 1 else { return string }
+        var bytes = rank == root ? Array(string.utf8) : []
+        var count = [bytes.count]
+        count.withUnsafeMutableBytes { broadcast($0.baseAddress!, bytes: $0.count, root: root) }
+        if rank != root { bytes = [UInt8](repeating: 0, count: count[0]) }
+        bytes.withUnsafeMutableBytes { if let base = $0.baseAddress { broadcast(base, bytes: $0.count, root: root) } }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }
 
 /// One process: every collective is the identity.

@@ -43,6 +43,9 @@ public final class CompareHarness {
     public var stopRequested: @Sendable () -> Bool = { Interrupt.requested }
     /// Maps a token id to its byte length (validation bits-per-byte).
     public var tokenBytes: ((Int32) -> Int)?
+    /// Under mpirun the runs are spread over the ranks (run i on rank i mod size, each trained in
+    /// that one process); every rank must be given the same `directory`, and rank 0 writes the report.
+    public var communicator: any Communicator = SingleProcess()
 
     public init(configuration: Configuration, directory: String) {
         self.configuration = configuration
@@ -65,51 +68,53 @@ public final class CompareHarness {
 
     static let variantNameCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
-    /// Runs what is not finished yet and writes the report. Returns nil if interrupted.
+    /// Runs what is not finished yet and writes the report. Returns nil if interrupted (on any rank).
     public func run() throws -> CompareReport? {
-        let c = configuration
+        let c = configuration, comm = communicator
         guard c.variants.count >= 2 else { throw ToolkitError("compare needs at least two recipes") }
         guard Set(c.variants).count == c.variants.count else { throw ToolkitError("compare: a recipe is listed twice") }
         let recipes = try c.variants.map { try Recipe.load($0, overrides: c.overrides) }
-        if let data = FileManager.default.contents(atPath: directory + "/compare.json") {
-            // Finished runs are reused only for the same comparison.
-            guard let saved = try? JSONDecoder().decode(Configuration.self, from: data), saved == c else {
-                throw ToolkitError("\(directory) holds a different compare (compare.json); choose another --out or remove it")
+        if comm.isRoot {
+            if let data = FileManager.default.contents(atPath: directory + "/compare.json") {
+                // Finished runs are reused only for the same comparison.
+                guard let saved = try? JSONDecoder().decode(Configuration.self, from: data), saved == c else {
+                    throw ToolkitError("\(directory) holds a different compare (compare.json); choose another --out or remove it")
+                }
             }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try AtomicFile.write(encoder.encode(c), to: directory + "/compare.json")
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(encoder.encode(c), to: directory + "/compare.json")
+        comm.barrier()
         let data = try ShardTrainingData(directory: c.data, expectedTokenizerHash: nil, allowMismatch: false)
         let total = recipes.count * c.seeds
-        var index = 0
-        var variants: [VariantRuns] = []
-        for recipe in recipes {
-            var runs: [RunRecord] = []
-            for seedIndex in 0..<c.seeds {
-                index += 1
-                let seed = 1 + seedIndex
-                let runDir = "\(directory)/\(Self.safe(recipe.name))/seed-\(seed)"
-                let summaryPath = runDir + "/summary.json"
-                if FileManager.default.fileExists(atPath: summaryPath) {
-                    runs.append(try RunRecord.load(summaryPath: summaryPath))
-                    onRunSkipped?(recipe.name, seed)
-                    continue
-                }
-                try? FileManager.default.removeItem(atPath: runDir)  // an interrupted run restarts
-                guard let record = try train(recipe: recipe, seed: seed, data: data, runDir: runDir, index: index, total: total) else {
-                    return nil
-                }
-                runs.append(record)
+        func runDir(_ recipe: Recipe, _ seed: Int) -> String { "\(directory)/\(Self.safe(recipe.name))/seed-\(seed)" }
+        var interrupted = false
+        for (i, (recipe, seed)) in recipes.flatMap({ r in (1...c.seeds).map { (r, $0) } }).enumerated()
+        where i % comm.size == comm.rank && !interrupted {
+            let dir = runDir(recipe, seed)
+            if FileManager.default.fileExists(atPath: dir + "/summary.json") {
+                onRunSkipped?(recipe.name, seed)
+                continue
             }
-            variants.append(VariantRuns(name: recipe.name, runs: runs))
+            try? FileManager.default.removeItem(atPath: dir)  // an interrupted run restarts
+            interrupted = try !train(recipe: recipe, seed: seed, data: data, runDir: dir, index: i + 1, total: total)
+        }
+        if comm.size > 1 {
+            var flag = [interrupted ? 1.0 : 0]
+            comm.allreduceSum(&flag)  // also waits for every rank's runs
+            interrupted = flag[0] > 0
+        }
+        if interrupted { return nil }
+        let variants = try recipes.map { recipe in
+            VariantRuns(name: recipe.name, runs: try (1...c.seeds).map { try RunRecord.load(summaryPath: runDir(recipe, $0) + "/summary.json") })
         }
         let notes = [
             "data: \(c.data) (\(data.dataset.manifest.totalTokens) tokens)",
             "budget: \(Self.describe(c.budget)) per run; seeds: \(c.seeds)" + (c.overrides.isEmpty ? "" : "; --set \(c.overrides.joined(separator: " "))"),
         ]
         let report = try CompareReport.build(variants: variants, title: "compare " + c.variants.joined(separator: " vs "), notes: notes)
-        try report.write(to: directory)
+        if comm.isRoot { try report.write(to: directory) }
         return report
     }
 
@@ -123,7 +128,8 @@ public final class CompareHarness {
 
     static func safe(_ name: String) -> String { String(name.map { variantNameCharacters.contains($0) ? $0 : "_" }) }
 
-    func train(recipe: Recipe, seed: Int, data: ShardTrainingData, runDir: String, index: Int, total: Int) throws -> RunRecord? {
+    /// Trains one run and writes its summary; false when it was interrupted.
+    func train(recipe: Recipe, seed: Int, data: ShardTrainingData, runDir: String, index: Int, total: Int) throws -> Bool {
         // Same initialisation seed and data order for every variant.
         var r = recipe
         r.model["seed"] = .int(seed)
@@ -148,7 +154,7 @@ public final class CompareHarness {
         let start = monotonicSeconds()
         let result = try trainer.run()
         switch result.stop {
-        case .interrupted: return nil
+        case .interrupted: return false
         case .nonFinite, .finished: break
         }
         let stats = ModelStats(model: model, batchSize: s.batchSize)
@@ -161,6 +167,6 @@ public final class CompareHarness {
                                      metricsPath: URL(fileURLWithPath: runDir + "/metrics.jsonl").standardizedFileURL.path,
                                      metrics: metrics)
         try summary.write(to: runDir + "/summary.json")
-        return try RunRecord(summary: summary, metrics: metrics)
+        return true
     }
 }

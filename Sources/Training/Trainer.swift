@@ -93,6 +93,9 @@ public final class Trainer {
     /// Maps a token id to its UTF-8 byte length, for validation bits-per-byte.
     public var tokenBytes: ((Int32) -> Int)?
     public private(set) var state: TrainerState
+    /// Seconds the last step waited for gradient and parameter traffic after its backward (what
+    /// overlapping did not hide); 0 in one process.
+    public private(set) var lastStepWaitSeconds = 0.0
     let parameters: [NamedParameter]
     /// The parameters this rank updates (all of them unless the optimizer is sharded), model order.
     let ownedParameters: [NamedParameter]
@@ -229,6 +232,7 @@ public final class Trainer {
                 ceSum += Double(ce.item())
                 tokens += b.tokens
             }
+            let waitStart = monotonicSeconds()
             if let sync {
                 // The gradients (summed as the backward went, or now), then the scalars.
                 sync.finishStep()
@@ -236,6 +240,7 @@ public final class Trainer {
                 comm.allreduceSum(&scalars)
                 (ceSum, auxSum, tokens) = (scalars[0], scalars[1], Int(scalars[2]))
             }
+            lastStepWaitSeconds = monotonicSeconds() - waitStart
             let meanLoss = ceSum / Double(s.gradAccum)
             let (norm, bad) = GradientClipping.normAndClip(ownedParameters, maxNorm: s.gradClip) { sync?.combineSquares($0) ?? $0 }
             if !meanLoss.isFinite || bad != nil {
@@ -246,7 +251,11 @@ public final class Trainer {
                 break
             }
             try optimizer.step()
-            sync?.gatherParameters()
+            if let sync, sync.isSharded {
+                let gatherStart = monotonicSeconds()
+                sync.gatherParameters()
+                lastStepWaitSeconds += monotonicSeconds() - gatherStart
+            }
             let dt = monotonicSeconds() - t0
             state.step = step
             state.dataPosition = step

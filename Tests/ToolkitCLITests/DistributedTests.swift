@@ -141,6 +141,38 @@ import Testing
         }
     }
 
+    /// `mpirun -np 2 toolkit compare` trains runs 1, 3 on rank 0 and 2, 4 on rank 1 and writes the
+    /// serial compare's report. Each run is one process either way, but a rank runs its products on
+    /// one core where the serial compare uses two, and a split reduction (a bias or norm gradient
+    /// summed in two halves) rounds differently: the losses agree to 1e-5, not bit for bit.
+    @Test func compareSpreadsItsRunsOverRanks() throws {
+        let tmp = CLI.temp("mpi-compare"), shards = try Self.shards(in: tmp)
+        let args = ["compare", "nano", "vs", "nano-qwen3", "--data", shards, "--steps", "4", "--seeds", "2",
+                    "--set", "model.vocab_size=300", "--set", "train.batch_size=2", "--set", "train.seq_len=32"]
+        let serial = tmp.appendingPathComponent("serial").path
+        let s = try CLI.run(args + ["--out", serial, "--json"])
+        #expect(s.code == 0, "\(s.err)")
+        // No --out: rank 0 names the (time-stamped) folder for both ranks.
+        let m = try CLI.run(args + ["--json"], cwd: tmp, environment: Self.mpiEnvironment, launcher: ["mpirun", "-np", "2"])
+        #expect(m.code == 0, "\(m.err)")
+        let folders = try FileManager.default.contentsOfDirectory(atPath: tmp.appendingPathComponent("Checkpoints").path)
+        #expect(folders.count == 1, "\(folders)")
+        let spread = tmp.appendingPathComponent("Checkpoints/\(folders.first ?? "")").path
+        #expect(FileManager.default.fileExists(atPath: spread + "/report.md"))
+        let a = try CLI.json(s.out.split(whereSeparator: \.isNewline).last.map(String.init) ?? "")
+        let b = try CLI.json(m.out.split(whereSeparator: \.isNewline).last.map(String.init) ?? "")
+        #expect(m.out.split(whereSeparator: \.isNewline).count == 1, "only rank 0 prints: \(m.out)")
+        #expect((a["variants"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+                == (b["variants"] as? [[String: Any]])?.compactMap { $0["name"] as? String })
+        for variant in ["nano", "nano-qwen3"] {
+            for seed in 1...2 {
+                let x = try Self.losses("\(serial)/\(variant)/seed-\(seed)"), y = try Self.losses("\(spread)/\(variant)/seed-\(seed)")
+                #expect(x.count == 4 && y.count == 4)
+                for (i, (p, q)) in zip(x, y).enumerated() { #expect(abs(p - q) < 1e-5, "\(variant) seed \(seed) step \(i + 1): \(p) vs \(q)") }
+            }
+        }
+    }
+
     @Test func allreduceBenchmarkRunsOnTwoRanks() throws {
         let r = try Self.mpirun(["bench", "allreduce", "--sizes", "1", "--repeats", "2", "--json"])
         #expect(r.code == 0, "\(r.err)")

@@ -69,9 +69,13 @@ struct BenchTrain: ParsableCommand {
         var gflops: Double
         var flops_per_token: Double
         var peak_rss_bytes: Int
+        /// The optimizer state this process (rank 0) holds.
+        var optimizer_state_bytes: Int
         var kernel: String
         var simd: String
         /// With --contend: the median step beside a busy process, and idle median / contended median.
+        /// Under mpirun: the median time a step waited for gradient/parameter traffic after its backward.
+        var median_wait_seconds: Double?
         var contended_median_step_seconds: Double?
         var contended_ratio: Double?
     }
@@ -98,13 +102,16 @@ struct BenchTrain: ParsableCommand {
         settings.gradAccum = gradAccum ?? comm.size
         let data = RandomTokens(vocabSize: model.dims.vocabSize)
         let trainer = try Trainer(model: model, data: data, settings: settings, communicator: comm, parallel: parallel.options)
-        var times: [Double] = [], busyTimes: [Double] = []
+        var times: [Double] = [], busyTimes: [Double] = [], waits: [Double] = []
         var neighbour: SystemPolicy.BusyNeighbour?
         var last = monotonicSeconds()
         let idleSteps = steps
-        trainer.onStep = { row, _ in
+        trainer.onStep = { [unowned trainer] row, _ in
             let now = monotonicSeconds()
-            if row.step > 2 + idleSteps { busyTimes.append(now - last) } else if row.step > 2 { times.append(now - last) }
+            if row.step > 2 + idleSteps { busyTimes.append(now - last) } else if row.step > 2 {
+                times.append(now - last)
+                waits.append(trainer.lastStepWaitSeconds)
+            }
             if contend && row.step == 2 + idleSteps { neighbour = SystemPolicy.BusyNeighbour() }
             last = monotonicSeconds()
         }
@@ -120,15 +127,16 @@ struct BenchTrain: ParsableCommand {
                          steps: steps, tokens_per_s: tokens / med,
                          median_step_seconds: med, best_step_seconds: times.min() ?? med,
                          best_tokens_per_s: tokens / (times.min() ?? med), gflops: 3 * stats.flopsPerToken * tokens / med / 1e9,
-                         flops_per_token: stats.flopsPerToken, peak_rss_bytes: peakRSSBytes(), kernel: BLASRuntime.kernelName,
-                         simd: SIMDLevel.current.rawValue,
+                         flops_per_token: stats.flopsPerToken, peak_rss_bytes: peakRSSBytes(),
+                         optimizer_state_bytes: trainer.optimizer.stateTensors().values.reduce(0) { $0 + 4 * $1.values.count }, kernel: BLASRuntime.kernelName,
+                         simd: SIMDLevel.current.rawValue, median_wait_seconds: comm.size > 1 ? Stats.median(waits) : nil,
                          contended_median_step_seconds: busyTimes.isEmpty ? nil : Stats.median(busyTimes),
                          contended_ratio: busyTimes.isEmpty ? nil : med / Stats.median(busyTimes))
         if json { print(try jsonLine(out)) } else {
-            print(String(format: "%@ B=%d×%d T=%d: %.0f tok/s (median step %.1f ms over %d; best %.0f tok/s), %.1f GFLOP/s, peak RSS %.0f MiB, BLAS %@",
+            print(String(format: "%@ B=%d×%d T=%d: %.0f tok/s (median step %.1f ms over %d; best %.0f tok/s), %.1f GFLOP/s, peak RSS %.0f MiB, optimizer state %.0f MiB, BLAS %@",
                          out.recipe, batchSize, settings.gradAccum, seqLen, out.tokens_per_s, med * 1e3, steps, out.best_tokens_per_s, out.gflops,
-                         Double(out.peak_rss_bytes) / 1_048_576, out.kernel) + ", SIMD \(out.simd)"
-                  + (comm.size > 1 ? ", \(comm.size) ranks" : ""))
+                         Double(out.peak_rss_bytes) / 1_048_576, Double(out.optimizer_state_bytes) / 1_048_576, out.kernel) + ", SIMD \(out.simd)"
+                  + (comm.size > 1 ? String(format: ", %d ranks, waited %.1f ms a step for the sums", comm.size, Stats.median(waits) * 1e3) : ""))
             if let busy = out.contended_median_step_seconds {
                 print(String(format: "  beside a busy process: median step %.1f ms (%.0f tok/s), %.2f× the idle speed",
                              busy * 1e3, tokens / busy, out.contended_ratio ?? 0))
@@ -142,6 +150,7 @@ extension BenchTrain {
         var ranks: Int
         var tokens_per_s: Double
         var median_step_seconds: Double
+        var median_wait_seconds: Double?
         var scaling: Double
     }
 
@@ -172,11 +181,13 @@ extension BenchTrain {
                 throw ToolkitError("mpirun -np \(n) … bench train failed (exit \(child.terminationStatus)); its messages are above")
             }
             let row = ScalingRow(ranks: n, tokens_per_s: o.tokens_per_s, median_step_seconds: o.median_step_seconds,
+                                 median_wait_seconds: o.median_wait_seconds,
                                  scaling: rows.first.map { o.tokens_per_s / $0.tokens_per_s } ?? 1)
             rows.append(row)
             if !json {
-                print(String(format: "%d rank%@ × 1 thread, global batch %d×%d×%d: %.0f tok/s (median step %.1f ms), %.2f×",
-                             n, n == 1 ? "" : "s", batchSize, accum, seqLen, row.tokens_per_s, row.median_step_seconds * 1e3, row.scaling))
+                print(String(format: "%d rank%@ × 1 thread, global batch %d×%d×%d: %.0f tok/s (median step %.1f ms%@), %.2f×",
+                             n, n == 1 ? "" : "s", batchSize, accum, seqLen, row.tokens_per_s, row.median_step_seconds * 1e3,
+                             row.median_wait_seconds.map { String(format: ", waiting %.1f ms", $0 * 1e3) } ?? "", row.scaling))
             }
         }
         if json { print(try jsonLine(rows)) }

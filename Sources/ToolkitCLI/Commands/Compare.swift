@@ -6,7 +6,11 @@ import Training
 
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train recipes on equal terms and report them side by side: toolkit compare gpt2 vs rope --data SHARDS.")
+        abstract: "Train recipes on equal terms and report them side by side: toolkit compare gpt2 vs rope --data SHARDS.",
+        discussion: """
+            Under mpirun (mpirun -np N toolkit compare …) the variant × seed runs are spread over the ranks, \
+            each run trained whole on one rank; rank 0 writes the same report as a serial compare.
+            """)
 
     @Argument(help: "Recipe names or paths, optionally separated by 'vs'.") var recipes: [String] = []
     @Option(help: "Shard directory (toolkit shard).") var data: String
@@ -36,12 +40,15 @@ struct Compare: ParsableCommand {
             ?? minutes.map { .minutes($0) } ?? .steps(100)
         let config = CompareHarness.Configuration(variants: recipes, data: data, budget: budget, seeds: seeds,
                                                   overrides: overrides, tokenizer: tokenizer)
-        let dir = out ?? CompareHarness.resumable(config)
-            ?? CompareReport.defaultDirectory(variantNames: recipes, date: Date())
+        // Under mpirun, rank 0 picks the folder (the default one is named by the time) for every rank.
+        let comm = Job.world
+        let dir = comm.broadcast(out ?? CompareHarness.resumable(config)
+            ?? CompareReport.defaultDirectory(variantNames: recipes, date: Date()))
         let harness = CompareHarness(configuration: config, directory: dir)
+        harness.communicator = comm
         harness.tokenBytes = try tokenByteCounter(tokenizer)
         let runs = recipes.count * seeds
-        let bar = ProgressBar(total: Double(runs), label: "compare", unit: "runs", enabled: !json)
+        let bar = ProgressBar(total: Double(runs), label: "compare", unit: "runs", enabled: !json && comm.isRoot)
         harness.onStep = { index, total, name, seed, row, settings in
             let fraction = Double(index - 1) + Double(row.step) / Double(settings.steps)
             bar.update(fraction, extra: String(format: "run %d/%d %@ seed %d step %d loss %.3f", index, total, name, seed,
@@ -49,12 +56,19 @@ struct Compare: ParsableCommand {
         }
         harness.onRunSkipped = { name, seed in if !json { printError("\(name) seed \(seed): finished earlier, reusing it") } }
         Interrupt.install()
-        guard let report = try harness.run() else {
+        let result: CompareReport?
+        do { result = try harness.run() } catch where comm.size > 1 {
+            printError("rank \(comm.rank) of \(comm.size): \(error)")  // ends every rank, none left waiting
+            comm.abort(code: 1)
+        }
+        (comm as? MPICommunicator)?.finalize()
+        guard let report = result else {
             bar.finish()
-            printError("interrupted: rerun the same command to resume (finished runs are kept in \(dir))")
+            if comm.isRoot { printError("interrupted: rerun the same command to resume (finished runs are kept in \(dir))") }
             throw ExitCode(130)
         }
         bar.finish()
+        guard comm.isRoot else { return }
         if json {
             print(try report.summaryJSON())
         } else {
