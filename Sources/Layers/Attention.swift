@@ -1,12 +1,15 @@
 import CKernels
 import TensorCore
 
-/// Causal self-attention for MHA, GQA and MQA (chosen by `kvHeads`), with optional QK-norm
-/// (per-head RMSNorm over head_dim before RoPE, as Qwen3), sliding window, biases and a head_dim
-/// independent of the hidden size. Keys: `q_proj`, `k_proj`, `v_proj`, `o_proj`, `q_norm`, `k_norm`.
+/// Causal self-attention for MHA, GQA and MQA (chosen by `kvHeads`), with optional QK-norm before
+/// RoPE (RMSNorm per head over head_dim, as Qwen3, or over the whole q and k projections, as
+/// OLMo 2), sliding window, biases and a head_dim independent of the hidden size.
+/// Keys: `q_proj`, `k_proj`, `v_proj`, `o_proj`, `q_norm`, `k_norm`.
 public final class Attention: Component {
     public let qProj, kProj, vProj, oProj: Linear
     public let qNorm, kNorm: RMSNorm?
+    /// QK-norm over each head's head_dim values (`head`) or over the whole projection (`projection`).
+    public let qkNormScope: QKNormScope
     public let heads, kvHeads, headDim: Int
     public let window: Int?
     public var kernel: AttentionKernel
@@ -15,13 +18,16 @@ public final class Attention: Component {
     let slopes: [Float]?
 
     public init(hiddenSize: Int, heads: Int, kvHeads: Int, headDim: Int, bias: Bool, qkNorm: Bool, qkNormEps: Double,
-                window: Int?, kernel: AttentionKernel, position: any PositionalEncoding, context: ComponentContext) {
+                qkNormScope: QKNormScope = .head, window: Int?, kernel: AttentionKernel, position: any PositionalEncoding,
+                context: ComponentContext) {
         qProj = Linear(hiddenSize, heads * headDim, bias: bias, context: context)
         kProj = Linear(hiddenSize, kvHeads * headDim, bias: bias, context: context)
         vProj = Linear(hiddenSize, kvHeads * headDim, bias: bias, context: context)
         oProj = Linear(heads * headDim, hiddenSize, bias: bias, context: context, residual: true)
-        qNorm = qkNorm ? RMSNorm(dimension: headDim, eps: qkNormEps) : nil
-        kNorm = qkNorm ? RMSNorm(dimension: headDim, eps: qkNormEps) : nil
+        let whole = qkNormScope == .projection
+        qNorm = qkNorm ? RMSNorm(dimension: whole ? heads * headDim : headDim, eps: qkNormEps) : nil
+        kNorm = qkNorm ? RMSNorm(dimension: whole ? kvHeads * headDim : headDim, eps: qkNormEps) : nil
+        self.qkNormScope = qkNormScope
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
@@ -35,10 +41,15 @@ public final class Attention: Component {
     /// call's keys and values at `layer` and attends over everything stored.
     public func callAsFunction(_ x: Tensor, offset: Int = 0, cache: KVCache? = nil, layer: Int = 0) throws -> Tensor {
         let (b, t) = (x.shape[0], x.shape[1])
-        var q = try qProj(x).reshaped([b, t, heads, headDim])
-        var k = try kProj(x).reshaped([b, t, kvHeads, headDim])
+        var q = try qProj(x), k = try kProj(x)
+        if let qNorm, let kNorm, qkNormScope == .projection {
+            q = try qNorm(q)
+            k = try kNorm(k)
+        }
+        q = try q.reshaped([b, t, heads, headDim])
+        k = try k.reshaped([b, t, kvHeads, headDim])
         var v = try vProj(x).reshaped([b, t, kvHeads, headDim])
-        if let qNorm, let kNorm {
+        if let qNorm, let kNorm, qkNormScope == .head {
             q = try qNorm(q)
             k = try kNorm(k)
         }
@@ -74,7 +85,10 @@ public final class Attention: Component {
             "heads": .int(heads), "kv_heads": .int(kvHeads), "head_dim": .int(headDim), "bias": .bool(qProj.bias != nil),
             "qk_norm": .bool(qNorm != nil), "window": window.map { .int($0) } ?? .null,
         ]
-        if let qNorm { o["qk_norm_eps"] = .double(qNorm.epsilon) }
+        if let qNorm {
+            o["qk_norm_eps"] = .double(qNorm.epsilon)
+            o["qk_norm_scope"] = .string(qkNormScope.rawValue)
+        }
         switch kernel {
         case .naive: o["kernel"] = .string("naive")
         case .tiled(let q, _): o["kernel"] = .string("tiled"); o["tile_size"] = .int(q)
@@ -83,7 +97,7 @@ public final class Attention: Component {
     }
 
     public var label: String {
-        "attention (\(heads)/\(kvHeads) heads × \(headDim)\(qNorm != nil ? ", qk-norm" : "")\(window.map { ", window \($0)" } ?? ""))"
+        "attention (\(heads)/\(kvHeads) heads × \(headDim)\(qNorm == nil ? "" : qkNormScope == .head ? ", qk-norm" : ", qk-norm over q, k")\(window.map { ", window \($0)" } ?? ""))"
     }
 
     /// Projections plus scores and the weighted sum over the whole context; the tape keeps q, k, v
@@ -112,6 +126,7 @@ public final class Attention: Component {
         let rotate = try position.decodePositions(w).rotate
         let slopes = self.slopes.map { w.copy($0) }
         let (h, kvh, hd, window) = (heads, kvHeads, headDim, Int32(clamping: self.window ?? 0))
+        let whole = qkNormScope == .projection
         let row = kvh * hd, scale = 1 / Float(hd).squareRoot()
         return DecodeAttention(scratchFloats: { context in 2 * h * hd + 2 * row + h * context + 2 * max(h, kvh) }) {
             x, out, cache, layer, position, scratch in
@@ -119,8 +134,13 @@ public final class Attention: Component {
             let scores = stats + 2 * max(h, kvh)
             DecodeKernels.gemv(q, qs, k, ks, v, vs, x: x, accumulate: false)
             if let qn, let kn {
-                qn.apply(qs, qs, hd, h, stats)  // per head, in place
-                kn.apply(ks, ks, hd, kvh, stats)
+                if whole {
+                    qn.apply(qs, qs, h * hd, 1, stats)  // the whole projection, in place
+                    kn.apply(ks, ks, row, 1, stats)
+                } else {
+                    qn.apply(qs, qs, hd, h, stats)  // per head, in place
+                    kn.apply(ks, ks, hd, kvh, stats)
+                }
             }
             if let rotate {
                 rotate(qs, h, hd, position)
@@ -135,6 +155,12 @@ public final class Attention: Component {
             DecodeKernels.gemv(o, out, x: attn, accumulate: true)
         }
     }
+}
+
+/// What QK-norm normalises: each head's head_dim values (Qwen3, Gemma 3) or the whole q and k
+/// projections (OLMo 2), with one weight per element either way.
+public enum QKNormScope: String, Sendable, CaseIterable {
+    case head, projection
 }
 
 /// Attention lowered for one token: `run(x, out, cache, layer, position, scratch)` reads the

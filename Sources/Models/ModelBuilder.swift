@@ -14,8 +14,10 @@ import ToolkitSupport
 ///   init_std: 0.02              # float (0.02): N(0, std²) init; residual projections / √(2·layers)
 ///   seed: 0                     # int (0): initialisation seed
 ///   norm: {kind: layernorm, eps: 1.0e-5, bias: true}            # or {kind: rmsnorm, eps}
+///   norm_placement: pre         # pre | post (OLMo 2: on the branch outputs) | sandwich (Gemma: both)
 ///   attention: {heads: 6, kv_heads: 6, head_dim: 64, bias: true, qk_norm: false, qk_norm_eps: 1.0e-6,
-///               window: null, window_from_layer: 0, kernel: tiled, tile_size: 64}
+///               qk_norm_scope: head, window: null, window_from_layer: 0, kernel: tiled, tile_size: 64}
+///               # qk_norm_scope: head (per head, Qwen3) | projection (the whole q and k, OLMo 2)
 ///   position: {kind: learned}   # learned | rope {theta, layout, partial_rotary_factor, scaling} | alibi | none
 ///   mlp: {kind: gelu, intermediate_size: 1536, approximation: tanh, bias: true}
 ///        # or {kind: swiglu, intermediate_size} or {kind: moe, experts, top_k, intermediate_size,
@@ -73,6 +75,7 @@ public enum ModelBuilder {
         let qkNorm = try a.bool("qk_norm", default: false)
         let qkNormEps = try a.double("qk_norm_eps", default: 1e-6)
         guard qkNormEps > 0, qkNormEps.isFinite else { throw a.error("qk_norm_eps", "must be a positive finite number") }
+        let qkScope = QKNormScope(rawValue: try a.choice("qk_norm_scope", QKNormScope.allCases.map(\.rawValue), default: "head"))!
         let window = try a.optionalInt("window")
         if let window { try ModelLimits.check(a, "window", window, max: ModelLimits.maxContext) }
         let windowFrom = try a.int("window_from_layer", default: 0)
@@ -87,6 +90,7 @@ public enum ModelBuilder {
                                    contextLength: context, initStd: Float(initStd), seed: UInt64(truncatingIfNeeded: seed),
                                    initializeWeights: initializeWeights)
         guard let normOptions = try o.nested("norm") else { throw o.error("norm", "missing (required)") }
+        let placement = NormPlacement(rawValue: try o.choice("norm_placement", NormPlacement.allCases.map(\.rawValue), default: "pre"))!
         guard let posOptions = try o.nested("position") else { throw o.error("position", "missing (required)") }
         guard let mlpOptions = try o.nested("mlp") else { throw o.error("mlp", "missing (required)") }
         // Before any per-layer loop or allocation: the weights must fit the memory.
@@ -120,7 +124,6 @@ public enum ModelBuilder {
         }
         var blocks: [TransformerBlock] = []
         for (i, plan) in plans.enumerated() {
-            let inputNorm = try Components.norms.make(normOptions, ctx)
             var layerPosition = position
             if plan.position.values != posOptions.values {
                 layerPosition = try Components.positions.make(plan.position, ctx)
@@ -129,11 +132,11 @@ public enum ModelBuilder {
                 }
             }
             let attn = Attention(hiddenSize: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, bias: attnBias,
-                                 qkNorm: qkNorm, qkNormEps: qkNormEps, window: plan.window, kernel: kernel,
+                                 qkNorm: qkNorm, qkNormEps: qkNormEps, qkNormScope: qkScope, window: plan.window, kernel: kernel,
                                  position: layerPosition, context: ctx)
-            let postNorm = try Components.norms.make(normOptions, ctx)
             let mlp = try Components.feedForwards.make(plan.mlp, ctx)
-            blocks.append(TransformerBlock(inputNorm: inputNorm, attention: attn, postAttentionNorm: postNorm, mlp: mlp))
+            blocks.append(try TransformerBlock(placement: placement, makeNorm: { try Components.norms.make(normOptions, ctx) },
+                                               attention: attn, mlp: mlp))
         }
         let finalNorm = try Components.norms.make(normOptions, ctx)
         let head = tie ? nil : Linear(hidden, vocab, bias: false, context: ctx)

@@ -52,7 +52,7 @@ public struct ModelStats: Codable, Sendable {
         }
         for block in model.layers {
             add(row(block.attention.label, block.attention))
-            for norm in [block.inputNorm, block.postAttentionNorm] { add(row("norms (\(norm.label))", norm)) }
+            for norm in block.norms { add(row("norms (\(norm.label))", norm)) }
             add(row("mlp (\(block.mlp.label))", block.mlp))
             add(Row(component: "residual", count: 1, parameters: 0, flopsPerToken: 0, activationBytes: 4 * bt * c * 2))
         }

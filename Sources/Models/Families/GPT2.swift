@@ -119,7 +119,8 @@ struct GPT2Family: ModelFamily {
         guard position.kind == "learned", let positions = position.int("max_positions") else {
             throw FamilyMismatch("needs learned positions, not \(model.position.label)")
         }
-        let norms = [model.norm] + model.layers.flatMap { [$0.inputNorm, $0.postAttentionNorm] }
+        guard model.layers.allSatisfy({ $0.placement == .pre }) else { throw FamilyMismatch("needs pre-norm blocks") }
+        let norms = [model.norm] + model.layers.flatMap(\.norms)
         guard norms.allSatisfy({ $0.options.kind == "layernorm" && $0.options.bool("bias") == true }),
               let eps = model.norm.options.double("eps") else { throw FamilyMismatch("needs LayerNorm with biases") }
         let mlps = model.layers.map(\.mlp.options)

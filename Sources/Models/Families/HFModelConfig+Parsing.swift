@@ -131,7 +131,8 @@ extension HFModelConfig {
 
     /// RoPE settings from v5 `rope_parameters` or v4 `rope_theta` + `rope_scaling`; when both
     /// forms are present they must agree.
-    package static func parseRope(_ c: ConfigObject) throws
+    /// `defaultTheta`: the config class's base when the file names none.
+    package static func parseRope(_ c: ConfigObject, defaultTheta: Double = 10000) throws
         -> (theta: Double, scaling: RopeScaling?, partialRotaryFactor: Double?)
     {
         var theta = try c.double("rope_theta")
@@ -178,7 +179,7 @@ extension HFModelConfig {
             }
             scaling = s
         }
-        return (theta ?? 10000, scaling, partial)
+        return (theta ?? defaultTheta, scaling, partial)
     }
 
     /// Checks the invariants the model builder relies on; errors name the HF key.

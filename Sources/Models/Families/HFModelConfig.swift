@@ -115,6 +115,8 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
     public var maxWindowLayers: Int?
     /// Per-layer attention types (`full_attention`, `sliding_attention`), when the config lists them.
     public var layerTypes: [String]?
+    /// SmolLM3 `no_rope_layers`: 1 where a layer rotates q and k, 0 for a NoPE layer.
+    public var noRopeLayers: [Int]? = nil
     public var bosTokenId: Int?
     /// `eos_token_id` may be one id or a list.
     public var eosTokenIds: [Int]

@@ -15,12 +15,14 @@ enum LlamaLayout {
         var maxPositions: Int
         var normEps = 1e-6
         var vocabSize: Int?  // nil: required
+        var ropeTheta = 10000.0
+        var tieWordEmbeddings = false
     }
 
     static func parse(_ c: ConfigObject, type: HFModelConfig.ModelType, defaults: Defaults) throws -> HFModelConfig {
         let hidden = try c.requiredInt("hidden_size")
         let heads = try c.requiredInt("num_attention_heads")
-        let rope = try HFModelConfig.parseRope(c)
+        let rope = try HFModelConfig.parseRope(c, defaultTheta: defaults.ropeTheta)
         return HFModelConfig(
             modelType: type,
             vocabSize: try defaults.vocabSize.map { try c.int("vocab_size") ?? $0 } ?? c.requiredInt("vocab_size"),
@@ -37,7 +39,7 @@ enum LlamaLayout {
             partialRotaryFactor: rope.partialRotaryFactor,
             attentionBias: try c.bool("attention_bias", default: false),
             mlpBias: try c.bool("mlp_bias", default: false),
-            tieWordEmbeddings: try c.bool("tie_word_embeddings", default: false),
+            tieWordEmbeddings: try c.bool("tie_word_embeddings", default: defaults.tieWordEmbeddings),
             activation: try c.string("hidden_act") ?? "silu",
             bosTokenId: try c.int("bos_token_id"),
             eosTokenIds: try c.intList("eos_token_id") ?? [])
@@ -82,11 +84,20 @@ enum LlamaLayout {
             tiedDuplicates: tied ? ["lm_head.weight": "model.embed_tokens.weight"] : [:])
     }
 
+    /// The block's norm names (see `TransformerBlock`).
+    static func blockNorms(_ placement: NormPlacement) -> [String] {
+        switch placement {
+        case .pre: return ["input_layernorm", "post_attention_layernorm"]
+        case .post: return ["post_attention_layernorm", "post_feedforward_layernorm"]
+        case .sandwich: return ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"]
+        }
+    }
+
     /// Canonical names (templates) of the embeddings, norms and attention of `config`.
-    static func attentionNames(_ config: HFModelConfig, qkNorm: Bool) -> [String] {
+    static func attentionNames(_ config: HFModelConfig, qkNorm: Bool, placement: NormPlacement = .pre) -> [String] {
         let l = "model.layers.{L}."
         var names = ["model.embed_tokens.weight", "model.norm.weight"]
-        names += ["input_layernorm.weight", "post_attention_layernorm.weight"].map { l + $0 }
+        names += blockNorms(placement).map { l + $0 + ".weight" }
         names += ["q_proj", "k_proj", "v_proj", "o_proj"].map { l + "self_attn.\($0).weight" }
         if config.attentionBias { names += ["q_proj", "k_proj", "v_proj", "o_proj"].map { l + "self_attn.\($0).bias" } }
         if qkNorm { names += ["q_norm", "k_norm"].map { l + "self_attn.\($0).weight" } }
@@ -102,7 +113,9 @@ enum LlamaLayout {
 
     /// Canonical shapes: embeddings, norms (with biases when `normBias`), attention, and each
     /// layer's MLP entries from `mlp(layer)` (names relative to `model.layers.{i}.mlp.`).
-    static func shapes(_ c: HFModelConfig, qkNorm: Bool, normBias: Bool, mlp: (Int) -> [String: [Int]]) -> [String: [Int]] {
+    /// `qkNormScope` gives q_norm/k_norm their width (head_dim, or the whole projection).
+    static func shapes(_ c: HFModelConfig, qkNorm: Bool, normBias: Bool, placement: NormPlacement = .pre,
+                       qkNormScope: QKNormScope = .head, mlp: (Int) -> [String: [Int]]) -> [String: [Int]] {
         let h = c.hiddenSize
         var s: [String: [Int]] = ["model.embed_tokens.weight": [c.vocabSize, h], "model.norm.weight": [h]]
         if normBias { s["model.norm.bias"] = [h] }
@@ -110,7 +123,7 @@ enum LlamaLayout {
         let (q, kv) = (c.numHeads * c.headDim, c.numKVHeads * c.headDim)
         for layer in 0..<c.numLayers {
             let p = "model.layers.\(layer)."
-            for n in ["input_layernorm", "post_attention_layernorm"] {
+            for n in blockNorms(placement) {
                 s[p + n + ".weight"] = [h]
                 if normBias { s[p + n + ".bias"] = [h] }
             }
@@ -119,8 +132,9 @@ enum LlamaLayout {
                 if c.attentionBias { s[p + "self_attn.\(n)_proj.bias"] = [shape[0]] }
             }
             if qkNorm {
-                s[p + "self_attn.q_norm.weight"] = [c.headDim]
-                s[p + "self_attn.k_norm.weight"] = [c.headDim]
+                let whole = qkNormScope == .projection
+                s[p + "self_attn.q_norm.weight"] = [whole ? q : c.headDim]
+                s[p + "self_attn.k_norm.weight"] = [whole ? kv : c.headDim]
             }
             for (k, v) in mlp(layer) { s[p + "mlp." + k] = v }
         }
@@ -170,17 +184,20 @@ enum LlamaLayout {
     // MARK: export
 
     /// The checks every Llama-layout family makes, and the config fields they fix: RMSNorm
-    /// everywhere, half-layout RoPE whose scaling has an HF `rope_type`, SwiGLU or MoE MLPs
-    /// (`dense` gives each dense MLP's options), the same attention settings in every layer.
-    static func config(of model: DecoderModel, type: HFModelConfig.ModelType, qkNorm: Bool) throws -> HFModelConfig {
+    /// everywhere, in `placement`; half-layout RoPE whose scaling has an HF `rope_type` (NoPE
+    /// layers allowed with `noPE`); the same attention settings in every layer.
+    static func config(of model: DecoderModel, type: HFModelConfig.ModelType, qkNorm: Bool,
+                       qkNormScope: QKNormScope = .head, placement: NormPlacement = .pre, noPE: Bool = false) throws -> HFModelConfig {
         let d = model.dims
-        let norms = [model.norm] + model.layers.flatMap { [$0.inputNorm, $0.postAttentionNorm] }
+        guard model.layers.allSatisfy({ $0.placement == placement }) else { throw FamilyMismatch("needs \(placement.rawValue)-norm blocks") }
+        let norms = [model.norm] + model.layers.flatMap(\.norms)
         guard norms.allSatisfy({ $0.options.kind == "rmsnorm" }), let eps = model.norm.options.double("eps") else {
             throw FamilyMismatch("needs RMSNorm")
         }
         let rope = model.position.options
-        guard model.layers.allSatisfy({ $0.attention.position.options == rope }) else {
-            throw FamilyMismatch("needs the same position encoding in every layer (layer_type_overrides change it)")
+        guard model.layers.allSatisfy({ $0.attention.position.options == rope || (noPE && $0.attention.position.options.kind == "none") })
+        else {
+            throw FamilyMismatch("needs the same position encoding in every layer\(noPE ? " (or none)" : "") (layer_type_overrides change it)")
         }
         guard rope.kind == "rope", rope.string("layout") == "half", let theta = rope.double("theta") else {
             throw FamilyMismatch("needs rotary positions in the half layout, not \(model.position.label)")
@@ -194,8 +211,9 @@ enum LlamaLayout {
         }
         let attention = model.layers.map(\.attention.options)
         let withoutWindow = attention.map { a in a.filter { $0.key != "window" } }
-        guard withoutWindow.allSatisfy({ $0 == withoutWindow[0] }), attention[0].bool("qk_norm") == qkNorm else {
-            throw FamilyMismatch("needs the same attention in every layer\(qkNorm ? ", with QK-norm" : ", without QK-norm")")
+        guard withoutWindow.allSatisfy({ $0 == withoutWindow[0] }), attention[0].bool("qk_norm") == qkNorm,
+              !qkNorm || attention[0].string("qk_norm_scope") == qkNormScope.rawValue else {
+            throw FamilyMismatch("needs the same attention in every layer\(qkNorm ? ", with QK-norm per \(qkNormScope.rawValue)" : ", without QK-norm")")
         }
         let partial = rope.double("partial_rotary_factor") ?? 1
         return HFModelConfig(

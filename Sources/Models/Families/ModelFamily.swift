@@ -42,6 +42,8 @@ package enum ModelFamilies {
         Qwen3Family(),
         Qwen3MoEFamily(),
         LlamaFamily(),
+        OLMo2Family(),
+        SmolLM3Family(),
     ]
 
     package static let registry: [String: any ModelFamily] = Dictionary(uniqueKeysWithValues: order.map { ($0.modelType, $0) })
