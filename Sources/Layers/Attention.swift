@@ -10,6 +10,9 @@ public final class Attention: Component {
     public let qNorm, kNorm: RMSNorm?
     /// QK-norm over each head's head_dim values (`head`) or over the whole projection (`projection`).
     public let qkNormScope: QKNormScope
+    /// The score scale when the recipe sets one (Gemma: `query_pre_attn_scalar^-½`); nil: 1/√head_dim.
+    public let customScale: Double?
+    var scale: Float { customScale.map { Float($0) } ?? 1 / Float(headDim).squareRoot() }
     public let heads, kvHeads, headDim: Int
     public let window: Int?
     public var kernel: AttentionKernel
@@ -18,15 +21,16 @@ public final class Attention: Component {
     let slopes: [Float]?
 
     public init(hiddenSize: Int, heads: Int, kvHeads: Int, headDim: Int, bias: Bool, qkNorm: Bool, qkNormEps: Double,
-                qkNormScope: QKNormScope = .head, window: Int?, kernel: AttentionKernel, position: any PositionalEncoding,
-                context: ComponentContext) {
+                qkNormScope: QKNormScope = .head, qkNormUnitOffset: Bool = false, scale: Double? = nil, window: Int?,
+                kernel: AttentionKernel, position: any PositionalEncoding, context: ComponentContext) {
         qProj = Linear(hiddenSize, heads * headDim, bias: bias, context: context)
         kProj = Linear(hiddenSize, kvHeads * headDim, bias: bias, context: context)
         vProj = Linear(hiddenSize, kvHeads * headDim, bias: bias, context: context)
         oProj = Linear(heads * headDim, hiddenSize, bias: bias, context: context, residual: true)
         let whole = qkNormScope == .projection
-        qNorm = qkNorm ? RMSNorm(dimension: whole ? heads * headDim : headDim, eps: qkNormEps) : nil
-        kNorm = qkNorm ? RMSNorm(dimension: whole ? kvHeads * headDim : headDim, eps: qkNormEps) : nil
+        qNorm = qkNorm ? RMSNorm(dimension: whole ? heads * headDim : headDim, eps: qkNormEps, unitOffset: qkNormUnitOffset) : nil
+        kNorm = qkNorm ? RMSNorm(dimension: whole ? kvHeads * headDim : headDim, eps: qkNormEps, unitOffset: qkNormUnitOffset) : nil
+        customScale = scale
         self.qkNormScope = qkNormScope
         self.heads = heads
         self.kvHeads = kvHeads
@@ -63,7 +67,7 @@ public final class Attention: Component {
             keyLength = offset + t
         }
         let options = AttentionOptions(causal: true, window: window, alibiSlopes: slopes, queryOffset: queryOffset,
-                                       scale: 1 / Float(headDim).squareRoot(), kernel: kernel, keyLength: keyLength)
+                                       scale: scale, kernel: kernel, keyLength: keyLength)
         let o = try Tensor.attention(q: q, k: k, v: v, options: options)
         return try oProj(o.reshaped([b, t, heads * headDim]))
     }
@@ -89,6 +93,7 @@ public final class Attention: Component {
             o["qk_norm_eps"] = .double(qNorm.epsilon)
             o["qk_norm_scope"] = .string(qkNormScope.rawValue)
         }
+        if let customScale { o["scale"] = .double(customScale) }
         switch kernel {
         case .naive: o["kernel"] = .string("naive")
         case .tiled(let q, _): o["kernel"] = .string("tiled"); o["tile_size"] = .int(q)
@@ -127,7 +132,7 @@ public final class Attention: Component {
         let slopes = self.slopes.map { w.copy($0) }
         let (h, kvh, hd, window) = (heads, kvHeads, headDim, Int32(clamping: self.window ?? 0))
         let whole = qkNormScope == .projection
-        let row = kvh * hd, scale = 1 / Float(hd).squareRoot()
+        let row = kvh * hd, scale = self.scale
         return DecodeAttention(scratchFloats: { context in 2 * h * hd + 2 * row + h * context + 2 * max(h, kvh) }) {
             x, out, cache, layer, position, scratch in
             let qs = scratch, ks = qs + h * hd, vs = ks + row, attn = vs + row, stats = attn + h * hd

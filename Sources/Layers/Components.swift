@@ -23,6 +23,7 @@ public enum Components {
     nonisolated(unsafe) public static var feedForwards = ComponentRegistry<any FeedForward>("feed-forward", [
         "gelu": GELUMLP.make,
         "swiglu": SwiGLUMLP.make,
+        "geglu": SwiGLUMLP.makeGeGLU,
         "moe": MoE.make,
     ])
 }

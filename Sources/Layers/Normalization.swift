@@ -62,27 +62,34 @@ public final class RMSNorm: Normalization {
     public let eps: Float
     /// `eps` as the recipe gave it (for `options` and HF export).
     public let epsilon: Double
+    /// Gemma's form: the gain is `1 + weight` (computed in fp32), with `weight` starting at zero.
+    public let unitOffset: Bool
 
-    public init(dimension: Int, eps: Double) {
-        weight = Parameter(Tensor.ones([dimension]))
+    public init(dimension: Int, eps: Double, unitOffset: Bool = false) {
+        weight = Parameter(unitOffset ? Tensor(zeros: [dimension]) : Tensor.ones([dimension]))
         self.eps = Float(eps)
         epsilon = eps
+        self.unitOffset = unitOffset
     }
 
-    /// Recipe kind `rmsnorm`: `eps` (1e-6).
+    /// Recipe kind `rmsnorm`: `eps` (1e-6), `unit_offset` (false; true: Gemma's `x̂ · (1 + w)`).
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any Normalization {
-        RMSNorm(dimension: c.hiddenSize, eps: try o.positiveFinite("eps", default: 1e-6))
+        RMSNorm(dimension: c.hiddenSize, eps: try o.positiveFinite("eps", default: 1e-6), unitOffset: try o.bool("unit_offset", default: false))
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try Tensor.rmsNorm(x, weight: weight.value, eps: eps)
+        try Tensor.rmsNorm(x, weight: unitOffset ? weight.value + 1 : weight.value, eps: eps)
     }
 
-    public var options: [String: ConfigValue] { ["kind": .string("rmsnorm"), "eps": .double(epsilon)] }
-    public var label: String { "rmsnorm" }
+    public var options: [String: ConfigValue] {
+        var o: [String: ConfigValue] = ["kind": .string("rmsnorm"), "eps": .double(epsilon)]
+        if unitOffset { o["unit_offset"] = .bool(true) }
+        return o
+    }
+    public var label: String { unitOffset ? "rmsnorm (1 + w)" : "rmsnorm" }
 
     public func decodeNorm(_ w: DecodeWeights) throws -> DecodeNorm {
-        let weight = w.pin(self.weight.value), eps = eps
+        let weight = unitOffset ? w.copy(self.weight.value.scalars.map { 1 + $0 }) : w.pin(self.weight.value), eps = eps
         return DecodeNorm { x, y, width, rows, stats in
             tk_rmsnorm_forward(x, weight, eps, Int32(width), y, stats, 0, Int32(rows))
         }

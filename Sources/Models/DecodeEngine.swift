@@ -115,10 +115,12 @@ public final class DecodeEngine {
         }
         let x = scratch, stats = x + c, logits = stats + c, rest = logits + d.vocabSize
         x.update(from: embedding + Int(token) * c, count: c)
+        if model.embeddingScale != 1 { for i in 0..<c { x[i] *= model.embeddingScale } }
         positions.embed?(x, pos)
         for (layer, b) in blocks.enumerated() { b.run(x, cache, layer, pos, rest) }
         finalNorm.apply(x, x, c, 1, stats)
         DecodeKernels.gemv(head, logits, x: x, accumulate: false)
+        if let cap = model.finalLogitSoftcap { for i in 0..<d.vocabSize { logits[i] = Foundation.tanh(logits[i] / cap) * cap } }
         cache.advance(by: 1)
         return UnsafeBufferPointer(start: logits, count: d.vocabSize)
     }

@@ -27,9 +27,15 @@ public final class DecoderModel: Module {
     public let lmHead: Linear?
     /// The recipe this model was built from.
     public let recipe: Recipe
+    /// Token embeddings are multiplied by this (`embedding_scale`; Gemma: √hidden).
+    public let embeddingScale: Float
+    /// Logits become `cap · tanh(logits / cap)` (`final_logit_softcap`; Gemma 2, optional in Gemma 3).
+    public let finalLogitSoftcap: Float?
 
     init(dims: ModelDimensions, embedTokens: Embedding, position: any PositionalEncoding, layers: [TransformerBlock],
-         norm: any Normalization, lmHead: Linear?, recipe: Recipe) {
+         norm: any Normalization, lmHead: Linear?, recipe: Recipe, embeddingScale: Float = 1, finalLogitSoftcap: Float? = nil) {
+        self.embeddingScale = embeddingScale
+        self.finalLogitSoftcap = finalLogitSoftcap
         self.dims = dims
         self.embedTokens = embedTokens
         self.position = position
@@ -75,7 +81,9 @@ public final class DecoderModel: Module {
             throw TensorError.invalidArgument(
                 op: "model", message: "sequence of \(offset + t) tokens exceeds the context length \(dims.contextLength)")
         }
-        var h = try position.embed(embedTokens(ids, shape: [batch, t]), offset: offset)
+        var e = try embedTokens(ids, shape: [batch, t])
+        if embeddingScale != 1 { e = e * embeddingScale }
+        var h = try position.embed(e, offset: offset)
         observe?(h)
         for (i, block) in layers.enumerated() {
             h = try block(h, offset: offset, cache: cache, layer: i)
@@ -93,7 +101,9 @@ public final class DecoderModel: Module {
 
     /// LM-head projection of hidden states `[..., C]` → `[..., V]`.
     public func logits(_ h: Tensor) throws -> Tensor {
-        try Tensor.linear(h, weight: outputWeight.value)
+        let logits = try Tensor.linear(h, weight: outputWeight.value)
+        guard let cap = finalLogitSoftcap else { return logits }
+        return (logits / cap).tanh() * cap
     }
 
     /// Mean next-token cross-entropy of `logits` for already-aligned targets (−100 = ignored),

@@ -15,8 +15,11 @@ import ToolkitSupport
 ///   seed: 0                     # int (0): initialisation seed
 ///   norm: {kind: layernorm, eps: 1.0e-5, bias: true}            # or {kind: rmsnorm, eps}
 ///   norm_placement: pre         # pre | post (OLMo 2: on the branch outputs) | sandwich (Gemma: both)
+///   embedding_scale: 1.0        # float: token embeddings × this (Gemma: √hidden)
+///   final_logit_softcap: null   # float or null: logits → cap·tanh(logits / cap)
 ///   attention: {heads: 6, kv_heads: 6, head_dim: 64, bias: true, qk_norm: false, qk_norm_eps: 1.0e-6,
-///               qk_norm_scope: head, window: null, window_from_layer: 0, kernel: tiled, tile_size: 64}
+///               qk_norm_scope: head, scale: null, window: null, window_from_layer: 0, kernel: tiled, tile_size: 64}
+///               # scale: the score scale (null: 1/√head_dim)
 ///               # qk_norm_scope: head (per head, Qwen3) | projection (the whole q and k, OLMo 2)
 ///   position: {kind: learned}   # learned | rope {theta, layout, partial_rotary_factor, scaling} | alibi | none
 ///   mlp: {kind: gelu, intermediate_size: 1536, approximation: tanh, bias: true}
@@ -76,6 +79,7 @@ public enum ModelBuilder {
         let qkNormEps = try a.double("qk_norm_eps", default: 1e-6)
         guard qkNormEps > 0, qkNormEps.isFinite else { throw a.error("qk_norm_eps", "must be a positive finite number") }
         let qkScope = QKNormScope(rawValue: try a.choice("qk_norm_scope", QKNormScope.allCases.map(\.rawValue), default: "head"))!
+        let scale = try a.optionalPositiveFinite("scale")
         let window = try a.optionalInt("window")
         if let window { try ModelLimits.check(a, "window", window, max: ModelLimits.maxContext) }
         let windowFrom = try a.int("window_from_layer", default: 0)
@@ -91,6 +95,10 @@ public enum ModelBuilder {
                                    initializeWeights: initializeWeights)
         guard let normOptions = try o.nested("norm") else { throw o.error("norm", "missing (required)") }
         let placement = NormPlacement(rawValue: try o.choice("norm_placement", NormPlacement.allCases.map(\.rawValue), default: "pre"))!
+        let embeddingScale = try o.positiveFinite("embedding_scale", default: 1)
+        let softcap = try o.optionalPositiveFinite("final_logit_softcap")
+        // QK-norm is the model's norm over head_dim (or the projection): Gemma's (1 + w) form too.
+        let qkUnitOffset = normOptions.values["unit_offset"] == .bool(true)
         guard let posOptions = try o.nested("position") else { throw o.error("position", "missing (required)") }
         guard let mlpOptions = try o.nested("mlp") else { throw o.error("mlp", "missing (required)") }
         // Before any per-layer loop or allocation: the weights must fit the memory.
@@ -132,7 +140,8 @@ public enum ModelBuilder {
                 }
             }
             let attn = Attention(hiddenSize: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, bias: attnBias,
-                                 qkNorm: qkNorm, qkNormEps: qkNormEps, qkNormScope: qkScope, window: plan.window, kernel: kernel,
+                                 qkNorm: qkNorm, qkNormEps: qkNormEps, qkNormScope: qkScope, qkNormUnitOffset: qkUnitOffset,
+                                 scale: scale, window: plan.window, kernel: kernel,
                                  position: layerPosition, context: ctx)
             let mlp = try Components.feedForwards.make(plan.mlp, ctx)
             blocks.append(try TransformerBlock(placement: placement, makeNorm: { try Components.norms.make(normOptions, ctx) },
@@ -143,7 +152,7 @@ public enum ModelBuilder {
         let dims = ModelDimensions(vocabSize: vocab, hiddenSize: hidden, layers: layerCount, heads: heads, kvHeads: kvHeads,
                                    headDim: headDim, contextLength: context, tieWordEmbeddings: tie)
         return DecoderModel(dims: dims, embedTokens: embed, position: position, layers: blocks, norm: finalNorm,
-                            lmHead: head, recipe: recipe)
+                            lmHead: head, recipe: recipe, embeddingScale: Float(embeddingScale), finalLogitSoftcap: softcap.map { Float($0) })
     }
 
     /// One layer's window, position block and feed-forward block (with the key path errors name),

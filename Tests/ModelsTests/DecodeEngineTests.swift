@@ -77,7 +77,7 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
     }
 
     /// The HF fixtures' greedy continuations, through the engine.
-    @Test(arguments: ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "llama3-tiny", "olmo2-tiny", "smollm3-tiny"])
+    @Test(arguments: ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "llama3-tiny", "olmo2-tiny", "smollm3-tiny", "gemma3-tiny"])
     func greedyGenerationMatchesTheFixtures(name: String) throws {
         let f = try FidelityTests.load(name)
         let (prompts, expected) = try FidelityTests.generation(name)

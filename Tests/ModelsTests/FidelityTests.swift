@@ -9,7 +9,7 @@ import _TestSupport
 /// HF transformers parity on the tiny fixtures: logits, loss, hidden states, every gradient,
 /// greedy generation with and without the KV cache, MoE routing and aux loss.
 @Suite(.serialized) struct FidelityTests {
-    static let fixtures = ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "qwen3-moe-tiny", "llama3-tiny", "olmo2-tiny", "smollm3-tiny"]
+    static let fixtures = ["gpt2-tiny", "qwen3-tiny", "qwen3-yarn-tiny", "qwen3-moe-tiny", "llama3-tiny", "olmo2-tiny", "smollm3-tiny", "gemma3-tiny"]
 
     struct Loaded {
         var model: DecoderModel

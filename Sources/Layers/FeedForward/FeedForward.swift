@@ -67,32 +67,51 @@ public final class GELUMLP: FeedForward {
     }
 }
 
-/// SwiGLU: `down_proj(silu(gate_proj(x)) ∘ up_proj(x))` (Llama/Qwen). Recipe kind `swiglu`:
-/// `intermediate_size` (required), `bias` (false).
+/// A gated MLP, `down_proj(act(gate_proj(x)) ∘ up_proj(x))`. Recipe kinds `swiglu` (act = SiLU:
+/// Llama, Qwen) and `geglu` (act = GELU with the tanh approximation, HF `gelu_pytorch_tanh`:
+/// Gemma): `intermediate_size` (required), `bias` (false).
 public final class SwiGLUMLP: FeedForward {
-    public let gateProj, upProj, downProj: Linear
+    public enum Activation: String, Sendable {
+        case silu = "swiglu", geluTanh = "geglu"
+    }
 
-    public init(hiddenSize: Int, intermediateSize: Int, bias: Bool, context: ComponentContext) {
+    public let gateProj, upProj, downProj: Linear
+    public let activation: Activation
+
+    public init(hiddenSize: Int, intermediateSize: Int, bias: Bool, activation: Activation = .silu, context: ComponentContext) {
         gateProj = Linear(hiddenSize, intermediateSize, bias: bias, context: context)
         upProj = Linear(hiddenSize, intermediateSize, bias: bias, context: context)
         downProj = Linear(intermediateSize, hiddenSize, bias: bias, context: context, residual: true)
+        self.activation = activation
     }
 
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any FeedForward {
+        try make(o: &o, c, .silu)
+    }
+
+    /// Recipe kind `geglu`.
+    public static func makeGeGLU(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any FeedForward {
+        try make(o: &o, c, .geluTanh)
+    }
+
+    static func make(o: inout ComponentOptions, _ c: ComponentContext, _ activation: Activation) throws -> any FeedForward {
         let inner = try o.requiredInt("intermediate_size")
         try ModelLimits.check(o, "intermediate_size", inner, max: ModelLimits.maxIntermediate)
         return SwiGLUMLP(hiddenSize: c.hiddenSize, intermediateSize: inner,
-                  bias: try o.bool("bias", default: false), context: c)
+                         bias: try o.bool("bias", default: false), activation: activation, context: c)
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try downProj(Tensor.swiglu(gate: gateProj(x), up: upProj(x)))
+        switch activation {
+        case .silu: return try downProj(Tensor.swiglu(gate: gateProj(x), up: upProj(x)))
+        case .geluTanh: return try downProj(gateProj(x).gelu(.tanh) * upProj(x))
+        }
     }
 
     public var options: [String: ConfigValue] {
-        ["kind": .string("swiglu"), "intermediate_size": .int(gateProj.outFeatures), "bias": .bool(gateProj.bias != nil)]
+        ["kind": .string(activation.rawValue), "intermediate_size": .int(gateProj.outFeatures), "bias": .bool(gateProj.bias != nil)]
     }
-    public var label: String { "swiglu \(gateProj.outFeatures)" }
+    public var label: String { "\(activation.rawValue) \(gateProj.outFeatures)" }
 
     public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost {
         let (c, i) = (Double(hidden), Double(gateProj.outFeatures))
@@ -106,9 +125,15 @@ public final class SwiGLUMLP: FeedForward {
     public func decodeStep(_ w: DecodeWeights) throws -> DecodeFeedForward {
         let gate = try w.matrix(gateProj), up = try w.matrix(upProj), down = try w.matrix(downProj)
         let width = Int(gate.rows)
+        let activation = self.activation
         return DecodeFeedForward(scratchFloats: 2 * width) { x, out, h in
             DecodeKernels.gemv(gate, h, up, h + width, x: x, accumulate: false)
-            tk_swiglu_forward(h, h + width, h, 0, width)
+            switch activation {
+            case .silu: tk_swiglu_forward(h, h + width, h, 0, width)
+            case .geluTanh:
+                tk_gelu_tanh_forward(h, h, 0, width)
+                for i in 0..<width { h[i] *= h[width + i] }
+            }
             DecodeKernels.gemv(down, out, x: h, accumulate: true)
         }
     }

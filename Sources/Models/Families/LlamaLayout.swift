@@ -184,10 +184,13 @@ enum LlamaLayout {
     // MARK: export
 
     /// The checks every Llama-layout family makes, and the config fields they fix: RMSNorm
-    /// everywhere, in `placement`; half-layout RoPE whose scaling has an HF `rope_type` (NoPE
-    /// layers allowed with `noPE`); the same attention settings in every layer.
+    /// everywhere, in `placement`; half-layout RoPE whose scaling has an HF `rope_type` in every
+    /// layer (or a layer position block that `layerPosition` accepts, described by
+    /// `layerPositionRule`: SmolLM3's NoPE, Gemma's local base); the same attention settings in
+    /// every layer.
     static func config(of model: DecoderModel, type: HFModelConfig.ModelType, qkNorm: Bool,
-                       qkNormScope: QKNormScope = .head, placement: NormPlacement = .pre, noPE: Bool = false) throws -> HFModelConfig {
+                       qkNormScope: QKNormScope = .head, placement: NormPlacement = .pre,
+                       layerPosition: (([String: ConfigValue]) -> Bool)? = nil, layerPositionRule: String = "") throws -> HFModelConfig {
         let d = model.dims
         guard model.layers.allSatisfy({ $0.placement == placement }) else { throw FamilyMismatch("needs \(placement.rawValue)-norm blocks") }
         let norms = [model.norm] + model.layers.flatMap(\.norms)
@@ -195,9 +198,9 @@ enum LlamaLayout {
             throw FamilyMismatch("needs RMSNorm")
         }
         let rope = model.position.options
-        guard model.layers.allSatisfy({ $0.attention.position.options == rope || (noPE && $0.attention.position.options.kind == "none") })
+        guard model.layers.allSatisfy({ $0.attention.position.options == rope || layerPosition?($0.attention.position.options) == true })
         else {
-            throw FamilyMismatch("needs the same position encoding in every layer\(noPE ? " (or none)" : "") (layer_type_overrides change it)")
+            throw FamilyMismatch("needs the same position encoding in every layer\(layerPosition == nil ? "" : " (or \(layerPositionRule))") (layer_type_overrides change it)")
         }
         guard rope.kind == "rope", rope.string("layout") == "half", let theta = rope.double("theta") else {
             throw FamilyMismatch("needs rotary positions in the half layout, not \(model.position.label)")

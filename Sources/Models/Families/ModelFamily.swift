@@ -44,6 +44,7 @@ package enum ModelFamilies {
         LlamaFamily(),
         OLMo2Family(),
         SmolLM3Family(),
+        Gemma3Family(),
     ]
 
     package static let registry: [String: any ModelFamily] = Dictionary(uniqueKeysWithValues: order.map { ($0.modelType, $0) })

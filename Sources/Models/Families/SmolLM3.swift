@@ -78,7 +78,8 @@ struct SmolLM3Family: ModelFamily {
     }
 
     func config(of model: DecoderModel) throws -> HFModelConfig {
-        var config = try LlamaLayout.config(of: model, type: .smollm3, qkNorm: false, noPE: true)
+        var config = try LlamaLayout.config(of: model, type: .smollm3, qkNorm: false,
+                                                layerPosition: { $0.kind == "none" }, layerPositionRule: "none")
         guard let dense = try LlamaLayout.denseSwiGLU(model.layers.map(\.mlp.options)) else { throw FamilyMismatch("needs SwiGLU MLPs") }
         config.intermediateSize = dense.inner
         config.mlpBias = dense.bias
