@@ -85,7 +85,8 @@ struct Gemma3Family: ModelFamily {
             "sliding_attention": .object(["rope_theta": .double(config.localRopeTheta ?? 10_000), "rope_type": .string("default")]),
         ])
         o["hidden_activation"] = .string("gelu_pytorch_tanh")
-        o["query_pre_attn_scalar"] = .double(config.queryPreAttnScalar ?? Double(config.headDim))
+        let scalar = config.queryPreAttnScalar ?? Double(config.headDim)  // an int in Gemma3TextConfig when whole
+        o["query_pre_attn_scalar"] = scalar == scalar.rounded() && scalar.magnitude < 1e15 ? .int(Int64(scalar)) : .double(scalar)
         o["sliding_window"] = config.slidingWindow.map { .int(Int64($0)) } ?? .null
         o["layer_types"] = .array((config.layerTypes ?? []).map { .string($0) })
         o["final_logit_softcapping"] = config.finalLogitSoftcapping.map { .double($0) } ?? .null

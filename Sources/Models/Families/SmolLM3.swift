@@ -39,6 +39,7 @@ struct SmolLM3Family: ModelFamily {
     func write(_ config: HFModelConfig) -> [String: JSONValue] {
         var o = LlamaLayout.write(config)
         o["mlp_bias"] = .bool(config.mlpBias)
+        o["pad_token_id"] = .null  // SmolLM3Config's default (128004) may lie outside a smaller vocabulary
         o["no_rope_layers"] = .array((config.noRopeLayers ?? []).map { .int(Int64($0)) })
         o["no_rope_layer_interval"] = .int(4)
         o["use_sliding_window"] = .bool(config.useSlidingWindow)
