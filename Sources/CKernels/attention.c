@@ -176,6 +176,30 @@ static inline __attribute__((always_inline)) void bias_and_mask(const tk_attenti
     }
 }
 
+/* Soft-capping of a score tile in place, s = cap * tanh(s / cap) (before the mask and ALiBi); with
+ * grad, also d(capped)/d(s) = 1 - tanh^2 per entry (same layout). */
+static inline __attribute__((always_inline)) void softcap_tile(const tk_attention *p, int nr, int nc, float *s, int lds,
+                                                               float *grad) {
+    const float cap = p->softcap, inv = 1.0f / p->softcap;
+    for (int r = 0; r < nr; r++) {
+        float *sr = s + (size_t)r * lds, *gr = grad ? grad + (size_t)r * lds : NULL;
+        for (int c = 0; c < nc; c++) {
+            float t = tanhf(sr[c] * inv);
+            sr[c] = cap * t;
+            if (gr) gr[c] = 1.0f - t * t;
+        }
+    }
+}
+
+/* Folds head h's sink logit into a finished row's running max m and sum l (exp relative to m). */
+static inline void add_sink(const tk_attention *p, int h, float *m, float *l, float *rescale) {
+    float sink = p->sinks[h], mx = TK_MAX_NAN(*m, sink);
+    float a = *m == -INFINITY ? 0.0f : expf(*m - mx);
+    *l = *l * a + expf(sink - mx);
+    *m = mx;
+    *rescale = a;
+}
+
 TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, const float *k, const float *v, float *out, float *lse, int item_begin, int item_end), (p, q, k, v, out, lse, item_begin, item_end)) {
     const int D = p->D, H = p->H, KVH = p->KVH, BR = p->tile_q, BC = p->tile_k;
     const int nqb = div_up(p->Tq, BR), segs = forward_segments(p);
@@ -210,6 +234,7 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
             for (int j0 = (lo / BC) * BC; j0 < hi; j0 += BC) {
                 int nc = hi - j0 < BC ? hi - j0 : BC;
                 scores_tile(tk_lvl, qb_ptr, ldq, kt + (j0 - kt0), ldt, nr, nc, D, p->scale, s, BC);
+                if (p->softcap > 0.0f) softcap_tile(p, nr, nc, s, BC, NULL);
                 bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
                 for (int r = 0; r < nr; r++) {
                     float *sr = s + (size_t)r * BC;
@@ -230,7 +255,9 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
             }
             for (int r = 0; r < nr; r++) {
                 float *o = out + ((size_t)b * p->Tq + i0 + r) * ldq + (size_t)h * D;
-                float inv = l[r] == 0.0f ? 0.0f : 1.0f / l[r];  /* NaN stays NaN */
+                float rescale = 1.0f;
+                if (p->sinks) add_sink(p, h, &m[r], &l[r], &rescale);
+                float inv = l[r] == 0.0f ? 0.0f : rescale / l[r];  /* NaN stays NaN */
                 const float *ar = acc + (size_t)r * D;
                 for (int d = 0; d < D; d++) o[d] = ar[d] * inv;
                 lse[((size_t)b * H + h) * p->Tq + i0 + r] = l[r] == 0.0f ? -INFINITY : m[r] + logf(l[r]);
@@ -260,6 +287,7 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
     float *vt = malloc(sizeof(float) * (size_t)D * BC);
     float *dkt = malloc(sizeof(float) * (size_t)BC * D);
     float *dvt = malloc(sizeof(float) * (size_t)BC * D);
+    float *cg = p->softcap > 0.0f ? malloc(sizeof(float) * (size_t)BR * BC) : NULL; /* 1 - tanh^2 */
     for (int item = item_begin; item < item_end; item++) {
         int kvh = item % KVH, b = item / KVH;
         const float *kb = k + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
@@ -296,6 +324,7 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                     float *dqi = dq + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
                     /* P = exp(S - lse) */
                     scores_tile(tk_lvl, qi, ldq, kt, BC, nr, nc, D, p->scale, s, BC);
+                    if (cg) softcap_tile(p, nr, nc, s, BC, cg);
                     bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
                     for (int r = 0; r < nr; r++) {
                         float *sr = s + (size_t)r * BC;
@@ -311,6 +340,10 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                         const float *pr = s + (size_t)r * BC;
                         float dl = delta_h[i0 + r];
                         for (int c = 0; c < nc; c++) dpr[c] = pr[c] * (dpr[c] - dl) * p->scale;
+                        if (cg) {
+                            const float *gr = cg + (size_t)r * BC;
+                            for (int c = 0; c < nc; c++) dpr[c] *= gr[c];
+                        }
                     }
                     /* dQ += scale * dS K ; dK += scale * dS^T Q (scale folded into dS) */
                     acc_ab(tk_lvl, dp, BC, kb + (size_t)j0 * ldk, ldk, nr, nc, D, dqi, ldq);
@@ -325,23 +358,24 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
             }
         }
     }
-    free(s); free(dp); free(kt); free(vt); free(dkt); free(dvt);
+    free(s); free(dp); free(kt); free(vt); free(dkt); free(dvt); free(cg);
 }
 
-TK_KERNEL(tk_attention_masked_softmax, (const tk_attention *p, int h, float *scores, float *lse, int lse_stride, int row_begin, int row_end), (p, h, scores, lse, lse_stride, row_begin, row_end)) {
+TK_KERNEL(tk_attention_masked_softmax, (const tk_attention *p, int h, float *scores, float *capgrad, float *lse, int lse_stride, int row_begin, int row_end), (p, h, scores, capgrad, lse, lse_stride, row_begin, row_end)) {
     const int n = p->Tk;
     for (int i = row_begin; i < row_end; i++) {
         float *sr = scores + (size_t)i * n;
         for (int c = 0; c < n; c++) sr[c] *= p->scale;
+        if (p->softcap > 0.0f) softcap_tile(p, 1, n, sr, n, capgrad ? capgrad + (size_t)i * n : NULL);
         bias_and_mask(p, h, i, 0, 1, n, sr, n);
-        float mx = -INFINITY;
+        float mx = p->sinks ? p->sinks[h] : -INFINITY;
         for (int c = 0; c < n; c++) mx = TK_MAX_NAN(sr[c], mx);
         if (mx == -INFINITY) {
             for (int c = 0; c < n; c++) sr[c] = 0.0f;
             lse[(size_t)i * lse_stride] = -INFINITY;
             continue;
         }
-        float sum = 0.0f;
+        float sum = p->sinks ? expf(p->sinks[h] - mx) : 0.0f;
         for (int c = 0; c < n; c++) {
             float e = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - mx);
             sr[c] = e;

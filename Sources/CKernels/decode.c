@@ -484,6 +484,19 @@ typedef struct {
 
 typedef float (*dot_fn)(const float *, const float *, int);
 
+/* A scaled score after soft-capping (tk_attention's order: scale, softcap, then ALiBi). */
+static inline float capped(const tk_decode_attention *p, float x) {
+    return p->softcap > 0.0f ? p->softcap * tanhf(x / p->softcap) : x;
+}
+
+/* The running max with head h's sink logit, and the sum of exps with the sink's term. */
+static inline float with_sink_max(const tk_decode_attention *p, int h, float m) {
+    return p->sinks ? TK_MAX_NAN(p->sinks[h], m) : m;
+}
+static inline float with_sink_sum(const tk_decode_attention *p, int h, float m, float total) {
+    return p->sinks ? total + expf(p->sinks[h] - m) : total;
+}
+
 static inline __attribute__((always_inline)) void attention_body(const attention_job *j, int begin, int end, dot_fn dotf) {
     const tk_decode_attention *p = j->p;
     const int d = p->D, group = p->H / p->KVH, row = p->KVH * d, pos = p->position;
@@ -495,11 +508,12 @@ static inline __attribute__((always_inline)) void attention_body(const attention
         float *s = j->scratch + (size_t)h * (pos + 1);
         float slope = p->alibi ? p->alibi[h] : 0.0f, m = -INFINITY;
         for (int t = lo; t <= pos; t++) {
-            float acc = dotf(q, k + (size_t)t * row, d) * p->scale - slope * (float)(pos - t);
+            float acc = capped(p, dotf(q, k + (size_t)t * row, d) * p->scale) - slope * (float)(pos - t);
             s[t] = acc;
             m = TK_MAX_NAN(acc, m);
         }
-        float total = tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo);
+        m = with_sink_max(p, h, m);
+        float total = with_sink_sum(p, h, m, tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo));
         float *o = j->out + (size_t)h * d;
         for (int i = 0; i < d; i++) o[i] = 0.0f;
         float inv = 1.0f / total;
@@ -538,11 +552,12 @@ static void attention_heads_avx512(void *ctx, int begin, int end) { attention_bo
                 const float *kt = k + (size_t)t * row;                                                      \
                 __m512 acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(kt));                                      \
                 for (int i = 1; i < NV; i++) acc = _mm512_fmadd_ps(q[i], _mm512_loadu_ps(kt + 16 * i), acc); \
-                float x = _mm512_reduce_add_ps(acc) - slope * (float)(pos - t);                             \
+                float x = capped(p, _mm512_reduce_add_ps(acc)) - slope * (float)(pos - t);                  \
                 s[t] = x;                                                                                   \
                 m = TK_MAX_NAN(x, m);                                                                        \
             }                                                                                               \
-            float total = tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo);                                  \
+            m = with_sink_max(p, h, m);                                                                     \
+            float total = with_sink_sum(p, h, m, tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo));          \
             for (int t = lo; t <= pos; t++) {                                                               \
                 const float *vt = v + (size_t)t * row;                                                      \
                 __m512 w = _mm512_set1_ps(s[t]);                                                            \
@@ -586,18 +601,19 @@ static void attention_heads_avx2(void *ctx, int begin, int end) {
                     a0 = _mm256_fmadd_ps(q[i], _mm256_loadu_ps(kt + 8 * i), a0);
                     a1 = _mm256_fmadd_ps(q[i + 1], _mm256_loadu_ps(kt + 8 * i + 8), a1);
                 }
-                float x = hsum8(_mm256_add_ps(a0, a1)) - slope * (float)(pos - t);
+                float x = capped(p, hsum8(_mm256_add_ps(a0, a1))) - slope * (float)(pos - t);
                 s[t] = x;
                 m = TK_MAX_NAN(x, m);
             }
         } else {
             for (int t = lo; t <= pos; t++) {
-                float x = dot_avx2(qh, k + (size_t)t * row, d) * p->scale - slope * (float)(pos - t);
+                float x = capped(p, dot_avx2(qh, k + (size_t)t * row, d) * p->scale) - slope * (float)(pos - t);
                 s[t] = x;
                 m = TK_MAX_NAN(x, m);
             }
         }
-        float inv = 1.0f / tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo);
+        m = with_sink_max(p, h, m);
+        float inv = 1.0f / with_sink_sum(p, h, m, tk_row_sum_exp(s + lo, m, pos - lo + 1, s + lo));
         float *out = j->out + (size_t)h * d;
         int c0 = 0;
         for (; c0 + 64 <= d; c0 += 64) {

@@ -12,6 +12,10 @@ public final class Attention: Component {
     public let qkNormScope: QKNormScope
     /// The score scale when the recipe sets one (Gemma: `query_pre_attn_scalar^-½`); nil: 1/√head_dim.
     public let customScale: Double?
+    /// Scores become `softcap · tanh(score / softcap)` (Gemma 2's `attn_logit_softcapping`).
+    public let softcap: Double?
+    /// Learned per-head logits in every softmax denominator (gpt-oss); key `sinks`, `[heads]`.
+    public let sinks: Parameter?
     var scale: Float { customScale.map { Float($0) } ?? 1 / Float(headDim).squareRoot() }
     public let heads, kvHeads, headDim: Int
     public let window: Int?
@@ -21,8 +25,8 @@ public final class Attention: Component {
     let slopes: [Float]?
 
     public init(hiddenSize: Int, heads: Int, kvHeads: Int, headDim: Int, bias: Bool, qkNorm: Bool, qkNormEps: Double,
-                qkNormScope: QKNormScope = .head, qkNormUnitOffset: Bool = false, scale: Double? = nil, window: Int?,
-                kernel: AttentionKernel, position: any PositionalEncoding, context: ComponentContext) {
+                qkNormScope: QKNormScope = .head, qkNormUnitOffset: Bool = false, scale: Double? = nil, softcap: Double? = nil,
+                sinks: Bool = false, window: Int?, kernel: AttentionKernel, position: any PositionalEncoding, context: ComponentContext) {
         qProj = Linear(hiddenSize, heads * headDim, bias: bias, context: context)
         kProj = Linear(hiddenSize, kvHeads * headDim, bias: bias, context: context)
         vProj = Linear(hiddenSize, kvHeads * headDim, bias: bias, context: context)
@@ -31,6 +35,8 @@ public final class Attention: Component {
         qNorm = qkNorm ? RMSNorm(dimension: whole ? heads * headDim : headDim, eps: qkNormEps, unitOffset: qkNormUnitOffset) : nil
         kNorm = qkNorm ? RMSNorm(dimension: whole ? kvHeads * headDim : headDim, eps: qkNormEps, unitOffset: qkNormUnitOffset) : nil
         customScale = scale
+        self.softcap = softcap
+        self.sinks = sinks ? Parameter(Tensor(zeros: [heads])) : nil
         self.qkNormScope = qkNormScope
         self.heads = heads
         self.kvHeads = kvHeads
@@ -67,8 +73,8 @@ public final class Attention: Component {
             keyLength = offset + t
         }
         let options = AttentionOptions(causal: true, window: window, alibiSlopes: slopes, queryOffset: queryOffset,
-                                       scale: scale, kernel: kernel, keyLength: keyLength)
-        let o = try Tensor.attention(q: q, k: k, v: v, options: options)
+                                       scale: scale, kernel: kernel, keyLength: keyLength, softcap: softcap.map { Float($0) })
+        let o = try Tensor.attention(q: q, k: k, v: v, sinks: sinks?.value, options: options)
         return try oProj(o.reshaped([b, t, heads * headDim]))
     }
 
@@ -79,6 +85,7 @@ public final class Attention: Component {
         v.child("o_proj", oProj)
         v.child("q_norm", qNorm)
         v.child("k_norm", kNorm)
+        v.parameter("sinks", sinks)
     }
 
     // MARK: - Component
@@ -94,6 +101,8 @@ public final class Attention: Component {
             o["qk_norm_scope"] = .string(qkNormScope.rawValue)
         }
         if let customScale { o["scale"] = .double(customScale) }
+        if let softcap { o["softcap"] = .double(softcap) }
+        if sinks != nil { o["sinks"] = .bool(true) }
         switch kernel {
         case .naive: o["kernel"] = .string("naive")
         case .tiled(let q, _): o["kernel"] = .string("tiled"); o["tile_size"] = .int(q)
@@ -102,7 +111,7 @@ public final class Attention: Component {
     }
 
     public var label: String {
-        "attention (\(heads)/\(kvHeads) heads × \(headDim)\(qNorm == nil ? "" : qkNormScope == .head ? ", qk-norm" : ", qk-norm over q, k")\(window.map { ", window \($0)" } ?? ""))"
+        "attention (\(heads)/\(kvHeads) heads × \(headDim)\(qNorm == nil ? "" : qkNormScope == .head ? ", qk-norm" : ", qk-norm over q, k")\(sinks == nil ? "" : ", sinks")\(softcap.map { ", softcap \($0)" } ?? "")\(window.map { ", window \($0)" } ?? ""))"
     }
 
     /// Projections plus scores and the weighted sum over the whole context; the tape keeps q, k, v
@@ -130,6 +139,7 @@ public final class Attention: Component {
         let qn = try qNorm?.decodeNorm(w), kn = try kNorm?.decodeNorm(w)
         let rotate = try position.decodePositions(w).rotate
         let slopes = self.slopes.map { w.copy($0) }
+        let sinks = self.sinks.map { w.pin($0.value) }, softcap = Float(self.softcap ?? 0)
         let (h, kvh, hd, window) = (heads, kvHeads, headDim, Int32(clamping: self.window ?? 0))
         let whole = qkNormScope == .projection
         let row = kvh * hd, scale = self.scale
@@ -155,7 +165,8 @@ public final class Attention: Component {
             (kc + position * row).update(from: ks, count: row)
             (vc + position * row).update(from: vs, count: row)
             var problem = tk_decode_attention(
-                H: Int32(h), KVH: Int32(kvh), D: Int32(hd), position: Int32(position), window: window, alibi: slopes, scale: scale)
+                H: Int32(h), KVH: Int32(kvh), D: Int32(hd), position: Int32(position), window: window, alibi: slopes, scale: scale,
+                softcap: softcap, sinks: sinks)
             tk_decode_attention_run(&problem, qs, kc, vc, attn, scores)
             DecodeKernels.gemv(o, out, x: attn, accumulate: true)
         }

@@ -19,7 +19,8 @@ import ToolkitSupport
 ///   final_logit_softcap: null   # float or null: logits → cap·tanh(logits / cap)
 ///   attention: {heads: 6, kv_heads: 6, head_dim: 64, bias: true, qk_norm: false, qk_norm_eps: 1.0e-6,
 ///               qk_norm_scope: head, scale: null, window: null, window_from_layer: 0, kernel: tiled, tile_size: 64}
-///               # scale: the score scale (null: 1/√head_dim)
+///               # scale: the score scale (null: 1/√head_dim); softcap: null (Gemma 2: scores → c·tanh(s / c));
+///               # sinks: false (gpt-oss: a learned logit per head in every softmax denominator)
 ///               # qk_norm_scope: head (per head, Qwen3) | projection (the whole q and k, OLMo 2)
 ///   position: {kind: learned}   # learned | rope {theta, layout, partial_rotary_factor, scaling} | alibi | none
 ///   mlp: {kind: gelu, intermediate_size: 1536, approximation: tanh, bias: true}
@@ -80,6 +81,8 @@ public enum ModelBuilder {
         guard qkNormEps > 0, qkNormEps.isFinite else { throw a.error("qk_norm_eps", "must be a positive finite number") }
         let qkScope = QKNormScope(rawValue: try a.choice("qk_norm_scope", QKNormScope.allCases.map(\.rawValue), default: "head"))!
         let scale = try a.optionalPositiveFinite("scale")
+        let attnSoftcap = try a.optionalPositiveFinite("softcap")
+        let sinks = try a.bool("sinks", default: false)
         let window = try a.optionalInt("window")
         if let window { try ModelLimits.check(a, "window", window, max: ModelLimits.maxContext) }
         let windowFrom = try a.int("window_from_layer", default: 0)
@@ -141,7 +144,7 @@ public enum ModelBuilder {
             }
             let attn = Attention(hiddenSize: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim, bias: attnBias,
                                  qkNorm: qkNorm, qkNormEps: qkNormEps, qkNormScope: qkScope, qkNormUnitOffset: qkUnitOffset,
-                                 scale: scale, window: plan.window, kernel: kernel,
+                                 scale: scale, softcap: attnSoftcap, sinks: sinks, window: plan.window, kernel: kernel,
                                  position: layerPosition, context: ctx)
             let mlp = try Components.feedForwards.make(plan.mlp, ctx)
             blocks.append(try TransformerBlock(placement: placement, makeNorm: { try Components.norms.make(normOptions, ctx) },

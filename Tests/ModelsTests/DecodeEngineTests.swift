@@ -67,9 +67,20 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         ("nano-qwen3", ["model.layer_types=[local, global]",
                         "model.layer_type_overrides={local: {attention: {window: 3}, position: {theta: 100.0}}, global: {position: {kind: none}}}"]),
         ("nano-qwen3", ["model.position.scaling={kind: llama3, factor: 8.0, original_max_position_embeddings: 16}"]),
+        // the blocks and components the newer families brought
+        ("nano-qwen3", ["model.norm_placement=post", "model.attention.qk_norm_scope=projection"]),
+        ("nano-qwen3", ["model.norm_placement=sandwich", "model.norm.unit_offset=true", "model.mlp={kind: geglu, intermediate_size: 96}",
+                        "model.embedding_scale=8.0", "model.final_logit_softcap=5.0", "model.attention.scale=0.3"]),
+        ("nano-qwen3", ["model.attention.softcap=2.0", "model.attention.sinks=true", "model.attention.window=4"]),
+        ("nano", ["model.attention.softcap=1.5", "model.attention.sinks=true", "model.attention.heads=1",
+                  "model.attention.kv_heads=1", "model.attention.head_dim=64"]),
     ])
     func f32MatchesTheTensorPath(recipe: String, overrides: [String]) throws {
         let m = try ModelBuilder.build(Recipe.load("\(recipesDir)/\(recipe).yaml", overrides: overrides))
+        // Sinks start at zero: give them values, so that a wrong sink term shows.
+        for (name, p) in m.namedParameters() where name.hasSuffix(".sinks") {
+            try p.assign(Tensor(shape: p.shape, values: (0..<p.count).map { Float($0) * 0.7 - 0.5 }))
+        }
         let r = try Self.compare(m, format: .f32, prompt: Self.randomIDs(7, vocab: m.dims.vocabSize, seed: 1),
                                  tokens: Self.randomIDs(12, vocab: m.dims.vocabSize, seed: 2))
         #expect(r.maxDiff < 1e-5 * max(1, r.scale), "\(recipe) \(overrides): \(r.maxDiff)")

@@ -197,7 +197,7 @@ private func writeTemp(_ text: String, name: String = "r") throws -> String {
         }
         // One change each: one model key, or one per-layer plan (layer_types with its overrides).
         let ablations = ["rope", "alibi", "rmsnorm", "swiglu", "gqa", "qknorm", "moe", "yarn"].map { ($0, "gpt2") }
-            + ["nope", "postnorm", "sandwich", "qknorm-whole", "local-global", "geglu", "embed-scale", "softcap"].map { ($0, "qwen3-small") }
+            + ["nope", "postnorm", "sandwich", "qknorm-whole", "local-global", "geglu", "embed-scale", "softcap", "sinks"].map { ($0, "qwen3-small") }
         for (n, baseName) in ablations {
             let r = try recipe(n), base = try recipe(baseName)
             var changed = Set(r.model.keys.filter { r.model[$0] != base.model[$0] })

@@ -130,6 +130,64 @@ private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: Att
         #expect(r.passed, "\(r)")
     }
 
+    /// Soft-capping (Gemma 2) and sinks (gpt-oss) against a float64 reference: s = cap·tanh(0.6·q·k / cap)
+    /// − ALiBi, softmax over the visible keys plus one value-less logit per head; q, k, v and the sinks
+    /// are all checked.
+    @Test(arguments: [AttentionKernel.naive, .tiled(queryTile: 4, keyTile: 4)])
+    func softcapAndSinksGradientCheckAgainstFloat64(kernel: AttentionKernel) throws {
+        let (b, t, h, kvh, d) = (1, 5, 2, 1, 3)
+        let q = GradCheck.random([b, t, h, d], seed: 18), k = GradCheck.random([b, t, kvh, d], seed: 19)
+        let v = GradCheck.random([b, t, kvh, d], seed: 20)
+        let sinks = try Tensor(shape: [h], values: [0.3, -0.7])
+        let slopes: [Float] = [0.5, 0.25], cap = 1.5
+        let r = try GradCheck.check([q, k, v, sinks], op: { x in
+            try Tensor.attention(q: x[0], k: x[1], v: x[2], sinks: x[3],
+                                 options: AttentionOptions(window: 3, alibiSlopes: slopes, scale: 0.6, kernel: kernel, softcap: Float(cap)))
+        }) { x in
+            var out = [Double](repeating: 0, count: b * t * h * d)
+            for hi in 0..<h {
+                for i in 0..<t {
+                    var s = [Double](repeating: -1e300, count: t + 1)
+                    for j in 0...i where i - j < 3 {
+                        var dot = 0.0
+                        for e in 0..<d { dot += x[0][(i * h + hi) * d + e] * x[1][j * d + e] }
+                        s[j] = cap * Foundation.tanh(dot * Double(Float(0.6)) / cap) - Double(slopes[hi]) * Double(i - j)
+                    }
+                    s[t] = x[3][hi]
+                    let p = Reference.softmax(s)
+                    for e in 0..<d { out[(i * h + hi) * d + e] = (0..<t).reduce(0) { $0 + p[$1] * x[2][$1 * d + e] } }
+                }
+            }
+            return out
+        }
+        #expect(r.passed, "\(r)")
+    }
+
+    /// The tiled kernel against the naive one with soft-capping and sinks, over tile edges, GQA and windows.
+    @Test func softcapAndSinksTiledEqualsNaive() throws {
+        for (t, d, h, kvh, window, tile) in [(7, 16, 4, 2, nil as Int?, 4), (65, 16, 4, 1, 9, 16), (40, 64, 4, 2, nil, 8)] {
+            let b = 2
+            let q = GradCheck.random([b, t, h, d], seed: 21), k = GradCheck.random([b, t, kvh, d], seed: 22)
+            let v = GradCheck.random([b, t, kvh, d], seed: 23), g = GradCheck.random([b, t, h, d], seed: 24)
+            let sinkValues = (0..<h).map { Float($0) * 0.5 - 0.6 }
+            func go(_ kernel: AttentionKernel) throws -> [[Float]] {
+                let (ql, kl, vl) = (q.requiringGrad(), k.requiringGrad(), v.requiringGrad())
+                let sl = try Tensor(shape: [h], values: sinkValues).requiringGrad()
+                let o = AttentionOptions(window: window, scale: 2 / Float(d).squareRoot(), kernel: kernel, softcap: 2)
+                let (out, lse) = try Tensor.attentionWithLSE(q: ql, k: kl, v: vl, sinks: sl, options: o)
+                try (out * g).sum().backward()
+                return [out.scalars, lse.scalars, ql.grad!.scalars, kl.grad!.scalars, vl.grad!.scalars, sl.grad!.scalars]
+            }
+            let naive = try go(.naive), tiled = try go(.tiled(queryTile: tile, keyTile: tile))
+            let names = ["out", "lse", "dq", "dk", "dv", "dsinks"]
+            for (i, name) in names.enumerated() {
+                let (a, c) = (naive[i], tiled[i])
+                let tol: Float = name == "dsinks" ? 1e-4 : 1e-5  // a sum over B·T rows
+                #expect(Fixtures.maxAbsDiff(a, c) < tol, "T \(t) D \(d) window \(String(describing: window)) \(name): \(Fixtures.maxAbsDiff(a, c))")
+            }
+        }
+    }
+
     @Test func alibiSlopesMatchPaperRule() throws {
         #expect(ALiBi.slopes(heads: 4) == [0.25, 0.0625, 0.015625, 0.00390625])
         #expect(ALiBi.slopes(heads: 3) == [0.0625, 0.00390625, 0.25])

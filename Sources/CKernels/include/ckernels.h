@@ -10,7 +10,9 @@
  *   q, dq, out, dout: [B, Tq, H, D]   k, v, dk, dv: [B, tk_stride, KVH, D] (first Tk rows used)   lse, delta: [B, H, Tq]
  * Query head h reads KV head h / (H / KVH). Query row i sits at absolute position q_offset + i;
  * key j at position j. Key j is visible to query i iff (!causal || j <= p_i) and
- * (window <= 0 || |p_i - j| < window). ALiBi adds -alibi[h] * |p_i - j| to the scaled score. */
+ * (window <= 0 || |p_i - j| < window). A score is s = scale * q.k, then softcap * tanh(s / softcap) when
+ * softcap > 0 (Gemma 2), then ALiBi adds -alibi[h] * |p_i - j|. With sinks, head h's softmax
+ * denominator also holds exp(sinks[h]) (gpt-oss: a learned logit with no value); lse includes it. */
 typedef struct {
     int B, Tq, Tk, H, KVH, D;
     int causal;
@@ -20,6 +22,8 @@ typedef struct {
     float scale;
     int tile_q, tile_k; /* tiled kernel block sizes */
     int tk_stride;      /* rows between batches in k/v (>= Tk; a KV cache's capacity) */
+    float softcap;      /* 0: none */
+    const float *sinks; /* [H] logits, or NULL */
 } tk_attention;
 
 /* Number of independent forward work items (B * H * query blocks). */
@@ -44,8 +48,9 @@ void tk_attention_backward_tiled(const tk_attention *p, const float *q, const fl
                                  float *dq, float *dk, float *dv, int item_begin, int item_end);
 
 /* Naive helpers: in-place masked softmax of score rows. scores: [rows, Tk] for one (b, h) pair
- * whose rows are query rows [0, Tq); also writes lse[Tq] (stride lse_stride). */
-void tk_attention_masked_softmax(const tk_attention *p, int h, float *scores, float *lse, int lse_stride,
+ * whose rows are query rows [0, Tq); also writes lse[Tq] (stride lse_stride) and, with a softcap
+ * and capgrad non-NULL, 1 - tanh^2 of each capped score into capgrad [rows, Tk]. */
+void tk_attention_masked_softmax(const tk_attention *p, int h, float *scores, float *capgrad, float *lse, int lse_stride,
                                  int row_begin, int row_end);
 
 /* dS = P * (dP - rowsum(dP * P)) * scale, in place in dp, for rows [row_begin, row_end) of width n. */
@@ -101,6 +106,8 @@ typedef struct {
     int window;
     const float *alibi;
     float scale;
+    float softcap;      /* 0: none */
+    const float *sinks; /* [H] logits, or NULL */
 } tk_decode_attention;
 void tk_decode_attention_run(const tk_decode_attention *p, const float *q, const float *k, const float *v,
                              float *out, float *scratch);

@@ -28,10 +28,13 @@ public struct AttentionOptions: Sendable, Equatable {
     /// Use only the first `keyLength` rows of k and v along time (a KV cache with spare
     /// capacity); nil means all.
     public var keyLength: Int?
+    /// Scores become `softcap · tanh(score / softcap)` after scaling, before the mask (Gemma 2).
+    public var softcap: Float?
 
     public init(causal: Bool = true, window: Int? = nil, alibiSlopes: [Float]? = nil, queryOffset: Int = 0,
-                scale: Float, kernel: AttentionKernel = .defaultTiled, keyLength: Int? = nil) {
+                scale: Float, kernel: AttentionKernel = .defaultTiled, keyLength: Int? = nil, softcap: Float? = nil) {
         self.keyLength = keyLength
+        self.softcap = softcap
         self.causal = causal
         self.window = window
         self.alibiSlopes = alibiSlopes
@@ -46,12 +49,17 @@ extension Tensor {
     ///
     /// Layouts: q `[B, Tq, H, D]`, k and v `[B, Tk, KVH, D]` (the projection outputs, no
     /// transposes), result `[B, Tq, H, D]`. Query head h reads KV head `h / (H / KVH)`.
-    public static func attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions) throws -> Tensor {
-        try attentionWithLSE(q: q, k: k, v: v, options: options).out
+    ///
+    /// `sinks` `[H]` (gpt-oss): a learned logit per head that joins every row's softmax
+    /// denominator without a value, so a head can attend to nothing; it gets a gradient
+    /// `−Σ_rows exp(sink − lse) · (dO · O)`.
+    public static func attention(q: Tensor, k: Tensor, v: Tensor, sinks: Tensor? = nil, options: AttentionOptions) throws -> Tensor {
+        try attentionWithLSE(q: q, k: k, v: v, sinks: sinks, options: options).out
     }
 
-    /// Attention that also returns the per-row log-sum-exp `[B, H, Tq]` of the masked scores.
-    public static func attentionWithLSE(q: Tensor, k: Tensor, v: Tensor, options o: AttentionOptions) throws
+    /// Attention that also returns the per-row log-sum-exp `[B, H, Tq]` of the masked scores
+    /// (the sink included).
+    public static func attentionWithLSE(q: Tensor, k: Tensor, v: Tensor, sinks: Tensor? = nil, options o: AttentionOptions) throws
         -> (out: Tensor, lse: Tensor)
     {
         guard q.rank == 4, k.rank == 4, v.rank == 4, k.shape == v.shape,
@@ -67,6 +75,12 @@ extension Tensor {
         if let slopes = o.alibiSlopes, slopes.count != h {
             throw TensorError.invalidArgument(op: "attention", message: "\(slopes.count) ALiBi slopes for \(h) heads")
         }
+        if let sinks, sinks.shape != [q.shape[2]] {
+            throw TensorError.shapeMismatch(op: "attention sinks", lhs: sinks.shape, rhs: [q.shape[2]])
+        }
+        if let c = o.softcap, !(c > 0 && c.isFinite) {
+            throw TensorError.invalidArgument(op: "attention", message: "softcap must be a positive finite number, got \(c)")
+        }
         if let w = o.window, w <= 0 {
             throw TensorError.invalidArgument(op: "attention", message: "window must be positive, got \(w)")
         }
@@ -78,7 +92,7 @@ extension Tensor {
         var params = tk_attention(
             B: Int32(b), Tq: Int32(tq), Tk: Int32(tk), H: Int32(h), KVH: Int32(kvh), D: Int32(d),
             causal: o.causal ? 1 : 0, window: Int32(o.window ?? 0), q_offset: Int32(o.queryOffset),
-            alibi: nil, scale: o.scale, tile_q: 64, tile_k: 64, tk_stride: Int32(cap))
+            alibi: nil, scale: o.scale, tile_q: 64, tile_k: 64, tk_stride: Int32(cap), softcap: o.softcap ?? 0, sinks: nil)
         if case .tiled(let tq, let tkk) = o.kernel {
             guard tq > 0, tkk > 0 else {
                 throw TensorError.invalidArgument(op: "attention", message: "tile sizes must be positive")
@@ -88,12 +102,29 @@ extension Tensor {
         }
         var out = Tensor(storage: TensorStorage(count: b * tq * h * d, zeroed: false), shape: [b, tq, h, d])
         let lse = Tensor(storage: TensorStorage(count: b * h * tq, zeroed: false), shape: [b, h, tq])
-        let keep = (q.storage, k.storage, v.storage, out.storage, lse.storage, slopes)
+        let keep = (q.storage, k.storage, v.storage, out.storage, lse.storage, slopes, sinks?.storage)
         let pq = UnsafeSendablePointer(q.storage.pointer), pk = UnsafeSendablePointer(k.storage.pointer)
         let pv = UnsafeSendablePointer(v.storage.pointer), po = UnsafeSendablePointer(out.storage.pointer)
         let pl = UnsafeSendablePointer(lse.storage.pointer)
         let ps = UnsafeSendablePointer(slopes.pointer)
         if o.alibiSlopes != nil { params.alibi = UnsafePointer(ps.pointer) }
+        if let sinks { params.sinks = UnsafePointer(sinks.storage.pointer) }
+        let inputs = [q, k, v] + (sinks.map { [$0] } ?? [])
+        /// d(sink_h) = −Σ_{b,i} exp(sink_h − lse[b,h,i]) · delta[b,h,i], delta = rowsum(dO ∘ O).
+        @Sendable func sinkGradient(_ node: Node?, _ delta: UnsafePointer<Float>) {
+            guard let node, let sinks else { return }
+            let g = node.gradBuffer(), s = sinks.storage.pointer, l = pl.pointer
+            for hi in 0..<h {
+                var total = 0.0
+                for bi in 0..<b {
+                    for i in 0..<tq {
+                        let r = (bi * h + hi) * tq + i
+                        if l[r] != -.infinity { total -= Double(Foundation.exp(s[hi] - l[r]) * delta[r]) }
+                    }
+                }
+                g[hi] += Float(total)
+            }
+        }
         let box = AttentionParamsBox(params)
         @Sendable func withParams<R>(_ body: (UnsafePointer<tk_attention>) -> R) -> R { box.with(body) }
         switch o.kernel {
@@ -103,7 +134,7 @@ extension Tensor {
                 withParams { tk_attention_forward_tiled($0, pq.pointer, pk.pointer, pv.pointer, po.pointer, pl.pointer,
                                                         Int32(r.lowerBound), Int32(r.upperBound)) }
             }
-            record(&out, [q, k, v]) { g, nodes in
+            record(&out, inputs) { g, nodes in
                 withExtendedLifetime(keep) {}
                 let delta = TensorStorage(count: b * h * tq, zeroed: false)
                 let pd = UnsafeSendablePointer(delta.pointer), pg = UnsafeSendablePointer(g)
@@ -124,12 +155,16 @@ extension Tensor {
                                                              pl.pointer, pd.pointer, dq.pointer, dk.pointer, dv.pointer,
                                                              Int32(r.lowerBound), Int32(r.upperBound)) }
                 }
+                sinkGradient(nodes.count > 3 ? nodes[3] : nil, delta.pointer)
                 withExtendedLifetime((delta, s0, s1, s2)) {}
             }
         case .naive:
             // P: [B, H, Tq, Tk], the O(T²) matrix the naive kernel keeps for backward.
             let probs = TensorStorage(count: b * h * tq * tk, zeroed: false)
             let pp = UnsafeSendablePointer(probs.pointer)
+            // With a softcap: d(capped)/d(score) for every entry, for backward.
+            let capGrad = o.softcap != nil ? TensorStorage(count: b * h * tq * tk, zeroed: false) : nil
+            let pc = capGrad.map { UnsafeSendablePointer($0.pointer) }
             let group = h / kvh
             for bi in 0..<b {
                 for hi in 0..<h {
@@ -141,6 +176,7 @@ extension Tensor {
                               b: kp, ldb: kvh * d, beta: 0, c: sp, ldc: tk)
                     Parallel.forRange(tq, costPerItem: tk * 8) { r in
                         withParams { tk_attention_masked_softmax($0, Int32(hi), pp.pointer + (bi * h + hi) * tq * tk,
+                                                                 pc.map { $0.pointer + (bi * h + hi) * tq * tk },
                                                                  pl.pointer + (bi * h + hi) * tq, 1,
                                                                  Int32(r.lowerBound), Int32(r.upperBound)) }
                     }
@@ -150,8 +186,17 @@ extension Tensor {
                               c: po.pointer + bi * tq * h * d + hi * d, ldc: h * d)
                 }
             }
-            record(&out, [q, k, v]) { g, nodes in
-                withExtendedLifetime((keep, probs)) {}
+            record(&out, inputs) { g, nodes in
+                withExtendedLifetime((keep, probs, capGrad)) {}
+                if nodes.count > 3, nodes[3] != nil {
+                    let delta = TensorStorage(count: b * h * tq, zeroed: false)
+                    let pd = UnsafeSendablePointer(delta.pointer), pg = UnsafeSendablePointer(g)
+                    Parallel.forRange(b * tq * h, costPerItem: d) { r in
+                        withParams { tk_attention_backward_delta($0, po.pointer, pg.pointer, pd.pointer,
+                                                                 Int32(r.lowerBound), Int32(r.upperBound)) }
+                    }
+                    sinkGradient(nodes[3], delta.pointer)
+                }
                 let dS = TensorStorage(count: tq * tk, zeroed: false)
                 let pds = UnsafeSendablePointer(dS.pointer)
                 for bi in 0..<b {
@@ -170,6 +215,9 @@ extension Tensor {
                         Parallel.forRange(tq, costPerItem: tk * 3) { r in
                             tk_softmax_backward_rows(pp.pointer + off, pds.pointer, Int32(tk), o.scale,
                                                      Int32(r.lowerBound), Int32(r.upperBound))
+                            if let pc {  // through the softcap: × (1 − tanh²)
+                                for i in r.lowerBound * tk..<r.upperBound * tk { pds.pointer[i] *= pc.pointer[off + i] }
+                            }
                         }
                         // dQ[Tq, D] += dS K ; dK[Tk, D] += dSᵀ Q
                         if let nq = nodes[0] {
