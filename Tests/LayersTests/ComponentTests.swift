@@ -41,6 +41,12 @@ private func leaves(_ m: any Module) -> [Tensor] { m.namedParameters().map(\.par
         ["kind": .string("gelu"), "intermediate_size": .int(24)],
         ["kind": .string("gelu"), "approximation": .string("exact"), "bias": .bool(false)],
         ["kind": .string("swiglu"), "intermediate_size": .int(20)],
+        ["kind": .string("geglu"), "intermediate_size": .int(20), "bias": .bool(true)],
+        // gpt-oss's experts: top-k on the biased router's logits, softmax over the k; biased experts with
+        // the clamped SwiGLU (a limit the activations reach, so the clamps are exercised)
+        ["kind": .string("moe"), "experts": .int(4), "top_k": .int(2), "intermediate_size": .int(8), "routing": .string("topk_softmax"),
+         "router_bias": .bool(true), "expert_bias": .bool(true), "expert_activation": .string("clamped_swiglu"),
+         "swiglu_alpha": .double(1.702), "swiglu_limit": .double(0.05)],
         ["kind": .string("moe"), "experts": .int(4), "top_k": .int(2), "intermediate_size": .int(8)],
         ["kind": .string("moe"), "experts": .int(3), "top_k": .int(1), "intermediate_size": .int(8), "norm_topk_prob": .bool(false)],
     ]
@@ -75,6 +81,41 @@ private func leaves(_ m: any Module) -> [Tensor] { m.namedParameters().map(\.par
         let x = GradCheck.random([3, 16], seed: 6).requiringGrad()
         let r = try GradCheck.checkFloat32([x] + leaves(n)) { try n(x) }
         #expect(r.passed, "\(kind): \(r)")
+    }
+
+    /// The attention options the newer families brought, together: QK-norm over the whole
+    /// projections with Gemma's (1 + w) form, a custom scale, soft-capping and sinks (both kernels).
+    @Test func attentionVariants() throws {
+        let c = context()
+        let rope = try Components.positions.make(options("p", ["kind": .string("rope")]), c)
+        for kernel in [AttentionKernel.naive, .tiled(queryTile: 2, keyTile: 3)] {
+            let attn = Attention(hiddenSize: 16, heads: 4, kvHeads: 2, headDim: 4, bias: true, qkNorm: true, qkNormEps: 1e-6,
+                                 qkNormScope: .projection, qkNormUnitOffset: true, scale: 0.7, softcap: 1.5, sinks: true,
+                                 window: 3, kernel: kernel, position: rope, context: c)
+            try attn.sinks!.assign(Tensor(shape: [4], values: [0.2, -0.4, 0.9, 0]))
+            let x = GradCheck.random([2, 5, 16], seed: 12).requiringGrad()
+            let r = try GradCheck.checkFloat32([x] + leaves(attn)) { try attn(x) }
+            #expect(r.passed, "\(kernel): \(r)")
+            #expect(attn.namedParameters().map(\.name).contains("sinks"))
+        }
+    }
+
+    @Test(arguments: [NormPlacement.post, .sandwich])
+    func blockPlacements(placement: NormPlacement) throws {
+        let c = context()
+        let rope = try Components.positions.make(options("p", ["kind": .string("rope")]), c)
+        let block = TransformerBlock(
+            placement: placement, makeNorm: { RMSNorm(dimension: 16, eps: 1e-6, unitOffset: placement == .sandwich) },
+            attention: Attention(hiddenSize: 16, heads: 4, kvHeads: 1, headDim: 6, bias: false, qkNorm: false, qkNormEps: 1e-6,
+                                 window: nil, kernel: .defaultTiled, position: rope, context: c),
+            mlp: SwiGLUMLP(hiddenSize: 16, intermediateSize: 12, bias: false, context: c))
+        let x = GradCheck.random([1, 4, 16], seed: 13).requiringGrad()
+        let r = try GradCheck.checkFloat32([x] + leaves(block)) { try block(x) }
+        #expect(r.passed, "\(placement): \(r)")
+        let names = Set(block.namedParameters().map(\.name).filter { $0.hasSuffix("layernorm.weight") })
+        #expect(names == (placement == .post ? ["post_attention_layernorm.weight", "post_feedforward_layernorm.weight"]
+                          : ["input_layernorm.weight", "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight",
+                             "post_feedforward_layernorm.weight"]))
     }
 
     @Test func transformerBlock() throws {

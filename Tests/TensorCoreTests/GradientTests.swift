@@ -47,6 +47,7 @@ private func expectPass(_ r: GradCheck.Report, sourceLocation: SourceLocation = 
             ("tanh", x, { $0.tanh() }, { tanh($0) }),
             ("sigmoid", x, { $0.sigmoid() }, { 1 / (1 + exp(-$0)) }),
             ("relu", pos - 1.05, { $0.relu() }, { max($0, 0) }),
+            ("clamped", x * 3, { $0.clamped(min: -1, max: 1.2) }, { min(max($0, -1), Double(Float(1.2))) }),
             ("pow", pos, { $0.pow(1.5) }, { pow($0, 1.5) }),
             ("gelu tanh", x * 3, { $0.gelu(.tanh) }, Reference.geluTanh),
             ("gelu exact", x * 3, { $0.gelu(.exact) }, Reference.geluExact),

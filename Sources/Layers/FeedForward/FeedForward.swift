@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import TensorCore
 
 /// The position-wise block after attention.
@@ -72,17 +73,23 @@ public final class GELUMLP: FeedForward {
 /// Gemma): `intermediate_size` (required), `bias` (false).
 public final class SwiGLUMLP: FeedForward {
     public enum Activation: String, Sendable {
-        case silu = "swiglu", geluTanh = "geglu"
+        /// gpt-oss's experts: `(clamp(up, ±limit) + 1) · g·σ(α·g)` with `g = min(gate, limit)`.
+        case silu = "swiglu", geluTanh = "geglu", clampedSwiGLU = "clamped_swiglu"
     }
 
     public let gateProj, upProj, downProj: Linear
     public let activation: Activation
+    /// `clamped_swiglu`'s α and limit (gpt-oss: 1.702 and 7).
+    public let alpha: Float, limit: Float
 
-    public init(hiddenSize: Int, intermediateSize: Int, bias: Bool, activation: Activation = .silu, context: ComponentContext) {
+    public init(hiddenSize: Int, intermediateSize: Int, bias: Bool, activation: Activation = .silu, alpha: Float = 1.702,
+                limit: Float = 7, context: ComponentContext) {
         gateProj = Linear(hiddenSize, intermediateSize, bias: bias, context: context)
         upProj = Linear(hiddenSize, intermediateSize, bias: bias, context: context)
         downProj = Linear(intermediateSize, hiddenSize, bias: bias, context: context, residual: true)
         self.activation = activation
+        self.alpha = alpha
+        self.limit = limit
     }
 
     public static func make(_ o: inout ComponentOptions, _ c: ComponentContext) throws -> any FeedForward {
@@ -105,11 +112,17 @@ public final class SwiGLUMLP: FeedForward {
         switch activation {
         case .silu: return try downProj(Tensor.swiglu(gate: gateProj(x), up: upProj(x)))
         case .geluTanh: return try downProj(gateProj(x).gelu(.tanh) * upProj(x))
+        case .clampedSwiGLU:
+            let g = try gateProj(x).clamped(max: limit), u = try upProj(x).clamped(min: -limit, max: limit)
+            return try downProj((u + 1) * (g * (g * alpha).sigmoid()))
         }
     }
 
     public var options: [String: ConfigValue] {
-        ["kind": .string(activation.rawValue), "intermediate_size": .int(gateProj.outFeatures), "bias": .bool(gateProj.bias != nil)]
+        var o: [String: ConfigValue] = ["kind": .string(activation.rawValue), "intermediate_size": .int(gateProj.outFeatures),
+                                        "bias": .bool(gateProj.bias != nil)]
+        if activation == .clampedSwiGLU { o["swiglu_alpha"] = .double(Double(alpha)); o["swiglu_limit"] = .double(Double(limit)) }
+        return o
     }
     public var label: String { "\(activation.rawValue) \(gateProj.outFeatures)" }
 
@@ -125,7 +138,7 @@ public final class SwiGLUMLP: FeedForward {
     public func decodeStep(_ w: DecodeWeights) throws -> DecodeFeedForward {
         let gate = try w.matrix(gateProj), up = try w.matrix(upProj), down = try w.matrix(downProj)
         let width = Int(gate.rows)
-        let activation = self.activation
+        let (activation, alpha, limit) = (self.activation, self.alpha, self.limit)
         return DecodeFeedForward(scratchFloats: 2 * width) { x, out, h in
             DecodeKernels.gemv(gate, h, up, h + width, x: x, accumulate: false)
             switch activation {
@@ -133,6 +146,11 @@ public final class SwiGLUMLP: FeedForward {
             case .geluTanh:
                 tk_gelu_tanh_forward(h, h, 0, width)
                 for i in 0..<width { h[i] *= h[width + i] }
+            case .clampedSwiGLU:
+                for i in 0..<width {
+                    let g = Swift.min(h[i], limit), u = Swift.min(Swift.max(h[width + i], -limit), limit)
+                    h[i] = (u + 1) * g / (1 + Foundation.exp(-alpha * g))
+                }
             }
             DecodeKernels.gemv(down, out, x: h, accumulate: true)
         }

@@ -25,13 +25,18 @@ public struct RoutingRecord {
     }
 }
 
-/// Sparse mixture of SwiGLU experts with a softmax router (Qwen3-MoE): router linear → softmax over
-/// all experts → top-k → optional renormalisation (`norm_topk_prob`) → weighted sum of the chosen
-/// experts. Tokens are grouped per expert so each expert runs one GEMM.
+/// Sparse mixture of SwiGLU experts with a softmax router. Two routings:
+/// - `softmax_topk` (Qwen3-MoE): router linear → softmax over all experts → top-k → optional
+///   renormalisation (`norm_topk_prob`);
+/// - `topk_softmax` (gpt-oss): top-k on the router logits → softmax over those k;
+/// then the weighted sum of the chosen experts. Tokens are grouped per expert so each expert runs
+/// one GEMM. gpt-oss also biases the router (`router_bias`) and the experts (`expert_bias`) and
+/// uses the clamped SwiGLU (`expert_activation: clamped_swiglu`, `swiglu_alpha`, `swiglu_limit`).
 ///
-/// Keys: `gate.weight` `[E, C]`, `experts.{e}.{gate,up,down}_proj.weight`.
+/// Keys: `gate.weight` `[E, C]` (`gate.bias`), `experts.{e}.{gate,up,down}_proj.weight` (`.bias`).
 /// Recipe kind `moe`: `experts`, `top_k`, `intermediate_size`, `norm_topk_prob` (true),
-/// `aux_loss_coef` (0.001), `z_loss_coef` (0).
+/// `aux_loss_coef` (0.001), `z_loss_coef` (0), `routing` (softmax_topk), `router_bias` (false),
+/// `expert_bias` (false), `expert_activation` (swiglu), `swiglu_alpha` (1.702), `swiglu_limit` (7).
 public final class MoE: FeedForward {
     public let gate: Linear
     public let experts: [SwiGLUMLP]
@@ -39,15 +44,22 @@ public final class MoE: FeedForward {
     public let normalizeTopK: Bool
     public let auxLossCoefficient: Float
     public let zLossCoefficient: Float
+    /// Softmax then top-k (Qwen3-MoE), or top-k on the logits then softmax over them (gpt-oss).
+    public enum Routing: String, Sendable, CaseIterable { case softmaxTopK = "softmax_topk", topKSoftmax = "topk_softmax" }
+    public let routing: Routing
     /// Set by each forward pass.
     public private(set) var lastRouting: RoutingRecord?
 
     public init(hiddenSize: Int, experts: Int, topK: Int, intermediateSize: Int, normalizeTopK: Bool,
-                auxLossCoefficient: Float, zLossCoefficient: Float, context: ComponentContext) {
-        gate = Linear(hiddenSize, experts, bias: false, context: context)
+                auxLossCoefficient: Float, zLossCoefficient: Float, routing: Routing = .softmaxTopK, routerBias: Bool = false,
+                expertBias: Bool = false, expertActivation: SwiGLUMLP.Activation = .silu, alpha: Float = 1.702, limit: Float = 7,
+                context: ComponentContext) {
+        gate = Linear(hiddenSize, experts, bias: routerBias, context: context)
         self.experts = (0..<experts).map { _ in
-            SwiGLUMLP(hiddenSize: hiddenSize, intermediateSize: intermediateSize, bias: false, context: context)
+            SwiGLUMLP(hiddenSize: hiddenSize, intermediateSize: intermediateSize, bias: expertBias, activation: expertActivation,
+                      alpha: alpha, limit: limit, context: context)
         }
+        self.routing = routing
         self.topK = topK
         self.normalizeTopK = normalizeTopK
         self.auxLossCoefficient = auxLossCoefficient
@@ -64,9 +76,14 @@ public final class MoE: FeedForward {
         let aux = try o.double("aux_loss_coef", default: 0.001), z = try o.double("z_loss_coef", default: 0)
         guard aux >= 0, aux.isFinite else { throw o.error("aux_loss_coef", "must be a non-negative finite number, got \(aux)") }
         guard z >= 0, z.isFinite else { throw o.error("z_loss_coef", "must be a non-negative finite number, got \(z)") }
+        let routing = Routing(rawValue: try o.choice("routing", Routing.allCases.map(\.rawValue), default: "softmax_topk"))!
+        let activation = try o.choice("expert_activation", ["swiglu", "clamped_swiglu"], default: "swiglu")
+        let alpha = try o.positiveFinite("swiglu_alpha", default: 1.702), limit = try o.positiveFinite("swiglu_limit", default: 7)
         return MoE(hiddenSize: c.hiddenSize, experts: e, topK: k, intermediateSize: inner,
                    normalizeTopK: try o.bool("norm_topk_prob", default: true),
-                   auxLossCoefficient: Float(aux), zLossCoefficient: Float(z), context: c)
+                   auxLossCoefficient: Float(aux), zLossCoefficient: Float(z), routing: routing,
+                   routerBias: try o.bool("router_bias", default: false), expertBias: try o.bool("expert_bias", default: false),
+                   expertActivation: SwiGLUMLP.Activation(rawValue: activation)!, alpha: Float(alpha), limit: Float(limit), context: c)
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
@@ -82,10 +99,18 @@ public final class MoE: FeedForward {
             let order = r.indices.sorted { r[$0] != r[$1] ? r[$0] > r[$1] : $0 < $1 }
             for j in 0..<topK { top[row * topK + j] = Int32(order[j] - row * e) }
         }
-        // Routing weights [N, k] gathered from the probabilities (differentiable), renormalised.
+        // Routing weights [N, k], differentiable: gathered from the probabilities and renormalised,
+        // or (gpt-oss) the softmax of the chosen logits. Top-k of the probabilities is top-k of the
+        // logits (softmax is monotonic), so both routings choose the same experts.
         let flatIndex = (0..<(n * topK)).map { Int32(($0 / topK) * e) + top[$0] }
-        var w = try probs.reshaped([n * e, 1]).gatherRows(flatIndex).reshaped([n, topK])
-        if normalizeTopK { w = try w / w.sum(axes: [1], keepDims: true) }
+        var w: Tensor
+        switch routing {
+        case .softmaxTopK:
+            w = try probs.reshaped([n * e, 1]).gatherRows(flatIndex).reshaped([n, topK])
+            if normalizeTopK { w = try w / w.sum(axes: [1], keepDims: true) }
+        case .topKSoftmax:
+            w = try logits.reshaped([n * e, 1]).gatherRows(flatIndex).reshaped([n, topK]).softmax()
+        }
         let wFlat = try w.reshaped([n * topK, 1])
         var out: Tensor? = nil
         var counts = [Int](repeating: 0, count: e)
@@ -112,11 +137,25 @@ public final class MoE: FeedForward {
     public func zLoss() throws -> Tensor? { try lastRouting?.zLoss() }
 
     public var options: [String: ConfigValue] {
-        ["kind": .string("moe"), "experts": .int(experts.count), "top_k": .int(topK),
-         "intermediate_size": .int(experts[0].gateProj.outFeatures), "norm_topk_prob": .bool(normalizeTopK),
-         "aux_loss_coef": .double(Double(auxLossCoefficient)), "z_loss_coef": .double(Double(zLossCoefficient))]
+        var o: [String: ConfigValue] = [
+            "kind": .string("moe"), "experts": .int(experts.count), "top_k": .int(topK),
+            "intermediate_size": .int(experts[0].gateProj.outFeatures), "norm_topk_prob": .bool(normalizeTopK),
+            "aux_loss_coef": .double(Double(auxLossCoefficient)), "z_loss_coef": .double(Double(zLossCoefficient))]
+        // The gpt-oss settings, only when they differ from Qwen3-MoE's (older options stay as they were).
+        if routing != .softmaxTopK { o["routing"] = .string(routing.rawValue) }
+        if gate.bias != nil { o["router_bias"] = .bool(true) }
+        if experts[0].gateProj.bias != nil { o["expert_bias"] = .bool(true) }
+        if experts[0].activation == .clampedSwiGLU {
+            o["expert_activation"] = .string("clamped_swiglu")
+            o["swiglu_alpha"] = .double(Double(experts[0].alpha))
+            o["swiglu_limit"] = .double(Double(experts[0].limit))
+        }
+        return o
     }
-    public var label: String { "moe \(experts.count) × swiglu \(experts[0].gateProj.outFeatures), top-\(topK)" }
+    public var label: String {
+        "moe \(experts.count) × \(experts[0].activation.rawValue) \(experts[0].gateProj.outFeatures), top-\(topK)"
+            + (routing == .topKSoftmax ? " then softmax" : "")
+    }
 
     /// The router, then k of the experts per token.
     public func cost(_ shape: CostShape, hidden: Int) -> ComponentCost {

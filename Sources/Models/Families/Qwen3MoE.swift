@@ -98,6 +98,9 @@ struct Qwen3MoEFamily: ModelFamily {
               let inner = m.int("intermediate_size"), let aux = m.double("aux_loss_coef") else {
             throw FamilyMismatch("needs the same mixture of experts in every sparse layer")
         }
+        for key in ["routing", "router_bias", "expert_bias", "expert_activation"] where m[key] != nil {
+            throw FamilyMismatch("needs Qwen3-MoE's router and experts (softmax, then top-k; no biases; SwiGLU), not \(key): \(m[key]!)")
+        }
         let dense = try LlamaLayout.denseSwiGLU(mlps.filter { $0.kind != "moe" })
         if dense?.bias == true { throw FamilyMismatch("needs dense SwiGLU MLPs without biases") }
         config.intermediateSize = dense?.inner ?? inner

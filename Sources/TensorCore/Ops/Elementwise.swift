@@ -138,6 +138,10 @@ extension Tensor {
     public func square() -> Tensor { unary({ $0 * $0 }, { g, x, _ in 2 * g * x }) }
     public func tanh() -> Tensor { unary({ Foundation.tanh($0) }, { g, _, y in g * (1 - y * y) }) }
     public func sigmoid() -> Tensor { unary({ 1 / (1 + Foundation.exp(-$0)) }, { g, _, y in g * y * (1 - y) }) }
+    /// Each element limited to `[lo, hi]` (`torch.clamp`: the gradient passes where lo ≤ x ≤ hi).
+    public func clamped(min lo: Float = -.infinity, max hi: Float = .infinity) -> Tensor {
+        unary({ Swift.min(Swift.max($0, lo), hi) }, { g, x, _ in x >= lo && x <= hi ? g : 0 })
+    }
     public func relu() -> Tensor { unary({ Swift.max($0, 0) }, { g, x, _ in x > 0 ? g : 0 }) }
     /// x^p for a constant exponent.
     public func pow(_ p: Float) -> Tensor {
