@@ -23,6 +23,12 @@ public struct WeightMap: Sendable {
         /// n sources, one target: concatenation along dim 0 (trailing dims must agree; the
         /// inverse splits into n equal parts).
         case concatRows
+        /// One source stacking every expert along dim 0 (gpt-oss's `experts.gate_up_proj`
+        /// `[E, H, 2I]`), n targets per expert: templates with an `{E}` the source lacks. With
+        /// `interleaved`, target t takes the last axis's entries t, t + n, t + 2n, … (gate = 0::2,
+        /// up = 1::2); with `transpose`, each expert's 2-D part is transposed (`[H, I]` → `[I, H]`).
+        /// The inverse interleaves and stacks experts 0..<E again.
+        case unstackExperts(interleaved: Bool, transpose: Bool)
     }
 
     public struct Rule: Sendable {
@@ -78,6 +84,7 @@ public struct WeightMap: Sendable {
                 case .identity, .transpose: (1, 1)
                 case .splitRows: s.count == 1 && t.count >= 1 ? (1, t.count) : nil
                 case .concatRows: t.count == 1 && s.count >= 1 ? (s.count, 1) : nil
+                case .unstackExperts: s.count == 1 && t.count >= 1 ? (1, t.count) : nil
                 }
             guard let arity, arity == (s.count, t.count) else {
                 throw ToolkitError(
@@ -85,6 +92,13 @@ public struct WeightMap: Sendable {
                         + "templates for \(rule.transform)")
             }
             let names = Set(s[0].placeholders)
+            if case .unstackExperts = rule.transform {
+                guard !names.contains("E"), t.allSatisfy({ Set($0.placeholders) == names.union(["E"]) }) else {
+                    throw ToolkitError("WeightMap: rule \(rule.source) → \(rule.target) must add {E} to its source's placeholders")
+                }
+                compiled.append((s, t))
+                continue
+            }
             for tpl in s + t where Set(tpl.placeholders) != names {
                 throw ToolkitError(
                     "WeightMap: template '\(tpl.text)' must use the placeholders \(names.sorted()) "
@@ -143,8 +157,20 @@ public struct WeightMap: Sendable {
                 }
                 inputs.append((entry.original, entry.tensor))
             }
-            let targets = targetTemplates.map { $0.instantiate(group.bindings) }
-            let results = try Self.apply(rules[group.rule].transform, to: inputs, targets: targets)
+            var targets: [String], results: [HostTensor]
+            if case .unstackExperts(let interleaved, let transpose) = rules[group.rule].transform {
+                let perExpert = try Self.unstack(inputs[0], parts: targetTemplates.count, interleaved: interleaved, transpose: transpose)
+                (targets, results) = ([], [])
+                for (e, parts) in perExpert.enumerated() {
+                    var b = group.bindings
+                    _ = b.bind("E", e)
+                    targets += targetTemplates.map { $0.instantiate(b) }
+                    results += parts
+                }
+            } else {
+                targets = targetTemplates.map { $0.instantiate(group.bindings) }
+                results = try Self.apply(rules[group.rule].transform, to: inputs, targets: targets)
+            }
             for (name, tensor) in zip(targets, results) {
                 guard out[name] == nil else {
                     throw ToolkitError("canonical tensor '\(name)' is produced by two rules")
@@ -200,8 +226,33 @@ public struct WeightMap: Sendable {
     /// Maps canonical tensors back to checkpoint names (with `exportPrefix`), inverting each
     /// rule's transform. Every canonical name must be covered by a rule.
     public func exportTensors(_ tensors: [String: HostTensor]) throws -> [String: HostTensor] {
-        let groups = try groupByRule(Array(tensors.keys), sourceSide: false) { $0 }
+        var groups = try groupByRule(Array(tensors.keys), sourceSide: false) { $0 }
         var out: [String: HostTensor] = [:]
+        // Stacked experts: every expert of one (rule, layer) becomes one source tensor.
+        var stacks: [GroupKey: [Int: Bindings]] = [:]
+        for group in groups.keys {
+            guard case .unstackExperts = rules[group.rule].transform, let e = group.bindings["E"] else { continue }
+            var b = group.bindings
+            b.pairs.removeAll { $0.0 == "E" }
+            stacks[GroupKey(rule: group.rule, bindings: b), default: [:]][e] = group.bindings
+            groups[group] = nil
+        }
+        for (key, experts) in stacks.sorted(by: { $0.key < $1.key }) {
+            guard case .unstackExperts(let interleaved, let transpose) = rules[key.rule].transform else { continue }
+            let (sourceTemplates, targetTemplates) = compiledRules[key.rule]
+            let source = exportPrefix + sourceTemplates[0].instantiate(key.bindings)
+            guard experts.keys.sorted() == Array(0..<experts.count) else {
+                throw ToolkitError("'\(source)': experts \(experts.keys.sorted()) are not 0..<\(experts.count)")
+            }
+            let parts = try (0..<experts.count).map { e in
+                try targetTemplates.map { tpl -> (name: String, tensor: HostTensor) in
+                    let name = tpl.instantiate(experts[e]!)
+                    guard let t = tensors[name] else { throw ToolkitError("missing canonical tensor '\(name)' needed for export") }
+                    return (name, t)
+                }
+            }
+            out[source] = try Self.stack(parts, interleaved: interleaved, transpose: transpose, name: source)
+        }
         for (group, _) in groups.sorted(by: { $0.key < $1.key }) {
             let (sourceTemplates, targetTemplates) = compiledRules[group.rule]
             var inputs: [(name: String, tensor: HostTensor)] = []
@@ -219,6 +270,7 @@ public struct WeightMap: Sendable {
                 case .transpose: .transpose
                 case .splitRows: .concatRows
                 case .concatRows: .splitRows(transposeFirst: false)
+                case .unstackExperts: .identity  // handled above
                 }
             var results = try Self.apply(inverse, to: inputs, targets: sources)
             if case .splitRows(transposeFirst: true) = rules[group.rule].transform {
@@ -304,7 +356,56 @@ extension WeightMap {
             return try splitRows(t, parts: targets.count, name: inputs[0].name)
         case .concatRows:
             return [try concatRows(inputs)]
+        case .unstackExperts(let interleaved, let transpose):
+            return try unstack(inputs[0], parts: targets.count, interleaved: interleaved, transpose: transpose).flatMap { $0 }
         }
+    }
+
+    /// `[E, …, C]` → for each expert, `parts` tensors (see `Transform.unstackExperts`).
+    static func unstack(_ input: (name: String, tensor: HostTensor), parts n: Int, interleaved: Bool, transpose: Bool) throws
+        -> [[HostTensor]]
+    {
+        let t = input.tensor
+        guard t.shape.count >= 2, let c = t.shape.last, c % n == 0, !(transpose && t.shape.count != 3),
+              n == 1 || interleaved else {
+            throw ToolkitError("tensor '\(input.name)' has shape \(t.shape); cannot split it into experts × \(n) parts"
+                               + (transpose ? " of 2-D matrices" : ""))
+        }
+        let experts = t.shape[0], per = t.count / max(experts, 1), rows = per / c
+        var shape = Array(t.shape.dropFirst())
+        shape[shape.count - 1] = c / n
+        return try (0..<experts).map { e in
+            try (0..<n).map { part in
+                var values = [Float](repeating: 0, count: per / n)
+                for r in 0..<rows {
+                    for j in 0..<(c / n) { values[r * (c / n) + j] = t.values[e * per + r * c + j * n + part] }
+                }
+                let piece = HostTensor(shape: shape, values: values)
+                return transpose ? try transposed(piece, name: input.name) : piece
+            }
+        }
+    }
+
+    /// The inverse of `unstack`: `parts[e][t]` → `[E, …, C]`.
+    static func stack(_ parts: [[(name: String, tensor: HostTensor)]], interleaved: Bool, transpose: Bool, name: String) throws
+        -> HostTensor
+    {
+        let n = parts[0].count
+        let pieces = try parts.map { expert in try expert.map { transpose ? try transposed($0.tensor, name: $0.name) : $0.tensor } }
+        let shape = pieces[0][0].shape
+        guard pieces.allSatisfy({ $0.allSatisfy { $0.shape == shape } }), let w = shape.last else {
+            throw ToolkitError("'\(name)': the experts' tensors differ in shape")
+        }
+        let per = pieces[0][0].count, rows = per / max(w, 1), c = w * n
+        var values = [Float](repeating: 0, count: parts.count * per * n)
+        for (e, expert) in pieces.enumerated() {
+            for (part, p) in expert.enumerated() {
+                for r in 0..<rows { for j in 0..<w { values[e * per * n + r * c + j * n + part] = p.values[r * w + j] } }
+            }
+        }
+        var full = shape
+        full[full.count - 1] = c
+        return HostTensor(shape: [parts.count] + full, values: values)
     }
 
     static func transposed(_ t: HostTensor, name: String) throws -> HostTensor {

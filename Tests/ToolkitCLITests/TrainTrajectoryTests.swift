@@ -24,7 +24,7 @@ import Testing
             .filter { $0["loss"] != nil }
     }
 
-    @Test(arguments: ["gpt2", "qwen3-gqa", "qwen3-moe", "qwen3-untied", "llama3-untied", "llama-bias", "olmo2", "smollm3", "gemma3"])
+    @Test(arguments: ["gpt2", "qwen3-gqa", "qwen3-moe", "qwen3-untied", "llama3-untied", "llama-bias", "olmo2", "smollm3", "gemma3", "gptoss"])
     func fiveStepLossesMatchPyTorch(model: String) throws {
         let root = try Self.root
         let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("expected.json")))
@@ -61,7 +61,7 @@ import Testing
 /// attention biases, an untied head, MoE) against transformers: `generation.json`, made by
 /// `scripts/fixtures/make-generation-references.py`. Both decoders, and eval through the fast one.
 @Suite struct UnseenModelGenerationTests {
-    @Test(arguments: ["gpt2", "qwen3-gqa", "qwen3-moe", "qwen3-untied", "llama3-untied", "llama-bias", "olmo2", "smollm3", "gemma3"])
+    @Test(arguments: ["gpt2", "qwen3-gqa", "qwen3-moe", "qwen3-untied", "llama3-untied", "llama-bias", "olmo2", "smollm3", "gemma3", "gptoss"])
     func greedyTokensAndEvalLossMatchTransformers(model: String) throws {
         let dir = try TrainTrajectoryTests.root.appendingPathComponent(model)
         let ref = try #require(
@@ -76,7 +76,7 @@ import Testing
         let tokens = dir.appendingPathComponent("tokens.json").path
         let wantLoss = try #require(ref["eval_loss"] as? Double)
         var variants: [[String]] = [[]]
-        if model != "qwen3-moe" { variants.append(["--weights", "f32"]) }
+        if !["qwen3-moe", "gptoss"].contains(model) { variants.append(["--weights", "f32"]) }  // MoE: the tensor path only
         for extra in variants {
             let e = try CLI.run(["eval", "--model", dir.path, "--tokens", tokens, "--json"] + extra)
             #expect(e.code == 0, "\(e.err)")

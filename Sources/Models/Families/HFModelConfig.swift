@@ -124,6 +124,9 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
     public var queryPreAttnScalar: Double? = nil
     /// Gemma: logits → cap·tanh(logits / cap) when set.
     public var finalLogitSoftcapping: Double? = nil
+    /// gpt-oss: the experts' clamped SwiGLU (`swiglu_alpha`, `swiglu_limit`).
+    public var swigluAlpha: Double? = nil
+    public var swigluLimit: Double? = nil
     public var bosTokenId: Int?
     /// `eos_token_id` may be one id or a list.
     public var eosTokenIds: [Int]

@@ -45,6 +45,7 @@ package enum ModelFamilies {
         OLMo2Family(),
         SmolLM3Family(),
         Gemma3Family(),
+        GptOssFamily(),
     ]
 
     package static let registry: [String: any ModelFamily] = Dictionary(uniqueKeysWithValues: order.map { ($0.modelType, $0) })
