@@ -7,7 +7,7 @@ import ToolkitSupport
 /// Parsing goes through `JSONDecoder` (which limits nesting depth, so hostile input cannot
 /// overflow the stack). Integers that fit `Int64` decode as `.int`, even when written `1.0` or
 /// `1e3`; other numbers are `.double`.
-package indirect enum JSONValue: Decodable, Equatable, Sendable {
+package indirect enum JSONValue: Codable, Equatable, Sendable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -32,6 +32,19 @@ package indirect enum JSONValue: Decodable, Equatable, Sendable {
             self = .array(a)
         } else {
             self = .object(try c.decode([String: JSONValue].self))
+        }
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .int(let i): try c.encode(i)
+        case .double(let d): try c.encode(d)
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
         }
     }
 

@@ -69,11 +69,18 @@ struct Gemma3Family: ModelFamily {
         guard config.layerTypes!.count == layers, config.layerTypes!.allSatisfy({ ["sliding_attention", "full_attention"].contains($0) }) else {
             throw c.fail("layer_types", "needs sliding_attention or full_attention for each of the \(layers) layers")
         }
-        config.localRopeTheta = local
-        config.queryPreAttnScalar = try c.double("query_pre_attn_scalar") ?? 256
-        config.finalLogitSoftcapping = try c.double("final_logit_softcapping")
+        config.familyKeys["rope_local_base_freq"] = .double(local)
+        config.familyKeys["query_pre_attn_scalar"] = .double(try c.double("query_pre_attn_scalar") ?? 256)
+        if let cap = try c.double("final_logit_softcapping") { config.familyKeys["final_logit_softcapping"] = .double(cap) }
         return config
     }
+
+    /// This family's own settings (`HFModelConfig.familyKeys`).
+    static func localTheta(_ c: HFModelConfig) -> Double { c.familyKeys["rope_local_base_freq"]?.doubleValue ?? 10_000 }
+    static func queryPreAttnScalar(_ c: HFModelConfig) -> Double {
+        c.familyKeys["query_pre_attn_scalar"]?.doubleValue ?? Double(c.headDim)
+    }
+    static func finalLogitSoftcapping(_ c: HFModelConfig) -> Double? { c.familyKeys["final_logit_softcapping"]?.doubleValue }
 
     func write(_ config: HFModelConfig) -> [String: JSONValue] {
         var o = LlamaLayout.write(config)
@@ -82,14 +89,14 @@ struct Gemma3Family: ModelFamily {
         if let s = config.ropeScaling { full.merge(s.hfJSON) { _, b in b } }
         o["rope_parameters"] = .object([
             "full_attention": .object(full),
-            "sliding_attention": .object(["rope_theta": .double(config.localRopeTheta ?? 10_000), "rope_type": .string("default")]),
+            "sliding_attention": .object(["rope_theta": .double(Self.localTheta(config)), "rope_type": .string("default")]),
         ])
         o["hidden_activation"] = .string("gelu_pytorch_tanh")
-        let scalar = config.queryPreAttnScalar ?? Double(config.headDim)  // an int in Gemma3TextConfig when whole
+        let scalar = Self.queryPreAttnScalar(config)  // an int in Gemma3TextConfig when whole
         o["query_pre_attn_scalar"] = scalar == scalar.rounded() && scalar.magnitude < 1e15 ? .int(Int64(scalar)) : .double(scalar)
         o["sliding_window"] = config.slidingWindow.map { .int(Int64($0)) } ?? .null
         o["layer_types"] = .array((config.layerTypes ?? []).map { .string($0) })
-        o["final_logit_softcapping"] = config.finalLogitSoftcapping.map { .double($0) } ?? .null
+        o["final_logit_softcapping"] = Self.finalLogitSoftcapping(config).map { .double($0) } ?? .null
         o["attn_logit_softcapping"] = .null
         return o
     }
@@ -110,11 +117,11 @@ struct Gemma3Family: ModelFamily {
         model["norm"] = .map(["kind": .string("rmsnorm"), "eps": .double(c.normEps), "unit_offset": .bool(true)])
         model["norm_placement"] = .string("sandwich")
         model["embedding_scale"] = .double(Double(c.hiddenSize).squareRoot())
-        if let cap = c.finalLogitSoftcapping { model["final_logit_softcap"] = .double(cap) }
+        if let cap = Self.finalLogitSoftcapping(c) { model["final_logit_softcap"] = .double(cap) }
         model["attention"] = .map([
             "heads": .int(c.numHeads), "kv_heads": .int(c.numKVHeads), "head_dim": .int(c.headDim), "bias": .bool(c.attentionBias),
             "qk_norm": .bool(true), "qk_norm_eps": .double(c.normEps),
-            "scale": .double(1 / (c.queryPreAttnScalar ?? Double(c.headDim)).squareRoot()),
+            "scale": .double(1 / Self.queryPreAttnScalar(c).squareRoot()),
         ])
         var rope: [String: ConfigValue] = ["kind": .string("rope"), "theta": .double(c.ropeTheta ?? 1_000_000)]
         if let s = c.ropeScaling {
@@ -127,7 +134,7 @@ struct Gemma3Family: ModelFamily {
         model["mlp"] = .map(["kind": .string("geglu"), "intermediate_size": .int(c.intermediateSize)])
         let types = c.layerTypes ?? Array(repeating: "full_attention", count: c.numLayers)
         model["layer_types"] = .list(types.map { .string($0) })
-        var sliding: [String: ConfigValue] = ["position": .map(["theta": .double(c.localRopeTheta ?? 10_000), "scaling": .null])]
+        var sliding: [String: ConfigValue] = ["position": .map(["theta": .double(Self.localTheta(c)), "scaling": .null])]
         if let w = c.slidingWindow { sliding["attention"] = .map(["window": .int(w)]) }
         model["layer_type_overrides"] = .map(["sliding_attention": .map(sliding), "full_attention": .map([:])])
         return model
@@ -148,7 +155,7 @@ struct Gemma3Family: ModelFamily {
         }
         let scale = model.layers[0].attention.options.double("scale") ?? 1 / Double(model.dims.headDim).squareRoot()
         let scalar = 1 / (scale * scale)
-        config.queryPreAttnScalar = (scalar - scalar.rounded()).magnitude < 1e-6 * scalar ? scalar.rounded() : scalar
+        config.familyKeys["query_pre_attn_scalar"] = .double((scalar - scalar.rounded()).magnitude < 1e-6 * scalar ? scalar.rounded() : scalar)
         let windows = model.layers.map(\.attention.window)
         let local = model.layers.filter { $0.attention.window != nil }
         guard let w = windows.compactMap({ $0 }).first, windows.allSatisfy({ $0 == nil || $0 == w }),
@@ -162,8 +169,8 @@ struct Gemma3Family: ModelFamily {
               local.allSatisfy({ $0.attention.position.options.double("theta") == localTheta }) else {
             throw FamilyMismatch("needs one RoPE base on the sliding-window layers")
         }
-        config.localRopeTheta = localTheta
-        config.finalLogitSoftcapping = model.finalLogitSoftcap.map { Double($0) }
+        config.familyKeys["rope_local_base_freq"] = .double(localTheta)
+        if let cap = model.finalLogitSoftcap { config.familyKeys["final_logit_softcapping"] = .double(Double(cap)) }
         config.activation = "gelu_pytorch_tanh"
         return config
     }

@@ -39,8 +39,8 @@ struct GptOssFamily: ModelFamily {
         config.moe = HFModelConfig.MoE(numExperts: experts, numExpertsPerToken: k, moeIntermediateSize: config.intermediateSize,
                                        normTopKProb: false, routerAuxLossCoef: try c.double("router_aux_loss_coef") ?? 0.001,
                                        outputRouterLogits: try c.bool("output_router_logits", default: false))
-        config.swigluAlpha = try c.double("swiglu_alpha") ?? 1.702
-        config.swigluLimit = try c.double("swiglu_limit") ?? 7
+        config.familyKeys["swiglu_alpha"] = .double(try c.double("swiglu_alpha") ?? 1.702)
+        config.familyKeys["swiglu_limit"] = .double(try c.double("swiglu_limit") ?? 7)
         config.slidingWindow = try c.int("sliding_window") ?? 128
         config.useSlidingWindow = config.slidingWindow != nil
         config.layerTypes = try c.stringList("layer_types")
@@ -51,6 +51,11 @@ struct GptOssFamily: ModelFamily {
         return config
     }
 
+    /// The experts' clamped SwiGLU (`HFModelConfig.familyKeys`).
+    static func swiglu(_ c: HFModelConfig) -> (alpha: Double, limit: Double) {
+        (c.familyKeys["swiglu_alpha"]?.doubleValue ?? 1.702, c.familyKeys["swiglu_limit"]?.doubleValue ?? 7)
+    }
+
     func write(_ config: HFModelConfig) -> [String: JSONValue] {
         var o = LlamaLayout.write(config)
         let moe = config.moe
@@ -58,8 +63,8 @@ struct GptOssFamily: ModelFamily {
         o["num_experts_per_tok"] = .int(Int64(moe?.numExpertsPerToken ?? 1))
         o["router_aux_loss_coef"] = .double(moe?.routerAuxLossCoef ?? 0.001)
         o["output_router_logits"] = .bool(moe?.outputRouterLogits ?? false)
-        o["swiglu_alpha"] = .double(config.swigluAlpha ?? 1.702)
-        o["swiglu_limit"] = .double(config.swigluLimit ?? 7)
+        o["swiglu_alpha"] = .double(Self.swiglu(config).alpha)
+        o["swiglu_limit"] = .double(Self.swiglu(config).limit)
         o["sliding_window"] = config.slidingWindow.map { .int(Int64($0)) } ?? .null
         o["layer_types"] = .array((config.layerTypes ?? []).map { .string($0) })
         return o
@@ -107,7 +112,7 @@ struct GptOssFamily: ModelFamily {
             "kind": .string("moe"), "experts": .int(moe.numExperts), "top_k": .int(moe.numExpertsPerToken),
             "intermediate_size": .int(c.intermediateSize), "routing": .string("topk_softmax"), "router_bias": .bool(true),
             "expert_bias": .bool(true), "expert_activation": .string("clamped_swiglu"),
-            "swiglu_alpha": .double(c.swigluAlpha ?? 1.702), "swiglu_limit": .double(c.swigluLimit ?? 7),
+            "swiglu_alpha": .double(Self.swiglu(c).alpha), "swiglu_limit": .double(Self.swiglu(c).limit),
             "norm_topk_prob": .bool(false), "aux_loss_coef": .double(moe.outputRouterLogits ? moe.routerAuxLossCoef : 0),
         ])
         let types = c.layerTypes ?? Array(repeating: "full_attention", count: c.numLayers)
@@ -133,8 +138,8 @@ struct GptOssFamily: ModelFamily {
         config.intermediateSize = inner
         config.moe = HFModelConfig.MoE(numExperts: experts, numExpertsPerToken: k, moeIntermediateSize: inner, normTopKProb: false,
                                        routerAuxLossCoef: aux > 0 ? aux : 0.001, outputRouterLogits: aux > 0)
-        config.swigluAlpha = m.double("swiglu_alpha")
-        config.swigluLimit = m.double("swiglu_limit")
+        config.familyKeys["swiglu_alpha"] = m.double("swiglu_alpha").map { .double($0) }
+        config.familyKeys["swiglu_limit"] = m.double("swiglu_limit").map { .double($0) }
         let windows = model.layers.map(\.attention.window)
         if let w = windows.compactMap({ $0 }).first {
             guard windows.allSatisfy({ $0 == nil || $0 == w }) else { throw FamilyMismatch("needs one sliding-window size") }

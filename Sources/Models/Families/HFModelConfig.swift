@@ -115,18 +115,10 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
     public var maxWindowLayers: Int?
     /// Per-layer attention types (`full_attention`, `sliding_attention`), when the config lists them.
     public var layerTypes: [String]?
-    /// SmolLM3 `no_rope_layers`: 1 where a layer rotates q and k, 0 for a NoPE layer.
-    public var noRopeLayers: [Int]? = nil
-    /// Gemma 3: the RoPE base of the sliding-window layers (`rope_local_base_freq`, or
-    /// `rope_parameters.sliding_attention.rope_theta`); `ropeTheta` and `ropeScaling` are the full layers'.
-    public var localRopeTheta: Double? = nil
-    /// Gemma: scores are scaled by `query_pre_attn_scalar^-½` instead of `head_dim^-½`.
-    public var queryPreAttnScalar: Double? = nil
-    /// Gemma: logits → cap·tanh(logits / cap) when set.
-    public var finalLogitSoftcapping: Double? = nil
-    /// gpt-oss: the experts' clamped SwiGLU (`swiglu_alpha`, `swiglu_limit`).
-    public var swigluAlpha: Double? = nil
-    public var swigluLimit: Double? = nil
+    /// Settings only one family has, by that family's HF key (`query_pre_attn_scalar`,
+    /// `no_rope_layers`, …): the family file parses, writes and reads them, so adding a family
+    /// never adds fields here.
+    package var familyKeys: [String: JSONValue] = [:]
     public var bosTokenId: Int?
     /// `eos_token_id` may be one id or a list.
     public var eosTokenIds: [Int]

@@ -28,19 +28,25 @@ struct SmolLM3Family: ModelFamily {
         guard noRope.count >= config.numLayers, noRope.allSatisfy({ $0 == 0 || $0 == 1 }) else {
             throw c.fail("no_rope_layers", "needs a 0 or 1 for each of the \(config.numLayers) layers")
         }
-        config.noRopeLayers = Array(noRope.prefix(config.numLayers))
+        let rotates = Array(noRope.prefix(config.numLayers))
+        config.familyKeys["no_rope_layers"] = .array(rotates.map { .int(Int64($0)) })
         config.slidingWindow = try c.int("sliding_window")
         config.useSlidingWindow = try c.bool("use_sliding_window", default: false)
         config.layerTypes = try c.stringList("layer_types")
-            ?? config.noRopeLayers!.map { config.useSlidingWindow && config.slidingWindow != nil && $0 == 0 ? "sliding_attention" : "full_attention" }
+            ?? rotates.map { config.useSlidingWindow && config.slidingWindow != nil && $0 == 0 ? "sliding_attention" : "full_attention" }
         return config
+    }
+
+    /// `no_rope_layers` (`HFModelConfig.familyKeys`): 1 where a layer rotates, 0 for NoPE.
+    static func rotates(_ c: HFModelConfig) -> [Int] {
+        c.familyKeys["no_rope_layers"]?.arrayValue?.compactMap(\.intValue) ?? Array(repeating: 1, count: c.numLayers)
     }
 
     func write(_ config: HFModelConfig) -> [String: JSONValue] {
         var o = LlamaLayout.write(config)
         o["mlp_bias"] = .bool(config.mlpBias)
         o["pad_token_id"] = .null  // SmolLM3Config's default (128004) may lie outside a smaller vocabulary
-        o["no_rope_layers"] = .array((config.noRopeLayers ?? []).map { .int(Int64($0)) })
+        o["no_rope_layers"] = .array(Self.rotates(config).map { .int(Int64($0)) })
         o["no_rope_layer_interval"] = .int(4)
         o["use_sliding_window"] = .bool(config.useSlidingWindow)
         o["sliding_window"] = config.slidingWindow.map { .int(Int64($0)) } ?? .null
@@ -62,7 +68,7 @@ struct SmolLM3Family: ModelFamily {
     /// Each layer's type in the recipe: `rope` or `nope`, with `_sliding` where HF slides the window.
     func recipe(_ config: HFModelConfig, path: String) throws -> [String: ConfigValue] {
         var model = try LlamaLayout.recipe(config, qkNorm: false, path: path)
-        let rotates = config.noRopeLayers ?? Array(repeating: 1, count: config.numLayers)
+        let rotates = Self.rotates(config)
         let sliding = (0..<config.numLayers).map { config.useSlidingWindow && config.layerTypes?[$0] == "sliding_attention" }
         let names = (0..<config.numLayers).map { (rotates[$0] == 1 ? "rope" : "nope") + (sliding[$0] && config.slidingWindow != nil ? "_sliding" : "") }
         guard Set(names) != ["rope"] else { return model }
@@ -84,7 +90,7 @@ struct SmolLM3Family: ModelFamily {
         guard let dense = try LlamaLayout.denseSwiGLU(model.layers.map(\.mlp.options)) else { throw FamilyMismatch("needs SwiGLU MLPs") }
         config.intermediateSize = dense.inner
         config.mlpBias = dense.bias
-        config.noRopeLayers = model.layers.map { $0.attention.position.options.kind == "none" ? 0 : 1 }
+        config.familyKeys["no_rope_layers"] = .array(model.layers.map { .int($0.attention.position.options.kind == "none" ? 0 : 1) })
         let windows = model.layers.map(\.attention.window)
         if let w = windows.compactMap({ $0 }).first {
             guard windows.allSatisfy({ $0 == nil || $0 == w }) else { throw FamilyMismatch("needs one sliding-window size") }
