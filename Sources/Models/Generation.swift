@@ -3,9 +3,10 @@ import Layers
 import TensorCore
 import ToolkitSupport
 
-/// How the next token is chosen.
+/// How the next token is chosen. The order is HF's and vLLM's: penalties on the logits, then
+/// argmax (greedy) or temperature → top-k → top-p → min-p → a draw.
 public struct SamplingOptions: Sendable, Equatable {
-    /// Argmax (first maximum on ties); the other settings are ignored.
+    /// Argmax (first maximum on ties) after the penalties; temperature, top-k/p and min-p are ignored.
     public var greedy: Bool
     /// Logits are divided by the temperature (> 0).
     public var temperature: Float
@@ -13,14 +14,41 @@ public struct SamplingOptions: Sendable, Equatable {
     public var topK: Int?
     /// Keep the smallest set whose probability reaches p, always including the most likely token (nil: all).
     public var topP: Float?
+    /// Keep tokens whose probability is at least `minP` times the most likely one's (nil: all).
+    public var minP: Float?
+    /// HF `repetition_penalty` over the prompt and the generated tokens: a positive logit is divided
+    /// by it, a negative one multiplied (1: off).
+    public var repetitionPenalty: Float
+    /// OpenAI / vLLM, over the generated tokens: `presence` is subtracted once from a token that has
+    /// appeared, `frequency` once per appearance (0: off).
+    public var presencePenalty: Float
+    public var frequencyPenalty: Float
     public var seed: UInt64
 
-    public init(greedy: Bool = true, temperature: Float = 1, topK: Int? = nil, topP: Float? = nil, seed: UInt64 = 0) {
+    public init(greedy: Bool = true, temperature: Float = 1, topK: Int? = nil, topP: Float? = nil, minP: Float? = nil,
+                repetitionPenalty: Float = 1, presencePenalty: Float = 0, frequencyPenalty: Float = 0, seed: UInt64 = 0) {
         self.greedy = greedy
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
+        self.minP = minP
+        self.repetitionPenalty = repetitionPenalty
+        self.presencePenalty = presencePenalty
+        self.frequencyPenalty = frequencyPenalty
         self.seed = seed
+    }
+
+    var penalises: Bool { repetitionPenalty != 1 || presencePenalty != 0 || frequencyPenalty != 0 }
+}
+
+/// What a row has seen, for the penalties: the prompt's tokens and the generated tokens' counts.
+public struct TokenHistory: Sendable {
+    public var context: Set<Int32>
+    public var generated: [Int32: Int] = [:]
+    public init(prompt: [Int32]) { context = Set(prompt) }
+    mutating func add(_ t: Int32) {
+        context.insert(t)
+        generated[t, default: 0] += 1
     }
 }
 
@@ -42,8 +70,24 @@ public struct Generator {
 
     public init(model: DecoderModel) { self.model = model }
 
-    /// Chooses one token from a row of logits.
-    public static func sample(_ logits: UnsafeBufferPointer<Float>, _ o: SamplingOptions, rng: inout SplitMix64) -> Int32 {
+    /// Chooses one token from a row of logits (penalised by `history` when given).
+    public static func sample(_ raw: UnsafeBufferPointer<Float>, _ o: SamplingOptions, history: TokenHistory? = nil,
+                              rng: inout SplitMix64) -> Int32 {
+        var penalised: [Float] = []
+        if o.penalises, let history {
+            penalised = Array(raw)
+            for t in history.context where Int(t) < penalised.count {
+                let x = penalised[Int(t)]
+                penalised[Int(t)] = x > 0 ? x / o.repetitionPenalty : x * o.repetitionPenalty
+            }
+            for (t, n) in history.generated where Int(t) < penalised.count {
+                penalised[Int(t)] -= o.presencePenalty + o.frequencyPenalty * Float(n)
+            }
+        }
+        return penalised.isEmpty ? pick(raw, o, rng: &rng) : penalised.withUnsafeBufferPointer { pick($0, o, rng: &rng) }
+    }
+
+    static func pick(_ logits: UnsafeBufferPointer<Float>, _ o: SamplingOptions, rng: inout SplitMix64) -> Int32 {
         var best = 0
         for i in 1..<logits.count where logits[i] > logits[best] { best = i }
         if o.greedy { return Int32(best) }
@@ -67,6 +111,10 @@ public struct Generator {
             for i in probs.indices where !keep.contains(i) { probs[i] = 0 }
             total = probs.reduce(0, +)
         }
+        if let minP = o.minP, minP > 0, let top = probs.max() {
+            for i in probs.indices where probs[i] < Double(minP) * top { probs[i] = 0 }
+            total = probs.reduce(0, +)
+        }
         var u = rng.nextUniform() * total
         for (i, pr) in probs.enumerated() {
             u -= pr
@@ -76,13 +124,14 @@ public struct Generator {
     }
 
     /// Generates up to `maxNewTokens` for each prompt (all prompts the same length). Stops a row
-    /// at an EOS id; stops when every row has stopped. `onStep` sees each step's new tokens.
+    /// at an EOS id, or when `stop` says so for its new tokens (stop strings); stops when every row
+    /// has stopped. `onStep` sees each step's new tokens.
     /// With `engine` (one prompt, with the cache), the prompt runs through the tensor path and every
     /// later token through the engine.
     public func generate(
         prompts: [[Int32]], maxNewTokens: Int, sampling: SamplingOptions = .init(), eos: Set<Int32> = [],
         useCache: Bool = true, keepStepLogits: Bool = false, engine: DecodeEngine? = nil,
-        onStep: (([Int32]) -> Void)? = nil
+        stop: ((_ row: Int, _ newTokens: [Int32]) -> Bool)? = nil, onStep: (([Int32]) -> Void)? = nil
     ) throws -> GenerationResult {
         if let engine {
             guard engine.model === model else { throw ToolkitError("generate: the decode engine belongs to another model") }
@@ -104,6 +153,7 @@ public struct Generator {
         var rng = SplitMix64(seed: sampling.seed)
         var sequences = prompts
         var done = [Bool](repeating: false, count: b)
+        var histories = prompts.map { TokenHistory(prompt: $0) }
         var result = GenerationResult(newTokens: Array(repeating: [], count: b), stepLogits: [], prefillTokens: b * p,
                                       prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0)
         let cache = useCache ? model.makeCache(batch: b, capacity: p + maxNewTokens) : nil
@@ -118,7 +168,7 @@ public struct Generator {
                     let row = try engine.step(token: input[0], cache: cache)  // b == 1
                     offset += 1
                     if keepStepLogits { result.stepLogits.append(Array(row)) }
-                    next[0] = Generator.sample(row, sampling, rng: &rng)
+                    next[0] = Generator.sample(row, sampling, history: histories[0], rng: &rng)
                 } else {
                     let logits: Tensor
                     if let cache {
@@ -136,7 +186,8 @@ public struct Generator {
                     if keepStepLogits { result.stepLogits.append(values) }
                     values.withUnsafeBufferPointer { buf in
                         for r in 0..<b {
-                            next[r] = Generator.sample(UnsafeBufferPointer(rebasing: buf[(r * v)..<((r + 1) * v)]), sampling, rng: &rng)
+                            next[r] = Generator.sample(UnsafeBufferPointer(rebasing: buf[(r * v)..<((r + 1) * v)]), sampling,
+                                                       history: histories[r], rng: &rng)
                         }
                     }
                 }
@@ -146,7 +197,8 @@ public struct Generator {
                     sequences[r].append(next[r])
                     if !done[r] {
                         result.newTokens[r].append(next[r])
-                        if eos.contains(next[r]) { done[r] = true }
+                        if sampling.penalises { histories[r].add(next[r]) }
+                        if eos.contains(next[r]) || stop?(r, result.newTokens[r]) == true { done[r] = true }
                     }
                 }
                 onStep?(next)

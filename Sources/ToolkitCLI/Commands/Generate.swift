@@ -14,13 +14,21 @@ struct Generate: ParsableCommand {
     @Option(help: "Prompt text (needs --tokenizer).") var prompt: String?
     @Option(help: "Tokenizer file for --prompt and for printing text.") var tokenizer: String?
     @Option(help: "Prompt token ids, e.g. 1,2,3.") var promptIds: String?
+    @Option(help: "A file of prompts, one per line (needs --tokenizer); prompts of equal token length decode as one batch.")
+    var promptFile: String?
     @Option(help: "Tokens to generate.") var maxNewTokens = 64
     @Flag(help: "Greedy decoding (argmax).") var greedy = false
-    @Option(help: "Sampling temperature (> 0).") var temperature: Float = 1
+    @Option(help: "Sampling temperature (0: greedy; default: the model's generation_config.json, else 1).") var temperature: Float?
     @Option(help: "Sample from the k most likely tokens.") var topK: Int?
     @Option(help: "Nucleus sampling: smallest set with probability >= p.") var topP: Float?
+    @Option(help: "Keep tokens with probability >= min-p × the most likely one's.") var minP: Float?
+    @Option(help: "HF repetition penalty over the prompt and the output (1: off).") var repetitionPenalty: Float?
+    @Option(help: "Subtracted from the logit of every token already generated (OpenAI presence_penalty).") var presencePenalty: Float = 0
+    @Option(help: "Subtracted once per earlier occurrence in the output (OpenAI frequency_penalty).") var frequencyPenalty: Float = 0
+    @Option(help: "Stop when the output contains this text (repeatable; needs --tokenizer; not printed).") var stop: [String] = []
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
-    @Option(help: "Stop at this token id (default: the model's or tokenizer's end-of-text id).") var eos: [Int32] = []
+    @Option(help: "Stop at this token id (default: the model's eos_token_id from config.json / generation_config.json, else the tokenizer's end-of-text id).")
+    var eos: [Int32] = []
     @Flag(help: "Recompute the whole sequence each step instead of using the KV cache.") var noCache = false
     @Option(help: "Decode path: fast (single-token C kernels; falls back to tensor for MoE/adapters) or tensor.")
     var decoder: DecoderPath = .fast
@@ -29,12 +37,22 @@ struct Generate: ParsableCommand {
     @Flag(help: "Print one JSON object: new ids, text and timings.") var json = false
 
     func validate() throws {
-        guard (prompt == nil) != (promptIds == nil) else { throw ValidationError("give exactly one of --prompt or --prompt-ids") }
-        if prompt != nil && tokenizer == nil { throw ValidationError("--prompt needs --tokenizer") }
+        guard [prompt != nil, promptIds != nil, promptFile != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --prompt, --prompt-ids or --prompt-file")
+        }
+        if (prompt != nil || promptFile != nil || !stop.isEmpty) && tokenizer == nil {
+            throw ValidationError("--prompt, --prompt-file and --stop need --tokenizer")
+        }
         guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1") }
-        guard temperature > 0 else { throw ValidationError("--temperature must be positive") }
+        if let temperature, !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be >= 0") }
         if let topK, topK < 1 { throw ValidationError("--top-k must be at least 1") }
         if let topP, !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if let minP, !(minP >= 0 && minP <= 1) { throw ValidationError("--min-p must be in [0, 1]") }
+        if let repetitionPenalty, !(repetitionPenalty > 0 && repetitionPenalty.isFinite) {
+            throw ValidationError("--repetition-penalty must be positive")
+        }
+        guard presencePenalty.isFinite, frequencyPenalty.isFinite else { throw ValidationError("penalties must be finite numbers") }
+        if stop.contains("") { throw ValidationError("--stop: an empty string would stop at once") }
         if weights != .f32 && (decoder == .tensor || noCache) {
             throw ValidationError("--weights \(weights.rawValue) needs the fast decoder with the KV cache")
         }
@@ -51,39 +69,90 @@ struct Generate: ParsableCommand {
         var weights: String
     }
 
+    /// The sampling settings: flags first, then the model folder's generation_config.json, then the
+    /// defaults (temperature 1, no penalties). `--greedy` or a temperature of 0 means argmax.
+    func sampling(_ d: GenerationDefaults) -> SamplingOptions {
+        let t = temperature ?? d.temperature ?? 1
+        let sample = temperature.map { $0 > 0 } ?? d.doSample ?? true
+        return SamplingOptions(greedy: greedy || t == 0 || !sample, temperature: t, topK: topK ?? d.topK, topP: topP ?? d.topP,
+                               minP: minP ?? d.minP, repetitionPenalty: repetitionPenalty ?? d.repetitionPenalty ?? 1,
+                               presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty, seed: seed)
+    }
+
     func run() throws {
         let model = try source.load()
+        let defaults = try GenerationDefaults.load(folder: source.path)
         let text = try TextCodec.load(tokenizer)
-        let ids: [Int32] = try promptIds.map { try parseIDs($0, flag: "--prompt-ids") } ?? text!.encode(prompt!)
-        let sampling = SamplingOptions(greedy: greedy, temperature: temperature, topK: topK, topP: topP, seed: seed)
-        let stops = Set(eos.isEmpty ? (text?.endOfText.map { [$0] } ?? []) : eos)
-        var streamer = text?.streamer()
+        var prompts: [[Int32]]
+        if let promptIds {
+            prompts = [try parseIDs(promptIds, flag: "--prompt-ids")]
+        } else if let promptFile {
+            let lines = try String(contentsOfFile: promptFile, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init)
+            prompts = try lines.filter { !$0.isEmpty }.map { try text!.encode($0) }
+            guard !prompts.isEmpty else { throw ToolkitError.file(promptFile, "no prompts (one per line)") }
+        } else {
+            prompts = [try text!.encode(prompt!)]
+        }
+        let sampling = sampling(defaults)
+        let stops = Set(!eos.isEmpty ? eos : !defaults.eosTokenIds.isEmpty ? defaults.eosTokenIds : (text?.endOfText.map { [$0] } ?? []))
+        // Stop strings: the decoded output so far contains one (it is cut off there when printed).
+        let stopCheck: ((Int, [Int32]) -> Bool)? = stop.isEmpty ? nil : { _, new in
+            let s = text!.decode(new)
+            return stop.contains { s.contains($0) }
+        }
+        func cut(_ s: String) -> String {
+            stop.compactMap { s.range(of: $0)?.lowerBound }.min().map { String(s[..<$0]) } ?? s
+        }
+        if prompts.count > 1 { return try runMany(model, prompts, sampling: sampling, stops: stops, text: text!, stopCheck: stopCheck, cut: cut) }
+        let ids = prompts[0]
+        var streamer = stop.isEmpty ? text?.streamer() : nil  // with stop strings the text is printed once, cut
         let engine = try decoder.engine(for: model, weights: weights, useCache: !noCache, quiet: json)
         if !json, let prompt { FileHandle.standardOutput.write(Data(prompt.utf8)) }
         let r = try Generator(model: model).generate(
-            prompts: [ids], maxNewTokens: maxNewTokens, sampling: sampling, eos: stops, useCache: !noCache, engine: engine
-        ) { next in
-            guard !json else { return }
-            if var s = streamer {
-                FileHandle.standardOutput.write(Data(s.push(next[0]).utf8))
-                streamer = s
-            } else {
-                FileHandle.standardOutput.write(Data("\(next[0]) ".utf8))
-            }
-        }
+            prompts: [ids], maxNewTokens: maxNewTokens, sampling: sampling, eos: stops, useCache: !noCache, engine: engine,
+            stop: stopCheck, onStep: { next in
+                guard !json, stop.isEmpty else { return }
+                if var s = streamer {
+                    FileHandle.standardOutput.write(Data(s.push(next[0]).utf8))
+                    streamer = s
+                } else {
+                    FileHandle.standardOutput.write(Data("\(next[0]) ".utf8))
+                }
+            })
         let new = r.newTokens[0]
         let prefillRate = Double(r.prefillTokens) / max(r.prefillSeconds, 1e-9)
         let decodeRate = Double(r.decodeTokens) / max(r.decodeSeconds, 1e-9)
+        let output = text.map { cut($0.decode(new)) }
         if json {
-            print(try jsonLine(Output(ids: new, text: text?.decode(new), prefill_tokens_per_s: prefillRate,
+            print(try jsonLine(Output(ids: new, text: output, prefill_tokens_per_s: prefillRate,
                                       decode_tokens_per_s: decodeRate, prefill_seconds: r.prefillSeconds,
                                       decode_seconds: r.decodeSeconds, decoder: engine == nil ? "tensor" : "fast",
                                       weights: engine?.format.rawValue ?? "f32")))
         } else {
+            if !stop.isEmpty, let output { FileHandle.standardOutput.write(Data(output.utf8)) }
             if var s = streamer { FileHandle.standardOutput.write(Data(s.flush().utf8)) }
             print("")
             printError(String(format: "prefill %d tok at %.1f tok/s, decode %d tok at %.1f tok/s", r.prefillTokens, prefillRate,
                               r.decodeTokens, decodeRate))
+        }
+    }
+
+    /// A prompt file: prompts of equal token length decode together as one batch (the tensor
+    /// path), the groups one after another; outputs in the file's order, one line (or JSON object) each.
+    func runMany(_ model: DecoderModel, _ prompts: [[Int32]], sampling: SamplingOptions, stops: Set<Int32>, text: TextCodec,
+                 stopCheck: ((Int, [Int32]) -> Bool)?, cut: (String) -> String) throws {
+        struct Row: Codable { var prompt: Int; var ids: [Int32]; var text: String }
+        var outputs = [[Int32]](repeating: [], count: prompts.count)
+        let groups = Dictionary(grouping: prompts.indices, by: { prompts[$0].count })
+        for (_, members) in groups.sorted(by: { $0.key < $1.key }) {
+            let r = try Generator(model: model).generate(
+                prompts: members.map { prompts[$0] }, maxNewTokens: maxNewTokens, sampling: sampling, eos: stops, useCache: !noCache,
+                stop: stopCheck.map { check in { row, new in check(members[row], new) } })
+            for (row, index) in members.enumerated() { outputs[index] = r.newTokens[row] }
+        }
+        for (i, ids) in outputs.enumerated() {
+            let s = cut(text.decode(ids))
+            if json { print(try jsonLine(Row(prompt: i, ids: ids, text: s))) } else { print(s.replacingOccurrences(of: "\n", with: " ")) }
         }
     }
 }
