@@ -92,6 +92,8 @@ public final class Trainer {
     public var timeBudgetSeconds: Double?
     /// Maps a token id to its UTF-8 byte length, for validation bits-per-byte.
     public var tokenBytes: ((Int32) -> Int)?
+    /// The run's tokenizer as HF `tokenizer.json` text: every checkpoint carries a copy.
+    public var tokenizerJSON: String?
     public private(set) var state: TrainerState
     /// Seconds the last step waited for gradient and parameter traffic after its backward (what
     /// overlapping did not hide); 0 in one process.
@@ -185,7 +187,7 @@ public final class Trainer {
         let optimizerState = try sync?.gatherOptimizerState(optimizer.stateTensors()) ?? optimizer.stateTensors()
         guard let path = checkpointPath(state.step) else { return nil }
         state.metricsPath = metricsPath
-        try TrainingCheckpoint.save(model: model, optimizerState: optimizerState, state: state, to: path)
+        try TrainingCheckpoint.save(model: model, optimizerState: optimizerState, state: state, to: path, tokenizerJSON: tokenizerJSON)
         try TrainingCheckpoint.prune(outputDirectory!, keep: settings.keepCheckpoints)
         return path
     }

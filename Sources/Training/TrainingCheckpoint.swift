@@ -30,7 +30,10 @@ public struct TrainerState: Codable, Equatable, Sendable {
 ///   after the new one is in place; pruning renames (`.deleting`) before it deletes;
 /// - `recover(_:)`, run before every training run, finishes or undoes whatever was cut short.
 public enum TrainingCheckpoint {
-    public static func save(model: DecoderModel, optimizerState: OptimizerState, state: TrainerState, to dir: String) throws {
+    /// `tokenizerJSON` (HF `tokenizer.json` text), when the run knows its tokenizer, is saved
+    /// beside the weights so that the checkpoint carries it.
+    public static func save(model: DecoderModel, optimizerState: OptimizerState, state: TrainerState, to dir: String,
+                            tokenizerJSON: String? = nil) throws {
         let fm = FileManager.default
         let tmp = dir + ".tmp"
         try? fm.removeItem(atPath: tmp)
@@ -42,6 +45,7 @@ public enum TrainingCheckpoint {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try AtomicFile.write(encoder.encode(state), to: tmp + "/trainer_state.json")
+            if let tokenizerJSON { try AtomicFile.write(tokenizerJSON, to: tmp + "/tokenizer.json") }
         } catch {
             try? fm.removeItem(atPath: tmp)
             throw AtomicFile.ioError(tmp, error, doing: "cannot write the checkpoint")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Models
+import Tokenization
 import ToolkitSupport
 import Training
 
@@ -49,7 +50,11 @@ struct Build: ParsableCommand {
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Export a toolkit checkpoint as a Hugging Face folder (config.json + model.safetensors).")
+        abstract: "Export a toolkit checkpoint as a Hugging Face folder (config.json + model.safetensors).",
+        discussion: """
+            When the checkpoint carries its tokenizer (train saves it), the folder also gets tokenizer.json, a \
+            tokenizer_config.json for transformers' AutoTokenizer and a generation_config.json with the end-of-text id.
+            """)
 
     @Option(help: "Toolkit checkpoint folder.") var checkpoint: String
     @Option(help: "Export format (hf).") var format = "hf"
@@ -62,6 +67,23 @@ struct Export: ParsableCommand {
     func run() throws {
         let model = try ModelIO.load(checkpoint)
         try ModelIO.exportHF(model, to: out)
-        print("wrote \(out)/config.json and \(out)/model.safetensors")
+        var written = ["config.json", "model.safetensors"]
+        let bundled = (checkpoint as NSString).appendingPathComponent("tokenizer.json")
+        if FileManager.default.fileExists(atPath: bundled) {
+            let tok = try BPETokenizer.load(path: bundled)
+            try AtomicFile.write(tok.huggingFaceJSON(), to: out + "/tokenizer.json")
+            let eos = tok.endOfTextID.flatMap { id in tok.specialTokens.first { $0.id == id } }
+            var config: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.dims.contextLength,
+                                         "clean_up_tokenization_spaces": false]
+            if let eos { config["eos_token"] = eos.content }
+            try AtomicFile.write(JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
+                                 to: out + "/tokenizer_config.json")
+            var generation: [String: Any] = ["_from_model_config": false]
+            if let id = tok.endOfTextID { generation["eos_token_id"] = id }
+            try AtomicFile.write(JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys]),
+                                 to: out + "/generation_config.json")
+            written += ["tokenizer.json", "tokenizer_config.json", "generation_config.json"]
+        }
+        print("wrote " + written.map { "\(out)/\($0)" }.joined(separator: ", "))
     }
 }

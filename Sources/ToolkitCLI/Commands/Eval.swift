@@ -12,7 +12,8 @@ struct Eval: ParsableCommand {
     @Option(help: "JSON array of token-id arrays; each is scored on predicting ids[t+1] from ids[...t].") var tokens: String?
     @Option(help: "Shard directory (scores its validation split).") var data: String?
     @Option(help: "UTF-8 text file (needs --tokenizer).") var text: String?
-    @Option(help: "Tokenizer file for --text.") var tokenizer: String?
+    @Option(help: "Tokenizer file for --text and bits-per-byte (default: the model folder's tokenizer.json).") var tokenizer: String?
+    @Flag(help: "Use --tokenizer even when it differs from the model's or the shards' tokenizer.") var allowTokenizerMismatch = false
     @Option(help: "With --data: at most this many validation tokens (0 = all).") var maxTokens = 0
     @Option(help: "Score through the fast decoder with these weights (f32, bf16, int8), token by token; default: the tensor path.")
     var weights: DecodeWeightFormat?
@@ -21,7 +22,6 @@ struct Eval: ParsableCommand {
     func validate() throws {
         let n = [tokens, data, text].compactMap { $0 }.count
         guard n == 1 else { throw ValidationError("give exactly one of --tokens, --data or --text") }
-        if text != nil && tokenizer == nil { throw ValidationError("--text needs --tokenizer") }
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must not be negative") }
     }
 
@@ -35,8 +35,12 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         let model = try source.load()
+        let tokenizer = try resolveTokenizer(explicit: self.tokenizer, modelFolder: source.path, allowMismatch: allowTokenizerMismatch)
+        if text != nil && tokenizer == nil {
+            throw ValidationError("--text needs a tokenizer: --tokenizer FILE, or a tokenizer.json in the model folder")
+        }
         let input = try EvalInput.load(tokens: tokens, data: data, text: text, tokenizer: tokenizer, maxTokens: maxTokens,
-                                       model: model)
+                                       model: model, allowMismatch: allowTokenizerMismatch)
         let bar = ProgressBar(total: Double(input.sequences.reduce(0) { $0 + max($1.count - 1, 0) }), label: "eval",
                               unit: "tok", enabled: !json)
         let engine = try weights.map { try DecodeEngine(model: model, format: $0) }

@@ -10,8 +10,10 @@ struct EvalInput {
     var sequences: [[Int32]]
     var tokenBytes: ((Int32) -> Int)?
 
+    /// `tokenizer` must be the shards' own (their manifest's content hash) unless `allowMismatch`:
+    /// another one would count the bytes of the wrong strings (bits-per-byte silently wrong).
     static func load(tokens: String?, data: String?, text: String?, tokenizer: String?, maxTokens: Int,
-                     model: DecoderModel) throws -> EvalInput {
+                     model: DecoderModel, allowMismatch: Bool = false) throws -> EvalInput {
         if let tokens { return EvalInput(sequences: try Evaluation.readTokenFile(tokens), tokenBytes: nil) }
         if let text, let tokenizer {
             let tok = try BPETokenizer.load(path: tokenizer)
@@ -30,6 +32,13 @@ struct EvalInput {
         let dataset = try ShardDataset(directory: data!, expectedTokenizerHash: nil)
         guard dataset.manifest.tokenizer.vocabSize <= model.dims.vocabSize else {
             throw ToolkitError("\(data!): shards use a vocabulary of \(dataset.manifest.tokenizer.vocabSize), the model has \(model.dims.vocabSize)")
+        }
+        if let tokenizer, !allowMismatch, !dataset.manifest.tokenizer.hash.isEmpty {
+            let hash = try BPETokenizer.load(path: tokenizer).contentHash
+            guard hash == dataset.manifest.tokenizer.hash else {
+                throw ToolkitError("--tokenizer \(tokenizer) (hash \(hash.prefix(12))…) is not the tokenizer of the shards in \(data!) "
+                                   + "(hash \(dataset.manifest.tokenizer.hash.prefix(12))…); pass --allow-tokenizer-mismatch to use it anyway")
+            }
         }
         let split = dataset.split(.val).tokenCount > 1 ? dataset.split(.val) : dataset.split(.train)
         let t = model.dims.contextLength

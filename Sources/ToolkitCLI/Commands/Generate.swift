@@ -12,7 +12,9 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var source: ModelSourceOptions
     @Option(help: "Prompt text (needs --tokenizer).") var prompt: String?
-    @Option(help: "Tokenizer file for --prompt and for printing text.") var tokenizer: String?
+    @Option(help: "Tokenizer file for --prompt and for printing text (default: the model folder's tokenizer.json).")
+    var tokenizer: String?
+    @Flag(help: "Use --tokenizer even when it differs from the model's own tokenizer.json.") var allowTokenizerMismatch = false
     @Option(help: "Prompt token ids, e.g. 1,2,3.") var promptIds: String?
     @Option(help: "A file of prompts, one per line (needs --tokenizer); prompts of equal token length decode as one batch.")
     var promptFile: String?
@@ -40,9 +42,7 @@ struct Generate: ParsableCommand {
         guard [prompt != nil, promptIds != nil, promptFile != nil].filter({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --prompt, --prompt-ids or --prompt-file")
         }
-        if (prompt != nil || promptFile != nil || !stop.isEmpty) && tokenizer == nil {
-            throw ValidationError("--prompt, --prompt-file and --stop need --tokenizer")
-        }
+
         guard maxNewTokens >= 1 else { throw ValidationError("--max-new-tokens must be at least 1") }
         if let temperature, !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be >= 0") }
         if let topK, topK < 1 { throw ValidationError("--top-k must be at least 1") }
@@ -82,7 +82,10 @@ struct Generate: ParsableCommand {
     func run() throws {
         let model = try source.load()
         let defaults = try GenerationDefaults.load(folder: source.path)
-        let text = try TextCodec.load(tokenizer)
+        let text = try TextCodec.load(try resolveTokenizer(explicit: tokenizer, modelFolder: source.path, allowMismatch: allowTokenizerMismatch))
+        if (prompt != nil || promptFile != nil || !stop.isEmpty) && text == nil {
+            throw ValidationError("--prompt, --prompt-file and --stop need a tokenizer: --tokenizer FILE, or a tokenizer.json in the model folder")
+        }
         var prompts: [[Int32]]
         if let promptIds {
             prompts = [try parseIDs(promptIds, flag: "--prompt-ids")]

@@ -3,6 +3,7 @@ import Foundation
 import Layers
 import Models
 import Optimizers
+import Tokenization
 import ToolkitSupport
 import Training
 
@@ -17,7 +18,8 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("set"), help: "Recipe override key.path=value (with --recipe).") var overrides: [String] = []
     @Option(help: "Shard directory made by toolkit shard.") var data: String?
     @Option(help: "JSON array of equal-length token-id arrays: one full batch per step.") var tokens: String?
-    @Option(help: "Tokenizer file (for validation bits-per-byte).") var tokenizer: String?
+    @Option(help: "Tokenizer file: validation bits-per-byte, and every checkpoint carries a copy (default on --resume: the run's own).")
+    var tokenizer: String?
     @Flag(help: "Accept shards made with a different tokenizer than the checkpoint's.") var allowTokenizerMismatch = false
 
     @Option(help: "Optimizer steps.") var steps: Int?
@@ -178,7 +180,18 @@ struct Train: ParsableCommand {
             }
             if kept.count != rows.count { try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: m) }
         }
-        trainer.tokenBytes = try tokenByteCounter(tokenizer)
+        // The tokenizer travels with every checkpoint: --tokenizer, or the one the resumed run saved.
+        let tokenizerPath = try resolveTokenizer(explicit: tokenizer, modelFolder: resumeDir ?? initFrom,
+                                                 allowMismatch: allowTokenizerMismatch)
+        if let tokenizerPath {
+            let tok = try BPETokenizer.load(path: tokenizerPath)
+            if let shards = source.tokenizerHash, !shards.isEmpty, tok.contentHash != shards, !allowTokenizerMismatch {
+                throw ToolkitError("--tokenizer \(tokenizerPath) (hash \(tok.contentHash.prefix(12))…) is not the tokenizer of the shards "
+                                   + "(hash \(shards.prefix(12))…); pass --allow-tokenizer-mismatch to use it anyway")
+            }
+            trainer.tokenBytes = tokenByteCounter(tok)
+            trainer.tokenizerJSON = tok.huggingFaceJSON()
+        }
         let bar = ProgressBar(total: Double(settings.steps), label: "train", unit: "steps", enabled: !json && comm.isRoot)
         bar.update(Double(trainer.state.step))
         trainer.onStep = { row, _ in

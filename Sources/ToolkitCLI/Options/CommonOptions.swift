@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Layers
 import Models
+import Tokenization
 import ToolkitSupport
 import Training
 
@@ -80,4 +81,21 @@ struct DataParallelFlags: ParsableArguments {
     var options: DataParallelOptions {
         DataParallelOptions(overlap: !noOverlap, shardOptimizer: shardOptimizer, bucketBytes: Int(bucketMb * 1_048_576))
     }
+}
+
+/// The tokenizer a command uses with a model: `--tokenizer FILE`, or the `tokenizer.json` that travels
+/// with the model (an HF folder, or a toolkit checkpoint saved by `train`). A file whose content hash
+/// differs from the model's is refused, naming both, unless the mismatch is allowed.
+func resolveTokenizer(explicit: String?, modelFolder: String?, allowMismatch: Bool) throws -> String? {
+    let bundled = modelFolder.map { ($0 as NSString).appendingPathComponent("tokenizer.json") }
+        .flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+    guard let explicit else { return bundled }
+    if let bundled, !allowMismatch {
+        let (a, b) = (try BPETokenizer.load(path: explicit).contentHash, try BPETokenizer.load(path: bundled).contentHash)
+        guard a == b else {
+            throw ToolkitError("--tokenizer \(explicit) (hash \(a.prefix(12))…) is not the model's tokenizer \(bundled) "
+                               + "(hash \(b.prefix(12))…); leave --tokenizer out, or pass --allow-tokenizer-mismatch")
+        }
+    }
+    return explicit
 }
