@@ -96,6 +96,17 @@ public enum SFTData {
         throw ToolkitError("\(location): expected instruction/output, messages, prompt/completion or text")
     }
 
+    /// The chat template a JSONL file's first record teaches: `chatml` for `messages`, `alpaca` for
+    /// instruction records, nil otherwise (`toolkit chat` reads it from the checkpoint).
+    public static func chatTemplate(ofFile path: String) -> String? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let line = text.split(whereSeparator: \.isNewline).first(where: { !$0.allSatisfy(\.isWhitespace) }),
+              let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+        if obj["messages"] != nil { return "chatml" }
+        if obj["instruction"] != nil { return "alpaca" }
+        return nil
+    }
+
     /// Encodes a JSONL file.
     public static func load(_ path: String, encode: (String) -> [Int32], eos: Int32?) throws -> [MaskedSequence] {
         try JSONL.read(path).map { obj, location in

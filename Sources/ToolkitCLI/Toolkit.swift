@@ -10,6 +10,7 @@ struct Toolkit: ParsableCommand {
             Build.self,
             Export.self,
             Generate.self,
+            Chat.self,
             Eval.self,
             Train.self,
             Compare.self,

@@ -21,8 +21,9 @@ enum CLI {
     /// Starts the tool without waiting; `launcher` runs it through another program (e.g.
     /// `["mpirun", "-np", "2"]`); output goes to the given handles (pipes, or nowhere).
     static func start(_ args: [String], cwd: URL = packageRoot, environment: [String: String] = [:], launcher: [String] = [],
-                      stdout: Any = FileHandle.nullDevice, stderr: Any = FileHandle.nullDevice) throws -> Process {
+                      stdin: Any? = nil, stdout: Any = FileHandle.nullDevice, stderr: Any = FileHandle.nullDevice) throws -> Process {
         let p = Process()
+        if let stdin { p.standardInput = stdin }
         p.executableURL = launcher.isEmpty ? binary : URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = launcher.isEmpty ? args : launcher + [binary.path] + args
         if !environment.isEmpty {
@@ -37,11 +38,16 @@ enum CLI {
 
     /// Runs the tool to the end; returns (exit code, stdout, stderr).
     @discardableResult
-    static func run(_ args: [String], cwd: URL = packageRoot, environment: [String: String] = [:], launcher: [String] = []) throws
+    static func run(_ args: [String], cwd: URL = packageRoot, environment: [String: String] = [:], launcher: [String] = [],
+                    input: String? = nil) throws
         -> (code: Int32, out: String, err: String)
     {
-        let o = Pipe(), e = Pipe()
-        let p = try start(args, cwd: cwd, environment: environment, launcher: launcher, stdout: o, stderr: e)
+        let o = Pipe(), e = Pipe(), i = Pipe()
+        let p = try start(args, cwd: cwd, environment: environment, launcher: launcher, stdin: input == nil ? nil : i, stdout: o, stderr: e)
+        if let input {
+            i.fileHandleForWriting.write(Data(input.utf8))
+            try i.fileHandleForWriting.close()
+        }
         let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))

@@ -54,7 +54,7 @@ package enum ModelFamilies {
     package static var known: String { order.map(\.modelType).joined(separator: ", ") }
 
     /// The first family that can express `model`, with its config; the error lists every family's reason.
-    static func config(of model: DecoderModel) throws -> HFModelConfig {
+    package static func config(of model: DecoderModel) throws -> HFModelConfig {
         var reasons: [String] = []
         for family in order {
             do { return try family.config(of: model) } catch { reasons.append("\(family.modelType): \(error)") }

@@ -161,7 +161,10 @@ struct Finetune: ParsableCommand {
                 output = dir + "/adapter"
                 if result.stop != .nonFinite { try lora.save(to: output, baseModel: source.path) }
             } else if result.stop != .nonFinite {
-                try ModelIO.saveCheckpoint(model, to: dir, metadata: ["finetune": "sft"])
+                // The prompt format the data taught, for `toolkit chat`.
+                var metadata = ["finetune": "sft"]
+                if let template = SFTData.chatTemplate(ofFile: data) { metadata["chat_template"] = template }
+                try ModelIO.saveCheckpoint(model, to: dir, metadata: metadata)
             }
             summary = makeSummary(result, params, totalWith(params), start, output)
         case .classify:

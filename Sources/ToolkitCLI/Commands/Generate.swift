@@ -188,6 +188,9 @@ struct TextCodec {
 
     func decode(_ ids: [Int32]) -> String { (try? tokenizer.decode(ids)) ?? "" }
 
+    /// The id of a special token written as `content` (e.g. `<|im_end|>`), if the tokenizer has one.
+    func specialID(_ content: String) -> Int32? { tokenizer.specialTokens.first { $0.content == content }.map { Int32($0.id) } }
+
     /// Incremental decoding that never splits a UTF-8 character.
     struct Streamer {
         var decoder: StreamingDecoder
