@@ -5,7 +5,8 @@ import ToolkitSupport
 public enum TokenizerFileFormat: String, Sendable, CaseIterable {
     /// HF `tokenizer.json` (byte-level BPE).
     case huggingFace = "hf"
-    /// tiktoken rank file: `base64(bytes) rank` per line; rank = id = merge priority.
+    /// tiktoken rank file: `base64(bytes) rank` per line; rank = id = merge priority. The special
+    /// and added tokens, which tiktoken keeps in code, go into `<file>.specials.json` beside it.
     case tiktoken
     /// GPT-2's `vocab.json` + `merges.txt`.
     case vocabMerges = "gpt2"
@@ -324,11 +325,43 @@ extension BPETokenizer {
         let pre =
             pretokenizer
             ?? (ranked.count == 151_643 ? .qwen : ranked.count == 100_256 ? .gpt4 : .gpt2)
-        let specials = defaultSpecials(pre, tokens: tokens)
+        var specials = defaultSpecials(pre, tokens: tokens)
+        var nfc = normalizesNFC
+        if let side = try tiktokenSidecar(path) {
+            guard pretokenizer == nil || pretokenizer == side.pretokenizer else {
+                throw ToolkitError.file(path + specialsSuffix, "its pre-tokenizer is \(side.pretokenizer.rawValue), not \(pre.rawValue)")
+            }
+            specials = side.specials
+            nfc = nfc || side.nfc
+            return try BPETokenizer(tokens: tokens, mergePairs: try mergesFromRanks(tokens, path: path), specialTokens: specials,
+                                    pretokenizer: side.pretokenizer, normalizesNFC: nfc, source: path)
+        }
         let pairs = try mergesFromRanks(tokens, path: path)
         return try BPETokenizer(
             tokens: tokens, mergePairs: pairs, specialTokens: specials, pretokenizer: pre,
-            normalizesNFC: normalizesNFC, source: path)
+            normalizesNFC: nfc, source: path)
+    }
+
+    /// The sidecar of a rank file written here: `{"pretokenizer", "nfc", "special_tokens": {content: id},
+    /// "added_tokens": {content: id}}` (added tokens are matched like specials but not `special` in HF's sense).
+    static let specialsSuffix = ".specials.json"
+
+    static func tiktokenSidecar(_ path: String) throws -> (pretokenizer: Pretokenizer, nfc: Bool, specials: [SpecialToken])? {
+        let side = path + specialsSuffix
+        guard FileManager.default.fileExists(atPath: side) else { return nil }
+        let root = try parseJSONObject(try readFile(side), path: side)
+        guard let name = root["pretokenizer"] as? String, let pre = Pretokenizer(rawValue: name) else {
+            throw ToolkitError.file(side, "key 'pretokenizer' must be one of \(Pretokenizer.allCases.map(\.rawValue))")
+        }
+        var specials: [SpecialToken] = []
+        for (key, special) in [("special_tokens", true), ("added_tokens", false)] {
+            guard let map = root[key] as? [String: Any] else { throw ToolkitError.file(side, "key '\(key)' must be an object") }
+            for (content, id) in map {
+                guard let n = id as? NSNumber, n.intValue >= 0 else { throw ToolkitError.file(side, "\(key).\(content) must be a token id") }
+                specials.append(SpecialToken(content: content, id: n.intValue, special: special))
+            }
+        }
+        return (pre, root["nfc"] as? Bool ?? false, specials.sorted { $0.id < $1.id })
     }
 
     /// The special tokens a rank file gets: cl100k's and Qwen's real ids for those vocabularies;
@@ -612,7 +645,20 @@ extension BPETokenizer {
             return [path]
         case .tiktoken:
             try AtomicFile.write(tiktokenRanks(), to: path)
-            return [path]
+            var root = "{\"pretokenizer\": "
+            JSONValue.quote(pretokenizer.rawValue, into: &root)
+            root += ", \"nfc\": \(normalizesNFC)"
+            for (key, special) in [("special_tokens", true), ("added_tokens", false)] {
+                root += ", \"\(key)\": {"
+                for (i, t) in specialTokens.filter({ $0.special == special }).enumerated() {
+                    if i > 0 { root += ", " }
+                    JSONValue.quote(t.content, into: &root)
+                    root += ": \(t.id)"
+                }
+                root += "}"
+            }
+            try AtomicFile.write(root + "}\n", to: path + Self.specialsSuffix)
+            return [path, path + Self.specialsSuffix]
         case .vocabMerges:
             let dir = URL(fileURLWithPath: path)
             let files = vocabMergesFiles()

@@ -404,6 +404,27 @@ func nfc(_ s: String) -> String { String(decoding: s._nfcCodeUnits, as: UTF8.sel
         }
     }
 
+    /// The tiktoken export keeps every special and added token (`.specials.json` beside the ranks).
+    @Test func tiktokenExportKeepsEverySpecialToken() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tok-specials-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let corpus = String(repeating: "<|im_start|>user hello world<|im_end|> the cat sat on the mat. ", count: 200)
+        var options = BPETrainerOptions(vocabSize: 300)
+        options.specialTokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        let trained = try BPETrainer.train(texts: [corpus], options: options)
+        let ranks = dir.appendingPathComponent("t.tiktoken").path
+        let written = try trained.write(to: ranks, format: .tiktoken)
+        #expect(written == [ranks, ranks + ".specials.json"])
+        let back = try BPETokenizer.load(path: ranks)
+        #expect(back.specialTokens == trained.specialTokens)
+        #expect(back.encode(corpus) == trained.encode(corpus))
+        #expect(back.encode("<|im_start|>x").first == trained.specialTokens.first { $0.content == "<|im_start|>" }!.id)
+        // A malformed sidecar is an error naming it.
+        try "{\"pretokenizer\": \"nope\"}".write(toFile: ranks + ".specials.json", atomically: true, encoding: .utf8)
+        #expect(throws: ToolkitError.self) { _ = try BPETokenizer.load(path: ranks) }
+    }
+
     @Test func jsonReaderMatchesTheSpec() throws {
         let text =
             #"{"a": [1, -2.5e1, true, false, null, "x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\ud800"], "\ufeffk": {}}"#
