@@ -22,7 +22,8 @@ import Testing
         let shards = tmp.appendingPathComponent("shards").path
         #expect(try CLI.run(["shard", "--tokenizer", tok, "--input", c1, "--out", shards, "--val-fraction", "0.1"]).code == 0)
         let run = tmp.appendingPathComponent("run").path
-        let train = ["train", "--recipe", "nano", "--set", "model.vocab_size=300", "--data", shards, "--steps", "2", "--out", run]
+        let train = ["train", "--recipe", "nano", "--set", "model.vocab_size=300", "--set", "model.context_length=256",
+                     "--set", "model.position.max_positions=256", "--data", shards, "--steps", "2", "--out", run]
         let wrong = try CLI.run(train + ["--tokenizer", other])
         #expect(wrong.code != 0 && wrong.err.contains(other) && wrong.err.contains("not the tokenizer of the shards"), "\(wrong.err)")
         #expect(try CLI.run(train + ["--tokenizer", tok]).code == 0)
@@ -58,6 +59,24 @@ import Testing
         let a = try CLI.run(["encode", "--tokenizer", tok, "--text", "the cat sat on the mat 3"])
         let b = try CLI.run(["encode", "--tokenizer", hf + "/tokenizer.json", "--text", "the cat sat on the mat 3"])
         #expect(a.code == 0 && a.out == b.out)
+        // compare: bits-per-byte only with the shards' tokenizer.
+        let cmp = try CLI.run(["compare", "nano", "vs", "nano-qwen3", "--data", shards, "--steps", "1", "--tokenizer", other,
+                               "--set", "model.vocab_size=300", "--out", tmp.appendingPathComponent("cmp").path])
+        #expect(cmp.code != 0 && cmp.err.contains("not the tokenizer of the shards"), "\(cmp.err)")
+        // finetune sft finds the checkpoint's tokenizer, and what it saves carries it and the template it taught.
+        let sft = tmp.appendingPathComponent("sft.jsonl").path
+        try (0..<8).map { "{\"instruction\": \"say the cat \($0)\", \"output\": \"the cat sat on the mat\"}" }
+            .joined(separator: "\n").write(toFile: sft, atomically: true, encoding: .utf8)
+        let ft = tmp.appendingPathComponent("ft").path
+        let f = try CLI.run(["finetune", "--method", "sft", "--checkpoint", ckpt, "--data", sft, "--steps", "1", "--out", ft])
+        #expect(f.code == 0, "\(f.err)")
+        let saved = (try? FileManager.default.contentsOfDirectory(atPath: ft)) ?? []
+        let folder = saved.contains("tokenizer.json") ? ft : saved.map { ft + "/" + $0 }.first {
+            FileManager.default.fileExists(atPath: $0 + "/tokenizer.json")
+        } ?? ft
+        #expect(FileManager.default.fileExists(atPath: folder + "/tokenizer.json"), "\(saved)")
+        let chat = try CLI.run(["chat", "--checkpoint", folder, "--max-new-tokens", "2", "--temperature", "0"], input: "hi\n/quit\n")
+        #expect(chat.code == 0 && chat.err.contains("template alpaca"), "\(chat.err)")
         let fromHF = try CLI.run(["generate", "--model", hf, "--prompt", "the cat", "--max-new-tokens", "3", "--greedy", "--json"])
         #expect(fromHF.code == 0, "\(fromHF.err)")
         #expect(try CLI.json(fromHF.out)["ids"] as? [Int] == generated["ids"] as? [Int])

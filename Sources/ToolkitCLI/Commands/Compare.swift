@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Reporting
+import Tokenization
+import TokenShards
 import ToolkitSupport
 import Training
 
@@ -20,6 +22,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Seeds per variant (mean ± sd when > 1).") var seeds = 1
     @Option(name: .customLong("set"), help: "Override applied to every recipe.") var overrides: [String] = []
     @Option(help: "Tokenizer of the shards (adds bits-per-byte).") var tokenizer: String?
+    @Flag(help: "Use --tokenizer even when it is not the shards' tokenizer.") var allowTokenizerMismatch = false
     @Option(help: "Output folder (default Checkpoints/compare-<names>-<timestamp>; an unfinished identical compare resumes).")
     var out: String?
     @Flag(help: "Print a JSON summary.") var json = false
@@ -46,7 +49,16 @@ struct Compare: ParsableCommand {
             ?? CompareReport.defaultDirectory(variantNames: recipes, date: Date()))
         let harness = CompareHarness(configuration: config, directory: dir)
         harness.communicator = comm
-        harness.tokenBytes = try tokenByteCounter(tokenizer)
+        if let tokenizer {
+            // Bits-per-byte with another tokenizer than the shards' would count the wrong strings.
+            let tok = try BPETokenizer.load(path: tokenizer)
+            let shards = try ShardDataset(directory: data, expectedTokenizerHash: nil).manifest.tokenizer.hash
+            if !allowTokenizerMismatch, !shards.isEmpty, tok.contentHash != shards {
+                throw ToolkitError("--tokenizer \(tokenizer) (hash \(tok.contentHash.prefix(12))…) is not the tokenizer of the shards in \(data) "
+                                   + "(hash \(shards.prefix(12))…); pass --allow-tokenizer-mismatch to use it anyway")
+            }
+            harness.tokenBytes = tokenByteCounter(tok)
+        }
         let runs = recipes.count * seeds
         let bar = ProgressBar(total: Double(runs), label: "compare", unit: "runs", enabled: !json && comm.isRoot)
         harness.onStep = { index, total, name, seed, row, settings in

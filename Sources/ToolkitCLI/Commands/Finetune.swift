@@ -5,6 +5,7 @@ import Layers
 import Models
 import Optimizers
 import TensorCore
+import Tokenization
 import ToolkitSupport
 import Training
 
@@ -29,7 +30,9 @@ struct Finetune: ParsableCommand {
     @Option(help: "Training data (JSONL; CSV for classify).") var data: String
     @Option(help: "Validation data (default: hold out --val-fraction of --data).") var val: String?
     @Option(help: "Fraction of --data held out for validation when --val is not given.") var valFraction = 0.1
-    @Option(help: "Tokenizer file (tokenizer.json, vocab.json, .tiktoken).") var tokenizer: String
+    @Option(help: "Tokenizer file (tokenizer.json, vocab.json, .tiktoken; default: the model folder's). Saved checkpoints carry a copy.")
+    var tokenizer: String?
+    @Flag(help: "Use --tokenizer even when it differs from the model's own tokenizer.") var allowTokenizerMismatch = false
     @Option(help: "Padding id (default: the tokenizer's end-of-text id, else 0).") var padId: Int?
 
     @Option(help: "LoRA rank r.") var rank = 8
@@ -110,7 +113,14 @@ struct Finetune: ParsableCommand {
     func run() throws {
         let settings = try trainSettings()
         let model = try source.load()
+        guard let tokenizer = try resolveTokenizer(explicit: tokenizer, modelFolder: source.path, allowMismatch: allowTokenizerMismatch) else {
+            throw ValidationError("finetune needs a tokenizer: --tokenizer FILE, or a tokenizer.json in the model folder")
+        }
         let text = try TextEncoder(path: tokenizer, model: model, padID: padId)
+        /// The tokenizer travels with what this run saves.
+        func saveTokenizer(_ dir: String) throws {
+            try AtomicFile.write(try BPETokenizer.load(path: tokenizer).huggingFaceJSON(), to: dir + "/tokenizer.json")
+        }
         let dir = out ?? "Checkpoints/finetune-\(method.rawValue)"
         let lock = try FolderLock(folder: dir, what: "toolkit finetune")
         defer { lock.release() }
@@ -165,6 +175,7 @@ struct Finetune: ParsableCommand {
                 var metadata = ["finetune": "sft"]
                 if let template = SFTData.chatTemplate(ofFile: data) { metadata["chat_template"] = template }
                 try ModelIO.saveCheckpoint(model, to: dir, metadata: metadata)
+                try saveTokenizer(dir)
             }
             summary = makeSummary(result, params, totalWith(params), start, output)
         case .classify:
@@ -205,6 +216,7 @@ struct Finetune: ParsableCommand {
             if result.stop != .nonFinite {
                 try adapters?.merge()  // the classifier checkpoint is self-contained
                 try clf.save(to: dir, metadata: ["finetune": "classify"])
+                try saveTokenizer(dir)
             }
             summary = makeSummary(result, params, totalWith(params), start, dir)
         case .dpo:
@@ -227,7 +239,10 @@ struct Finetune: ParsableCommand {
             let output = adapters == nil ? dir : dir + "/adapter"
             if result.stop != .nonFinite {
                 if let adapters { try adapters.save(to: output, baseModel: source.path) }
-                else { try ModelIO.saveCheckpoint(model, to: dir, metadata: ["finetune": "dpo"]) }
+                else {
+                    try ModelIO.saveCheckpoint(model, to: dir, metadata: ["finetune": "dpo"])
+                    try saveTokenizer(dir)
+                }
             }
             summary = makeSummary(result, params, totalWith(params), start, output)
         }

@@ -83,12 +83,17 @@ struct DataParallelFlags: ParsableArguments {
     }
 }
 
-/// The tokenizer a command uses with a model: `--tokenizer FILE`, or the `tokenizer.json` that travels
-/// with the model (an HF folder, or a toolkit checkpoint saved by `train`). A file whose content hash
-/// differs from the model's is refused, naming both, unless the mismatch is allowed.
+/// The tokenizer a command uses with a model: `--tokenizer FILE`, or the one that travels with the
+/// model: its folder's `tokenizer.json` (an HF folder, or a toolkit checkpoint saved by `train` or
+/// `finetune`), else a single `.tiktoken` file there. A file whose content hash differs from the
+/// model's is refused, naming both, unless the mismatch is allowed.
 func resolveTokenizer(explicit: String?, modelFolder: String?, allowMismatch: Bool) throws -> String? {
-    let bundled = modelFolder.map { ($0 as NSString).appendingPathComponent("tokenizer.json") }
-        .flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+    let bundled: String? = modelFolder.flatMap { folder in
+        let json = (folder as NSString).appendingPathComponent("tokenizer.json")
+        if FileManager.default.fileExists(atPath: json) { return json }
+        let ranks = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".tiktoken") }
+        return ranks.count == 1 ? (folder as NSString).appendingPathComponent(ranks[0]) : nil
+    }
     guard let explicit else { return bundled }
     if let bundled, !allowMismatch {
         let (a, b) = (try BPETokenizer.load(path: explicit).contentHash, try BPETokenizer.load(path: bundled).contentHash)
