@@ -58,20 +58,19 @@ int tk_mpi_init(void) {
     return 0;
 }
 
-int tk_mpi_progress_thread(void) { return poller_running; }
-
 int tk_mpi_rank(void) { int r = 0; MPI_Comm_rank(MPI_COMM_WORLD, &r); return r; }
 int tk_mpi_size(void) { int s = 1; MPI_Comm_size(MPI_COMM_WORLD, &s); return s; }
 
-/* MPI counts are ints: large buffers go in chunks. */
+/* MPI counts are ints: large buffers go in chunks. `FOR_CHUNKS(i, m, n)` runs its body for each
+ * chunk [i, i + m) of [0, n). */
 #define TK_MPI_CHUNK ((size_t)1 << 30)
+#define FOR_CHUNKS(i, m, n) \
+    for (size_t i = 0, m = (n) < TK_MPI_CHUNK ? (n) : TK_MPI_CHUNK; i < (n); \
+         i += TK_MPI_CHUNK, m = (n) - i < TK_MPI_CHUNK ? (n) - i : TK_MPI_CHUNK)
 
-/* In-place sum of n elements of `type` (each `size` bytes), in chunks of at most TK_MPI_CHUNK. */
+/* In-place sum of n elements of `type` (each `size` bytes). */
 static void allreduce_sum(void *buf, size_t n, MPI_Datatype type, size_t size) {
-    for (size_t i = 0; i < n; i += TK_MPI_CHUNK) {
-        size_t m = n - i < TK_MPI_CHUNK ? n - i : TK_MPI_CHUNK;
-        MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * size, (int)m, type, MPI_SUM, MPI_COMM_WORLD);
-    }
+    FOR_CHUNKS(i, m, n) MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * size, (int)m, type, MPI_SUM, MPI_COMM_WORLD);
 }
 
 void tk_mpi_allreduce_sum_f32(float *buf, size_t n) { allreduce_sum(buf, n, MPI_FLOAT, sizeof(float)); }
@@ -89,39 +88,34 @@ static MPI_Request *next_request(void) {
     return &pending[pending_count++];
 }
 
-void tk_mpi_start_allreduce_sum_f32(float *buf, size_t n) {
+enum start_op { START_ALLREDUCE, START_REDUCE, START_BROADCAST };
+
+/* Starts one non-blocking collective over buf (in chunks), records its requests and wakes the
+ * progress thread. */
+static void start(enum start_op op, float *buf, size_t n, int root) {
+    int self = op == START_REDUCE && tk_mpi_rank() == root;
     pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < n; i += TK_MPI_CHUNK) {
-        size_t m = n - i < TK_MPI_CHUNK ? n - i : TK_MPI_CHUNK;
-        MPI_Iallreduce(MPI_IN_PLACE, buf + i, (int)m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, next_request());
+    FOR_CHUNKS(i, m, n) {
+        switch (op) {
+        case START_ALLREDUCE:
+            MPI_Iallreduce(MPI_IN_PLACE, buf + i, (int)m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, next_request());
+            break;
+        case START_REDUCE: /* the root sums in place; the others only send */
+            MPI_Ireduce(self ? MPI_IN_PLACE : buf + i, self ? buf + i : NULL, (int)m, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD,
+                        next_request());
+            break;
+        case START_BROADCAST:
+            MPI_Ibcast(buf + i, (int)m, MPI_FLOAT, root, MPI_COMM_WORLD, next_request());
+            break;
+        }
     }
     pthread_cond_signal(&started);
     pthread_mutex_unlock(&lock);
 }
 
-void tk_mpi_start_reduce_sum_f32(float *buf, size_t n, int root) {
-    int rank = tk_mpi_rank();
-    pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < n; i += TK_MPI_CHUNK) {
-        size_t m = n - i < TK_MPI_CHUNK ? n - i : TK_MPI_CHUNK;
-        if (rank == root)
-            MPI_Ireduce(MPI_IN_PLACE, buf + i, (int)m, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD, next_request());
-        else
-            MPI_Ireduce(buf + i, NULL, (int)m, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD, next_request());
-    }
-    pthread_cond_signal(&started);
-    pthread_mutex_unlock(&lock);
-}
-
-void tk_mpi_start_broadcast_f32(float *buf, size_t n, int root) {
-    pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < n; i += TK_MPI_CHUNK) {
-        size_t m = n - i < TK_MPI_CHUNK ? n - i : TK_MPI_CHUNK;
-        MPI_Ibcast(buf + i, (int)m, MPI_FLOAT, root, MPI_COMM_WORLD, next_request());
-    }
-    pthread_cond_signal(&started);
-    pthread_mutex_unlock(&lock);
-}
+void tk_mpi_start_allreduce_sum_f32(float *buf, size_t n) { start(START_ALLREDUCE, buf, n, 0); }
+void tk_mpi_start_reduce_sum_f32(float *buf, size_t n, int root) { start(START_REDUCE, buf, n, root); }
+void tk_mpi_start_broadcast_f32(float *buf, size_t n, int root) { start(START_BROADCAST, buf, n, root); }
 
 void tk_mpi_progress(void) {
     if (poller_running || pthread_mutex_trylock(&lock) != 0) return; /* the thread polls */
@@ -137,21 +131,22 @@ void tk_mpi_wait_all(void) {
     pthread_mutex_unlock(&lock);
 }
 
-/* counts as ints, and each segment's offset (in floats). */
-static void segments(const size_t *counts, int size, int *ints, int *displs) {
+/* counts as ints, followed by each segment's offset (in floats): 2 * size ints, to be freed. */
+static int *segments(const size_t *counts, int size) {
+    int *ints = malloc(2 * (size_t)size * sizeof(int));
+    if (!ints) MPI_Abort(MPI_COMM_WORLD, 1);
     size_t offset = 0;
     for (int r = 0; r < size; r++) {
         ints[r] = (int)counts[r];
-        displs[r] = (int)offset;
+        ints[size + r] = (int)offset;
         offset += counts[r];
     }
+    return ints;
 }
 
 void tk_mpi_reduce_scatter_sum_f32(float *buf, const size_t *counts) {
     int size = tk_mpi_size(), rank = tk_mpi_rank();
-    int *ints = malloc(2 * (size_t)size * sizeof(int));
-    if (!ints) MPI_Abort(MPI_COMM_WORLD, 1);
-    segments(counts, size, ints, ints + size);
+    int *ints = segments(counts, size);
     /* In place, the result lands at the start of the buffer: move it to this rank's segment. */
     MPI_Reduce_scatter(MPI_IN_PLACE, buf, ints, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     memmove(buf + ints[size + rank], buf, counts[rank] * sizeof(float));
@@ -160,18 +155,13 @@ void tk_mpi_reduce_scatter_sum_f32(float *buf, const size_t *counts) {
 
 void tk_mpi_allgather_f32(float *buf, const size_t *counts) {
     int size = tk_mpi_size();
-    int *ints = malloc(2 * (size_t)size * sizeof(int));
-    if (!ints) MPI_Abort(MPI_COMM_WORLD, 1);
-    segments(counts, size, ints, ints + size);
+    int *ints = segments(counts, size);
     MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, ints, ints + size, MPI_FLOAT, MPI_COMM_WORLD);
     free(ints);
 }
 
 void tk_mpi_broadcast(void *buf, size_t bytes, int root) {
-    for (size_t i = 0; i < bytes; i += TK_MPI_CHUNK) {
-        size_t m = bytes - i < TK_MPI_CHUNK ? bytes - i : TK_MPI_CHUNK;
-        MPI_Bcast((char *)buf + i, (int)m, MPI_BYTE, root, MPI_COMM_WORLD);
-    }
+    FOR_CHUNKS(i, m, bytes) MPI_Bcast((char *)buf + i, (int)m, MPI_BYTE, root, MPI_COMM_WORLD);
 }
 
 void tk_mpi_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
@@ -192,20 +182,24 @@ void tk_mpi_finalize(void) {
     if (initialized && !finalized) MPI_Finalize();
 }
 
-void tk_mpi_library_version(char *out, int cap) {
-    char v[MPI_MAX_LIBRARY_VERSION_STRING];
-    int len = 0;
-    MPI_Get_library_version(v, &len);
+/* v into out (cap bytes), NUL-terminated, up to its first line break. */
+static void copy_line(char *out, int cap, const char *v) {
     strncpy(out, v, (size_t)cap - 1);
     out[cap - 1] = 0;
     char *nl = strchr(out, '\n');
     if (nl) *nl = 0;
 }
 
+void tk_mpi_library_version(char *out, int cap) {
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(v, &len);
+    copy_line(out, cap, v);
+}
+
 void tk_mpi_processor_name(char *out, int cap) {
     char v[MPI_MAX_PROCESSOR_NAME];
     int len = 0;
     MPI_Get_processor_name(v, &len);
-    strncpy(out, v, (size_t)cap - 1);
-    out[cap - 1] = 0;
+    copy_line(out, cap, v);
 }

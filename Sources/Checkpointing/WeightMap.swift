@@ -270,7 +270,7 @@ public struct WeightMap: Sendable {
                 case .transpose: .transpose
                 case .splitRows: .concatRows
                 case .concatRows: .splitRows(transposeFirst: false)
-                case .unstackExperts: .identity  // handled above
+                case .unstackExperts: preconditionFailure("stacked experts are exported above")
                 }
             var results = try Self.apply(inverse, to: inputs, targets: sources)
             if case .splitRows(transposeFirst: true) = rules[group.rule].transform {
@@ -356,8 +356,10 @@ extension WeightMap {
             return try splitRows(t, parts: targets.count, name: inputs[0].name)
         case .concatRows:
             return [try concatRows(inputs)]
-        case .unstackExperts(let interleaved, let transpose):
-            return try unstack(inputs[0], parts: targets.count, interleaved: interleaved, transpose: transpose).flatMap { $0 }
+        case .unstackExperts:
+            // Its targets depend on the expert count of the tensor: importTensors and exportTensors
+            // name them and call unstack / stack themselves.
+            preconditionFailure("unstackExperts is applied by importTensors and exportTensors")
         }
     }
 

@@ -72,15 +72,10 @@ public enum ChatTemplate: String, CaseIterable, Sendable {
         }
     }
 
-    /// `text` up to the first end-of-turn marker.
-    public static func cut(_ text: String, markers: [String]) -> String {
-        markers.compactMap { text.range(of: $0)?.lowerBound }.min().map { String(text[..<$0]) } ?? text
-    }
-
     /// The part of a streamed answer that can be shown now: cut at a marker, and without a tail
     /// that could still grow into one.
     public static func printable(_ text: String, markers: [String]) -> String {
-        let s = cut(text, markers: markers)
+        let s = text.truncated(atFirstOf: markers)
         var keep = s.count
         for m in markers {
             for n in stride(from: min(m.count, s.count), to: 0, by: -1) where s.hasSuffix(String(m.prefix(n))) {

@@ -209,3 +209,11 @@ public struct Generator {
         return result
     }
 }
+
+extension String {
+    /// The text before the first occurrence of any of `stops` (all of it when none occurs): stop
+    /// strings and end-of-turn markers are cut off this way.
+    public func truncated(atFirstOf stops: [String]) -> String {
+        stops.compactMap { range(of: $0)?.lowerBound }.min().map { String(self[..<$0]) } ?? self
+    }
+}

@@ -145,21 +145,23 @@ final class GradientSync {
     /// After the backward: starts what is left, waits for all of it, and leaves each gradient
     /// summed over ranks on the ranks that update it. A parameter no rank had a gradient for ends
     /// with none (the optimizer skips it, as in one process); with a sharded optimizer the other
-    /// ranks drop theirs.
-    func finishStep() {
+    /// ranks drop theirs. `scalars` (losses, token counts) are summed over ranks in the same
+    /// collective as the has-a-gradient flags.
+    func finishStep(summing scalars: inout [Double]) {
         while nextBucket < buckets.count {
             start(nextBucket)
             nextBucket += 1
         }
         communicator.waitAll()
-        var any = hadGradient.map { $0 ? 1.0 : 0 }
+        var any = hadGradient.map { $0 ? 1.0 : 0 } + scalars
         communicator.allreduceSum(&any)
+        scalars = Array(any[parameters.count...])
         for bucket in buckets {
             var offset = 0
+            let mine = bucket.owner.map { $0 == communicator.rank } ?? true
             for i in bucket.members {
                 let p = parameters[i].parameter
                 defer { offset += p.count }
-                let mine = bucket.owner.map { $0 == communicator.rank } ?? true
                 guard any[i] > 0, mine else {
                     p.zeroGrad()
                     continue
@@ -193,7 +195,6 @@ final class GradientSync {
     /// others get an empty state). Each rank's state travels as a header (names and shapes) and
     /// its values.
     func gatherOptimizerState(_ local: OptimizerState) throws -> OptimizerState {
-        guard isSharded else { return local }
         struct Entry: Codable { var key: String; var shape: [Int] }
         var merged = communicator.isRoot ? local : [:]
         for r in 1..<communicator.size {
@@ -223,11 +224,11 @@ final class GradientSync {
     /// The part of a whole saved optimizer state that belongs to this rank's parameters.
     func ownedState(_ state: OptimizerState) -> OptimizerState {
         guard isSharded else { return state }
-        let names = Set(ownedParameters.map(\.name))
+        let owned = Set(ownedParameters.map(\.name)), all = Set(parameters.map(\.name))
         return state.filter { key, _ in
             guard let dot = key.lastIndex(of: ".") else { return true }  // unknown: let the optimizer name it
             let name = String(key[..<dot])
-            return names.contains(name) || !parameters.contains { $0.name == name }
+            return owned.contains(name) || !all.contains(name)
         }
     }
 }

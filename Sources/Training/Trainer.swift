@@ -184,10 +184,12 @@ public final class Trainer {
     /// Called on every rank (a sharded optimizer state is gathered first); the rank with an output
     /// folder (rank 0) writes.
     func save() throws -> String? {
-        let optimizerState = try sync?.gatherOptimizerState(optimizer.stateTensors()) ?? optimizer.stateTensors()
+        // A sharded state is gathered on every rank (a collective); otherwise only the writer reads it.
+        let gathered = try sync.flatMap { $0.isSharded ? try $0.gatherOptimizerState(optimizer.stateTensors()) : nil }
         guard let path = checkpointPath(state.step) else { return nil }
         state.metricsPath = metricsPath
-        try TrainingCheckpoint.save(model: model, optimizerState: optimizerState, state: state, to: path, tokenizerJSON: tokenizerJSON)
+        try TrainingCheckpoint.save(model: model, optimizerState: gathered ?? optimizer.stateTensors(), state: state, to: path,
+                                    tokenizerJSON: tokenizerJSON)
         try TrainingCheckpoint.prune(outputDirectory!, keep: settings.keepCheckpoints)
         return path
     }
@@ -236,10 +238,9 @@ public final class Trainer {
             }
             let waitStart = monotonicSeconds()
             if let sync {
-                // The gradients (summed as the backward went, or now), then the scalars.
-                sync.finishStep()
+                // The gradients (summed as the backward went, or now), and the scalars with them.
                 var scalars = [ceSum, auxSum, Double(tokens)]
-                comm.allreduceSum(&scalars)
+                sync.finishStep(summing: &scalars)
                 (ceSum, auxSum, tokens) = (scalars[0], scalars[1], Int(scalars[2]))
             }
             lastStepWaitSeconds = monotonicSeconds() - waitStart

@@ -10,8 +10,6 @@ int tk_mpi_launched(void);
 /* MPI_Init_thread (multiple, for the progress thread); 0 on success. Errors end the whole job
  * (MPI_ERRORS_ARE_FATAL). Starts the progress thread (every TOOLKIT_MPI_POLL_US µs, default 1000; 0: none). */
 int tk_mpi_init(void);
-/* 1 when a thread polls the pending non-blocking collectives. */
-int tk_mpi_progress_thread(void);
 int tk_mpi_rank(void);
 int tk_mpi_size(void);
 /* In-place sums over all ranks. */

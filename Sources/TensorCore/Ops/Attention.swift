@@ -110,7 +110,19 @@ extension Tensor {
         if o.alibiSlopes != nil { params.alibi = UnsafePointer(ps.pointer) }
         if let sinks { params.sinks = UnsafePointer(sinks.storage.pointer) }
         let inputs = [q, k, v] + (sinks.map { [$0] } ?? [])
-        /// d(sink_h) = −Σ_{b,i} exp(sink_h − lse[b,h,i]) · delta[b,h,i], delta = rowsum(dO ∘ O).
+        let box = AttentionParamsBox(params)
+        @Sendable func withParams<R>(_ body: (UnsafePointer<tk_attention>) -> R) -> R { box.with(body) }
+        /// delta[b,h,i] = rowsum(dO ∘ O) `[B, H, Tq]` for the gradient `g` of the output.
+        @Sendable func rowDeltas(_ g: UnsafeMutablePointer<Float>) -> TensorStorage {
+            let delta = TensorStorage(count: b * h * tq, zeroed: false)
+            let pd = UnsafeSendablePointer(delta.pointer), pg = UnsafeSendablePointer(g)
+            Parallel.forRange(b * tq * h, costPerItem: d) { r in
+                withParams { tk_attention_backward_delta($0, po.pointer, pg.pointer, pd.pointer,
+                                                         Int32(r.lowerBound), Int32(r.upperBound)) }
+            }
+            return delta
+        }
+        /// d(sink_h) = −Σ_{b,i} exp(sink_h − lse[b,h,i]) · delta[b,h,i].
         @Sendable func sinkGradient(_ node: Node?, _ delta: UnsafePointer<Float>) {
             guard let node, let sinks else { return }
             let g = node.gradBuffer(), s = sinks.storage.pointer, l = pl.pointer
@@ -125,8 +137,6 @@ extension Tensor {
                 g[hi] += Float(total)
             }
         }
-        let box = AttentionParamsBox(params)
-        @Sendable func withParams<R>(_ body: (UnsafePointer<tk_attention>) -> R) -> R { box.with(body) }
         switch o.kernel {
         case .tiled:
             let items = withParams { Int(tk_attention_forward_items($0)) }
@@ -136,12 +146,8 @@ extension Tensor {
             }
             record(&out, inputs) { g, nodes in
                 withExtendedLifetime(keep) {}
-                let delta = TensorStorage(count: b * h * tq, zeroed: false)
+                let delta = rowDeltas(g)
                 let pd = UnsafeSendablePointer(delta.pointer), pg = UnsafeSendablePointer(g)
-                Parallel.forRange(b * tq * h, costPerItem: d) { r in
-                    withParams { tk_attention_backward_delta($0, po.pointer, pg.pointer, pd.pointer,
-                                                             Int32(r.lowerBound), Int32(r.upperBound)) }
-                }
                 // dq/dk/dv accumulate into the leaves' buffers (scratch when an input needs none).
                 func target(_ i: Int, _ count: Int) -> (UnsafeSendablePointer<Float>, TensorStorage?) {
                     if let n = nodes[i] { return (UnsafeSendablePointer(n.gradBuffer()), nil) }
@@ -188,15 +194,7 @@ extension Tensor {
             }
             record(&out, inputs) { g, nodes in
                 withExtendedLifetime((keep, probs, capGrad)) {}
-                if nodes.count > 3, nodes[3] != nil {
-                    let delta = TensorStorage(count: b * h * tq, zeroed: false)
-                    let pd = UnsafeSendablePointer(delta.pointer), pg = UnsafeSendablePointer(g)
-                    Parallel.forRange(b * tq * h, costPerItem: d) { r in
-                        withParams { tk_attention_backward_delta($0, po.pointer, pg.pointer, pd.pointer,
-                                                                 Int32(r.lowerBound), Int32(r.upperBound)) }
-                    }
-                    sinkGradient(nodes[3], delta.pointer)
-                }
+                if nodes.count > 3, nodes[3] != nil { sinkGradient(nodes[3], rowDeltas(g).pointer) }
                 let dS = TensorStorage(count: tq * tk, zeroed: false)
                 let pds = UnsafeSendablePointer(dS.pointer)
                 for bi in 0..<b {

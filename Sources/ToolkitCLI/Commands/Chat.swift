@@ -126,7 +126,7 @@ struct Chat: ParsableCommand {
                 })
             _ = r
             answer += streamer.flush()
-            let final = ChatTemplate.cut(answer, markers: chat.endOfTurn)
+            let final = answer.truncated(atFirstOf: chat.endOfTurn)
             if final.count > shown.count { FileHandle.standardOutput.write(Data(final.dropFirst(shown.count).utf8)) }
             print("")
             messages.append(ChatMessage(role: "assistant", content: final))

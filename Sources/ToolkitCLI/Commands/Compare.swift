@@ -52,11 +52,8 @@ struct Compare: ParsableCommand {
         if let tokenizer {
             // Bits-per-byte with another tokenizer than the shards' would count the wrong strings.
             let tok = try BPETokenizer.load(path: tokenizer)
-            let shards = try ShardDataset(directory: data, expectedTokenizerHash: nil).manifest.tokenizer.hash
-            if !allowTokenizerMismatch, !shards.isEmpty, tok.contentHash != shards {
-                throw ToolkitError("--tokenizer \(tokenizer) (hash \(tok.contentHash.prefix(12))…) is not the tokenizer of the shards in \(data) "
-                                   + "(hash \(shards.prefix(12))…); pass --allow-tokenizer-mismatch to use it anyway")
-            }
+            try requireShardTokenizer(tok, path: tokenizer, shardsHash: try ShardDataset(directory: data, expectedTokenizerHash: nil).manifest.tokenizer.hash,
+                                      shards: data, allowMismatch: allowTokenizerMismatch)
             harness.tokenBytes = tokenByteCounter(tok)
         }
         let runs = recipes.count * seeds

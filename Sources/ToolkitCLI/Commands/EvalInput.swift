@@ -33,12 +33,9 @@ struct EvalInput {
         guard dataset.manifest.tokenizer.vocabSize <= model.dims.vocabSize else {
             throw ToolkitError("\(data!): shards use a vocabulary of \(dataset.manifest.tokenizer.vocabSize), the model has \(model.dims.vocabSize)")
         }
-        if let tokenizer, !allowMismatch, !dataset.manifest.tokenizer.hash.isEmpty {
-            let hash = try BPETokenizer.load(path: tokenizer).contentHash
-            guard hash == dataset.manifest.tokenizer.hash else {
-                throw ToolkitError("--tokenizer \(tokenizer) (hash \(hash.prefix(12))…) is not the tokenizer of the shards in \(data!) "
-                                   + "(hash \(dataset.manifest.tokenizer.hash.prefix(12))…); pass --allow-tokenizer-mismatch to use it anyway")
-            }
+        if let tokenizer {
+            try requireShardTokenizer(try BPETokenizer.load(path: tokenizer), path: tokenizer, shardsHash: dataset.manifest.tokenizer.hash,
+                                      shards: data, allowMismatch: allowMismatch)
         }
         let split = dataset.split(.val).tokenCount > 1 ? dataset.split(.val) : dataset.split(.train)
         let t = model.dims.contextLength

@@ -103,10 +103,7 @@ struct Generate: ParsableCommand {
             let s = text!.decode(new)
             return stop.contains { s.contains($0) }
         }
-        func cut(_ s: String) -> String {
-            stop.compactMap { s.range(of: $0)?.lowerBound }.min().map { String(s[..<$0]) } ?? s
-        }
-        if prompts.count > 1 { return try runMany(model, prompts, sampling: sampling, stops: stops, text: text!, stopCheck: stopCheck, cut: cut) }
+        if prompts.count > 1 { return try runMany(model, prompts, sampling: sampling, stops: stops, text: text!, stopCheck: stopCheck) }
         let ids = prompts[0]
         var streamer = stop.isEmpty ? text?.streamer() : nil  // with stop strings the text is printed once, cut
         let engine = try decoder.engine(for: model, weights: weights, useCache: !noCache, quiet: json)
@@ -125,7 +122,7 @@ struct Generate: ParsableCommand {
         let new = r.newTokens[0]
         let prefillRate = Double(r.prefillTokens) / max(r.prefillSeconds, 1e-9)
         let decodeRate = Double(r.decodeTokens) / max(r.decodeSeconds, 1e-9)
-        let output = text.map { cut($0.decode(new)) }
+        let output = text.map { $0.decode(new).truncated(atFirstOf: stop) }
         if json {
             print(try jsonLine(Output(ids: new, text: output, prefill_tokens_per_s: prefillRate,
                                       decode_tokens_per_s: decodeRate, prefill_seconds: r.prefillSeconds,
@@ -143,18 +140,18 @@ struct Generate: ParsableCommand {
     /// A prompt file: prompts of equal token length decode together as one batch (the tensor
     /// path), the groups one after another; outputs in the file's order, one line (or JSON object) each.
     func runMany(_ model: DecoderModel, _ prompts: [[Int32]], sampling: SamplingOptions, stops: Set<Int32>, text: TextCodec,
-                 stopCheck: ((Int, [Int32]) -> Bool)?, cut: (String) -> String) throws {
+                 stopCheck: ((Int, [Int32]) -> Bool)?) throws {
         struct Row: Codable { var prompt: Int; var ids: [Int32]; var text: String }
         var outputs = [[Int32]](repeating: [], count: prompts.count)
         let groups = Dictionary(grouping: prompts.indices, by: { prompts[$0].count })
         for (_, members) in groups.sorted(by: { $0.key < $1.key }) {
             let r = try Generator(model: model).generate(
                 prompts: members.map { prompts[$0] }, maxNewTokens: maxNewTokens, sampling: sampling, eos: stops, useCache: !noCache,
-                stop: stopCheck.map { check in { row, new in check(members[row], new) } })
+                stop: stopCheck)
             for (row, index) in members.enumerated() { outputs[index] = r.newTokens[row] }
         }
         for (i, ids) in outputs.enumerated() {
-            let s = cut(text.decode(ids))
+            let s = text.decode(ids).truncated(atFirstOf: stop)
             if json { print(try jsonLine(Row(prompt: i, ids: ids, text: s))) } else { print(s.replacingOccurrences(of: "\n", with: " ")) }
         }
     }

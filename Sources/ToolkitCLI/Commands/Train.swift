@@ -185,10 +185,8 @@ struct Train: ParsableCommand {
                                                  allowMismatch: allowTokenizerMismatch)
         if let tokenizerPath {
             let tok = try BPETokenizer.load(path: tokenizerPath)
-            if let shards = source.tokenizerHash, !shards.isEmpty, tok.contentHash != shards, !allowTokenizerMismatch {
-                throw ToolkitError("--tokenizer \(tokenizerPath) (hash \(tok.contentHash.prefix(12))…) is not the tokenizer of the shards "
-                                   + "(hash \(shards.prefix(12))…); pass --allow-tokenizer-mismatch to use it anyway")
-            }
+            try requireShardTokenizer(tok, path: tokenizerPath, shardsHash: source.tokenizerHash ?? "", shards: data,
+                                      allowMismatch: allowTokenizerMismatch)
             trainer.tokenBytes = tokenByteCounter(tok)
             trainer.tokenizerJSON = tok.huggingFaceJSON()
         }

@@ -104,3 +104,12 @@ func resolveTokenizer(explicit: String?, modelFolder: String?, allowMismatch: Bo
     }
     return explicit
 }
+
+/// Refuses a tokenizer that is not the one the shards were made with (bits-per-byte and text would
+/// count the wrong strings), unless the mismatch is allowed. An empty shard hash is unknown: accepted.
+func requireShardTokenizer(_ tokenizer: BPETokenizer, path: String, shardsHash: String, shards: String?, allowMismatch: Bool) throws {
+    guard !allowMismatch, !shardsHash.isEmpty, tokenizer.contentHash != shardsHash else { return }
+    throw ToolkitError("--tokenizer \(path) (hash \(tokenizer.contentHash.prefix(12))…) is not the tokenizer of the shards"
+                       + (shards.map { " in \($0)" } ?? "")
+                       + " (hash \(shardsHash.prefix(12))…); pass --allow-tokenizer-mismatch to use it anyway")
+}
