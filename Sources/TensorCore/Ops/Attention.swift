@@ -194,7 +194,10 @@ extension Tensor {
             }
             record(&out, inputs) { g, nodes in
                 withExtendedLifetime((keep, probs, capGrad)) {}
-                if nodes.count > 3, nodes[3] != nil { sinkGradient(nodes[3], rowDeltas(g).pointer) }
+                if nodes.count > 3, nodes[3] != nil {
+                    let delta = rowDeltas(g)
+                    withExtendedLifetime(delta) { sinkGradient(nodes[3], delta.pointer) }  // the pointer must not outlive it
+                }
                 let dS = TensorStorage(count: tq * tk, zeroed: false)
                 let pds = UnsafeSendablePointer(dS.pointer)
                 for bi in 0..<b {
