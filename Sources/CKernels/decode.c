@@ -424,17 +424,35 @@ void tk_pool_for(int n, tk_range_fn fn, void *ctx) {
     pthread_mutex_unlock(&pool_call_lock);
 }
 
-/* Several matrices against one vector: rows of all of them in one parallel job. */
+/* Several matrices against one or more vectors: rows of all of them in one parallel job. */
 typedef struct {
     const tk_matrix *mats;
     int count;
     const float *x;
     float *const *ys;
+    int vectors;
     int accumulate;
     int activation;
 } gemv_job;
 
 #define ROW_BLOCK 8
+
+/* Rows [lo, hi) of matrix i for every vector. With several vectors the rows are taken ROW_BLOCK at
+ * a time and applied to each vector in turn, so a block of weights is read from memory once and
+ * from cache for the other vectors; each vector's rows are the single-vector kernel's, bit for bit. */
+static void gemv_piece(const gemv_job *j, int i, int lo, int hi) {
+    const tk_matrix *m = &j->mats[i];
+    const size_t xs = (size_t)m->cols, ys = (size_t)m->rows;
+    const int step = j->vectors == 1 ? hi - lo : ROW_BLOCK;
+    for (int r = lo; r < hi; r += step) {
+        int e = r + step < hi ? r + step : hi;
+        for (int v = 0; v < j->vectors; v++) {
+            float *y = j->ys[i] + v * ys;
+            tk_gemv_rows(m, j->x + v * xs, y, r, e, j->accumulate);
+            if (j->activation == TK_ACT_GELU_TANH) tk_gelu_tanh_forward(y, y, (size_t)r, (size_t)e);
+        }
+    }
+}
 
 static void gemv_range(void *p, int begin, int end) {
     const gemv_job *j = p;
@@ -444,19 +462,21 @@ static void gemv_range(void *p, int begin, int end) {
         int lo = first - base, hi = last - base;
         lo = lo < 0 ? 0 : lo;
         hi = hi > rows ? rows : hi;
-        if (lo < hi) {
-            tk_gemv_rows(&j->mats[i], j->x, j->ys[i], lo, hi, j->accumulate);
-            if (j->activation == TK_ACT_GELU_TANH) tk_gelu_tanh_forward(j->ys[i], j->ys[i], (size_t)lo, (size_t)hi);
-        }
+        if (lo < hi) gemv_piece(j, i, lo, hi);
         base += rows;
     }
 }
 
-void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *const *ys, int accumulate, int activation) {
+void tk_gemv_batch(const tk_matrix *mats, int count, const float *x, float *const *ys, int vectors, int accumulate,
+                   int activation) {
     int rows = 0;
     for (int i = 0; i < count; i++) rows += mats[i].rows;
-    gemv_job j = {mats, count, x, ys, accumulate, activation};
+    gemv_job j = {mats, count, x, ys, vectors, accumulate, activation};
     tk_pool_for((rows + ROW_BLOCK - 1) / ROW_BLOCK, gemv_range, &j);
+}
+
+void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *const *ys, int accumulate, int activation) {
+    tk_gemv_batch(mats, count, x, ys, 1, accumulate, activation);
 }
 
 /* MARK: - Row pieces of a decoder step */

@@ -143,32 +143,36 @@ public final class Attention: Component {
         let (h, kvh, hd, window) = (heads, kvHeads, headDim, Int32(clamping: self.window ?? 0))
         let whole = qkNormScope == .projection
         let row = kvh * hd, scale = self.scale
-        return DecodeAttention(scratchFloats: { context in 2 * h * hd + 2 * row + h * context + 2 * max(h, kvh) }) {
-            x, out, cache, layer, position, scratch in
-            let qs = scratch, ks = qs + h * hd, vs = ks + row, attn = vs + row, stats = attn + h * hd
+        return DecodeAttention(scratchFloats: { context, rows in rows * (2 * h * hd + 2 * row) + h * context + 2 * max(h, kvh) }) {
+            x, out, seqs, layer, scratch in
+            let n = seqs.count
+            let qs = scratch, ks = qs + n * h * hd, vs = ks + n * row, attn = vs + n * row, stats = attn + n * h * hd
             let scores = stats + 2 * max(h, kvh)
-            DecodeKernels.gemv(q, qs, k, ks, v, vs, x: x, accumulate: false)
-            if let qn, let kn {
-                if whole {
-                    qn.apply(qs, qs, h * hd, 1, stats)  // the whole projection, in place
-                    kn.apply(ks, ks, row, 1, stats)
-                } else {
-                    qn.apply(qs, qs, hd, h, stats)  // per head, in place
-                    kn.apply(ks, ks, hd, kvh, stats)
+            DecodeKernels.gemv(q, qs, k, ks, v, vs, x: x, vectors: n, accumulate: false)
+            for r in 0..<n {
+                let qr = qs + r * h * hd, kr = ks + r * row, vr = vs + r * row, position = seqs.positions[r]
+                if let qn, let kn {
+                    if whole {
+                        qn.apply(qr, qr, h * hd, 1, stats)  // the whole projection, in place
+                        kn.apply(kr, kr, row, 1, stats)
+                    } else {
+                        qn.apply(qr, qr, hd, h, stats)  // per head, in place
+                        kn.apply(kr, kr, hd, kvh, stats)
+                    }
                 }
+                if let rotate {
+                    rotate(qr, h, hd, position)
+                    rotate(kr, kvh, hd, position)
+                }
+                let (kc, vc) = seqs.caches[r].storage(layer: layer)
+                (kc + position * row).update(from: kr, count: row)
+                (vc + position * row).update(from: vr, count: row)
+                var problem = tk_decode_attention(
+                    H: Int32(h), KVH: Int32(kvh), D: Int32(hd), position: Int32(position), window: window, alibi: slopes, scale: scale,
+                    softcap: softcap, sinks: sinks)
+                tk_decode_attention_run(&problem, qr, kc, vc, attn + r * h * hd, scores)
             }
-            if let rotate {
-                rotate(qs, h, hd, position)
-                rotate(ks, kvh, hd, position)
-            }
-            let (kc, vc) = cache.storage(layer: layer)
-            (kc + position * row).update(from: ks, count: row)
-            (vc + position * row).update(from: vs, count: row)
-            var problem = tk_decode_attention(
-                H: Int32(h), KVH: Int32(kvh), D: Int32(hd), position: Int32(position), window: window, alibi: slopes, scale: scale,
-                softcap: softcap, sinks: sinks)
-            tk_decode_attention_run(&problem, qs, kc, vc, attn, scores)
-            DecodeKernels.gemv(o, out, x: attn, accumulate: true)
+            DecodeKernels.gemv(o, out, x: attn, vectors: n, accumulate: true)
         }
     }
 }
@@ -179,11 +183,12 @@ public enum QKNormScope: String, Sendable, CaseIterable {
     case head, projection
 }
 
-/// Attention lowered for one token: `run(x, out, cache, layer, position, scratch)` reads the
-/// normalised row `x`, writes this position's keys and values into `cache` at `layer`, and adds
-/// the attention output to `out`. `scratchFloats(context)` is the scratch it needs.
+/// Attention lowered for one token per sequence: `run(x, out, rows, layer, scratch)` reads the
+/// normalised rows `x` (`[rows.count, hidden]`), writes each row's keys and values into its own
+/// cache at `layer` and position, and adds the attention outputs to `out`. The projections of all
+/// rows share one pass over the weights. `scratchFloats(context, rows)` is the scratch it needs.
 public struct DecodeAttention {
-    public let scratchFloats: (_ context: Int) -> Int
-    public let run: (_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ cache: KVCache, _ layer: Int,
-                     _ position: Int, _ scratch: UnsafeMutablePointer<Float>) -> Void
+    public let scratchFloats: (_ context: Int, _ rows: Int) -> Int
+    public let run: (_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ rows: DecodeRows, _ layer: Int,
+                     _ scratch: UnsafeMutablePointer<Float>) -> Void
 }

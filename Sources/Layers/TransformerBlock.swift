@@ -75,45 +75,47 @@ public final class TransformerBlock: Module {
 }
 
 extension TransformerBlock {
-    /// The block for one token: `run(x, cache, layer, position, scratch)` updates the residual row
-    /// `x` in place; `scratchFloats(context)` is the scratch it needs. A branch whose output is
-    /// normalised writes into a zeroed row first, which is normalised in place and then added.
+    /// The block for one token per sequence: `run(x, rows, layer, scratch)` updates the residual
+    /// rows `x` (`[rows.count, hidden]`) in place; `scratchFloats(context, rows)` is the scratch it
+    /// needs. A branch whose output is normalised writes into zeroed rows first, which are
+    /// normalised in place and then added.
     public func decodeStep(_ w: DecodeWeights) throws -> DecodeBlock {
         let inputNorm = try self.inputNorm?.decodeNorm(w), mlpNorm = try self.mlpNorm?.decodeNorm(w)
         let attentionOut = try attentionOutputNorm?.decodeNorm(w), mlpOut = try mlpOutputNorm?.decodeNorm(w)
         let attention = try self.attention.decodeStep(w), mlp = try self.mlp.decodeStep(w)
         let c = self.attention.qProj.inFeatures
-        return DecodeBlock(scratchFloats: { context in 2 * c + 2 * c + max(attention.scratchFloats(context), mlp.scratchFloats) }) {
-            x, cache, layer, position, scratch in
-            let xn = scratch, branch = xn + c, stats = branch + c, rest = stats + 2 * c
-            // Attention: on the normalised row (or x itself), into x (or a row normalised before adding).
+        return DecodeBlock(scratchFloats: { context, rows in
+            rows * 4 * c + max(attention.scratchFloats(context, rows), rows * mlp.scratchFloats)
+        }) { x, seqs, layer, scratch in
+            let n = seqs.count, width = n * c
+            let xn = scratch, branch = xn + width, stats = branch + width, rest = stats + 2 * width
+            // Attention: on the normalised rows (or x itself), into x (or rows normalised before adding).
             var input = UnsafePointer(x)
-            if let inputNorm { inputNorm.apply(x, xn, c, 1, stats); input = UnsafePointer(xn) }
+            if let inputNorm { inputNorm.apply(x, xn, c, n, stats); input = UnsafePointer(xn) }
             if let attentionOut {
-                branch.update(repeating: 0, count: c)
-                attention.run(input, branch, cache, layer, position, rest)
-                attentionOut.apply(branch, branch, c, 1, stats)
-                for i in 0..<c { x[i] += branch[i] }
+                branch.update(repeating: 0, count: width)
+                attention.run(input, branch, seqs, layer, rest)
+                attentionOut.apply(branch, branch, c, n, stats)
+                for i in 0..<width { x[i] += branch[i] }
             } else {
-                attention.run(input, x, cache, layer, position, rest)
+                attention.run(input, x, seqs, layer, rest)
             }
             input = UnsafePointer(x)
-            if let mlpNorm { mlpNorm.apply(x, xn, c, 1, stats); input = UnsafePointer(xn) }
+            if let mlpNorm { mlpNorm.apply(x, xn, c, n, stats); input = UnsafePointer(xn) }
             if let mlpOut {
-                branch.update(repeating: 0, count: c)
-                mlp.run(input, branch, rest)
-                mlpOut.apply(branch, branch, c, 1, stats)
-                for i in 0..<c { x[i] += branch[i] }
+                branch.update(repeating: 0, count: width)
+                mlp.run(input, branch, n, rest)
+                mlpOut.apply(branch, branch, c, n, stats)
+                for i in 0..<width { x[i] += branch[i] }
             } else {
-                mlp.run(input, x, rest)
+                mlp.run(input, x, n, rest)
             }
         }
     }
 }
 
-/// A block lowered for one token (see `TransformerBlock.decodeStep`).
+/// A block lowered for one token per sequence (see `TransformerBlock.decodeStep`).
 public struct DecodeBlock {
-    public let scratchFloats: (_ context: Int) -> Int
-    public let run: (_ x: UnsafeMutablePointer<Float>, _ cache: KVCache, _ layer: Int, _ position: Int,
-                     _ scratch: UnsafeMutablePointer<Float>) -> Void
+    public let scratchFloats: (_ context: Int, _ rows: Int) -> Int
+    public let run: (_ x: UnsafeMutablePointer<Float>, _ rows: DecodeRows, _ layer: Int, _ scratch: UnsafeMutablePointer<Float>) -> Void
 }

@@ -23,6 +23,11 @@ import ToolkitSupport
 /// init. Build a new engine after changing the weights (`step` refuses once a parameter's storage
 /// has been replaced, e.g. by loading a checkpoint or merging an adapter).
 ///
+/// `step(tokens:caches:)` decodes one token for each of several sequences at once, each with its
+/// own cache and length (continuous batching, as `toolkit serve` does): every weight matrix is
+/// read from memory once for all of them, and each sequence's logits equal a single-sequence
+/// step's bit for bit.
+///
 /// One engine runs one step at a time (its scratch buffers are shared between steps); steps of
 /// different engines are serialised by the kernels' thread pool.
 public final class DecodeEngine {
@@ -37,7 +42,9 @@ public final class DecodeEngine {
     private let weights: DecodeWeights
     /// The model's parameters and their storage when the engine was built (staleness check).
     private let parameters: [(Parameter, TensorStorage)]
-    private let scratch: UnsafeMutablePointer<Float>
+    private var scratch: UnsafeMutablePointer<Float>
+    /// Sequences per step the scratch has room for (grown on demand).
+    private var scratchRows = 0
     private let dims: ModelDimensions
     /// Bytes of weight matrices read per token (norms, biases and the KV cache not included).
     public var matrixBytes: Int { weights.matrixBytes }
@@ -88,40 +95,66 @@ public final class DecodeEngine {
         }
         weights = w
         (blocks, finalNorm, head, embedding, positions) = lowered
-        let d = dims
-        let count = 2 * d.hiddenSize + d.vocabSize + (blocks.map { $0.scratchFloats(d.contextLength) }.max() ?? 0)
-        scratch = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        scratch.initialize(repeating: 0, count: count)
+        scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+        reserve(rows: 1)
     }
 
     deinit { scratch.deallocate() }
 
+    /// Room for `rows` sequences per step (x, norm statistics and logits per row, then the largest
+    /// block's scratch).
+    private func reserve(rows: Int) {
+        guard rows > scratchRows else { return }
+        let d = dims
+        let count = rows * (2 * d.hiddenSize + d.vocabSize) + (blocks.map { $0.scratchFloats(d.contextLength, rows) }.max() ?? 0)
+        scratch.deallocate()
+        scratch = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        scratch.initialize(repeating: 0, count: count)
+        scratchRows = rows
+    }
+
     /// Runs `token` at position `cache.length` (batch 1): stores its keys and values in `cache`,
     /// advances it, and returns the next-token logits (valid until the next call).
     public func step(token: Int32, cache: KVCache) throws -> UnsafeBufferPointer<Float> {
-        let d = dims, c = d.hiddenSize, hd = d.headDim
-        let pos = cache.length
+        try step(tokens: [token], caches: [cache])
+    }
+
+    /// Runs `tokens[r]` at position `caches[r].length` for every sequence r in one pass over the
+    /// weights: stores each row's keys and values in its cache, advances the caches, and returns
+    /// the next-token logits `[tokens.count, vocab]` (valid until the next call). The caches must
+    /// be distinct, batch-1 caches of this model.
+    public func step(tokens: [Int32], caches: [KVCache]) throws -> UnsafeBufferPointer<Float> {
+        let d = dims, c = d.hiddenSize, n = tokens.count
         guard !parameters.contains(where: { $0.0.value.storage !== $0.1 }) else {
             throw ToolkitError("decode engine: the model's weights were replaced after the engine was built; build a new one")
         }
-        guard cache.batch == 1, cache.kvHeads == d.kvHeads, cache.headDim == hd, cache.layers == blocks.count else {
-            throw ToolkitError("decode engine: the KV cache does not belong to this model (batch \(cache.batch))")
+        guard n >= 1, caches.count == n else { throw ToolkitError("decode engine: \(n) tokens for \(caches.count) caches") }
+        for (r, cache) in caches.enumerated() {
+            guard cache.batch == 1, cache.kvHeads == d.kvHeads, cache.headDim == d.headDim, cache.layers == blocks.count else {
+                throw ToolkitError("decode engine: the KV cache does not belong to this model (batch \(cache.batch))")
+            }
+            guard cache.length < cache.capacity, cache.length < d.contextLength else {
+                throw ToolkitError("decode engine: position \(cache.length) is beyond the cache (\(cache.capacity)) or the context (\(d.contextLength))")
+            }
+            guard tokens[r] >= 0, Int(tokens[r]) < d.vocabSize else {
+                throw ToolkitError("token id \(tokens[r]) is outside the vocabulary (0..<\(d.vocabSize))")
+            }
+            guard !caches[..<r].contains(where: { $0 === cache }) else { throw ToolkitError("decode engine: a cache appears twice in one step") }
         }
-        guard pos < cache.capacity, pos < d.contextLength else {
-            throw ToolkitError("decode engine: position \(pos) is beyond the cache (\(cache.capacity)) or the context (\(d.contextLength))")
+        reserve(rows: n)
+        let rows = DecodeRows(caches: caches)
+        let x = scratch, stats = x + n * c, logits = stats + n * c, rest = logits + n * d.vocabSize
+        for r in 0..<n {
+            let xr = x + r * c
+            xr.update(from: embedding + Int(tokens[r]) * c, count: c)
+            if model.embeddingScale != 1 { for i in 0..<c { xr[i] *= model.embeddingScale } }
+            positions.embed?(xr, rows.positions[r])
         }
-        guard token >= 0, Int(token) < d.vocabSize else {
-            throw ToolkitError("token id \(token) is outside the vocabulary (0..<\(d.vocabSize))")
-        }
-        let x = scratch, stats = x + c, logits = stats + c, rest = logits + d.vocabSize
-        x.update(from: embedding + Int(token) * c, count: c)
-        if model.embeddingScale != 1 { for i in 0..<c { x[i] *= model.embeddingScale } }
-        positions.embed?(x, pos)
-        for (layer, b) in blocks.enumerated() { b.run(x, cache, layer, pos, rest) }
-        finalNorm.apply(x, x, c, 1, stats)
-        DecodeKernels.gemv(head, logits, x: x, accumulate: false)
-        if let cap = model.finalLogitSoftcap { for i in 0..<d.vocabSize { logits[i] = Foundation.tanh(logits[i] / cap) * cap } }
-        cache.advance(by: 1)
-        return UnsafeBufferPointer(start: logits, count: d.vocabSize)
+        for (layer, b) in blocks.enumerated() { b.run(x, rows, layer, rest) }
+        finalNorm.apply(x, x, c, n, stats)
+        DecodeKernels.gemv(head, logits, x: x, vectors: n, accumulate: false)
+        if let cap = model.finalLogitSoftcap { for i in 0..<(n * d.vocabSize) { logits[i] = Foundation.tanh(logits[i] / cap) * cap } }
+        for cache in caches { cache.advance(by: 1) }
+        return UnsafeBufferPointer(start: logits, count: n * d.vocabSize)
     }
 }

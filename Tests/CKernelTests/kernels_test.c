@@ -71,6 +71,31 @@ static void test_gemv(int format, int rows, int cols) {
     free(w); free(x); free(bias); free(y); free(wq); free(b16); free(q8); free(scales);
 }
 
+/* Batched decoding: tk_gemv_batch over V vectors and two matrices equals tk_gemv_parallel per
+ * vector, bit for bit (the same row kernel runs on each vector), with accumulate and the GELU. */
+static void test_gemv_batch(int vectors, int cols, int accumulate, int activation) {
+    int rows[2] = {37, 130};
+    float *w0 = randoms((size_t)rows[0] * cols, 1), *w1 = randoms((size_t)rows[1] * cols, 1), *b1 = randoms(rows[1], 1);
+    float *x = randoms((size_t)vectors * cols, 1);
+    tk_matrix m[2] = {{rows[0], cols, TK_W_F32, w0, NULL, NULL}, {rows[1], cols, TK_W_F32, w1, NULL, b1}};
+    float *init0 = randoms((size_t)vectors * rows[0], 1), *init1 = randoms((size_t)vectors * rows[1], 1);
+    float *y0 = malloc((size_t)vectors * rows[0] * 4), *y1 = malloc((size_t)vectors * rows[1] * 4);
+    float *r0 = malloc((size_t)vectors * rows[0] * 4), *r1 = malloc((size_t)vectors * rows[1] * 4);
+    memcpy(y0, init0, (size_t)vectors * rows[0] * 4); memcpy(r0, init0, (size_t)vectors * rows[0] * 4);
+    memcpy(y1, init1, (size_t)vectors * rows[1] * 4); memcpy(r1, init1, (size_t)vectors * rows[1] * 4);
+    float *ys[2] = {y0, y1};
+    tk_gemv_batch(m, 2, x, ys, vectors, accumulate, activation);
+    for (int v = 0; v < vectors; v++) {
+        float *rs[2] = {r0 + (size_t)v * rows[0], r1 + (size_t)v * rows[1]};
+        tk_gemv_parallel(m, 2, x + (size_t)v * cols, rs, accumulate, activation);
+    }
+    int same = memcmp(y0, r0, (size_t)vectors * rows[0] * 4) == 0 && memcmp(y1, r1, (size_t)vectors * rows[1] * 4) == 0;
+    char what[80];
+    snprintf(what, sizeof what, "gemv batch %d vectors x %d cols (acc %d, act %d)", vectors, cols, accumulate, activation);
+    check(same, what, 0, 0);
+    free(w0); free(w1); free(b1); free(x); free(init0); free(init1); free(y0); free(y1); free(r0); free(r1);
+}
+
 /* MARK: attention of one query over a KV cache */
 
 static void test_decode_attention(int H, int KVH, int D, int position, int window, int alibi) {
@@ -300,6 +325,9 @@ static void run_level(int level) {
         test_gemv(f, 64, 768);
         test_gemv(f, 5, 7);
     }
+    test_gemv_batch(1, 64, 0, TK_ACT_NONE);
+    test_gemv_batch(5, 301, 1, TK_ACT_NONE);
+    test_gemv_batch(8, 96, 0, TK_ACT_GELU_TANH);
     test_decode_attention(4, 4, 64, 40, 0, 0);
     test_decode_attention(8, 2, 128, 300, 0, 1);
     test_decode_attention(4, 2, 40, 100, 16, 0);

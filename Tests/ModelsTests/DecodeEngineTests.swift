@@ -52,8 +52,8 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         return (0..<n).map { _ in Int32(rng.next() % UInt64(vocab)) }
     }
 
-    /// Every supported architecture variant, with random weights: f32 equals the tensor path to rounding.
-    @Test(arguments: [
+    /// Every supported architecture variant (recipe, overrides).
+    static let variants: [(String, [String])] = [
         ("nano", [String]()), ("nano-qwen3", []), ("alibi", nanoSize), ("alibi", nanoSize + ["model.position.kind=none"]),
         ("nano", ["model.attention.window=5"]), ("nano-qwen3", ["model.position.layout=interleaved"]),
         ("nano-qwen3", ["model.position.partial_rotary_factor=0.5"]),
@@ -74,17 +74,63 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         ("nano-qwen3", ["model.attention.softcap=2.0", "model.attention.sinks=true", "model.attention.window=4"]),
         ("nano", ["model.attention.softcap=1.5", "model.attention.sinks=true", "model.attention.heads=1",
                   "model.attention.kv_heads=1", "model.attention.head_dim=64"]),
-    ])
-    func f32MatchesTheTensorPath(recipe: String, overrides: [String]) throws {
+    ]
+
+    static func build(_ recipe: String, _ overrides: [String]) throws -> DecoderModel {
         let m = try ModelBuilder.build(Recipe.load("\(recipesDir)/\(recipe).yaml", overrides: overrides))
         // Sinks start at zero: give them values, so that a wrong sink term shows.
         for (name, p) in m.namedParameters() where name.hasSuffix(".sinks") {
             try p.assign(Tensor(shape: p.shape, values: (0..<p.count).map { Float($0) * 0.7 - 0.5 }))
         }
+        return m
+    }
+
+    /// Every supported architecture variant, with random weights: f32 equals the tensor path to rounding.
+    @Test(arguments: variants)
+    func f32MatchesTheTensorPath(recipe: String, overrides: [String]) throws {
+        let m = try Self.build(recipe, overrides)
         let r = try Self.compare(m, format: .f32, prompt: Self.randomIDs(7, vocab: m.dims.vocabSize, seed: 1),
                                  tokens: Self.randomIDs(12, vocab: m.dims.vocabSize, seed: 2))
         #expect(r.maxDiff < 1e-5 * max(1, r.scale), "\(recipe) \(overrides): \(r.maxDiff)")
         #expect(r.argmaxAgree == 12)
+    }
+
+    /// Continuous batching: sequences of different lengths (one joining late, one leaving early)
+    /// decoded in shared steps give each sequence the logits of its own single-sequence steps, bit
+    /// for bit, in every weight format and architecture variant.
+    @Test(arguments: variants.map { ($0.0, $0.1, DecodeWeightFormat.f32) } + [("nano-qwen3", [], .bf16), ("nano", [], .int8)])
+    func batchedStepsEqualSingleSteps(recipe: String, overrides: [String], format: DecodeWeightFormat) throws {
+        let m = try Self.build(recipe, overrides)
+        let v = m.dims.vocabSize
+        let prompts = [5, 9, 2].enumerated().map { Self.randomIDs($1, vocab: v, seed: UInt64(10 + $0)) }
+        let tokens = prompts.indices.map { Self.randomIDs(8, vocab: v, seed: UInt64(20 + $0)) }
+        func prefilled(_ p: [Int32]) throws -> KVCache {
+            let c = m.makeCache(batch: 1, capacity: 20)
+            try GradMode.withoutGrad { _ = try m.hiddenStates(p, batch: 1, cache: c) }
+            c.advance(by: p.count)
+            return c
+        }
+        // Alone: each sequence's logits per token.
+        let single = try DecodeEngine(model: m, format: format)
+        let alone = try prompts.indices.map { s in
+            let c = try prefilled(prompts[s])
+            return try tokens[s].map { Array(try single.step(token: $0, cache: c)) }
+        }
+        // Together: sequence 2 joins at step 3, sequence 0 leaves after 6 tokens.
+        let batched = try DecodeEngine(model: m, format: format)
+        let caches = try prompts.map(prefilled)
+        var next = [0, 0, 0]
+        for step in 0..<11 {
+            let active = prompts.indices.filter { s in next[s] < (s == 0 ? 6 : 8) && (s != 2 || step >= 3) }
+            if active.isEmpty { break }
+            let logits = Array(try batched.step(tokens: active.map { tokens[$0][next[$0]] }, caches: active.map { caches[$0] }))
+            for (r, s) in active.enumerated() {
+                #expect(Array(logits[(r * v)..<((r + 1) * v)]) == alone[s][next[s]], "\(recipe) \(overrides) \(format): seq \(s) token \(next[s])")
+                next[s] += 1
+            }
+        }
+        #expect(next == [6, 8, 8])
+        #expect(throws: (any Error).self) { try batched.step(tokens: [1, 2], caches: [caches[1], caches[1]]) }
     }
 
     /// The HF fixtures' greedy continuations, through the engine.

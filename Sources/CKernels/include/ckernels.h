@@ -87,6 +87,11 @@ void tk_gemv_rows(const tk_matrix *m, const float *x, float *y, int row_begin, i
  * `activation` (TK_ACT_*) on each output row range by the thread that computed it. */
 enum { TK_ACT_NONE = 0, TK_ACT_GELU_TANH = 1 };
 void tk_gemv_parallel(const tk_matrix *mats, int count, const float *x, float *const *ys, int accumulate, int activation);
+/* The same for `vectors` vectors at once (batched decoding): x is [vectors, cols] (every matrix has
+ * the same cols) and ys[i] is [vectors, mats[i].rows]. Each weight block is read from memory once
+ * for all vectors; every vector's result equals tk_gemv_parallel's bit for bit. */
+void tk_gemv_batch(const tk_matrix *mats, int count, const float *x, float *const *ys, int vectors, int accumulate,
+                   int activation);
 
 /* A persistent pool of threads (the caller included) for decoding. Configure before first use. */
 void tk_pool_configure(int threads);

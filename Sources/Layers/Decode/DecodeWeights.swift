@@ -148,11 +148,13 @@ public final class DecodeWeights {
 /// The decode kernels the lowered components call (no allocation, no tensors).
 public enum DecodeKernels {
     /// y_i (+)= W_i · x (+ b_i) for up to three matrices in one parallel job; `geluTanh` applies
-    /// the tanh GELU to every output row as it is written.
+    /// the tanh GELU to every output row as it is written. With `vectors` > 1, x is
+    /// `[vectors, cols]` and each y_i `[vectors, rows_i]` (batched decoding: the weights are read
+    /// from memory once for all vectors, and each vector's result is the single-vector one, bit for bit).
     public static func gemv(_ a: DecodeMatrix, _ ya: UnsafeMutablePointer<Float>, _ b: DecodeMatrix? = nil,
                             _ yb: UnsafeMutablePointer<Float>? = nil, _ c: DecodeMatrix? = nil,
-                            _ yc: UnsafeMutablePointer<Float>? = nil, x: UnsafePointer<Float>, accumulate: Bool,
-                            geluTanh: Bool = false) {
+                            _ yc: UnsafeMutablePointer<Float>? = nil, x: UnsafePointer<Float>, vectors: Int = 1,
+                            accumulate: Bool, geluTanh: Bool = false) {
         var mats = (a, b ?? a, c ?? a)
         var ys: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) = (ya, yb, yc)
         let count: Int32 = c != nil ? 3 : (b != nil ? 2 : 1)
@@ -160,7 +162,8 @@ public enum DecodeKernels {
             withUnsafePointer(to: &ys) { y in
                 m.withMemoryRebound(to: tk_matrix.self, capacity: 3) { mp in
                     y.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: 3) { yp in
-                        tk_gemv_parallel(mp, count, x, yp, accumulate ? 1 : 0, Int32(geluTanh ? TK_ACT_GELU_TANH : TK_ACT_NONE))
+                        tk_gemv_batch(mp, count, x, yp, Int32(vectors), accumulate ? 1 : 0,
+                                      Int32(geluTanh ? TK_ACT_GELU_TANH : TK_ACT_NONE))
                     }
                 }
             }
@@ -191,14 +194,29 @@ public struct DecodePositions {
     }
 }
 
-/// A feed-forward lowered for decoding: `run(x, out, scratch)` adds the block's output for the
-/// normalised row `x` to `out`, using `scratch` (`scratchFloats` floats) for its activations.
+/// A feed-forward lowered for decoding: `run(x, out, rows, scratch)` adds the block's output for
+/// the `rows` normalised rows `x` (`[rows, hidden]`) to `out`, using `scratch`
+/// (`rows · scratchFloats` floats) for its activations.
 public struct DecodeFeedForward {
     public let scratchFloats: Int
-    public let run: (_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>) -> Void
+    public let run: (_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ rows: Int,
+                     _ scratch: UnsafeMutablePointer<Float>) -> Void
     public init(scratchFloats: Int,
-                run: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+                run: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void) {
         self.scratchFloats = scratchFloats
         self.run = run
+    }
+}
+
+/// The sequences of one decoding step: row r is the next token of the sequence whose keys and
+/// values are in `caches[r]`, at position `positions[r]` (each sequence has its own cache and
+/// length; continuous batching puts sequences of different lengths in one step).
+public struct DecodeRows {
+    public let caches: [KVCache]
+    public let positions: [Int]
+    public var count: Int { caches.count }
+    public init(caches: [KVCache]) {
+        self.caches = caches
+        positions = caches.map(\.length)
     }
 }

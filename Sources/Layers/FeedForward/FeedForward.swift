@@ -55,10 +55,10 @@ public final class GELUMLP: FeedForward {
     public func decodeStep(_ w: DecodeWeights) throws -> DecodeFeedForward {
         let fcIn = try w.matrix(self.fcIn), fcOut = try w.matrix(self.fcOut)
         let exact = approximation == .exact, width = Int(fcIn.rows)
-        return DecodeFeedForward(scratchFloats: width) { x, out, h in
-            DecodeKernels.gemv(fcIn, h, x: x, accumulate: false, geluTanh: !exact)  // tanh GELU fused into the rows
-            if exact { for i in 0..<width { h[i] = Kernels.geluExact(h[i]) } }
-            DecodeKernels.gemv(fcOut, out, x: h, accumulate: true)
+        return DecodeFeedForward(scratchFloats: width) { x, out, rows, h in
+            DecodeKernels.gemv(fcIn, h, x: x, vectors: rows, accumulate: false, geluTanh: !exact)  // tanh GELU fused into the rows
+            if exact { for i in 0..<(rows * width) { h[i] = Kernels.geluExact(h[i]) } }
+            DecodeKernels.gemv(fcOut, out, x: h, vectors: rows, accumulate: true)
         }
     }
 
@@ -139,20 +139,21 @@ public final class SwiGLUMLP: FeedForward {
         let gate = try w.matrix(gateProj), up = try w.matrix(upProj), down = try w.matrix(downProj)
         let width = Int(gate.rows)
         let (activation, alpha, limit) = (self.activation, self.alpha, self.limit)
-        return DecodeFeedForward(scratchFloats: 2 * width) { x, out, h in
-            DecodeKernels.gemv(gate, h, up, h + width, x: x, accumulate: false)
+        return DecodeFeedForward(scratchFloats: 2 * width) { x, out, rows, h in
+            let n = rows * width, u = h + n  // gate rows [rows, width], then up rows
+            DecodeKernels.gemv(gate, h, up, u, x: x, vectors: rows, accumulate: false)
             switch activation {
-            case .silu: tk_swiglu_forward(h, h + width, h, 0, width)
+            case .silu: tk_swiglu_forward(h, u, h, 0, n)
             case .geluTanh:
-                tk_gelu_tanh_forward(h, h, 0, width)
-                for i in 0..<width { h[i] *= h[width + i] }
+                tk_gelu_tanh_forward(h, h, 0, n)
+                for i in 0..<n { h[i] *= u[i] }
             case .clampedSwiGLU:
-                for i in 0..<width {
-                    let g = Swift.min(h[i], limit), u = Swift.min(Swift.max(h[width + i], -limit), limit)
-                    h[i] = (u + 1) * g / (1 + Foundation.exp(-alpha * g))
+                for i in 0..<n {
+                    let g = Swift.min(h[i], limit), up = Swift.min(Swift.max(u[i], -limit), limit)
+                    h[i] = (up + 1) * g / (1 + Foundation.exp(-alpha * g))
                 }
             }
-            DecodeKernels.gemv(down, out, x: h, accumulate: true)
+            DecodeKernels.gemv(down, out, x: h, vectors: rows, accumulate: true)
         }
     }
 
