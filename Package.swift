@@ -30,10 +30,14 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "FineTuning", targets: ["FineTuning"]),
         .library(name: "Reporting", targets: ["Reporting"]),
+        .library(name: "Serving", targets: ["Serving"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // The HTTP server of `toolkit serve` (SwiftNIO underneath); its optional traits (swift-configuration
+        // support, full Foundation) are not needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: []),
     ],
     targets: [
         // MARK: - System libraries
@@ -94,11 +98,18 @@ let package = Package(
                 "Models", "Training", "Optimizers", "Layers", "TensorCore", "Tokenization", "Checkpointing", "ToolkitSupport",
             ],
             exclude: ["README.md"]),
+        .target(
+            name: "Serving",
+            dependencies: [
+                "Models", "Layers", "TensorCore", "Tokenization", "ToolkitSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            exclude: ["README.md"]),
         .executableTarget(
             name: "ToolkitCLI",
             dependencies: [
                 "TensorCore", "Layers", "Optimizers", "Tokenization", "TokenShards",
-                "Models", "Training", "FineTuning", "Reporting", "ToolkitSupport",
+                "Models", "Training", "FineTuning", "Reporting", "Serving", "ToolkitSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["README.md"]),
@@ -128,6 +139,7 @@ let package = Package(
             exclude: ["Regressions"]),
         .testTarget(name: "ToolkitCLITests", dependencies: ["ToolkitCLI", "ToolkitSupport", "Checkpointing"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Models", "Tokenization", "_TestSupport"]),
         .testTarget(
             name: "OptimizersTests", dependencies: ["Optimizers", "_TestSupport"],
             resources: [.copy("Fixtures")]),

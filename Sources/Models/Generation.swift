@@ -38,7 +38,7 @@ public struct SamplingOptions: Sendable, Equatable {
         self.seed = seed
     }
 
-    var penalises: Bool { repetitionPenalty != 1 || presencePenalty != 0 || frequencyPenalty != 0 }
+    public var penalises: Bool { repetitionPenalty != 1 || presencePenalty != 0 || frequencyPenalty != 0 }
 }
 
 /// What a row has seen, for the penalties: the prompt's tokens and the generated tokens' counts.
@@ -46,7 +46,7 @@ public struct TokenHistory: Sendable {
     public var context: Set<Int32>
     public var generated: [Int32: Int] = [:]
     public init(prompt: [Int32]) { context = Set(prompt) }
-    mutating func add(_ t: Int32) {
+    public mutating func add(_ t: Int32) {
         context.insert(t)
         generated[t, default: 0] += 1
     }

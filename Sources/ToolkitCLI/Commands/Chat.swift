@@ -1,7 +1,7 @@
 import ArgumentParser
-import Checkpointing
 import Foundation
 import Models
+import Tokenization
 import ToolkitSupport
 
 struct Chat: ParsableCommand {
@@ -27,26 +27,17 @@ struct Chat: ParsableCommand {
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
 
     func validate() throws {
-        if let template, ChatTemplate(rawValue: template) == nil {
-            throw ValidationError("--template must be one of \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        try ConversationSetup.validate(template: template)
         guard maxNewTokens >= 1, temperature >= 0 else { throw ValidationError("--max-new-tokens must be >= 1 and --temperature >= 0") }
     }
 
     func run() throws {
-        let model = try source.load()
-        guard let path = try resolveTokenizer(explicit: tokenizer, modelFolder: source.path, allowMismatch: allowTokenizerMismatch),
-              let text = try TextCodec.load(path) else {
-            throw ValidationError("chat needs a tokenizer: --tokenizer FILE, or a tokenizer.json in the model folder")
-        }
-        let recorded = (try? SafetensorsFile(path: source.path + "/model.safetensors"))?.metadata["chat_template"]
-        let modelType = try? ModelFamilies.config(of: model).modelType.rawValue
-        let chat = ChatTemplate(rawValue: template ?? "") ?? .default(modelType: modelType, recorded: recorded)
-        let defaults = try GenerationDefaults.load(folder: source.path)
+        let setup = try ConversationSetup.load(source, tokenizer: tokenizer, allowMismatch: allowTokenizerMismatch, template: template,
+                                               command: "chat")
+        let (model, text, chat) = (setup.model, setup.text, setup.template)
         // The end of a turn: the template's marker as a special token when the tokenizer has one,
         // the model's EOS ids, the tokenizer's end of text; as text, the markers themselves.
-        var stops = Set(defaults.eosTokenIds + (text.endOfText.map { [$0] } ?? []))
-        for marker in chat.endOfTurn { if let id = text.specialID(marker) { stops.insert(id) } }
+        let stops = setup.turnStopIDs
         var settings = SamplingOptions(greedy: temperature == 0, temperature: temperature, topK: topK, topP: topP, minP: minP,
                                        repetitionPenalty: repetitionPenalty, seed: seed)
         var maxNew = maxNewTokens

@@ -175,34 +175,6 @@ enum DecoderPath: String, ExpressibleByArgument, CaseIterable {
 
 extension DecodeWeightFormat: ExpressibleByArgument {}
 
-/// Text ↔ ids for commands that take a tokenizer.
-struct TextCodec {
-    let tokenizer: BPETokenizer
-
-    var endOfText: Int32? { tokenizer.endOfTextID.map { Int32($0) } }
-
-    func encode(_ text: String) throws -> [Int32] { tokenizer.encode(text).map { Int32($0) } }
-
-    func decode(_ ids: [Int32]) -> String { (try? tokenizer.decode(ids)) ?? "" }
-
-    /// The id of a special token written as `content` (e.g. `<|im_end|>`), if the tokenizer has one.
-    func specialID(_ content: String) -> Int32? { tokenizer.specialTokens.first { $0.content == content }.map { Int32($0.id) } }
-
-    /// Incremental decoding that never splits a UTF-8 character.
-    struct Streamer {
-        var decoder: StreamingDecoder
-        mutating func push(_ id: Int32) -> String { (try? decoder.push(Int(id))) ?? "\u{FFFD}" }
-        mutating func flush() -> String { decoder.finish() }
-    }
-
-    func streamer() -> Streamer { Streamer(decoder: StreamingDecoder(tokenizer: tokenizer)) }
-
-    static func load(_ path: String?) throws -> TextCodec? {
-        guard let path else { return nil }
-        return TextCodec(tokenizer: try BPETokenizer.load(path: path))
-    }
-}
-
 struct BenchGenerate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate", abstract: "Prefill and decode tokens/s at batch 1 with a KV cache.")
