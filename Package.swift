@@ -137,7 +137,7 @@ let package = Package(
             name: "FuzzTests",
             dependencies: ["Checkpointing", "FineTuning", "Models", "Tokenization", "TokenShards", "ToolkitSupport", "Training"],
             exclude: ["Regressions"]),
-        .testTarget(name: "ToolkitCLITests", dependencies: ["ToolkitCLI", "ToolkitSupport", "Checkpointing"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ToolkitCLITests", dependencies: ["ToolkitCLI", "ToolkitSupport", "Checkpointing", "Serving"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Models", "Tokenization", "_TestSupport"]),
         .testTarget(

@@ -224,12 +224,11 @@ public final class OpenAIServer: Sendable {
             let requests = try prompts.map { p in
                 GenerationRequest(
                     prompt: p, maxTokens: try server.budget(r.max_tokens, prompt: p.count, default: server.settings.defaultCompletionTokens, field: "max_tokens"),
-                    sampling: sampling, stopIDs: server.settings.stopIDs, stopStrings: stops)
+                    sampling: sampling, stopIDs: r.common.ignore_eos == true ? [] : server.settings.stopIDs, stopStrings: stops)
             }
             let echo = r.echo == true ? prompts.map { server.scheduler.codec.decode($0) } : prompts.map { _ in "" }
             let format = ResponseFormat.completion(id: "cmpl-\(Self.newID())", created: Int(Date().timeIntervalSince1970), model: server.settings.modelID)
-            return try await server.respond(requests, stream: r.common.stream == true, includeUsage: r.common.stream_options?.include_usage == true,
-                                            format: format, prefixes: echo)
+            return try await server.respond(requests, r.common, format: format, prefixes: echo)
         }
     }
 
@@ -245,7 +244,7 @@ public final class OpenAIServer: Sendable {
             let template = server.settings.chatTemplate
             let messages = r.messages.map { ChatMessage(role: $0.role == "developer" ? "system" : $0.role, content: $0.content?.text ?? "") }
             let prompt = try server.encode(template.render(messages))
-            var stopIDs = server.settings.stopIDs
+            var stopIDs = r.common.ignore_eos == true ? [] : server.settings.stopIDs
             for marker in template.endOfTurn { if let id = server.scheduler.codec.specialID(marker) { stopIDs.insert(id) } }
             let asked = r.max_completion_tokens ?? r.max_tokens
             let field = r.max_completion_tokens != nil ? "max_completion_tokens" : "max_tokens"
@@ -253,8 +252,7 @@ public final class OpenAIServer: Sendable {
                 prompt: prompt, maxTokens: try server.budget(asked, prompt: prompt.count, default: server.settings.maxTokens, field: field),
                 sampling: sampling, stopIDs: stopIDs, stopStrings: stops + template.endOfTurn)
             let format = ResponseFormat.chat(id: "chatcmpl-\(Self.newID())", created: Int(Date().timeIntervalSince1970), model: server.settings.modelID)
-            return try await server.respond([request], stream: r.common.stream == true, includeUsage: r.common.stream_options?.include_usage == true,
-                                            format: format, prefixes: [""])
+            return try await server.respond([request], r.common, format: format, prefixes: [""])
         }
     }
 
@@ -270,40 +268,51 @@ public final class OpenAIServer: Sendable {
         case completion(id: String, created: Int, model: String)
         case chat(id: String, created: Int, model: String)
 
-        func whole(_ texts: [String], _ reasons: [String], _ usage: Usage) -> any Encodable {
+        func whole(_ texts: [String], _ reasons: [String], _ usage: Usage, ids: [[Int32]]?) -> any Encodable {
             switch self {
             case .completion(let id, let created, let model):
-                return CompletionResponse(id: id, created: created, model: model,
-                                          choices: texts.indices.map { CompletionChoice(index: $0, text: texts[$0], finish_reason: reasons[$0]) },
-                                          usage: usage)
+                return CompletionResponse(
+                    id: id, created: created, model: model,
+                    choices: texts.indices.map { CompletionChoice(index: $0, text: texts[$0], finish_reason: reasons[$0], token_ids: ids?[$0]) },
+                    usage: usage)
             case .chat(let id, let created, let model):
                 return ChatCompletionResponse(
                     id: id, object: "chat.completion", created: created, model: model,
-                    choices: texts.indices.map { ChatChoice(index: $0, message: ChatMessageOut(role: "assistant", content: texts[$0]), finish_reason: reasons[$0]) },
+                    choices: texts.indices.map {
+                        ChatChoice(index: $0, message: ChatMessageOut(role: "assistant", content: texts[$0]), finish_reason: reasons[$0],
+                                   token_ids: ids?[$0])
+                    },
                     usage: usage)
             }
         }
 
         /// One streamed chunk: a piece of text for choice `index`, or its finish reason, or (index nil) the usage.
-        func chunk(index: Int?, text: String?, role: Bool = false, finish: String? = nil, usage: Usage? = nil) -> any Encodable {
+        func chunk(index: Int?, text: String?, role: Bool = false, finish: String? = nil, usage: Usage? = nil, ids: [Int32]? = nil)
+            -> any Encodable
+        {
             switch self {
             case .completion(let id, let created, let model):
-                return CompletionResponse(id: id, created: created, model: model,
-                                          choices: index.map { [CompletionChoice(index: $0, text: text ?? "", finish_reason: finish)] } ?? [],
-                                          usage: usage)
+                return CompletionResponse(
+                    id: id, created: created, model: model,
+                    choices: index.map { [CompletionChoice(index: $0, text: text ?? "", finish_reason: finish, token_ids: ids)] } ?? [],
+                    usage: usage)
             case .chat(let id, let created, let model):
                 let delta = ChatMessageOut(role: role ? "assistant" : nil, content: text)
-                return ChatCompletionResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                              choices: index.map { [ChatChoice(index: $0, delta: delta, finish_reason: finish)] } ?? [],
-                                              usage: usage)
+                return ChatCompletionResponse(
+                    id: id, object: "chat.completion.chunk", created: created, model: model,
+                    choices: index.map { [ChatChoice(index: $0, delta: delta, finish_reason: finish, token_ids: ids)] } ?? [],
+                    usage: usage)
             }
         }
     }
 
     /// Submits every request (all or none: a busy server refuses the whole call), then answers as
     /// one JSON body or as server-sent events.
-    private func respond(_ requests: [GenerationRequest], stream: Bool, includeUsage: Bool, format: ResponseFormat,
-                         prefixes: [String]) async throws -> Response {
+    private func respond(_ requests: [GenerationRequest], _ common: CommonFields, format: ResponseFormat, prefixes: [String]) async throws
+        -> Response
+    {
+        let stream = common.stream == true, includeUsage = common.stream_options?.include_usage == true
+        let returnIDs = common.return_token_ids == true
         var submissions: [Submission] = []
         do {
             for r in requests { submissions.append(try scheduler.submit(r)) }
@@ -314,11 +323,14 @@ public final class OpenAIServer: Sendable {
         let submitted = submissions
         if !stream {
             var texts = prefixes, reasons = [String](repeating: "length", count: requests.count)
+            var ids = [[Int32]](repeating: [], count: requests.count)
             var usage = Usage(prompt_tokens: 0, completion_tokens: 0, total_tokens: 0)
             for (i, s) in submissions.enumerated() {
                 for await event in s.events {
                     switch event {
-                    case .text(let t, _): texts[i] += t
+                    case .text(let t, let new):
+                        texts[i] += t
+                        ids[i] += new
                     case .done(let reason, let p, let c):
                         reasons[i] = reason.rawValue
                         usage.prompt_tokens += p
@@ -330,7 +342,7 @@ public final class OpenAIServer: Sendable {
                 }
             }
             usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
-            return json(format.whole(texts, reasons, usage))
+            return json(format.whole(texts, reasons, usage, ids: returnIDs ? ids : nil))
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
@@ -345,7 +357,8 @@ public final class OpenAIServer: Sendable {
                     if !prefixes[i].isEmpty { try await writer.write(event(format.chunk(index: i, text: prefixes[i]))) }
                     for await e in s.events {
                         switch e {
-                        case .text(let t, _) where !t.isEmpty: try await writer.write(event(format.chunk(index: i, text: t)))
+                        case .text(let t, let new) where !t.isEmpty || returnIDs:
+                            try await writer.write(event(format.chunk(index: i, text: t, ids: returnIDs ? new : nil)))
                         case .text: break
                         case .done(let reason, let p, let c):
                             usage.prompt_tokens += p

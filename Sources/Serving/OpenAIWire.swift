@@ -59,6 +59,10 @@ struct CommonFields: Decodable {
     var n: Int?
     var stream: Bool?
     var stream_options: StreamOptions?
+    /// vLLM's extension: each choice also carries the generated token ids (`token_ids`).
+    var return_token_ids: Bool?
+    /// vLLM's extension: do not stop at the model's EOS ids (a chat still stops at its end of turn).
+    var ignore_eos: Bool?
 }
 
 struct CompletionRequest: Decodable {
@@ -146,14 +150,16 @@ struct CompletionChoice: Codable {
     var text: String
     var logprobs: String?
     var finish_reason: String?
+    var token_ids: [Int32]?
 
-    enum CodingKeys: String, CodingKey { case index, text, logprobs, finish_reason }
+    enum CodingKeys: String, CodingKey { case index, text, logprobs, finish_reason, token_ids }
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(index, forKey: .index)
         try c.encode(text, forKey: .text)
         try c.encode(logprobs, forKey: .logprobs)
         try c.encode(finish_reason, forKey: .finish_reason)
+        try c.encodeIfPresent(token_ids, forKey: .token_ids)
     }
 }
 
@@ -177,8 +183,9 @@ struct ChatChoice: Codable {
     var delta: ChatMessageOut?
     var logprobs: String?
     var finish_reason: String?
+    var token_ids: [Int32]?
 
-    enum CodingKeys: String, CodingKey { case index, message, delta, logprobs, finish_reason }
+    enum CodingKeys: String, CodingKey { case index, message, delta, logprobs, finish_reason, token_ids }
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(index, forKey: .index)
@@ -186,6 +193,7 @@ struct ChatChoice: Codable {
         try c.encodeIfPresent(delta, forKey: .delta)
         try c.encode(logprobs, forKey: .logprobs)
         try c.encode(finish_reason, forKey: .finish_reason)
+        try c.encodeIfPresent(token_ids, forKey: .token_ids)
     }
 }
 
