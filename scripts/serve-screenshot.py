@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -30,18 +31,15 @@ class Browser:
         to_browser_r, self.to_browser = os.pipe()
         self.from_browser, from_browser_w = os.pipe()
         self.profile = tempfile.mkdtemp(prefix="toolkit-chromium-")
-
-        def fds():
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
-
-        self.proc = subprocess.Popen(
-            [binary, "--headless=new", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
-             "--no-first-run", "--disable-extensions", f"--user-data-dir={self.profile}", "--window-size=1000,700",
-             "about:blank"],
-            pass_fds=(to_browser_r, from_browser_w), preexec_fn=fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_browser_r)
-        os.close(from_browser_w)
+        args = [binary, "--headless=new", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-extensions", f"--user-data-dir={self.profile}", "--window-size=1000,700", "about:blank"]
+        # The pipe ends become fds 3 and 4 in the browser (os.pipe's fds are close-on-exec; dup2 clears that).
+        devnull = os.open(os.devnull, os.O_RDWR)
+        self.pid = os.posix_spawn(binary, args, os.environ, file_actions=[
+            (os.POSIX_SPAWN_DUP2, to_browser_r, 3), (os.POSIX_SPAWN_DUP2, from_browser_w, 4),
+            (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)])
+        for fd in (to_browser_r, from_browser_w, devnull):
+            os.close(fd)
         self.buffer = b""
         self.next_id = 0
         self.session = None
@@ -54,6 +52,8 @@ class Browser:
         os.write(self.to_browser, json.dumps(msg).encode() + b"\0")
         while True:
             while b"\0" not in self.buffer:
+                if not select.select([self.from_browser], [], [], 60)[0]:
+                    raise SystemExit(f"{method}: no answer from chromium in 60 s")
                 chunk = os.read(self.from_browser, 1 << 20)
                 if not chunk:
                     raise SystemExit("chromium closed the DevTools pipe")
@@ -101,10 +101,13 @@ class Browser:
             self.send("Browser.close", session=False)
         except SystemExit:
             pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        for _ in range(100):
+            if os.waitpid(self.pid, os.WNOHANG)[0]:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
@@ -133,8 +136,9 @@ def main():
                 break
         if not url:
             raise SystemExit("toolkit serve did not start")
-    browser = Browser(a.chromium)
+    browser = None
     try:
+        browser = Browser(a.chromium)
         browser.open(url)
         browser.type(a.message)
         browser.wait_for("[...document.querySelectorAll('.assistant')].some(e => e.dataset.state === 'done')", 120)
@@ -146,7 +150,8 @@ def main():
         if user != a.message or not answer or error:
             raise SystemExit("the page did not show the message and a streamed answer")
     finally:
-        browser.close()
+        if browser:
+            browser.close()
         if server:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)

@@ -40,7 +40,7 @@ enum ChatPage {
         <header>
           <h1>toolkit chat</h1><span class="model">{{MODEL}}</span>
           <label>temperature <input id="temperature" type="number" min="0" max="2" step="0.1" value="0.7"></label>
-          <label>max tokens <input id="max" type="number" min="1" step="1" value="256"></label>
+          <label>max tokens <input id="max" type="number" min="1" step="1" placeholder="auto"></label>
         </header>
         <div id="log" aria-live="polite"></div>
         <form id="form">
@@ -52,6 +52,13 @@ enum ChatPage {
         const log = document.getElementById("log"), input = document.getElementById("input");
         const send = document.getElementById("send");
         let messages = [];
+        // The request: max_tokens only when set (else the server answers up to the rest of the context).
+        function request() {
+          const body = { messages, stream: true, temperature: Number(document.getElementById("temperature").value) };
+          const max = document.getElementById("max").value;
+          if (max) body.max_tokens = Number(max);
+          return body;
+        }
         function add(cls, text) {
           const div = document.createElement("div");
           div.className = "msg " + cls;
@@ -78,9 +85,7 @@ enum ChatPage {
           try {
             const response = await fetch("/v1/chat/completions", {
               method: "POST", headers: { "Content-Type": "application/json" },
-              body: JSON.stringify({ messages, stream: true,
-                temperature: Number(document.getElementById("temperature").value),
-                max_tokens: Number(document.getElementById("max").value) })
+              body: JSON.stringify(request())
             });
             if (!response.ok) {
               const body = await response.json().catch(() => ({}));
