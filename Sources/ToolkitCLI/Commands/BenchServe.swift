@@ -9,8 +9,8 @@ struct BenchServe: ParsableCommand {
         commandName: "serve",
         abstract: "Concurrent streaming clients against `serve` (in this process, on a free loopback port).",
         discussion: """
-            For each client count, that many clients send streaming /v1/completions requests (greedy, prompt \\
-            of random ids) until --requests have been answered. Reported: time to first token (p50, p99), \\
+            For each client count, that many clients send streaming /v1/completions requests (greedy, prompt \
+            of random ids) until --requests have been answered. Reported: time to first token (p50, p99), \
             tokens/s over all clients, the mean number of generations per decoding step, and errors.
             """)
 

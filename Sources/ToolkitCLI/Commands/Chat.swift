@@ -8,8 +8,8 @@ struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Talk to a model: multi-turn, streamed, with its family's chat template.",
         discussion: """
-            Type a message and press Enter. Commands: /reset (forget the conversation), /save FILE (the \\
-            conversation as JSON), /set temperature|top_p|top_k|min_p|max_new_tokens VALUE, /system TEXT, /quit. \\
+            Type a message and press Enter. Commands: /reset (forget the conversation), /save FILE (the \
+            conversation as JSON), /set temperature|top_p|top_k|min_p|max_new_tokens VALUE, /system TEXT, /quit. \
             When the conversation no longer fits the context, the oldest turn is dropped (and said so).
             """)
 

@@ -50,10 +50,10 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve a model over an OpenAI-compatible HTTP API, with a chat page at /.",
         discussion: """
-            Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions (JSON, or server-sent \\
-            events with "stream": true), GET /health, GET / (a chat page). Concurrent requests share decoding \\
-            steps (continuous batching, --max-batch); --max-queue more wait, past that the answer is 429. \\
-            Ctrl-C or SIGTERM stops taking connections, lets running answers finish (up to --shutdown-grace \\
+            Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions (JSON, or server-sent \
+            events with "stream": true), GET /health, GET / (a chat page). Concurrent requests share decoding \
+            steps (continuous batching, --max-batch); --max-queue more wait, past that the answer is 429. \
+            Ctrl-C or SIGTERM stops taking connections, lets running answers finish (up to --shutdown-grace \
             seconds), then exits.
             """)
 
