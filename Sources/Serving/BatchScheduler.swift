@@ -95,7 +95,7 @@ public final class BatchScheduler: @unchecked Sendable {
     private var stopping = false
     /// Tests hold admission with this (nothing joins the batch while it is set).
     private var paused = false
-    /// Tests slow every step by this many seconds (to leave a stream mid-way).
+    /// Tests slow every step by this many seconds (to leave a stream mid-way); set before submitting.
     var throttle: Double = 0
     /// Generations cancelled while queued or running.
     private var cancelledCount = 0
@@ -189,9 +189,9 @@ public final class BatchScheduler: @unchecked Sendable {
 
     private func cancel(_ s: Generation) {
         lock.lock()
-        if !s.cancelled && !s.isDone { cancelledCount += 1 }
         s.cancelled = true
         let queued = waiting.contains { $0 === s }
+        if queued { cancelledCount += 1 }  // running ones are counted when the loop drops them
         waiting.removeAll { $0 === s }
         lock.signal()
         lock.unlock()
@@ -211,6 +211,7 @@ public final class BatchScheduler: @unchecked Sendable {
                 return
             }
             for s in active where s.cancelled { s.abandon() }
+            cancelledCount += active.filter(\.cancelled).count
             active.removeAll { $0.cancelled }
             var joining: [Generation] = []
             while !paused, active.count + joining.count < limits.maxBatch, !waiting.isEmpty { joining.append(waiting.removeFirst()) }
@@ -218,13 +219,14 @@ public final class BatchScheduler: @unchecked Sendable {
             lock.unlock()
 
             for s in joining where prefill(s) { active.append(s) }
-            active.removeAll { $0.isDone || isCancelled($0) }
+            dropCancelled(&active)
             let batch = active.count
             if batch > 0 {
                 decode(active)
                 if throttle > 0 { Thread.sleep(forTimeInterval: throttle) }
             }
             active.removeAll { $0.isDone }
+            dropCancelled(&active)
             lock.lock()
             running = active.count
             if batch > 0 { steps += 1; stepRows += batch }
@@ -232,10 +234,15 @@ public final class BatchScheduler: @unchecked Sendable {
         }
     }
 
-    private func isCancelled(_ s: Generation) -> Bool {
+    /// Ends the streams of generations cancelled while the lock was not held, and drops them
+    /// with the finished ones.
+    private func dropCancelled(_ active: inout [Generation]) {
         lock.lock()
-        defer { lock.unlock() }
-        return s.cancelled
+        let gone = active.filter { $0.cancelled && !$0.isDone }
+        cancelledCount += gone.count
+        lock.unlock()
+        for s in gone { s.abandon() }
+        active.removeAll { $0.isDone }
     }
 
     /// Runs the prompt and takes the first token; false when the generation already ended.
@@ -292,7 +299,7 @@ public final class BatchScheduler: @unchecked Sendable {
         var history: TokenHistory
         var generated: [Int32] = []
         var streamer: TextCodec.Streamer?
-        var text = "", sent = 0
+        var answer: AnswerText
         private(set) var isDone = false
 
         init(_ request: GenerationRequest, _ continuation: AsyncStream<GenerationEvent>.Continuation) {
@@ -300,35 +307,30 @@ public final class BatchScheduler: @unchecked Sendable {
             self.continuation = continuation
             rng = SplitMix64(seed: request.sampling.seed)
             history = TokenHistory(prompt: request.sampling.penalises ? request.prompt : [])
+            answer = AnswerText(stops: request.stopStrings)
         }
 
         var last: Int32 { generated.last ?? request.prompt.last ?? 0 }
 
-        /// Takes the sampled token: a stop id ends the answer without text; otherwise its text is
-        /// sent, less anything that could still become a stop string; a stop string or the budget ends it.
+        /// Takes the sampled token: a stop id ends the answer without its text; otherwise its text
+        /// is sent, less anything that could still become a stop string; a stop string or the
+        /// budget ends the answer.
         func accept(_ token: Int32, _ codec: TextCodec) {
             generated.append(token)
             if request.sampling.penalises { history.add(token) }
-            if request.stopIDs.contains(token) { return finish(.stop, codec) }
+            if request.stopIDs.contains(token) { return finish(.stop, answer.rest()) }
             if streamer == nil { streamer = codec.streamer() }
-            text += streamer!.push(token)
-            if !request.stopStrings.isEmpty, text.truncated(atFirstOf: request.stopStrings).count < text.count {
-                return finish(.stop, codec)
+            let (piece, stopped) = answer.add(streamer!.push(token))
+            if stopped { return finish(.stop, piece) }
+            if generated.count >= request.maxTokens {
+                let (tail, stoppedInTail) = answer.add(streamer!.flush())
+                return finish(stoppedInTail ? .stop : .length, piece + tail + answer.rest())
             }
-            if generated.count >= request.maxTokens { return finish(.length, codec) }
-            let safe = ChatTemplate.printable(text, markers: request.stopStrings)
-            if safe.count > sent {
-                continuation.yield(.text(String(safe.dropFirst(sent)), tokens: [token]))
-                sent = safe.count
-            } else {
-                continuation.yield(.text("", tokens: [token]))
-            }
+            continuation.yield(.text(piece, tokens: [token]))
         }
 
-        private func finish(_ reason: FinishReason, _ codec: TextCodec) {
-            if reason == .length, var s = streamer { text += s.flush() }
-            let final = text.truncated(atFirstOf: request.stopStrings)
-            continuation.yield(.text(final.count > sent ? String(final.dropFirst(sent)) : "", tokens: generated.suffix(1)))
+        private func finish(_ reason: FinishReason, _ text: String) {
+            continuation.yield(.text(text, tokens: Array(generated.suffix(1))))
             continuation.yield(.done(reason, promptTokens: request.prompt.count, completionTokens: generated.count))
             continuation.finish()
             isDone = true
@@ -349,5 +351,71 @@ public final class BatchScheduler: @unchecked Sendable {
             isDone = true
             cache = nil
         }
+    }
+}
+
+/// An answer's text as it grows piece by piece (each piece whole characters): what can be sent now,
+/// and where a stop string cuts it. Kept as UTF-8 bytes, not characters: a piece may extend the
+/// last character (a combining mark, a ZWJ sequence, "\r" then "\n"), which a character count
+/// would not see grow, and the work per piece stays proportional to the piece, not to the answer.
+struct AnswerText {
+    private(set) var bytes: [UInt8] = []
+    /// Bytes already handed out.
+    private(set) var sent = 0
+    private(set) var stopped = false
+    let stops: [[UInt8]]
+
+    init(stops: [String]) { self.stops = stops.map { Array($0.utf8) }.filter { !$0.isEmpty } }
+
+    /// Appends `piece`; returns the text that can be sent now (all but a tail that could still
+    /// begin a stop string) and whether a stop string appeared, in which case the text before it
+    /// is all that is returned and the answer ends.
+    mutating func add(_ piece: String) -> (text: String, stopped: Bool) {
+        guard !stopped else { return ("", true) }
+        let before = bytes.count
+        bytes += piece.utf8
+        if let cut = firstStop(endingFrom: before) {
+            stopped = true
+            return (take(upTo: cut), true)
+        }
+        return (take(upTo: bytes.count - heldBack), false)
+    }
+
+    /// What is left at the end of the answer (the held-back tail: no stop string completed it).
+    mutating func rest() -> String { stopped ? "" : take(upTo: bytes.count) }
+
+    private mutating func take(upTo end: Int) -> String {
+        defer { sent = max(sent, end) }
+        return end > sent ? String(decoding: bytes[sent..<end], as: UTF8.self) : ""
+    }
+
+    /// Where the first stop string starts, among matches that end at or after byte `from`.
+    private func firstStop(endingFrom from: Int) -> Int? {
+        var best: Int?
+        for stop in stops {
+            var start = max(0, from - stop.count + 1)
+            while start + stop.count <= bytes.count, start < (best ?? Int.max) {
+                if bytes[start..<(start + stop.count)].elementsEqual(stop) {
+                    best = start
+                    break
+                }
+                start += 1
+            }
+        }
+        return best
+    }
+
+    /// Bytes at the end that could still begin a stop string. They start with a stop's first byte,
+    /// never a UTF-8 continuation byte, so the text before them ends on a character boundary.
+    private var heldBack: Int {
+        var hold = 0
+        for stop in stops {
+            for k in stride(from: min(stop.count - 1, bytes.count), to: hold, by: -1)
+            where bytes[(bytes.count - k)...].elementsEqual(stop[..<k]) {
+                hold = k
+                break
+            }
+        }
+        return hold
     }
 }

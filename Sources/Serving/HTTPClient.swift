@@ -5,6 +5,14 @@ import Glibc
 import Darwin
 #endif
 
+#if canImport(Glibc)
+private func systemConnect(_ fd: Int32, _ addr: UnsafePointer<sockaddr>, _ len: socklen_t) -> Int32 { Glibc.connect(fd, addr, len) }
+private func systemSend(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int { Glibc.send(fd, p, n, Int32(MSG_NOSIGNAL)) }
+#else
+private func systemConnect(_ fd: Int32, _ addr: UnsafePointer<sockaddr>, _ len: socklen_t) -> Int32 { Darwin.connect(fd, addr, len) }
+private func systemSend(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int { Darwin.send(fd, p, n, 0) }  // SO_NOSIGPIPE is set
+#endif
+
 /// A small blocking HTTP/1.1 client over a TCP socket, one request per connection
 /// (`Connection: close`): what `toolkit bench serve` and the tests drive the server with. It reads
 /// a chunked or sized body, and hands each server-sent event to `onEvent` as it arrives (the bench
@@ -69,7 +77,8 @@ public struct HTTPClient: Sendable {
         }
         if headers["transfer-encoding"]?.lowercased() == "chunked" {
             while true {
-                guard let sizeLine = try reader.line(), let size = Int(sizeLine.split(separator: ";")[0], radix: 16) else {
+                guard let sizeLine = try reader.line(), let field = sizeLine.split(separator: ";").first,
+                      let size = Int(field.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
                     throw Failure(description: "bad chunk size")
                 }
                 if size == 0 { break }
@@ -111,7 +120,10 @@ public struct HTTPClient: Sendable {
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                if Glibc.connect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { return fd }
+                #if canImport(Darwin)
+                setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
+                #endif
+                if systemConnect(fd, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { return fd }
                 close(fd)
             }
             node = a.pointee.ai_next
@@ -123,7 +135,7 @@ public struct HTTPClient: Sendable {
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             var done = 0
             while done < raw.count {
-                let n = Glibc.send(fd, raw.baseAddress! + done, raw.count - done, Int32(MSG_NOSIGNAL))
+                let n = systemSend(fd, raw.baseAddress! + done, raw.count - done)
                 guard n > 0 else { throw Failure(description: "send failed (\(String(cString: strerror(errno))))") }
                 done += n
             }

@@ -92,9 +92,11 @@ public final class OpenAIServer: Sendable {
         config.maximumGracefulShutdownDuration = .seconds(settings.shutdownGraceSeconds)
         let group = ServiceGroup(configuration: config)
         running.withLockedValue { $0 = group }
+        defer {
+            running.withLockedValue { $0 = nil }
+            scheduler.shutdown()
+        }
         try await group.run()
-        running.withLockedValue { $0 = nil }
-        scheduler.shutdown()
     }
 
     /// Shuts a running `run` down as SIGTERM would.
@@ -173,7 +175,8 @@ public final class OpenAIServer: Sendable {
         try check(r.frequency_penalty.map { abs($0) <= 2 } ?? true, "frequency_penalty", "between -2 and 2")
         let stops = r.stop?.strings ?? []
         try check(stops.count <= 4 && stops.allSatisfy { !$0.isEmpty && $0.utf8.count <= 256 }, "stop", "up to 4 non-empty strings")
-        let topK = r.top_k.flatMap { $0 > 0 ? $0 : nil } ?? d.topK
+        // An explicit top_k of -1 or 0 turns top-k off; only an absent one takes the model's default.
+        let topK: Int? = r.top_k.map { $0 > 0 ? $0 : nil } ?? d.topK
         let o = SamplingOptions(
             greedy: temperature == 0, temperature: temperature, topK: topK, topP: r.top_p.map { Float($0) } ?? d.topP,
             minP: r.min_p.map { Float($0) } ?? d.minP, repetitionPenalty: r.repetition_penalty.map { Float($0) } ?? d.repetitionPenalty ?? 1,
@@ -183,11 +186,11 @@ public final class OpenAIServer: Sendable {
     }
 
     /// `max_tokens` checked against the server's bound and the context left after the prompt.
-    func budget(_ asked: Int?, prompt: Int, default fallback: Int, field: String) throws -> Int {
+    func budget(_ asked: Int?, prompt: Int, default fallback: Int, field: String, promptField: String) throws -> Int {
         let context = scheduler.model.dims.contextLength
         guard prompt >= 1 else { throw APIError(400, "the prompt is empty", param: "prompt") }
         guard prompt < context else {
-            throw APIError(400, "this model's context is \(context) tokens and the prompt has \(prompt)", param: "messages",
+            throw APIError(400, "this model's context is \(context) tokens and the prompt has \(prompt)", param: promptField,
                            code: "context_length_exceeded")
         }
         guard let asked else { return min(fallback, context - prompt) }
@@ -208,7 +211,10 @@ public final class OpenAIServer: Sendable {
             guard r.logprobs == nil || r.logprobs == 0 else { throw APIError(400, "'logprobs' is not supported", param: "logprobs") }
             guard (r.best_of ?? 1) == 1 else { throw APIError(400, "'best_of' must be 1", param: "best_of") }
             guard (r.suffix ?? "").isEmpty else { throw APIError(400, "'suffix' is not supported", param: "suffix") }
-            guard (1...64).contains(r.prompt.count) else { throw APIError(400, "'prompt' must hold 1 to 64 prompts", param: "prompt") }
+            let most = min(64, server.scheduler.limits.maxBatch + server.scheduler.limits.maxQueue)
+            guard (1...most).contains(r.prompt.count) else {
+                throw APIError(400, "'prompt' must hold 1 to \(most) prompts (this server runs and queues \(most) at once)", param: "prompt")
+            }
             let (sampling, stops) = try server.sampling(r.common)
             let prompts: [[Int32]]
             switch r.prompt {
@@ -223,7 +229,8 @@ public final class OpenAIServer: Sendable {
             }
             let requests = try prompts.map { p in
                 GenerationRequest(
-                    prompt: p, maxTokens: try server.budget(r.max_tokens, prompt: p.count, default: server.settings.defaultCompletionTokens, field: "max_tokens"),
+                    prompt: p, maxTokens: try server.budget(r.max_tokens, prompt: p.count, default: server.settings.defaultCompletionTokens, field: "max_tokens",
+                                                                    promptField: "prompt"),
                     sampling: sampling, stopIDs: r.common.ignore_eos == true ? [] : server.settings.stopIDs, stopStrings: stops)
             }
             let echo = r.echo == true ? prompts.map { server.scheduler.codec.decode($0) } : prompts.map { _ in "" }
@@ -249,7 +256,8 @@ public final class OpenAIServer: Sendable {
             let asked = r.max_completion_tokens ?? r.max_tokens
             let field = r.max_completion_tokens != nil ? "max_completion_tokens" : "max_tokens"
             let request = GenerationRequest(
-                prompt: prompt, maxTokens: try server.budget(asked, prompt: prompt.count, default: server.settings.maxTokens, field: field),
+                prompt: prompt, maxTokens: try server.budget(asked, prompt: prompt.count, default: server.settings.maxTokens, field: field,
+                                                     promptField: "messages"),
                 sampling: sampling, stopIDs: stopIDs, stopStrings: stops + template.endOfTurn)
             let format = ResponseFormat.chat(id: "chatcmpl-\(Self.newID())", created: Int(Date().timeIntervalSince1970), model: server.settings.modelID)
             return try await server.respond([request], r.common, format: format, prefixes: [""])
@@ -306,6 +314,31 @@ public final class OpenAIServer: Sendable {
         }
     }
 
+    /// Waits for every generation and answers with one JSON body.
+    private func whole(_ submitted: [Submission], format: ResponseFormat, prefixes: [String], returnIDs: Bool) async throws -> Response {
+        var texts = prefixes, reasons = [String](repeating: "length", count: submitted.count)
+        var ids = [[Int32]](repeating: [], count: submitted.count)
+        var usage = Usage(prompt_tokens: 0, completion_tokens: 0, total_tokens: 0)
+        for (i, s) in submitted.enumerated() {
+            for await event in s.events {
+                switch event {
+                case .text(let t, let new):
+                    texts[i] += t
+                    ids[i] += new
+                case .done(let reason, let p, let c):
+                    reasons[i] = reason.rawValue
+                    usage.prompt_tokens += p
+                    usage.completion_tokens += c
+                case .failed(let message):
+                    for s in submitted { s.cancel() }
+                    throw APIError(500, "generation failed: \(message)")
+                }
+            }
+        }
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        return json(format.whole(texts, reasons, usage, ids: returnIDs ? ids : nil))
+    }
+
     /// Submits every request (all or none: a busy server refuses the whole call), then answers as
     /// one JSON body or as server-sent events.
     private func respond(_ requests: [GenerationRequest], _ common: CommonFields, format: ResponseFormat, prefixes: [String]) async throws
@@ -322,27 +355,9 @@ public final class OpenAIServer: Sendable {
         }
         let submitted = submissions
         if !stream {
-            var texts = prefixes, reasons = [String](repeating: "length", count: requests.count)
-            var ids = [[Int32]](repeating: [], count: requests.count)
-            var usage = Usage(prompt_tokens: 0, completion_tokens: 0, total_tokens: 0)
-            for (i, s) in submissions.enumerated() {
-                for await event in s.events {
-                    switch event {
-                    case .text(let t, let new):
-                        texts[i] += t
-                        ids[i] += new
-                    case .done(let reason, let p, let c):
-                        reasons[i] = reason.rawValue
-                        usage.prompt_tokens += p
-                        usage.completion_tokens += c
-                    case .failed(let message):
-                        for s in submissions { s.cancel() }
-                        throw APIError(500, "generation failed: \(message)")
-                    }
-                }
-            }
-            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
-            return json(format.whole(texts, reasons, usage, ids: returnIDs ? ids : nil))
+            // Runs to the end even if the client leaves (bounded by max_tokens): Hummingbird tells a
+            // handler about a closed connection only while it reads the request body.
+            return try await whole(submitted, format: format, prefixes: prefixes, returnIDs: returnIDs)
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
@@ -389,6 +404,7 @@ public final class OpenAIServer: Sendable {
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
 }
+
 
 extension APIError {
     var response: Response {

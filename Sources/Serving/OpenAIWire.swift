@@ -221,11 +221,21 @@ struct ModelList: Codable {
 
 /// The error body every 4xx and 5xx carries: `{"error": {"message", "type", "param", "code"}}`.
 public struct APIError: Error, Codable, Equatable {
+    /// `param` and `code` are written as null when absent, as OpenAI does.
     public struct Body: Codable, Equatable, Sendable {
         public var message: String
         public var type: String
         public var param: String?
         public var code: String?
+
+        enum CodingKeys: String, CodingKey { case message, type, param, code }
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(message, forKey: .message)
+            try c.encode(type, forKey: .type)
+            try c.encode(param, forKey: .param)
+            try c.encode(code, forKey: .code)
+        }
     }
     public var error: Body
     /// The HTTP status (not in the body).

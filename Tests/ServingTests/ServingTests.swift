@@ -171,9 +171,13 @@ private final class Served: @unchecked Sendable {
         let server = OpenAIServer(scheduler: scheduler, settings: settings)
         self.server = server
         let (ports, found) = AsyncStream.makeStream(of: Int.self)
-        task = Task { try await server.run(signals: false) { found.yield($0) } }
+        task = Task {
+            defer { found.finish() }  // a server that fails to start ends the wait
+            try await server.run(signals: false) { found.yield($0) }
+        }
         var port = 0
         for await p in ports { port = p; break }
+        guard port > 0 else { throw HTTPClient.Failure(description: "the server did not start") }
         client = HTTPClient(port: port, timeoutSeconds: 30)
     }
 
@@ -190,6 +194,15 @@ private final class Served: @unchecked Sendable {
     func get(_ path: String) async throws -> HTTPClient.Reply {
         let client = self.client
         return try await offPool { try client.send("GET", path) }
+    }
+}
+
+/// Polls `condition` every 2 ms; throws after `seconds`.
+private func waitUntil(seconds: Double = 30, _ condition: () -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        guard Date() < deadline else { throw HTTPClient.Failure(description: "timed out after \(seconds) s") }
+        try await Task.sleep(nanoseconds: 2_000_000)
     }
 }
 
@@ -290,7 +303,8 @@ private final class Events: @unchecked Sendable {
             ("/v1/completions", #"{"prompt": "x", "max_tokens": "a"}"#, 400, "max_tokens"),
             ("/v1/completions", #"{"prompt": "x", "max_tokens": 0}"#, 400, "max_tokens"),
             ("/v1/completions", #"{"prompt": "x", "max_tokens": \#(context)}"#, 400, "max_tokens"),
-            ("/v1/completions", #"{"prompt": \#(Array(repeating: 1, count: context)), "max_tokens": 1}"#, 400, "messages"),
+            ("/v1/completions", #"{"prompt": \#(Array(repeating: 1, count: context)), "max_tokens": 1}"#, 400, "prompt"),
+            ("/v1/completions", #"{"prompt": \#(Array(repeating: "x", count: 13))}"#, 400, "prompt"),
             ("/v1/completions", #"{"prompt": [1, \#(vocab)]}"#, 400, "prompt"),
             ("/v1/completions", #"{"prompt": "x", "temperature": 5}"#, 400, "temperature"),
             ("/v1/completions", #"{"prompt": "x", "top_p": 0}"#, 400, "top_p"),
@@ -331,7 +345,7 @@ private final class Events: @unchecked Sendable {
         s.server.scheduler.hold(true)
         async let first = s.post("/v1/completions", ["prompt": "the cat", "max_tokens": 4])
         async let second = s.post("/v1/completions", ["prompt": "the dog", "max_tokens": 4])
-        while s.server.scheduler.stats.queued < 2 { try await Task.sleep(nanoseconds: 2_000_000) }
+        try await waitUntil { s.server.scheduler.stats.queued == 2 }
         let third = try await s.post("/v1/completions", ["prompt": "the mat", "max_tokens": 4])
         #expect(third.status == 429)
         #expect(third.headers["retry-after"] == "1")
@@ -346,21 +360,85 @@ private final class Events: @unchecked Sendable {
     /// running stream finish.
     @Test func aClientThatLeavesFreesItsSlotAndStopIsGraceful() async throws {
         let s = try await Served()
-        s.server.scheduler.throttle = 0.02  // 20 ms a step: 50 tokens take a second
+        s.server.scheduler.throttle = 0.05  // 50 ms a step: 50 tokens take 2.5 s
         let events = Events()
-        let r = try await s.post("/v1/completions", ["prompt": "the cat", "max_tokens": 50, "stream": true, "temperature": 0]) { events.add($0); return events.all.count < 2 }
+        let r = try await s.post("/v1/completions", ["prompt": "the cat", "max_tokens": 50, "stream": true, "temperature": 0, "ignore_eos": true]) {
+            events.add($0)
+            return events.all.count < 2
+        }
         #expect(r.status == 200 && events.all.count == 2)
-        let t0 = Date()
-        while s.server.scheduler.stats.running > 0 && Date().timeIntervalSince(t0) < 5 { try await Task.sleep(nanoseconds: 5_000_000) }
+        // Counted as cancelled only when dropped while running, before its 50 tokens.
+        try await waitUntil(seconds: 20) { s.server.scheduler.stats.running == 0 }
         #expect(s.server.scheduler.stats.cancelled == 1)
-        #expect(Date().timeIntervalSince(t0) < 0.6, "the slot was freed only after \(Date().timeIntervalSince(t0)) s")
+        s.server.scheduler.throttle = 0.01
         // A stream running when the server is told to stop still ends with [DONE].
         let done = Events()
         async let streaming = s.post("/v1/completions", ["prompt": "the dog", "max_tokens": 30, "stream": true, "temperature": 0]) { done.add($0); return true }
-        while done.all.isEmpty { try await Task.sleep(nanoseconds: 2_000_000) }
+        try await waitUntil { !done.all.isEmpty }
         try await s.stop()
         #expect(try await streaming.status == 200)
         #expect(done.all.last == "[DONE]")
         #expect((done.chunks.last?["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String != nil)
+    }
+}
+
+@Suite struct AnswerTextTests {
+    /// Pieces that extend the previous character (a combining vowel sign, a ZWJ emoji, CR then LF)
+    /// all reach the client.
+    @Test func piecesThatExtendACharacterAreSent() {
+        var a = AnswerText(stops: [])
+        let pieces = ["क", "ि", "स", "👩", "\u{200D}", "💻", "\r", "\n", "é"]
+        var out = ""
+        for p in pieces { out += a.add(p).text }
+        out += a.rest()
+        #expect(out == pieces.joined())
+        #expect(out.unicodeScalars.count == pieces.map(\.unicodeScalars.count).reduce(0, +))
+    }
+
+    /// A stop string split over pieces is never sent, even in part; text that only looked like its
+    /// start is sent once it cannot be; the answer is cut before the first stop.
+    @Test func stopStringsAcrossPieces() {
+        var a = AnswerText(stops: ["<|im_end|>", "ि\n"])
+        var out = ""
+        for p in ["hello <", "|im", "x", " and <|im_", "en"] {
+            let r = a.add(p)
+            #expect(!r.stopped)
+            out += r.text
+            #expect(!out.contains("<|im_"))
+        }
+        #expect(out == "hello <|imx and ")
+        let r = a.add("d|> tail")
+        #expect(r.stopped && out + r.text == "hello <|imx and ")
+        #expect(a.add("more").text.isEmpty && a.rest().isEmpty)
+        // The earliest stop wins; a multi-byte stop is matched by bytes.
+        var b = AnswerText(stops: ["<|im_end|>", "ि\n"])
+        #expect(b.add("कि").text == "क")  // "ि" could begin a stop
+        let r2 = b.add("\nसब <|im_end|>")
+        #expect(r2.stopped && r2.text.isEmpty)
+        // Held-back text that no stop completes is sent at the end.
+        var c = AnswerText(stops: ["<|im_end|>"])
+        #expect(c.add("ok <|im").text == "ok ")
+        #expect(c.rest() == "<|im")
+    }
+}
+
+@Suite struct SamplingFieldTests {
+    /// An explicit top_k of 0 or -1 turns top-k off even when generation_config sets one; an
+    /// absent one takes the model's default; temperature 0 is greedy.
+    @Test func topKOffAndDefaults() throws {
+        let (m, codec) = try toyModel()
+        var defaults = GenerationDefaults()
+        defaults.topK = 50
+        defaults.temperature = 0.6
+        let server = OpenAIServer(scheduler: BatchScheduler(model: m, codec: codec, engine: nil),
+                                  settings: ServeSettings(modelID: "toy", maxTokens: 8, chatTemplate: .chatml, stopIDs: [], defaults: defaults))
+        defer { server.scheduler.shutdown() }
+        func fields(_ json: String) throws -> CommonFields { try JSONDecoder().decode(CommonFields.self, from: Data(json.utf8)) }
+        #expect(try server.sampling(fields(#"{"top_k": 0}"#)).0.topK == nil)
+        #expect(try server.sampling(fields(#"{"top_k": -1}"#)).0.topK == nil)
+        #expect(try server.sampling(fields(#"{"top_k": 7}"#)).0.topK == 7)
+        let d = try server.sampling(fields("{}")).0
+        #expect(d.topK == 50 && d.temperature == 0.6 && !d.greedy)
+        #expect(try server.sampling(fields(#"{"temperature": 0}"#)).0.greedy)
     }
 }

@@ -10,7 +10,7 @@ struct BenchServe: ParsableCommand {
         abstract: "Concurrent streaming clients against `serve` (in this process, on a free loopback port).",
         discussion: """
             For each client count, that many clients send streaming /v1/completions requests (greedy, prompt \
-            of random ids) until --requests have been answered. Reported: time to first token (p50, p99), \
+            of random ids) until --requests have been answered. Reported: time to the first streamed text (p50, p99), \
             tokens/s over all clients, the mean number of generations per decoding step, and errors.
             """)
 
@@ -23,7 +23,9 @@ struct BenchServe: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
-        _ = try clientCounts()
+        if let most = try clientCounts().max(), most > options.maxBatch + options.maxQueue {
+            throw ValidationError("--clients \(most) is more than --max-batch + --max-queue (\(options.maxBatch + options.maxQueue)): the extra clients would get 429")
+        }
         guard requests >= 1, promptLen >= 1, newTokens >= 1 else {
             throw ValidationError("--requests, --prompt-len and --new-tokens must be at least 1")
         }
