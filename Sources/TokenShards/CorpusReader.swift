@@ -54,6 +54,29 @@ public struct CorpusFile: Codable, Sendable, Equatable {
     }
 }
 
+/// Which input files are JSON Lines and which field holds a document's text.
+public struct JSONLInput: Codable, Sendable, Equatable {
+    public enum Files: String, Codable, Sendable, CaseIterable {
+        /// Files named `*.jsonl` or `*.ndjson`.
+        case byExtension = "auto"
+        /// Every input file.
+        case all = "jsonl"
+    }
+    public var files: Files
+    public var field: String
+    /// The longest line read (a document is one line).
+    public static let maxLineBytes = 64 << 20
+
+    public init(files: Files = .byExtension, field: String = "text") {
+        self.files = files
+        self.field = field
+    }
+
+    public func applies(to path: String) -> Bool {
+        files == .all || path.hasSuffix(".jsonl") || path.hasSuffix(".ndjson")
+    }
+}
+
 /// Where a chunk starts: enough to restart reading there after an interruption.
 public struct CorpusPosition: Codable, Sendable, Equatable {
     public var fileIndex: Int
@@ -82,6 +105,8 @@ struct TextChunk {
 final class ChunkStream {
     let files: [CorpusFile]
     let separator: [UInt8]
+    /// How each file is read: JSONL files give one document per line (the string under `field`).
+    let jsonl: JSONLInput?
     let chunkBytes: Int
     private let readBytes: Int
     private let totalBytes: Int
@@ -96,9 +121,10 @@ final class ChunkStream {
     private(set) var consumed = 0
     private let spareBuffers = Pool<[UInt8]>()
 
-    init(files: [CorpusFile], separator: [UInt8], chunkBytes: Int, start: CorpusPosition?) throws {
+    init(files: [CorpusFile], separator: [UInt8], chunkBytes: Int, start: CorpusPosition?, jsonl: JSONLInput? = nil) throws {
         self.files = files
         self.separator = separator
+        self.jsonl = jsonl
         self.chunkBytes = max(chunkBytes, 16)
         readBytes = max(self.chunkBytes, 1 << 20)
         totalBytes = files.reduce(0) { $0 + $1.size }
@@ -170,6 +196,10 @@ final class ChunkStream {
     private func nextChunk() throws -> TextChunk? {
         var limit = chunkLimit
         while fileIndex < files.count {
+            if let jsonl, jsonl.applies(to: files[fileIndex].path) {
+                if let document = try nextJSONLDocument(field: jsonl.field) { return document }
+                continue
+            }
             try fill(limit + separator.count)
             let available = buffer.count - head
             if available == 0 {
@@ -193,6 +223,55 @@ final class ChunkStream {
             limit *= 2  // no cut point yet: look further
         }
         return nil
+    }
+
+    /// Moves to the next file.
+    private func nextFile() throws {
+        try? handle?.close()
+        handle = nil
+        fileIndex += 1
+        if fileIndex < files.count { try open(at: 0) }
+    }
+
+    /// The next document of a JSONL file: the string under `field` of its next non-blank line; nil
+    /// (having moved to the next file) at the end of the file. A line is read whole (up to
+    /// `JSONLInput.maxLineBytes`), so a document is one chunk.
+    private func nextJSONLDocument(field: String) throws -> TextChunk? {
+        let path = files[fileIndex].path
+        while true {
+            var searched = 0
+            var newline: Int?
+            while true {
+                if let i = buffer[(head + searched)...].firstIndex(of: 0x0A) { newline = i - head; break }
+                searched = buffer.count - head
+                if eof { break }
+                guard searched <= JSONLInput.maxLineBytes else {
+                    throw ToolkitError.file(path, "a JSONL line is longer than \(JSONLInput.maxLineBytes >> 20) MiB", offset: bufferOffset + head)
+                }
+                try fill(searched + readBytes)
+            }
+            let length = newline ?? (buffer.count - head)
+            if length == 0 && newline == nil {
+                try nextFile()
+                return nil
+            }
+            let start = bufferOffset + head
+            var line = buffer[head..<(head + length)]
+            consume(length + (newline == nil ? 0 : 1))
+            if line.last == 0x0D { line = line.dropLast() }
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            let object: Any
+            do { object = try JSONSerialization.jsonObject(with: Data(line)) } catch {
+                throw ToolkitError.file(path, "line is not valid JSON", offset: start)
+            }
+            guard let record = object as? [String: Any] else { throw ToolkitError.file(path, "line is not a JSON object", offset: start) }
+            guard let text = record[field] as? String else {
+                throw ToolkitError.file(path, "line has no string field '\(field)' (--jsonl-field)", offset: start)
+            }
+            if text.isEmpty { continue }
+            atDocumentStart = false
+            return TextChunk(position: CorpusPosition(fileIndex: fileIndex, offset: start, atDocumentStart: true), bytes: Array(text.utf8))
+        }
     }
 
     /// A chunk of the next `length` bytes (nil when empty), consuming them.

@@ -139,3 +139,71 @@ import ToolkitSupport
         #expect(try allTokens(dir.file("out")) == expectedTokens(docs, ByteTokenEncoder()))
     }
 }
+
+/// JSON Lines input: one document per line, the text under a field.
+@Suite struct JSONLInputTests {
+    static func jsonl(_ docs: [String], field: String = "text") throws -> String {
+        var lines: [String] = []
+        for (i, d) in docs.enumerated() {
+            let record: [String: Any] = [field: d, "id": i, "meta": ["source": "test"]]
+            lines.append(String(decoding: try JSONSerialization.data(withJSONObject: record), as: UTF8.self))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Lines are documents (blank lines and empty texts skipped, CRLF accepted, other fields
+    /// ignored, texts longer than a chunk kept whole); *.jsonl files beside plain text files.
+    @Test func linesAreDocuments() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let docs = [sampleText(1, bytes: 700), "Ünïcödé — 東京 👩‍💻", "short", sampleText(2, bytes: 450)]
+        var text = try Self.jsonl(Array(docs[0..<2])) + "\r\n\n   \n" + #"{"text": ""}"# + "\n" + Self.jsonl(Array(docs[2...]))
+        text += "\n"
+        try dir.write("corpus.jsonl", text)
+        let report = try buildShards(dir, files: ["a plain text file"]) { $0.inputs = [dir.file("corpus.jsonl"), dir.file("input-0.txt")] }
+        #expect(report.manifest.documents == 5)
+        #expect(try allTokens(dir.file("out")) == expectedTokens(docs + ["a plain text file"], ByteTokenEncoder()))
+        // --input-format jsonl reads any name; another field.
+        try dir.write("records.txt", try Self.jsonl(docs, field: "body"))
+        let other = try buildShards(dir, files: [], out: "out2") {
+            $0.inputs = [dir.file("records.txt")]
+            $0.jsonl = JSONLInput(files: .all, field: "body")
+        }
+        #expect(other.manifest.documents == 4)
+        #expect(try allTokens(dir.file("out2")) == expectedTokens(docs, ByteTokenEncoder()))
+    }
+
+    @Test func interruptedJSONLRunResumesToTheSameShards() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        try dir.write("c.jsonl", try Self.jsonl((0..<8).map { sampleText(UInt64(30 + $0), bytes: 900) }))
+        let clean = try buildShards(dir, files: [], out: "clean") { $0.inputs = [dir.file("c.jsonl")] }
+        expectError(["interrupted after"]) {
+            _ = try buildShards(dir, files: [], out: "resumed") {
+                $0.inputs = [dir.file("c.jsonl")]
+                $0.stopAfterJournaledShards = 3
+            }
+        }
+        let resumed = try buildShards(dir, files: [], out: "resumed") { $0.inputs = [dir.file("c.jsonl")] }
+        #expect(resumed.resumedShards >= 3)
+        #expect(resumed.manifest == clean.manifest)
+        #expect(try allTokens(dir.file("resumed")) == allTokens(dir.file("clean")))
+    }
+
+    /// A bad line names the file and the line's byte offset.
+    @Test func badLinesNameFileAndOffset() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let good = #"{"text": "fine"}"#
+        let cases: [(String, [String])] = [
+            (good + "\n{\"text\": \"unterminated", ["bad.jsonl", "offset 17", "not valid JSON"]),
+            (good + "\n[1, 2]", ["offset 17", "not a JSON object"]),
+            (good + "\n{\"content\": \"x\"}", ["offset 17", "no string field 'text'"]),
+            (good + "\n{\"text\": 5}", ["offset 17", "no string field 'text'"]),
+        ]
+        for (i, (text, fragments)) in cases.enumerated() {
+            try dir.write("bad.jsonl", text)
+            expectError(fragments) { _ = try buildShards(dir, files: [], out: "o\(i)") { $0.inputs = [dir.file("bad.jsonl")] } }
+        }
+    }
+}
