@@ -9,23 +9,7 @@ extension CompareReport {
     /// `report.html`: one self-contained page (inline CSS and SVG, no scripts, no external
     /// resources) with the comparison table, the loss chart, the rules and the per-run table.
     public func html() -> String {
-        var out = """
-            <!DOCTYPE html>
-            <html lang="en">
-            <head>
-            <meta charset="utf-8">
-            <meta name="viewport" content="width=device-width, initial-scale=1">
-            <title>\(escapeXML(title))</title>
-            <style>
-            \(Self.css)
-            </style>
-            </head>
-            <body>
-            <main>
-            <h1>\(escapeXML(title))</h1>
-            <ul class="notes">
-
-            """
+        var out = Self.pageStart(title: title) + "<ul class=\"notes\">\n"
         for note in notes + [seedsLine] { out += "<li>\(escapeXML(note))</li>\n" }
         out += "</ul>\n<div class=\"scroll\"><table class=\"summary\">\n<thead><tr><th>variant</th>"
         for column in ReportColumn.allCases { out += "<th>\(escapeXML(column.title))</th>" }
@@ -66,6 +50,26 @@ extension CompareReport {
         }
         out += "</tbody>\n</table></div>\n</main>\n</body>\n</html>\n"
         return out
+    }
+
+    /// A self-contained page's start, up to its heading: the report's look, no external resources.
+    static func pageStart(title: String) -> String {
+        """
+        <!DOCTYPE html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>\(escapeXML(title))</title>
+        <style>
+        \(css)
+        </style>
+        </head>
+        <body>
+        <main>
+        <h1>\(escapeXML(title))</h1>
+
+        """
     }
 
     static let css = """

@@ -11,6 +11,12 @@ struct LossChart {
     var width = 960.0
     var height = 540.0
     var maxTrainPoints = 600
+    /// What the curves are: losses (train solid, validation dashed), or one learning-rate curve per run.
+    var quantity = Quantity.loss
+
+    enum Quantity {
+        case loss, learningRate
+    }
     /// Val points get circle markers only up to this many per curve.
     static let maxMarkers = 30
 
@@ -52,13 +58,15 @@ struct LossChart {
         // The y axis covers the points after the first 10% of tokens (and everything below
         // them), so the steep start does not flatten the part where variants differ.
         let late = all.filter { $0.tokens >= 0.1 * xMax }.map { $0.mean + ($0.sd ?? 0) }
-        let yTop = late.max() ?? yMax
+        let yTop = quantity == .learningRate ? yMax : late.max() ?? yMax
         let xAxis = Axis(min: 0, max: max(xMax, 0) * 1.02)
-        let yAxis = Axis(min: yMin, max: yTop, padding: 0.04)
+        let yAxis = Axis(min: quantity == .learningRate ? 0 : yMin, max: yTop, padding: 0.04)
         let subtitle =
-            "train loss (solid) and validation loss (dashed) against tokens seen"
-            + (hasBands ? "; shaded band = ±1 sd over seeds" : "")
-            + (yTop < yMax ? "; early points above the axis are cut off" : "")
+            quantity == .learningRate
+            ? "learning rate against tokens seen"
+            : "train loss (solid) and validation loss (dashed) against tokens seen"
+                + (hasBands ? "; shaded band = ±1 sd over seeds" : "")
+                + (yTop < yMax ? "; early points above the axis are cut off" : "")
         out += text(width / 2, 50, subtitle, anchor: "middle", size: 13, fill: "#555555")
         func px(_ t: Double) -> Double {
             left + (t - xAxis.low) / (xAxis.high - xAxis.low) * (right - left)
@@ -154,7 +162,7 @@ struct LossChart {
         out += text((left + right) / 2, bottom + 46, "tokens seen", anchor: "middle", size: 14)
         out +=
             "<text x=\"22\" y=\"\(n((top + bottom) / 2))\" text-anchor=\"middle\" font-size=\"14\" "
-        out += "transform=\"rotate(-90 22 \(n((top + bottom) / 2)))\">loss</text>\n"
+        out += "transform=\"rotate(-90 22 \(n((top + bottom) / 2)))\">\(quantity == .learningRate ? "learning rate" : "loss")</text>\n"
         return out
     }
 
@@ -169,7 +177,7 @@ struct LossChart {
             y += 22
         }
         y += 10
-        let keys: [(String, String?)] = [("train", nil), ("val", "7 4")]
+        let keys: [(String, String?)] = quantity == .learningRate ? [] : [("train", nil), ("val", "7 4")]
         for (label, dash) in keys {
             let dashAttr = dash.map { " stroke-dasharray=\"\($0)\"" } ?? ""
             out += "<line x1=\"\(n(x))\" y1=\"\(n(y - 3))\" x2=\"\(n(x + 22))\" y2=\"\(n(y - 3))\" "

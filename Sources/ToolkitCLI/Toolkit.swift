@@ -15,6 +15,7 @@ struct Toolkit: ParsableCommand {
             Eval.self,
             Train.self,
             Compare.self,
+            Plot.self,
             Finetune.self,
             MergeLoRA.self,
             Classify.self,

@@ -47,6 +47,10 @@ struct Train: ParsableCommand {
     @Option(help: "Run folder for checkpoints (default Checkpoints/train-<name>).") var out: String?
     @Option(help: "Metrics JSONL file (default <out>/metrics.jsonl).") var metrics: String?
     @Flag(help: "Print a JSON summary at the end.") var json = false
+    @Option(help: "Off a terminal (a log file, nohup, a cluster job): a log line every N steps (step, loss, lr, grad norm, tok/s, ETA); 0: none.")
+    var logEvery = 10
+    @Option(help: "At each evaluation, log a greedy continuation of this text (needs a tokenizer).") var samplePrompt: String?
+    @Option(help: "Tokens of each --sample-prompt continuation.") var sampleTokens = 32
     @OptionGroup(title: "Data parallel (mpirun)") var parallel: DataParallelFlags
     @Flag(help: "With --resume and a new --steps: re-plan the decaying learning-rate schedule for the new total (the rate jumps).")
     var reschedule = false
@@ -192,15 +196,36 @@ struct Train: ParsableCommand {
         }
         let bar = ProgressBar(total: Double(settings.steps), label: "train", unit: "steps", enabled: !json && comm.isRoot)
         bar.update(Double(trainer.state.step))
+        let seqLen = settings.seqLen ?? model.dims.contextLength
+        if comm.isRoot, !json {
+            printError(TrainLog.summary(model: model, settings: settings, seqLen: seqLen, data: data ?? tokens ?? "", source: source,
+                                        ranks: comm.size, from: trainer.state.step, out: trainer.outputDirectory))
+        }
+        let log = TrainLog(every: comm.isRoot && !json && isatty(STDERR_FILENO) == 0 ? logEvery : 0, steps: settings.steps,
+                           from: trainer.state.step)
         trainer.onStep = { row, _ in
             bar.update(Double(row.step), extra: String(format: "loss %.4f lr %.2e %@ tok/s", row.loss ?? .nan, row.lr ?? 0,
                                                        ProgressBar.format(row.tokens_per_s ?? 0)))
+            log.step(row)
         }
+        let sampler = try samplePrompt.map { prompt -> (TextCodec, [Int32]) in
+            guard let tokenizerPath, let codec = try TextCodec.load(tokenizerPath) else {
+                throw ValidationError("--sample-prompt needs a tokenizer (--tokenizer FILE)")
+            }
+            return (codec, try codec.encode(prompt))
+        }
+        let sampleTokens = self.sampleTokens
         trainer.onEval = { row in
             guard !json else { return }
             bar.finish()
             printError(String(format: "step %d: val_loss %.4f%@", row.step, row.val_loss ?? .nan,
                               row.val_bpb.map { String(format: " val_bpb %.4f", $0) } ?? ""))
+            if let (codec, ids) = sampler, !ids.isEmpty {
+                let n = min(sampleTokens, model.dims.contextLength - ids.count)
+                if n > 0, let r = try? Generator(model: model).generate(prompts: [ids], maxNewTokens: n) {
+                    printError("step \(row.step): sample: \(String(reflecting: codec.decode(ids) + codec.decode(r.newTokens[0])))")
+                }
+            }
         }
         Interrupt.install()
         let summary: TrainingSummary
@@ -218,6 +243,7 @@ struct Train: ParsableCommand {
                          summary.finalLoss ?? .nan, summary.valLoss.map { String(format: ", val_loss %.4f", $0) } ?? "",
                          summary.tokensPerSecond, summary.seconds))
             if let c = summary.checkpoint { print("checkpoint: \(c)") }
+            if let m = trainer.metricsPath { print("metrics: \(m) (toolkit plot \(m))") }
         }
         switch summary.stop {
         case .finished: break
@@ -228,5 +254,53 @@ struct Train: ParsableCommand {
             if comm.isRoot { printError("stopped: \(summary.message ?? "non-finite values")") }
             throw ExitCode(3)
         }
+    }
+}
+
+/// What `train` says off a terminal: a start-up summary, then a line every `every` steps.
+final class TrainLog: @unchecked Sendable {
+    let every: Int, steps: Int, from: Int
+    private let start = monotonicSeconds()
+
+    init(every: Int, steps: Int, from: Int) {
+        self.every = every
+        self.steps = steps
+        self.from = from
+    }
+
+    /// `step 40/200  loss 5.1234  lr 2.40e-04  grad_norm 0.812  12.3k tok/s  ETA 1m05s`.
+    func step(_ row: MetricsRow) {
+        guard every > 0, row.step % every == 0 || row.step == steps else { return }
+        let done = row.step - from, elapsed = monotonicSeconds() - start
+        let eta = done > 0 ? elapsed / Double(done) * Double(steps - row.step) : .nan
+        printError(String(format: "step %d/%d  loss %.4f  lr %.2e  grad_norm %@  %@ tok/s  ETA %@", row.step, steps, row.loss ?? .nan,
+                          row.lr ?? 0, row.grad_norm.map { String(format: "%.3f", $0) } ?? "-",
+                          ProgressBar.format(row.tokens_per_s ?? 0), Self.duration(eta)))
+    }
+
+    static func duration(_ s: Double) -> String {
+        guard s.isFinite else { return "-" }
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t / 60 % 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+    }
+
+    /// The model, the data, the tokens per step and the planned total.
+    static func summary(model: DecoderModel, settings s: TrainSettings, seqLen: Int, data: String, source: any TrainingData, ranks: Int,
+                        from: Int, out: String?) -> String {
+        let perStep = s.batchSize * seqLen * s.gradAccum
+        let planned = perStep * (s.steps - from)
+        var dataText = data
+        if let shards = source as? ShardTrainingData {
+            let split = shards.dataset.manifest.split
+            dataText += " (\(ProgressBar.format(Double(split.trainTokens))) train tokens, \(ProgressBar.format(Double(split.valTokens))) validation"
+            dataText += String(format: "; %.3g epochs)", Double(planned) / Double(max(split.trainTokens, 1)))
+        }
+        let d = model.dims
+        return """
+            train: \(model.recipe.name), \(ProgressBar.format(Double(model.parameterCount))) parameters (\(d.layers) layers × \(d.hiddenSize), context \(d.contextLength), vocabulary \(d.vocabSize))
+            train: data \(dataText)
+            train: \(s.batchSize) × \(seqLen) tokens × \(s.gradAccum) micro-batches = \(ProgressBar.format(Double(perStep))) tokens a step\(ranks > 1 ? " (micro-batches split over \(ranks) ranks)" : ""); steps \(from + 1)...\(s.steps): \(ProgressBar.format(Double(planned))) tokens planned
+            train: \(s.optimizer) lr \(s.lr) (\(s.schedule), warmup \(s.warmup)), evaluation every \(s.evalEvery) steps, output \(out ?? "-")
+            """
     }
 }
