@@ -46,6 +46,9 @@ public final class CompareHarness {
     /// Under mpirun the runs are spread over the ranks (run i on rank i mod size, each trained in
     /// that one process); every rank must be given the same `directory`, and rank 0 writes the report.
     public var communicator: any Communicator = SingleProcess()
+    /// Keep each run's final checkpoint in its run folder (`<run>/step-N/`; not part of the
+    /// configuration: it does not change the results).
+    public var keepFinalCheckpoints = false
 
     public init(configuration: Configuration, directory: String) {
         self.configuration = configuration
@@ -73,7 +76,11 @@ public final class CompareHarness {
         let c = configuration, comm = communicator
         guard c.variants.count >= 2 else { throw ToolkitError("compare needs at least two recipes") }
         guard Set(c.variants).count == c.variants.count else { throw ToolkitError("compare: a recipe is listed twice") }
-        let recipes = try c.variants.map { try Recipe.load($0, overrides: c.overrides) }
+        let recipes = try c.variants.map(loadVariant)
+        let folders = recipes.map { Self.safe($0.name) }
+        guard Set(folders).count == folders.count else {
+            throw ToolkitError("compare: two variants would share a run folder (\(folders.joined(separator: ", "))); name them differently")
+        }
         if comm.isRoot {
             if let data = FileManager.default.contents(atPath: directory + "/compare.json") {
                 // Finished runs are reused only for the same comparison.
@@ -118,6 +125,20 @@ public final class CompareHarness {
         return report
     }
 
+    /// A variant: a recipe name or path, optionally followed by per-variant overrides
+    /// (`qwen3-small@model.attention.kv_heads=1@train.lr=3e-4`, applied after every `--set`); a
+    /// variant with overrides is named by its whole text in the report.
+    func loadVariant(_ variant: String) throws -> Recipe {
+        let parts = variant.split(separator: "@", omittingEmptySubsequences: false).map(String.init)
+        let extra = Array(parts.dropFirst())
+        guard !parts[0].isEmpty, extra.allSatisfy({ $0.contains("=") }) else {
+            throw ToolkitError("compare: '\(variant)' is not RECIPE or RECIPE@key.path=value[@key.path=value…]")
+        }
+        var recipe = try Recipe.load(parts[0], overrides: configuration.overrides + extra)
+        if !extra.isEmpty { recipe.name = variant }
+        return recipe
+    }
+
     static func describe(_ b: Budget) -> String {
         switch b {
         case .steps(let n): return "\(n) steps"
@@ -145,8 +166,10 @@ public final class CompareHarness {
         }
         s.warmup = min(s.warmup, max(0, s.steps / 10))
         if s.evalEvery == 0 || s.evalEvery > s.steps { s.evalEvery = max(1, s.steps / 10) }
+        if keepFinalCheckpoints { s.saveEvery = 0 }  // the final checkpoint only: saves inside the budget would cost the run time
         let trainer = try Trainer(model: model, data: data, settings: s)
         trainer.metricsPath = runDir + "/metrics.jsonl"
+        if keepFinalCheckpoints { trainer.outputDirectory = runDir }
         trainer.tokenBytes = tokenBytes
         trainer.stopRequested = stopRequested
         if case .minutes(let m) = configuration.budget { trainer.timeBudgetSeconds = m * 60 }

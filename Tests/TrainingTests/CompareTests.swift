@@ -43,6 +43,31 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         #expect(record.summary.finalTrainLoss.isFinite)
     }
 
+    /// Per-variant overrides: `RECIPE@key=value` trains that recipe with the override (after every
+    /// --set), named by its whole text in the report; --keep-final keeps each run's checkpoint.
+    @Test func perVariantOverridesAndKeptCheckpoints() throws {
+        let data = try Self.shards()
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("cmp-\(UUID())").path
+        let nano = "\(recipesDir)/nano-qwen3.yaml"
+        var c = config(data)
+        c.variants = [nano, nano + "@model.attention.kv_heads=1@train.lr=0.001"]
+        c.seeds = 1
+        let harness = CompareHarness(configuration: c, directory: out)
+        harness.keepFinalCheckpoints = true
+        let report = try #require(try harness.run())
+        #expect(report.rows.map(\.name) == ["nano-qwen3", nano + "@model.attention.kv_heads=1@train.lr=0.001"])
+        let folder = CompareHarness.safe(report.rows[1].name)
+        let kept = try ModelIO.load(out + "/" + folder + "/seed-1/step-0000006")
+        #expect(kept.dims.kvHeads == 1)
+        #expect(try ModelIO.load(out + "/nano-qwen3/seed-1/step-0000006").dims.kvHeads == 2)
+        let (state, _) = try TrainingCheckpoint.loadState(out + "/" + folder + "/seed-1/step-0000006")
+        #expect(state.settings.lr == 0.001)
+        // The variants differ in their results; a malformed variant is refused.
+        #expect(report.runs[0].finalTrainLoss != report.runs[1].finalTrainLoss)
+        c.variants = [nano, nano + "@kv_heads"]
+        #expect(throws: (any Error).self) { try CompareHarness(configuration: c, directory: out + "-bad").run() }
+    }
+
     @Test func writesReportWhoseNumbersMatchTheMetricsAndReproduce() throws {
         let data = try Self.shards()
         let out1 = FileManager.default.temporaryDirectory.appendingPathComponent("cmp-\(UUID())").path

@@ -14,7 +14,8 @@ struct Compare: ParsableCommand {
             each run trained whole on one rank; rank 0 writes the same report as a serial compare.
             """)
 
-    @Argument(help: "Recipe names or paths, optionally separated by 'vs'.") var recipes: [String] = []
+    @Argument(help: "Variants, optionally separated by 'vs': recipe names or paths, each optionally with its own overrides, e.g. qwen3-small@model.attention.kv_heads=1.")
+    var recipes: [String] = []
     @Option(help: "Shard directory (toolkit shard).") var data: String
     @Option(help: "Optimizer steps per run.") var steps: Int?
     @Option(help: "Training tokens per run (steps = tokens / (batch × seq_len × grad_accum)).") var tokens: Int?
@@ -25,6 +26,7 @@ struct Compare: ParsableCommand {
     @Flag(help: "Use --tokenizer even when it is not the shards' tokenizer.") var allowTokenizerMismatch = false
     @Option(help: "Output folder (default Checkpoints/compare-<names>-<timestamp>; an unfinished identical compare resumes).")
     var out: String?
+    @Flag(help: "Keep each run's final checkpoint (<out>/<variant>/seed-N/step-*/).") var keepFinal = false
     @Flag(help: "Print a JSON summary.") var json = false
 
     mutating func validate() throws {
@@ -49,6 +51,7 @@ struct Compare: ParsableCommand {
             ?? CompareReport.defaultDirectory(variantNames: recipes, date: Date()))
         let harness = CompareHarness(configuration: config, directory: dir)
         harness.communicator = comm
+        harness.keepFinalCheckpoints = keepFinal
         if let tokenizer {
             // Bits-per-byte with another tokenizer than the shards' would count the wrong strings.
             let tok = try BPETokenizer.load(path: tokenizer)
