@@ -164,8 +164,14 @@ public final class CompareHarness {
         case .tokens(let n): s.steps = max(1, Int((Double(n) / Double(s.batchSize * seqLen * s.gradAccum)).rounded(.up)))
         case .minutes: break
         }
-        s.warmup = min(s.warmup, max(0, s.steps / 10))
-        if s.evalEvery == 0 || s.evalEvery > s.steps { s.evalEvery = max(1, s.steps / 10) }
+        if case .minutes = configuration.budget {
+            // Steps, evaluations and the schedule's decay are planned from the measured step time
+            // (Trainer.timeBudgetSeconds); the recipe's steps are no cap.
+            s.evalEvery = 0
+        } else {
+            s.warmup = min(s.warmup, max(0, s.steps / 10))
+            if s.evalEvery == 0 || s.evalEvery > s.steps { s.evalEvery = max(1, s.steps / 10) }
+        }
         if keepFinalCheckpoints { s.saveEvery = 0 }  // the final checkpoint only: saves inside the budget would cost the run time
         let trainer = try Trainer(model: model, data: data, settings: s)
         trainer.metricsPath = runDir + "/metrics.jsonl"

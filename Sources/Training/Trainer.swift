@@ -67,10 +67,12 @@ public struct TrainingSummary: Codable, Sendable {
 public final class Trainer {
     public let model: DecoderModel
     public let data: any TrainingData
-    public let settings: TrainSettings
+    /// The run's settings; with `timeBudgetSeconds`, `steps` (and an unset `eval_every`) are
+    /// planned as the run goes.
+    public private(set) var settings: TrainSettings
     public let seqLen: Int
     public let optimizer: MultiOptimizer
-    public let schedule: LRSchedule
+    public private(set) var schedule: LRSchedule
     public var outputDirectory: String?
     public var metricsPath: String?
     /// Called after every step (for progress bars).
@@ -88,7 +90,11 @@ public final class Trainer {
 
     /// Polled after every step; true stops the run with a checkpoint (default: SIGINT seen).
     public var stopRequested: @Sendable () -> Bool = { Interrupt.requested }
-    /// Stop (as finished) once this many seconds of training have passed (`compare --minutes`).
+    /// A wall-clock budget (`compare --minutes`): the number of steps is planned from the measured
+    /// step time (after 3 steps, and again after every evaluation, which also counts its own cost),
+    /// and the schedule is rebuilt for that total, so its decay ends with the budget; `steps` is
+    /// not a cap. With `eval_every` 0 the run evaluates about 10 times. The run also stops (as
+    /// finished) when the time is up.
     public var timeBudgetSeconds: Double?
     /// Maps a token id to its UTF-8 byte length, for validation bits-per-byte.
     public var tokenBytes: ((Int32) -> Int)?
@@ -196,9 +202,32 @@ public final class Trainer {
 
     /// Runs from the current step to `settings.steps`.
     public func run() throws -> TrainingSummary {
-        let s = settings
-        let validation = s.evalEvery > 0 ? try data.validation(settings: s, seqLen: seqLen) : []
+        var s = settings
         let runStart = monotonicSeconds()
+        let budget = timeBudgetSeconds
+        let autoEval = budget != nil && s.evalEvery == 0
+        if budget != nil { s.steps = Int(Int32.max) }  // until planned from the first steps' time
+        let validation = s.evalEvery > 0 || autoEval ? try data.validation(settings: s, seqLen: seqLen) : []
+        var stepSeconds: [Double] = [], evalSeconds = 0.0
+        var nextEvalAt = (budget ?? 0) / 10, lastEvalStep = 0
+        /// Plans the total from the time left, a step's median time and the evaluations' cost.
+        func plan(after step: Int) throws {
+            guard let budget, stepSeconds.count >= 2 else { return }
+            let perStep = stepSeconds.suffix(20).sorted()[min(stepSeconds.suffix(20).count, 20) / 2]
+            let remaining = budget - (monotonicSeconds() - runStart)
+            var total = step + max(0, Int(remaining / perStep))
+            if autoEval {
+                let evalsLeft = Double(max(0, Int((remaining / (budget / 10)).rounded(.up))))
+                total = step + max(0, Int((remaining - evalSeconds * evalsLeft) / perStep))
+            } else if s.evalEvery > 0 {
+                total = step + max(0, Int(remaining / (perStep + evalSeconds / Double(s.evalEvery))))
+            }
+            s.steps = max(step, total)
+            s.warmup = min(s.warmup, s.steps)
+            schedule = try s.makeSchedule()
+            settings = s
+            state.settings = s
+        }
         let startTokens = state.tokensSeen
         var lastLoss: Double? = nil, lastVal: Double? = nil, lastCheckpoint: String? = nil
         var stop = TrainingStop.finished
@@ -260,6 +289,7 @@ public final class Trainer {
                 lastStepWaitSeconds += monotonicSeconds() - gatherStart
             }
             let dt = monotonicSeconds() - t0
+            if step > 1 { stepSeconds.append(dt) }  // the first step carries one-time costs
             state.step = step
             state.dataPosition = step
             state.tokensSeen += tokens
@@ -269,11 +299,20 @@ public final class Trainer {
                                  tokens: state.tokensSeen, aux_loss: auxSum > 0 ? auxSum / Double(s.gradAccum) : nil)
             try appendMetrics(row)
             onStep?(row, s)
-            if s.evalEvery > 0, step % s.evalEvery == 0 || step == s.steps, let (vl, bpb) = try evaluate(validation) {
+            if budget != nil && step == 3 { try plan(after: step) }
+            let evalStart = monotonicSeconds()
+            // Without eval_every under a budget: every tenth of the time, and at the end.
+            let due = autoEval ? (evalStart - runStart >= nextEvalAt || step == s.steps)
+                : s.evalEvery > 0 && (step % s.evalEvery == 0 || step == s.steps)
+            if autoEval && due { nextEvalAt += budget! / 10 }
+            if due, let (vl, bpb) = try evaluate(validation) {
                 row = MetricsRow(step: step, tokens: state.tokensSeen, val_loss: vl, val_bpb: bpb)
                 lastVal = vl
                 try appendMetrics(row)
                 onEval?(row)
+                evalSeconds = monotonicSeconds() - evalStart
+                lastEvalStep = step
+                if step < s.steps { try plan(after: step) }
             }
             // A stop request on any rank stops every rank after this same step.
             var interrupted = stopRequested()
@@ -284,7 +323,7 @@ public final class Trainer {
             }
             if interrupted { stop = .interrupted; break }
             if let budget = timeBudgetSeconds, monotonicSeconds() - runStart >= budget {
-                if s.evalEvery > 0, step % s.evalEvery != 0, let (vl, bpb) = try evaluate(validation) {
+                if s.evalEvery > 0 || autoEval, lastEvalStep != step, let (vl, bpb) = try evaluate(validation) {
                     row = MetricsRow(step: step, tokens: state.tokensSeen, val_loss: vl, val_bpb: bpb)
                     lastVal = vl
                     try appendMetrics(row)

@@ -66,6 +66,36 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
         #expect(FileManager.default.fileExists(atPath: out + "/step-0000030/optimizer.safetensors"))
     }
 
+    /// B4: a time budget is not capped by `steps`, plans its total from the measured step time and
+    /// fits the cosine decay into it (the last steps run near min_lr), with about 10 evaluations.
+    @Test func aTimeBudgetPlansStepsAndFitsTheDecay() throws {
+        let data = try ShardTrainingData(directory: try makeShards(), expectedTokenizerHash: nil, allowMismatch: false)
+        let t = try Trainer(model: try nanoModel(), data: data, settings: settings {
+            $0.steps = 5  // the recipe's steps: no cap under a time budget
+            $0.evalEvery = 0
+            $0.schedule = "cosine"
+            $0.seqLen = 16
+            $0.batchSize = 2
+        })
+        t.timeBudgetSeconds = 2
+        let out = tempDir("budget")
+        t.metricsPath = out + "/metrics.jsonl"
+        let started = Date()
+        let s = try t.run()
+        let wall = Date().timeIntervalSince(started)
+        #expect(s.stop == .finished)
+        #expect(s.steps > 20, "only \(s.steps) steps in 2 s")
+        #expect(wall < 2 + 1.5, "ran \(wall) s for a 2 s budget")
+        #expect(t.settings.steps == s.steps || wall >= 2, "planned \(t.settings.steps), ran \(s.steps)")
+        let rows = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(MetricsRow.self, from: Data($0.utf8)) }
+        let lrs = rows.compactMap(\.lr)
+        #expect(lrs.max()! == 3e-3 || lrs.max()! > 2.9e-3)
+        #expect(lrs.last! < 0.5 * 3e-3, "the decay did not fit the budget: last lr \(lrs.last!)")
+        let evals = rows.filter { $0.val_loss != nil }.count
+        #expect(evals >= 5 && evals <= 13, "\(evals) evaluations")
+    }
+
     @Test(arguments: ["adamw", "muon", "sgd"])
     func resumeIsBitExact(optimizer: String) throws {
         let shards = try makeShards()
