@@ -12,7 +12,7 @@ extension CompareReport {
         var out = Self.pageStart(title: title) + "<ul class=\"notes\">\n"
         for note in notes + [seedsLine] { out += "<li>\(escapeXML(note))</li>\n" }
         out += "</ul>\n<div class=\"scroll\"><table class=\"summary\">\n<thead><tr><th>variant</th>"
-        for column in ReportColumn.allCases { out += "<th>\(escapeXML(column.title))</th>" }
+        for column in columns { out += "<th>\(escapeXML(column.title))</th>" }
         out += "</tr></thead>\n<tbody>\n"
         for row in rows {
             out += "<tr><th scope=\"row\">\(escapeXML(row.name))</th>"

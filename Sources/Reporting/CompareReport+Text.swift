@@ -1,12 +1,13 @@
 import Foundation
 
 /// The columns of the per-run table (one row per variant and seed, no aggregation).
-let runColumns: [ReportColumn] = [
-    .finalTrainLoss, .valLoss, .perplexity, .bitsPerByte, .tokensSeen, .tokensPerSecond,
-    .wallSeconds,
-]
-
 extension CompareReport {
+    /// The columns of the per-run table (one row per variant and seed, no aggregation).
+    var runColumns: [ReportColumn] {
+        [.finalTrainLoss, .valLoss, .perplexity, .bitsPerByte] + columns.filter { ReportColumn.whenPresent.contains($0) }
+            + [.tokensSeen, .tokensPerSecond, .wallSeconds]
+    }
+
     /// The seeds line: `Seeds: 3 per variant (0, 1, 2)` or one entry per variant.
     var seedsLine: String {
         let lists = rows.map { $0.seeds.map(String.init).joined(separator: ", ") }
@@ -25,8 +26,8 @@ extension CompareReport {
         var out = "# \(markdownEscape(title))\n\n"
         for note in notes + [seedsLine] { out += "- \(markdownEscape(note))\n" }
         out += "\n| variant | "
-        out += ReportColumn.allCases.map(\.title).joined(separator: " | ") + " |\n"
-        out += "| :--- |" + String(repeating: " ---: |", count: ReportColumn.allCases.count) + "\n"
+        out += columns.map(\.title).joined(separator: " | ") + " |\n"
+        out += "| :--- |" + String(repeating: " ---: |", count: columns.count) + "\n"
         for row in rows {
             let cells = row.cells.map { cell -> String in
                 var t = cell.text
@@ -54,7 +55,7 @@ extension CompareReport {
     /// within seed spread of the best.
     public func terminalTable() -> String {
         var table: [[String]] = [["metric"] + rows.map(\.name)]
-        for (i, column) in ReportColumn.allCases.enumerated() {
+        for (i, column) in columns.enumerated() {
             table.append(
                 [column.title]
                     + rows.map { row in

@@ -23,7 +23,7 @@ extension CompareReport {
 
     public var summary: CompareSummary {
         CompareSummary(
-            title: title, notes: notes, columns: ReportColumn.allCases, variants: rows, runs: runs,
+            title: title, notes: notes, columns: columns, variants: rows, runs: runs,
             significanceRule: Self.significanceRule)
     }
 

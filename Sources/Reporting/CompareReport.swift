@@ -26,11 +26,11 @@ public struct VariantRow: Codable, Equatable, Sendable {
     public var name: String
     /// The seeds, ascending; per-seed values in `Aggregate.values` follow this order.
     public var seeds: [Int]
-    /// One cell per `ReportColumn.allCases`, in that order.
+    /// One cell per column of the report (`CompareReport.columns`), in that order.
     public var cells: [ReportCell]
 
     public func cell(_ column: ReportColumn) -> ReportCell {
-        cells[ReportColumn.allCases.firstIndex(of: column) ?? 0]
+        cells.first { $0.column == column } ?? ReportCell(column: column, aggregate: nil, text: "—", isBest: false, notSignificant: false)
     }
 }
 
@@ -42,6 +42,11 @@ public struct CompareReport: Codable, Equatable, Sendable {
     public var notes: [String]
     public var rows: [VariantRow]
     public var curves: [VariantCurves]
+
+    /// The table's columns: every `ReportColumn` but the task ones when no run scored a task.
+    public var columns: [ReportColumn] {
+        rows.first?.cells.map(\.column) ?? ReportColumn.allCases.filter { !ReportColumn.whenPresent.contains($0) }
+    }
     /// Every run, by variant (input order) then seed.
     public var runs: [RunSummary]
 
@@ -110,12 +115,17 @@ public struct CompareReport: Codable, Equatable, Sendable {
             }
             sorted.append(runs)
         }
+        // Task accuracy columns appear when some run scored a task.
+        let all = sorted.flatMap { $0.map(\.summary) }
+        let columns = ReportColumn.allCases.filter { c in
+            !ReportColumn.whenPresent.contains(c) || all.contains { c.value(in: $0) != nil }
+        }
         var rows = zip(variants, sorted).map { variant, runs in
             VariantRow(
                 name: variant.name, seeds: runs.map(\.summary.seed),
-                cells: ReportColumn.allCases.map { cell($0, runs.map(\.summary)) })
+                cells: columns.map { cell($0, runs.map(\.summary)) })
         }
-        for (index, column) in ReportColumn.allCases.enumerated() where column.better != .none {
+        for (index, column) in columns.enumerated() where column.better != .none {
             mark(column: index, style: column.style, better: column.better, rows: &rows)
         }
         return CompareReport(

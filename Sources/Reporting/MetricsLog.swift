@@ -39,18 +39,27 @@ public struct EvalRow: Codable, Equatable, Sendable {
     public var valLoss: Double
     public var valBitsPerByte: Double?
     public var tokens: Int
+    /// Multiple-choice accuracy and its length-normalised form (`task_acc`, `task_acc_norm`), when
+    /// the run scored a task at its evaluations.
+    public var taskAccuracy: Double?
+    public var taskNormalizedAccuracy: Double?
 
-    public init(step: Int, valLoss: Double, valBitsPerByte: Double? = nil, tokens: Int) {
+    public init(step: Int, valLoss: Double, valBitsPerByte: Double? = nil, tokens: Int, taskAccuracy: Double? = nil,
+                taskNormalizedAccuracy: Double? = nil) {
         self.step = step
         self.valLoss = valLoss
         self.valBitsPerByte = valBitsPerByte
         self.tokens = tokens
+        self.taskAccuracy = taskAccuracy
+        self.taskNormalizedAccuracy = taskNormalizedAccuracy
     }
 
     enum CodingKeys: String, CodingKey {
         case step, tokens
         case valLoss = "val_loss"
         case valBitsPerByte = "val_bpb"
+        case taskAccuracy = "task_acc"
+        case taskNormalizedAccuracy = "task_acc_norm"
     }
 }
 
@@ -142,7 +151,7 @@ public struct MetricsLog: Equatable, Sendable {
                 log.append(
                     EvalRow(
                         step: row.step, valLoss: valLoss, valBitsPerByte: row.valBitsPerByte,
-                        tokens: row.tokens))
+                        tokens: row.tokens, taskAccuracy: row.taskAccuracy, taskNormalizedAccuracy: row.taskNormalizedAccuracy))
             }
         }
         return log
@@ -158,6 +167,8 @@ public struct MetricsLog: Equatable, Sendable {
         var tokensPerSecond: Double?
         var valLoss: Double?
         var valBitsPerByte: Double?
+        var taskAccuracy: Double?
+        var taskNormalizedAccuracy: Double?
 
         enum CodingKeys: String, CodingKey {
             case step, tokens, loss, lr
@@ -165,6 +176,8 @@ public struct MetricsLog: Equatable, Sendable {
             case tokensPerSecond = "tokens_per_s"
             case valLoss = "val_loss"
             case valBitsPerByte = "val_bpb"
+            case taskAccuracy = "task_acc"
+            case taskNormalizedAccuracy = "task_acc_norm"
         }
     }
 }

@@ -49,7 +49,12 @@ public enum ReportColumn: String, CaseIterable, Codable, Sendable {
     case valLoss = "val_loss"
     case perplexity
     case bitsPerByte = "bits_per_byte"
+    case taskAccuracy = "task_acc"
+    case taskNormalizedAccuracy = "task_acc_norm"
     case wallSeconds = "wall_seconds"
+
+    /// Columns shown only when some run has a value (`compare --task`).
+    static let whenPresent: Set<ReportColumn> = [.taskAccuracy, .taskNormalizedAccuracy]
 
     /// The header text.
     public var title: String {
@@ -63,6 +68,8 @@ public enum ReportColumn: String, CaseIterable, Codable, Sendable {
         case .valLoss: "val loss"
         case .perplexity: "val ppl"
         case .bitsPerByte: "val bpb"
+        case .taskAccuracy: "task acc"
+        case .taskNormalizedAccuracy: "task acc_norm"
         case .wallSeconds: "wall s"
         }
     }
@@ -72,7 +79,7 @@ public enum ReportColumn: String, CaseIterable, Codable, Sendable {
     public var better: Better {
         switch self {
         case .params, .nonEmbeddingParams, .flopsPerToken, .tokensSeen: .none
-        case .tokensPerSecond: .higher
+        case .tokensPerSecond, .taskAccuracy, .taskNormalizedAccuracy: .higher
         case .finalTrainLoss, .valLoss, .perplexity, .bitsPerByte, .wallSeconds: .lower
         }
     }
@@ -81,7 +88,7 @@ public enum ReportColumn: String, CaseIterable, Codable, Sendable {
         switch self {
         case .params, .nonEmbeddingParams, .tokensSeen, .tokensPerSecond: .grouped
         case .flopsPerToken: .si
-        case .finalTrainLoss, .valLoss, .bitsPerByte: .fixed(4)
+        case .finalTrainLoss, .valLoss, .bitsPerByte, .taskAccuracy, .taskNormalizedAccuracy: .fixed(4)
         case .perplexity: .fixed(2)
         case .wallSeconds: .fixed(1)
         }
@@ -103,6 +110,8 @@ public enum ReportColumn: String, CaseIterable, Codable, Sendable {
         case .valLoss: s.valLoss
         case .perplexity: s.perplexity
         case .bitsPerByte: s.bitsPerByte
+        case .taskAccuracy: s.taskAccuracy
+        case .taskNormalizedAccuracy: s.taskNormalizedAccuracy
         case .wallSeconds: s.wallSeconds
         }
     }

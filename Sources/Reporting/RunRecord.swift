@@ -38,6 +38,12 @@ public struct RunRecord: Equatable, Sendable {
         if !same(s.bitsPerByte, eval?.valBitsPerByte) {
             throw mismatch("bits_per_byte", text(s.bitsPerByte), text(eval?.valBitsPerByte))
         }
+        if !same(s.taskAccuracy, eval?.taskAccuracy) {
+            throw mismatch("task_acc", text(s.taskAccuracy), text(eval?.taskAccuracy))
+        }
+        if !same(s.taskNormalizedAccuracy, eval?.taskNormalizedAccuracy) {
+            throw mismatch("task_acc_norm", text(s.taskNormalizedAccuracy), text(eval?.taskNormalizedAccuracy))
+        }
         let expected = eval.map { exp($0.valLoss) }
         switch (s.perplexity, expected) {
         case (nil, nil): break

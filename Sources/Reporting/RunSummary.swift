@@ -10,7 +10,8 @@ import ToolkitSupport
 /// - `val_loss`: `val_loss` of the last eval row (absent when no evaluation ran);
 /// - `perplexity`: `exp(val_loss)`;
 /// - `bits_per_byte`: `val_bpb` of the last eval row (absent when not logged);
-/// - `tokens_seen`: `tokens` of the last step row.
+/// - `tokens_seen`: `tokens` of the last step row;
+/// - `task_acc`, `task_acc_norm`: those of the last eval row (absent when the run scored no task).
 public struct RunSummary: Codable, Equatable, Sendable {
     public var variant: String
     public var seed: Int
@@ -24,6 +25,8 @@ public struct RunSummary: Codable, Equatable, Sendable {
     public var bitsPerByte: Double?
     public var wallSeconds: Double
     public var tokensSeen: Int
+    public var taskAccuracy: Double?
+    public var taskNormalizedAccuracy: Double?
     /// Path of the metrics JSONL; a relative path is relative to the summary file's folder.
     public var metricsPath: String
 
@@ -38,6 +41,8 @@ public struct RunSummary: Codable, Equatable, Sendable {
         case wallSeconds = "wall_seconds"
         case tokensSeen = "tokens_seen"
         case metricsPath = "metrics_path"
+        case taskAccuracy = "task_acc"
+        case taskNormalizedAccuracy = "task_acc_norm"
     }
 
     public init(
@@ -89,6 +94,8 @@ public struct RunSummary: Codable, Equatable, Sendable {
             finalTrainLoss: last.loss, valLoss: valLoss, perplexity: valLoss.map { exp($0) },
             bitsPerByte: metrics.finalEval?.valBitsPerByte, wallSeconds: wallSeconds,
             tokensSeen: last.tokens, metricsPath: metricsPath)
+        taskAccuracy = metrics.finalEval?.taskAccuracy
+        taskNormalizedAccuracy = metrics.finalEval?.taskNormalizedAccuracy
     }
 
     /// Reads a summary JSON file. Unknown keys are errors (they are usually typos).

@@ -23,8 +23,12 @@ public final class CompareHarness {
         public var seeds: Int
         public var overrides: [String]
         public var tokenizer: String?
+        /// A multiple-choice task file scored at every evaluation (`--task`): adds task accuracy columns.
+        public var task: String?
 
-        public init(variants: [String], data: String, budget: Budget, seeds: Int, overrides: [String], tokenizer: String?) {
+        public init(variants: [String], data: String, budget: Budget, seeds: Int, overrides: [String], tokenizer: String?,
+                    task: String? = nil) {
+            self.task = task
             self.variants = variants
             self.data = data
             self.budget = budget
@@ -49,6 +53,8 @@ public final class CompareHarness {
     /// Keep each run's final checkpoint in its run folder (`<run>/step-N/`; not part of the
     /// configuration: it does not change the results).
     public var keepFinalCheckpoints = false
+    /// The items of `configuration.task`, read with the shards' tokenizer by the caller.
+    public var taskItems: [MultipleChoiceItem]?
 
     public init(configuration: Configuration, directory: String) {
         self.configuration = configuration
@@ -119,7 +125,7 @@ public final class CompareHarness {
         let notes = [
             "data: \(c.data) (\(data.dataset.manifest.totalTokens) tokens)",
             "budget: \(Self.describe(c.budget)) per run; seeds: \(c.seeds)" + (c.overrides.isEmpty ? "" : "; --set \(c.overrides.joined(separator: " "))"),
-        ]
+        ] + (c.task.map { ["task: \($0) (\(taskItems?.count ?? 0) items; acc = lowest summed continuation loss, acc_norm = per character)"] } ?? [])
         let report = try CompareReport.build(variants: variants, title: "compare " + c.variants.joined(separator: " vs "), notes: notes)
         if comm.isRoot { try report.write(to: directory) }
         return report
@@ -177,6 +183,7 @@ public final class CompareHarness {
         trainer.metricsPath = runDir + "/metrics.jsonl"
         if keepFinalCheckpoints { trainer.outputDirectory = runDir }
         trainer.tokenBytes = tokenBytes
+        trainer.evalTask = taskItems
         trainer.stopRequested = stopRequested
         if case .minutes(let m) = configuration.budget { trainer.timeBudgetSeconds = m * 60 }
         trainer.onStep = { [onStep] row, settings in onStep?(index, total, recipe.name, seed, row, settings) }

@@ -17,6 +17,9 @@ public struct MetricsRow: Codable, Sendable {
     public var aux_loss: Double?
     public var val_loss: Double?
     public var val_bpb: Double?
+    /// Multiple-choice accuracy on `Trainer.evalTask` (evaluation rows).
+    public var task_acc: Double?
+    public var task_acc_norm: Double?
 }
 
 /// Set by SIGINT; the loop saves a checkpoint and stops after the current step.
@@ -98,6 +101,9 @@ public final class Trainer {
     public var timeBudgetSeconds: Double?
     /// Maps a token id to its UTF-8 byte length, for validation bits-per-byte.
     public var tokenBytes: ((Int32) -> Int)?
+    /// Multiple-choice items scored at every evaluation (`train --eval-task`, `compare --task`):
+    /// acc and acc_norm go into the evaluation rows.
+    public var evalTask: [MultipleChoiceItem]?
     /// The run's tokenizer as HF `tokenizer.json` text: every checkpoint carries a copy.
     public var tokenizerJSON: String?
     public private(set) var state: TrainerState
@@ -147,6 +153,15 @@ public final class Trainer {
         state.tokensSeen = s.tokensSeen
         state.elapsedSeconds = s.elapsedSeconds
         state.dataPosition = s.dataPosition
+    }
+
+    /// The evaluation row of `step`: validation loss (and bits-per-byte), and the task's accuracy;
+    /// nil when there is nothing to evaluate.
+    func evaluationRow(_ validation: [Batch], step: Int) throws -> MetricsRow? {
+        guard let val = try evaluate(validation) else { return nil }  // a task is scored beside validation
+        let task = try evalTask.flatMap { $0.isEmpty ? nil : try MultipleChoice.evaluate(model, $0) }
+        return MetricsRow(step: step, tokens: state.tokensSeen, val_loss: val.loss, val_bpb: val.bpb, task_acc: task?.accuracy,
+                          task_acc_norm: task?.normalizedAccuracy)
     }
 
     /// Mean loss over the validation batches (nil when there are none).
@@ -305,9 +320,9 @@ public final class Trainer {
             let due = autoEval ? (evalStart - runStart >= nextEvalAt || step == s.steps)
                 : s.evalEvery > 0 && (step % s.evalEvery == 0 || step == s.steps)
             if autoEval && due { nextEvalAt += budget! / 10 }
-            if due, let (vl, bpb) = try evaluate(validation) {
-                row = MetricsRow(step: step, tokens: state.tokensSeen, val_loss: vl, val_bpb: bpb)
-                lastVal = vl
+            if due, let r = try evaluationRow(validation, step: step) {
+                row = r
+                lastVal = r.val_loss
                 try appendMetrics(row)
                 onEval?(row)
                 evalSeconds = monotonicSeconds() - evalStart
@@ -323,9 +338,9 @@ public final class Trainer {
             }
             if interrupted { stop = .interrupted; break }
             if let budget = timeBudgetSeconds, monotonicSeconds() - runStart >= budget {
-                if s.evalEvery > 0 || autoEval, lastEvalStep != step, let (vl, bpb) = try evaluate(validation) {
-                    row = MetricsRow(step: step, tokens: state.tokensSeen, val_loss: vl, val_bpb: bpb)
-                    lastVal = vl
+                if s.evalEvery > 0 || autoEval, lastEvalStep != step, let r = try evaluationRow(validation, step: step) {
+                    row = r
+                    lastVal = r.val_loss
                     try appendMetrics(row)
                     onEval?(row)
                 }

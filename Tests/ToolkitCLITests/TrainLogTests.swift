@@ -23,9 +23,14 @@ import Testing
         let manifest = try CLI.json(s.out)["manifest"] as? [String: Any]
         #expect(manifest?["documents"] as? Int == 300)
         let run = tmp.appendingPathComponent("run").path
+        let task = tmp.appendingPathComponent("task.jsonl").path
+        try """
+            {"query": "The quick brown fox", "choices": ["jumps over the lazy dog", "the the the"], "gold": 0}
+            {"ctx": "The lazy dog number", "endings": ["3.", "fox fox fox fox"], "label": 0}
+            """.write(toFile: task, atomically: true, encoding: .utf8)
         let t = try CLI.run(["train", "--recipe", "nano", "--set", "model.vocab_size=300", "--data", shards, "--tokenizer", tok,
                              "--steps", "12", "--batch-size", "2", "--seq-len", "16", "--eval-every", "6", "--log-every", "4",
-                             "--sample-prompt", "The quick", "--sample-tokens", "4", "--out", run])
+                             "--sample-prompt", "The quick", "--sample-tokens", "4", "--eval-task", task, "--out", run])
         #expect(t.code == 0, "\(t.err)")
         #expect(t.err.contains("train: nano,") && t.err.contains("2 × 16 tokens × 1 micro-batches = 32 tokens a step"), "\(t.err)")
         #expect(t.err.contains("384 tokens planned"), "\(t.err)")
@@ -33,6 +38,11 @@ import Testing
         #expect(logged.map { $0.split(separator: " ")[1] } == ["4/12", "8/12", "12/12"], "\(t.err)")
         #expect(logged.allSatisfy { $0.contains("loss ") && $0.contains("lr ") && $0.contains("grad_norm ") && $0.contains("tok/s") })
         #expect(t.err.contains("step 6: sample: \"The quick") && t.err.contains("step 12: sample: "), "\(t.err)")
+        #expect(t.err.contains("task_acc ") && t.err.contains("task_acc_norm "), "\(t.err)")
+        let evals = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").filter { $0.contains("val_loss") }
+        #expect(evals.count == 2 && evals.allSatisfy { $0.contains("\"task_acc\"") && $0.contains("\"task_acc_norm\"") })
+        let noData = try CLI.run(["train", "--recipe", "nano", "--tokens", task, "--eval-task", task, "--tokenizer", tok])
+        #expect(noData.code != 0)
         // plot: a run folder and a metrics file, into another folder.
         let out = tmp.appendingPathComponent("plots").path
         let p = try CLI.run(["plot", run, run + "/metrics.jsonl", "--out", out, "--title", "two"])

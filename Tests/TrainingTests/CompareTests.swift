@@ -62,6 +62,17 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         #expect(try ModelIO.load(out + "/nano-qwen3/seed-1/step-0000006").dims.kvHeads == 2)
         let (state, _) = try TrainingCheckpoint.loadState(out + "/" + folder + "/seed-1/step-0000006")
         #expect(state.settings.lr == 0.001)
+        // A task scored at every evaluation adds its columns.
+        var t = c
+        t.task = "items"
+        let scored = CompareHarness(configuration: t, directory: out + "-task")
+        scored.taskItems = [MultipleChoiceItem(context: [1, 2, 3], choices: [[4, 5], [9, 9, 9]], choiceCharacters: [4, 6], gold: 0),
+                            MultipleChoiceItem(context: [10, 11], choices: [[12], [40], [3]], choiceCharacters: [2, 2, 2], gold: 0)]
+        let withTask = try #require(try scored.run())
+        #expect(withTask.columns.contains(.taskAccuracy) && withTask.columns.contains(.taskNormalizedAccuracy))
+        #expect(!report.columns.contains(.taskAccuracy))
+        for run in withTask.runs { #expect([0, 0.5, 1].contains(run.taskAccuracy ?? -1)) }
+        #expect(withTask.markdown().contains("task acc_norm"))
         // The variants differ in their results; a malformed variant is refused.
         #expect(report.runs[0].finalTrainLoss != report.runs[1].finalTrainLoss)
         c.variants = [nano, nano + "@kv_heads"]

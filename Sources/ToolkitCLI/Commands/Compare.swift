@@ -1,4 +1,5 @@
 import ArgumentParser
+import FineTuning
 import Foundation
 import Reporting
 import Tokenization
@@ -23,6 +24,8 @@ struct Compare: ParsableCommand {
     @Option(help: "Seeds per variant (mean ± sd when > 1).") var seeds = 1
     @Option(name: .customLong("set"), help: "Override applied to every recipe.") var overrides: [String] = []
     @Option(help: "Tokenizer of the shards (adds bits-per-byte).") var tokenizer: String?
+    @Option(help: "Multiple-choice task file (HellaSwag or llm-foundry JSONL; needs --tokenizer) scored at every evaluation: adds task acc columns.")
+    var task: String?
     @Flag(help: "Use --tokenizer even when it is not the shards' tokenizer.") var allowTokenizerMismatch = false
     @Option(help: "Output folder (default Checkpoints/compare-<names>-<timestamp>; an unfinished identical compare resumes).")
     var out: String?
@@ -44,7 +47,7 @@ struct Compare: ParsableCommand {
         let budget: CompareHarness.Budget = steps.map { .steps($0) } ?? tokens.map { .tokens($0) }
             ?? minutes.map { .minutes($0) } ?? .steps(100)
         let config = CompareHarness.Configuration(variants: recipes, data: data, budget: budget, seeds: seeds,
-                                                  overrides: overrides, tokenizer: tokenizer)
+                                                  overrides: overrides, tokenizer: tokenizer, task: task)
         // Under mpirun, rank 0 picks the folder (the default one is named by the time) for every rank.
         let comm = Job.world
         let dir = comm.broadcast(out ?? CompareHarness.resumable(config)
@@ -58,6 +61,9 @@ struct Compare: ParsableCommand {
             try requireShardTokenizer(tok, path: tokenizer, shardsHash: try ShardDataset(directory: data, expectedTokenizerHash: nil).manifest.tokenizer.hash,
                                       shards: data, allowMismatch: allowTokenizerMismatch)
             harness.tokenBytes = tokenByteCounter(tok)
+            if let task { harness.taskItems = try MultipleChoiceTask.load(task, codec: TextCodec(tokenizer: tok)) }
+        } else if task != nil {
+            throw ValidationError("--task needs the shards' tokenizer: --tokenizer FILE")
         }
         let runs = recipes.count * seeds
         let bar = ProgressBar(total: Double(runs), label: "compare", unit: "runs", enabled: !json && comm.isRoot)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FineTuning
 import Foundation
 import Layers
 import Models
@@ -51,6 +52,8 @@ struct Train: ParsableCommand {
     var logEvery = 10
     @Option(help: "At each evaluation, log a greedy continuation of this text (needs a tokenizer).") var samplePrompt: String?
     @Option(help: "Tokens of each --sample-prompt continuation.") var sampleTokens = 32
+    @Option(help: "Multiple-choice task file (HellaSwag or llm-foundry JSONL; needs a tokenizer and --data) scored at every evaluation: task_acc and task_acc_norm in the metrics.")
+    var evalTask: String?
     @OptionGroup(title: "Data parallel (mpirun)") var parallel: DataParallelFlags
     @Flag(help: "With --resume and a new --steps: re-plan the decaying learning-rate schedule for the new total (the rate jumps).")
     var reschedule = false
@@ -215,11 +218,18 @@ struct Train: ParsableCommand {
             return (codec, try codec.encode(prompt))
         }
         let sampleTokens = self.sampleTokens
+        if let evalTask {
+            guard data != nil, let tokenizerPath, let codec = try TextCodec.load(tokenizerPath) else {
+                throw ValidationError("--eval-task needs --data (it is scored with the validation) and a tokenizer (--tokenizer FILE)")
+            }
+            trainer.evalTask = try MultipleChoiceTask.load(evalTask, codec: codec)
+        }
         trainer.onEval = { row in
             guard !json else { return }
             bar.finish()
-            printError(String(format: "step %d: val_loss %.4f%@", row.step, row.val_loss ?? .nan,
-                              row.val_bpb.map { String(format: " val_bpb %.4f", $0) } ?? ""))
+            printError(String(format: "step %d: val_loss %.4f%@%@", row.step, row.val_loss ?? .nan,
+                              row.val_bpb.map { String(format: " val_bpb %.4f", $0) } ?? "",
+                              row.task_acc.map { String(format: " task_acc %.4f task_acc_norm %.4f", $0, row.task_acc_norm ?? .nan) } ?? ""))
             if let (codec, ids) = sampler, !ids.isEmpty {
                 let n = min(sampleTokens, model.dims.contextLength - ids.count)
                 if n > 0, let r = try? Generator(model: model).generate(prompts: [ids], maxNewTokens: n) {
