@@ -31,6 +31,10 @@ public final class DecoderModel: Module {
     public let embeddingScale: Float
     /// Logits become `cap · tanh(logits / cap)` (`final_logit_softcap`; Gemma 2, optional in Gemma 3).
     public let finalLogitSoftcap: Float?
+    /// Training forwards keep only each block's input and recompute the block in the backward
+    /// (`Tensor.checkpointed`): activation memory of one block instead of all of them, for one
+    /// more forward pass. Off in evaluation and generation (nothing is recorded there).
+    public var activationCheckpointing = false
 
     init(dims: ModelDimensions, embedTokens: Embedding, position: any PositionalEncoding, layers: [TransformerBlock],
          norm: any Normalization, lmHead: Linear?, recipe: Recipe, embeddingScale: Float = 1, finalLogitSoftcap: Float? = nil) {
@@ -86,12 +90,45 @@ public final class DecoderModel: Module {
         var h = try position.embed(e, offset: offset)
         observe?(h)
         for (i, block) in layers.enumerated() {
-            h = try block(h, offset: offset, cache: cache, layer: i)
+            if activationCheckpointing, cache == nil, GradMode.isEnabled {
+                h = try Tensor.checkpointed(h, parameters: block.namedParameters().map(\.parameter.value)) {
+                    try block($0, offset: offset, cache: nil, layer: i)
+                }
+            } else {
+                h = try block(h, offset: offset, cache: cache, layer: i)
+            }
             observe?(h)
         }
         let out = try norm(h)
         observe?(out)
         return out
+    }
+
+    /// Mean next-token cross-entropy of `ids` against aligned `targets` (−100 = ignored), as
+    /// `crossEntropy(logits:)` of the full logits, with activation checkpointing applied to the LM
+    /// head too: the positions go through the head and the loss `chunk` rows at a time, each
+    /// chunk's `[chunk, V]` logits recomputed in the backward instead of all `[B·T, V]` being
+    /// kept (at GPT-2's 50,257 tokens, B4×T1024 logits alone take 823 MB, and their gradient as
+    /// much again). Each chunk's mean is weighted by its share of the scored positions, so with
+    /// more than one chunk the result equals the one-piece loss up to float rounding.
+    public func checkpointedCrossEntropy(_ ids: [Int32], targets: [Int32], batch: Int, chunk: Int = 1024) throws -> Tensor {
+        let h = try hiddenStates(ids, batch: batch).reshaped([-1, dims.hiddenSize])
+        let n = h.shape[0], scored = targets.filter { $0 != -100 }.count
+        guard targets.count == n, scored > 0 else { return try Tensor.crossEntropy(logits: logits(h), targets: targets) }
+        var total: Tensor?
+        for start in stride(from: 0, to: n, by: chunk) {
+            let end = min(start + chunk, n), part = Array(targets[start..<end])
+            let count = part.filter { $0 != -100 }.count
+            guard count > 0 else { continue }
+            let weight = Float(count) / Float(scored)
+            let rows = n <= chunk ? h : try h.slice(axis: 0, start..<end)
+            let loss = try Tensor.checkpointed(rows, parameters: [outputWeight.value]) { x in
+                let ce = try Tensor.crossEntropy(logits: self.logits(x), targets: part)
+                return weight == 1 ? ce : ce * weight
+            }
+            total = try total.map { try $0 + loss } ?? loss
+        }
+        return total!
     }
 
     /// Logits `[B, T, V]`.

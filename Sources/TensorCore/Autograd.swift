@@ -86,6 +86,23 @@ extension Tensor {
         guard let root = node else {
             throw TensorError.invalidArgument(op: "backward", message: "tensor is not on the tape (no input requires grad)")
         }
+        root.gradBuffer()[0] += 1
+        Self.propagate(from: root, onLeafReady: onLeafReady)
+    }
+
+    /// Back-propagates `gradient` (same shape as this tensor) from this tensor: accumulates into
+    /// every leaf's gradient, as `backward()` does from a scalar.
+    public func backward(gradient: UnsafePointer<Float>) throws {
+        guard let root = node else {
+            throw TensorError.invalidArgument(op: "backward", message: "tensor is not on the tape (no input requires grad)")
+        }
+        let g = root.gradBuffer()
+        for i in 0..<count { g[i] += gradient[i] }
+        Self.propagate(from: root, onLeafReady: nil)
+    }
+
+    /// Walks the graph under `root` (whose gradient is set) in reverse topological order.
+    static func propagate(from root: Node, onLeafReady: ((Node) -> Void)?) {
         // Topological order by an explicit-stack DFS (no recursion on deep graphs).
         var order: [Node] = []
         var visited = Set<ObjectIdentifier>()
@@ -102,7 +119,6 @@ extension Tensor {
         if onLeafReady != nil {
             for n in order { for p in n.parents where p.isLeaf { uses[ObjectIdentifier(p), default: 0] += 1 } }
         }
-        root.gradBuffer()[0] += 1
         for n in order.reversed() {
             if let fn = n.backwardFn, let g = n.grad { fn(g.pointer) }
             if let onLeafReady {
@@ -137,4 +153,35 @@ extension Tensor {
 
     /// Clears a leaf's gradient.
     public func zeroGrad() { node?.zeroGrad() }
+}
+
+extension Tensor {
+    /// Activation checkpointing: runs `body(x)` without keeping its intermediate values and records
+    /// one op whose backward runs `body` again from the saved `x`, then back-propagates through
+    /// that recomputation into `x` and into `parameters` (the leaves `body` reads, listed so that the
+    /// tape orders them and reports them ready after this op). Memory: the input of each
+    /// checkpointed piece instead of all its intermediates; time: one more forward of the piece.
+    /// `body` must compute the same values both times (no randomness it draws anew, no state it
+    /// changes for later use).
+    public static func checkpointed(_ x: Tensor, parameters: [Tensor], _ body: @escaping (Tensor) throws -> Tensor) throws -> Tensor {
+        guard GradMode.isEnabled, x.node != nil || parameters.contains(where: { $0.node != nil }) else { return try body(x) }
+        var out = try GradMode.withoutGrad { try body(x) }
+        let saved = x.detached(), xNode = x.node
+        let parents = ([xNode] + parameters.map(\.node)).compactMap { $0 }
+        out.node = Node(shape: out.shape, isLeaf: false, parents: parents) { dOut in
+            let input = xNode == nil ? saved : saved.requiringGrad()
+            do {
+                let y = try body(input)  // recorded: grad mode is on during backward
+                if y.node != nil { try y.backward(gradient: dOut) }
+            } catch {
+                // The same forward succeeded on the same values moments ago.
+                fatalError("activation checkpointing: the recomputed forward failed: \(error)")
+            }
+            if let xNode, let g = input.node?.grad {
+                let dst = xNode.gradBuffer()
+                for i in 0..<xNode.count { dst[i] += g.pointer[i] }
+            }
+        }
+        return out
+    }
 }

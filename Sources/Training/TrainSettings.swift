@@ -36,6 +36,8 @@ public struct TrainSettings: Codable, Equatable, Sendable {
     public var order = "random"
     /// Muon's learning rate for hidden matrices (the AdamW fallback uses `lr`).
     public var muonLR = 0.02
+    /// Recompute each block's activations in the backward instead of keeping them (nil: off).
+    public var activationCheckpointing: Bool?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case steps, batchSize = "batch_size", seqLen = "seq_len", gradAccum = "grad_accum", optimizer, lr
@@ -43,6 +45,7 @@ public struct TrainSettings: Codable, Equatable, Sendable {
         case decayFraction = "decay_fraction", gradClip = "grad_clip", evalEvery = "eval_every"
         case evalBatches = "eval_batches", saveEvery = "save_every", keepCheckpoints = "keep_checkpoints", seed, order
         case muonLR = "muon_lr"
+        case activationCheckpointing = "activation_checkpointing"
     }
 
     public init() {}
@@ -78,6 +81,7 @@ public struct TrainSettings: Codable, Equatable, Sendable {
         if let v = try o.optionalInt("seed") { seed = UInt64(truncatingIfNeeded: v) }
         if let v = try o.optionalString("order") { order = v }
         if let v = try o.optionalDouble("muon_lr") { muonLR = v }
+        if let v = try o.optionalBool("activation_checkpointing") { activationCheckpointing = v }
         try validate(o)
     }
 

@@ -138,6 +138,14 @@ public final class Trainer {
         self.parallel = parallel
         sync = communicator.size > 1 ? GradientSync(communicator: communicator, parameters: parameters, options: parallel) : nil
         ownedParameters = sync?.ownedParameters ?? parameters
+        if settings.activationCheckpointing == true {
+            // A router's aux loss is read from the forward's routing records, which a checkpointed
+            // forward keeps off the tape.
+            if model.layers.contains(where: { ($0.mlp as? MoE).map { $0.auxLossCoefficient != 0 || $0.zLossCoefficient != 0 } ?? false }) {
+                throw ToolkitError("activation_checkpointing: a mixture of experts with an auxiliary or z-loss needs its routing on the tape; turn one of them off")
+            }
+            model.activationCheckpointing = true
+        }
         optimizer = try settings.makeOptimizer(for: ownedParameters)
         schedule = try settings.makeSchedule()
         state = TrainerState(step: 0, tokensSeen: 0, elapsedSeconds: 0, settings: settings,
@@ -262,8 +270,13 @@ public final class Trainer {
             let lastMicro = s.gradAccum - comm.size + comm.rank
             for micro in stride(from: comm.rank, to: s.gradAccum, by: comm.size) {
                 let b = try data.batch(step: step, micro: micro, settings: s, seqLen: seqLen)
-                let logits = try model(b.input, batch: b.rows)
-                let ce = try Tensor.crossEntropy(logits: logits.reshaped([-1, model.dims.vocabSize]), targets: b.targets)
+                let ce: Tensor
+                if model.activationCheckpointing {
+                    ce = try model.checkpointedCrossEntropy(b.input, targets: b.targets, batch: b.rows)
+                } else {
+                    let logits = try model(b.input, batch: b.rows)
+                    ce = try Tensor.crossEntropy(logits: logits.reshaped([-1, model.dims.vocabSize]), targets: b.targets)
+                }
                 var loss = ce
                 if let aux = try model.auxiliaryLoss() {
                     auxSum += Double(aux.item())

@@ -66,6 +66,61 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
         #expect(FileManager.default.fileExists(atPath: out + "/step-0000030/optimizer.safetensors"))
     }
 
+    /// Activation checkpointing recomputes each block in the backward: the same gradients bit for
+    /// bit (the same ops run on the same values), the same losses, and exact resume still holds.
+    @Test(arguments: [[String](), ["model.attention.kernel=naive"]])
+    func activationCheckpointingChangesNothingButMemory(extra: [String]) throws {
+        let data = try ShardTrainingData(directory: try makeShards(), expectedTokenizerHash: nil, allowMismatch: false)
+        let batch = try data.batch(step: 1, micro: 0, settings: settings { _ in }, seqLen: 32)
+        var grads: [[[Float]]] = []
+        for on in [false, true] {
+            let m = try nanoModel(extra: extra)
+            m.activationCheckpointing = on
+            let logits = try m(batch.input, batch: batch.rows)
+            try Tensor.crossEntropy(logits: logits.reshaped([-1, 64]), targets: batch.targets).backward()
+            grads.append(m.namedParameters().map { $0.parameter.value.grad?.scalars ?? [] })
+        }
+        #expect(grads[0] == grads[1])
+        #expect(grads[0].allSatisfy { !$0.isEmpty })
+        var losses: [[Double]] = []
+        for on in [false, true] {
+            let t = try Trainer(model: try nanoModel(extra: extra), data: data, settings: settings { $0.activationCheckpointing = on })
+            var rows: [Double] = []
+            t.onStep = { row, _ in rows.append(row.loss ?? .nan) }
+            _ = try t.run()
+            losses.append(rows)
+        }
+        #expect(losses[0] == losses[1] && losses[0].count == 8)
+    }
+
+    /// The LM head and loss in chunks (each recomputed in the backward) give the one-piece loss and
+    /// gradients up to float rounding: the chunk means are weighted sums of the same terms, added
+    /// in another order (a few ulps of values of order 1–10, hence 1e-5).
+    @Test func chunkedHeadLossMatchesTheWholeOne() throws {
+        let data = try ShardTrainingData(directory: try makeShards(), expectedTokenizerHash: nil, allowMismatch: false)
+        let b = try data.batch(step: 1, micro: 0, settings: settings { _ in }, seqLen: 32)
+        var targets = b.targets
+        for i in stride(from: 0, to: targets.count, by: 7) { targets[i] = -100 }  // ignored positions weigh the chunks unevenly
+        var results: [(Float, [[Float]])] = []
+        for chunk in [0, 40] {
+            let m = try nanoModel()
+            let loss: Tensor
+            if chunk == 0 {
+                loss = try Tensor.crossEntropy(logits: m(b.input, batch: b.rows).reshaped([-1, 64]), targets: targets)
+            } else {
+                m.activationCheckpointing = true
+                loss = try m.checkpointedCrossEntropy(b.input, targets: targets, batch: b.rows, chunk: chunk)
+            }
+            try loss.backward()
+            results.append((loss.item(), m.namedParameters().map { $0.parameter.value.grad?.scalars ?? [] }))
+        }
+        #expect(abs(results[0].0 - results[1].0) < 1e-5)
+        for (g0, g1) in zip(results[0].1, results[1].1) {
+            #expect(!g0.isEmpty && g0.count == g1.count)
+            #expect(zip(g0, g1).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($0)) })
+        }
+    }
+
     /// B4: a time budget is not capped by `steps`, plans its total from the measured step time and
     /// fits the cosine decay into it (the last steps run near min_lr), with about 10 evaluations.
     @Test func aTimeBudgetPlansStepsAndFitsTheDecay() throws {

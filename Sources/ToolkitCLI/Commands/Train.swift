@@ -52,6 +52,8 @@ struct Train: ParsableCommand {
     var logEvery = 10
     @Option(help: "At each evaluation, log a greedy continuation of this text (needs a tokenizer).") var samplePrompt: String?
     @Option(help: "Tokens of each --sample-prompt continuation.") var sampleTokens = 32
+    @Flag(help: "Recompute each block's activations in the backward instead of keeping them (less memory, one more forward).")
+    var activationCheckpointing = false
     @Option(help: "Multiple-choice task file (HellaSwag or llm-foundry JSONL; needs a tokenizer and --data) scored at every evaluation: task_acc and task_acc_norm in the metrics.")
     var evalTask: String?
     @OptionGroup(title: "Data parallel (mpirun)") var parallel: DataParallelFlags
@@ -77,6 +79,7 @@ struct Train: ParsableCommand {
         put("grad_clip", gradClip); put("eval_every", evalEvery); put("eval_batches", evalBatches)
         put("save_every", saveEvery); put("keep_checkpoints", keepCheckpoints); put("seed", seed); put("order", order)
         put("muon_lr", muonLr)
+        if activationCheckpointing { v["activation_checkpointing"] = .bool(true) }
         if let betas {
             let parts = betas.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
             guard parts.count == 2, let b1 = parts[0], let b2 = parts[1] else {
