@@ -37,8 +37,10 @@ public enum MultipleChoiceTask {
             let continuations = choices.map { delimiter + $0 }
             let ids = try continuations.map { try codec.encode($0) }
             guard !ids.contains(where: \.isEmpty) else { throw fail("a choice encodes to no tokens") }
-            return MultipleChoiceItem(context: try codec.encode(context), choices: ids,
-                                      choiceCharacters: continuations.map(\.unicodeScalars.count), gold: gold)
+            let contextIDs = try codec.encode(context)
+            guard !contextIDs.isEmpty else { throw fail("the context is empty (a choice needs something to follow)") }
+            // acc_norm divides by the choice's own length, without the delimiter (lm-evaluation-harness).
+            return MultipleChoiceItem(context: contextIDs, choices: ids, choiceCharacters: choices.map(\.unicodeScalars.count), gold: gold)
         }
     }
 }

@@ -59,22 +59,13 @@ public struct MultipleChoiceResult: Sendable, Equatable, Codable {
 public enum MultipleChoice {
     public static func score(_ model: DecoderModel, _ item: MultipleChoiceItem) throws -> MultipleChoiceScore {
         let limit = model.dims.contextLength, v = model.dims.vocabSize
-        guard item.choices.count >= 2, item.gold >= 0, item.gold < item.choices.count,
-              item.choiceCharacters.count == item.choices.count else {
-            throw ToolkitError("a multiple-choice item needs two or more choices and a gold index among them")
-        }
+        try check(item, model)
         var rows: [[Int32]] = [], starts: [Int] = []
         for cont in item.choices {
-            guard !cont.isEmpty, cont.count < limit else {
-                throw ToolkitError("a continuation of \(cont.count) tokens does not fit the context of \(limit) (with at least one context token)")
-            }
             let full = item.context + cont
             let cut = max(0, full.count - limit)
             rows.append(Array(full[cut...]))
             starts.append(item.context.count - cut)
-        }
-        if let bad = rows.joined().first(where: { $0 < 0 || Int($0) >= v }) {
-            throw ToolkitError("token id \(bad) is outside the vocabulary (0..<\(v))")
         }
         let width = rows.map(\.count).max()!
         let ids = rows.flatMap { $0 + [Int32](repeating: 0, count: width - $0.count) }
@@ -95,6 +86,30 @@ public enum MultipleChoice {
         let pick = nll.indices.min { nll[$0] < nll[$1] }!
         let pickNorm = nll.indices.min { nll[$0] / Double(max(item.choiceCharacters[$0], 1)) < nll[$1] / Double(max(item.choiceCharacters[$1], 1)) }!
         return MultipleChoiceScore(nll: nll, tokens: item.choices.map(\.count), pick: pick, pickNorm: pickNorm, gold: item.gold)
+    }
+
+    /// Throws unless `item` can be scored by `model`: a non-empty context, two or more choices with
+    /// a gold index among them, continuations shorter than the context, ids in the vocabulary.
+    public static func check(_ item: MultipleChoiceItem, _ model: DecoderModel) throws {
+        let limit = model.dims.contextLength, v = model.dims.vocabSize
+        guard !item.context.isEmpty else { throw ToolkitError("a multiple-choice item has an empty context") }
+        guard item.choices.count >= 2, item.gold >= 0, item.gold < item.choices.count,
+              item.choiceCharacters.count == item.choices.count else {
+            throw ToolkitError("a multiple-choice item needs two or more choices and a gold index among them")
+        }
+        for cont in item.choices where cont.isEmpty || cont.count >= limit {
+            throw ToolkitError("a continuation of \(cont.count) tokens does not fit the context of \(limit) (with at least one context token)")
+        }
+        if let bad = (item.context + item.choices.joined()).first(where: { $0 < 0 || Int($0) >= v }) {
+            throw ToolkitError("token id \(bad) is outside the vocabulary (0..<\(v))")
+        }
+    }
+
+    /// Checks every item up front (`check`), naming the first that cannot be scored.
+    public static func check(_ items: [MultipleChoiceItem], _ model: DecoderModel) throws {
+        for (i, item) in items.enumerated() {
+            do { try check(item, model) } catch let e as ToolkitError { throw ToolkitError("task item \(i + 1): \(e.message)") }
+        }
     }
 
     /// Scores every item; `progress` sees the count done.

@@ -270,7 +270,10 @@ final class ChunkStream {
             }
             if text.isEmpty { continue }
             atDocumentStart = false
-            return TextChunk(position: CorpusPosition(fileIndex: fileIndex, offset: start, atDocumentStart: true), bytes: Array(text.utf8))
+            var bytes = spareBuffers.take() ?? []  // recycled like the text chunks' buffers
+            bytes.removeAll(keepingCapacity: true)
+            bytes.append(contentsOf: text.utf8)
+            return TextChunk(position: CorpusPosition(fileIndex: fileIndex, offset: start, atDocumentStart: true), bytes: bytes)
         }
     }
 

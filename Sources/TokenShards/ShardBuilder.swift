@@ -83,7 +83,9 @@ public enum ShardBuilder {
         }
         let separator = Array((options.separator ?? "").utf8)
         let fingerprint = Fingerprint(
-            tokenizer: info, files: files, separator: options.separator, jsonl: options.jsonl,
+            tokenizer: info, files: files, separator: options.separator,
+            // Only when some input is read as JSON Lines: a text-only run resumes a journal written before JSONL existed.
+            jsonl: options.jsonl.flatMap { j in files.contains { j.applies(to: $0.path) } ? j : nil },
             shardTokens: shardTokens, frameTokens: options.writer.frameTokens,
             level: options.writer.level, layout: options.writer.layout)
         let dir = options.outputDirectory

@@ -252,6 +252,9 @@ private final class ShardJob: @unchecked Sendable {
 final class Pool<T>: @unchecked Sendable {
     private var items: [T] = []
     private let lock = NSLock()
+    /// Items kept at most (more are dropped): what is in flight at once is bounded, so this is
+    /// never reached in steady use, but nothing a caller does can make the pool grow without end.
+    private let limit = 256
 
     func take() -> T? {
         lock.lock()
@@ -261,7 +264,7 @@ final class Pool<T>: @unchecked Sendable {
 
     func put(_ item: T) {
         lock.lock()
-        items.append(item)
+        if items.count < limit { items.append(item) }
         lock.unlock()
     }
 }

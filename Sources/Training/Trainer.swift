@@ -229,10 +229,17 @@ public final class Trainer {
         let runStart = monotonicSeconds()
         let budget = timeBudgetSeconds
         let autoEval = budget != nil && s.evalEvery == 0
-        if budget != nil { s.steps = Int(Int32.max) }  // until planned from the first steps' time
+        let warmup = s.warmup
+        if let evalTask { try MultipleChoice.check(evalTask, model) }  // a bad item fails now, not at the first evaluation
+        if budget != nil {
+            // Until planned from the first steps' time: no decay yet (the planned schedule takes over at step 3).
+            s.steps = Int(Int32.max)
+            schedule = try s.makeSchedule()
+        }
         let validation = s.evalEvery > 0 || autoEval ? try data.validation(settings: s, seqLen: seqLen) : []
         var stepSeconds: [Double] = [], evalSeconds = 0.0
-        var nextEvalAt = (budget ?? 0) / 10, lastEvalStep = 0
+        // Evaluations every tenth of the budget, or further apart when one takes more than half of that.
+        var evalInterval = (budget ?? 0) / 10, nextEvalAt = evalInterval, lastEvalStep = 0
         /// Plans the total from the time left, a step's median time and the evaluations' cost.
         func plan(after step: Int) throws {
             guard let budget, stepSeconds.count >= 2 else { return }
@@ -240,13 +247,13 @@ public final class Trainer {
             let remaining = budget - (monotonicSeconds() - runStart)
             var total = step + max(0, Int(remaining / perStep))
             if autoEval {
-                let evalsLeft = Double(max(0, Int((remaining / (budget / 10)).rounded(.up))))
+                let evalsLeft = Double(max(0, Int((remaining / evalInterval).rounded(.up))))
                 total = step + max(0, Int((remaining - evalSeconds * evalsLeft) / perStep))
             } else if s.evalEvery > 0 {
                 total = step + max(0, Int(remaining / (perStep + evalSeconds / Double(s.evalEvery))))
             }
             s.steps = max(step, total)
-            s.warmup = min(s.warmup, s.steps)
+            s.warmup = min(warmup, max(0, s.steps / 10))  // as a step budget does: the decay needs room
             schedule = try s.makeSchedule()
             settings = s
             state.settings = s
@@ -332,7 +339,7 @@ public final class Trainer {
             // Without eval_every under a budget: every tenth of the time, and at the end.
             let due = autoEval ? (evalStart - runStart >= nextEvalAt || step == s.steps)
                 : s.evalEvery > 0 && (step % s.evalEvery == 0 || step == s.steps)
-            if autoEval && due { nextEvalAt += budget! / 10 }
+
             if due, let r = try evaluationRow(validation, step: step) {
                 row = r
                 lastVal = r.val_loss
@@ -340,6 +347,11 @@ public final class Trainer {
                 onEval?(row)
                 evalSeconds = monotonicSeconds() - evalStart
                 lastEvalStep = step
+                if autoEval {
+                    evalInterval = max(evalInterval, 2 * evalSeconds)
+                    let now = monotonicSeconds() - runStart
+                    while nextEvalAt <= now { nextEvalAt += evalInterval }  // slots missed while evaluating are skipped
+                }
                 if step < s.steps { try plan(after: step) }
             }
             // A stop request on any rank stops every rank after this same step.

@@ -51,6 +51,7 @@ import Tokenization
             (#"{"ctx": "c", "endings": ["a", "b"]}"#, "integer 'label'"),
             (#"{"question": "q"}"#, "not a multiple-choice item"),
             ("[1]", "not a JSON object"),
+            (#"{"query": "", "choices": ["a", "b"], "gold": 0}"#, "the context is empty"),
         ]
         for (line, message) in cases {
             let path = dir.appendingPathComponent("t.jsonl").path
@@ -59,6 +60,17 @@ import Tokenization
             do { _ = try MultipleChoiceTask.load(path, codec: codec) } catch {
                 #expect("\(error)".contains("t.jsonl:2") && "\(error)".contains(message), "\(error)")
             }
+        }
+        // Items a model cannot score are named before any work (train --eval-task checks at its start).
+        let model = try ModelIO.loadHF(Fixtures.root.appendingPathComponent("qwen3-tiny").path)
+        let long = MultipleChoiceItem(context: [1], choices: [Array(repeating: 5, count: model.dims.contextLength), [6]],
+                                      choiceCharacters: [1, 1], gold: 0)
+        let outside = MultipleChoiceItem(context: [1], choices: [[5], [Int32(model.dims.vocabSize)]], choiceCharacters: [1, 1], gold: 0)
+        for (item, message) in [(long, "does not fit"), (outside, "outside the vocabulary")] {
+            do {
+                try MultipleChoice.check([item], model)
+                Issue.record("accepted: \(message)")
+            } catch { #expect("\(error)".contains("task item 1") && "\(error)".contains(message), "\(error)") }
         }
         // HellaSwag's label may also be a string.
         let path = dir.appendingPathComponent("s.jsonl").path
