@@ -104,17 +104,19 @@ public final class DecoderModel: Module {
         return out
     }
 
-    /// Mean next-token cross-entropy of `ids` against aligned `targets` (−100 = ignored), as
-    /// `crossEntropy(logits:)` of the full logits, with activation checkpointing applied to the LM
-    /// head too: the positions go through the head and the loss `chunk` rows at a time, each
-    /// chunk's `[chunk, V]` logits recomputed in the backward instead of all `[B·T, V]` being
+    /// Mean next-token cross-entropy of `ids` against aligned `targets` (−100 = ignored): the LM
+    /// loss of training. With `activationCheckpointing` (while recording), the LM head is
+    /// checkpointed too: the positions go through the head and the loss `chunk` rows at a time,
+    /// each chunk's `[chunk, V]` logits recomputed in the backward instead of all `[B·T, V]` being
     /// kept (at GPT-2's 50,257 tokens, B4×T1024 logits alone take 823 MB, and their gradient as
     /// much again). Each chunk's mean is weighted by its share of the scored positions, so with
     /// more than one chunk the result equals the one-piece loss up to float rounding.
-    public func checkpointedCrossEntropy(_ ids: [Int32], targets: [Int32], batch: Int, chunk: Int = 1024) throws -> Tensor {
+    public func crossEntropy(_ ids: [Int32], targets: [Int32], batch: Int, chunk: Int = 1024) throws -> Tensor {
         let h = try hiddenStates(ids, batch: batch).reshaped([-1, dims.hiddenSize])
         let n = h.shape[0], scored = targets.filter { $0 != -100 }.count
-        guard targets.count == n, scored > 0 else { return try Tensor.crossEntropy(logits: logits(h), targets: targets) }
+        guard activationCheckpointing, GradMode.isEnabled, targets.count == n, scored > 0 else {
+            return try Tensor.crossEntropy(logits: logits(h), targets: targets)
+        }
         var total: Tensor?
         for start in stride(from: 0, to: n, by: chunk) {
             let end = min(start + chunk, n), part = Array(targets[start..<end])
@@ -129,6 +131,18 @@ public final class DecoderModel: Module {
             total = try total.map { try $0 + loss } ?? loss
         }
         return total!
+    }
+
+    /// Runs `ids` (`[batch, T]`) at positions `cache.length ..< cache.length+T` without recording,
+    /// stores their keys and values in `cache`, advances it, and returns the last position's logits
+    /// `[batch, V]`: a prompt's prefill, or one decoding step on the tensor path.
+    public func nextTokenLogits(_ ids: [Int32], batch: Int, cache: KVCache) throws -> [Float] {
+        try GradMode.withoutGrad {
+            let t = ids.count / max(batch, 1)
+            let h = try hiddenStates(ids, batch: batch, offset: cache.length, cache: cache)
+            cache.advance(by: t)
+            return try logits(h.slice(axis: 1, (t - 1)..<t)).scalars
+        }
     }
 
     /// Logits `[B, T, V]`.
@@ -146,8 +160,7 @@ public final class DecoderModel: Module {
     /// Mean next-token cross-entropy of `logits` for already-aligned targets (−100 = ignored),
     /// plus the MoE auxiliary losses of the last forward (HF: CE + coef·aux).
     public func loss(ids: [Int32], targets: [Int32], batch: Int) throws -> (total: Tensor, crossEntropy: Tensor) {
-        let lg = try self(ids, batch: batch)
-        let ce = try Tensor.crossEntropy(logits: lg.reshaped([-1, dims.vocabSize]), targets: targets)
+        let ce = try crossEntropy(ids, targets: targets, batch: batch)
         if let aux = try auxiliaryLoss() { return (try ce + aux, ce) }
         return (ce, ce)
     }

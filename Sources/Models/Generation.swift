@@ -159,30 +159,23 @@ public struct Generator {
         let cache = useCache ? model.makeCache(batch: b, capacity: p + maxNewTokens) : nil
         try GradMode.withoutGrad {
             var input = prompts.flatMap { $0 }
-            var offset = 0
             for step in 0..<maxNewTokens {
                 let t0 = monotonicSeconds()
-                let t = input.count / b
                 var next = [Int32](repeating: 0, count: b)
                 if let engine, let cache, step > 0 {
                     let row = try engine.step(token: input[0], cache: cache)  // b == 1
-                    offset += 1
                     if keepStepLogits { result.stepLogits.append(Array(row)) }
                     next[0] = Generator.sample(row, sampling, history: histories[0], rng: &rng)
                 } else {
-                    let logits: Tensor
+                    let values: [Float]  // [B, V], the last position's
                     if let cache {
-                        let h = try model.hiddenStates(input, batch: b, offset: offset, cache: cache)
-                        cache.advance(by: t)
-                        offset += t
-                        logits = try model.logits(h.slice(axis: 1, (t - 1)..<t))      // last position only
+                        values = try model.nextTokenLogits(input, batch: b, cache: cache)
                     } else {
                         let full = sequences.flatMap { $0 }
                         let n = full.count / b
                         let h = try model.hiddenStates(full, batch: b)
-                        logits = try model.logits(h.slice(axis: 1, (n - 1)..<n))
+                        values = try model.logits(h.slice(axis: 1, (n - 1)..<n)).scalars
                     }
-                    let values = logits.scalars  // [B, 1, V]
                     if keepStepLogits { result.stepLogits.append(values) }
                     values.withUnsafeBufferPointer { buf in
                         for r in 0..<b {

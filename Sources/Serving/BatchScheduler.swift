@@ -51,12 +51,15 @@ public enum SubmitError: Error, Equatable, CustomStringConvertible {
     case busy(running: Int, queued: Int)
     /// The scheduler is shutting down (HTTP 503).
     case shuttingDown
+    /// The request cannot run (HTTP 400): what is wrong, and the request field it concerns.
+    case invalid(String, field: String)
 
     public var description: String {
         switch self {
         case .busy(let running, let queued):
             return "the server is busy: \(running) generations running and \(queued) queued, the most it takes; retry later"
         case .shuttingDown: return "the server is shutting down"
+        case .invalid(let message, _): return message
         }
     }
 }
@@ -123,13 +126,14 @@ public final class BatchScheduler: @unchecked Sendable {
     /// prompt, ids outside the vocabulary, prompt + budget beyond the context) is refused here.
     public func submit(_ request: GenerationRequest) throws -> Submission {
         let p = request.prompt.count, context = model.dims.contextLength, v = model.dims.vocabSize
-        guard p >= 1 else { throw ToolkitError("the prompt is empty") }
-        guard request.maxTokens >= 1 else { throw ToolkitError("max_tokens must be at least 1") }
+        guard p >= 1 else { throw SubmitError.invalid("the prompt is empty", field: "prompt") }
+        guard request.maxTokens >= 1 else { throw SubmitError.invalid("max_tokens must be at least 1", field: "max_tokens") }
         guard p + request.maxTokens <= context else {
-            throw ToolkitError("this model's context is \(context) tokens; the prompt has \(p) and max_tokens asks for \(request.maxTokens) more")
+            throw SubmitError.invalid("this model's context is \(context) tokens; the prompt has \(p) and max_tokens asks for \(request.maxTokens) more",
+                                      field: "max_tokens")
         }
         if let bad = request.prompt.first(where: { $0 < 0 || Int($0) >= v }) {
-            throw ToolkitError("prompt token id \(bad) is outside the vocabulary (0..<\(v))")
+            throw SubmitError.invalid("prompt token id \(bad) is outside the vocabulary (0..<\(v))", field: "prompt")
         }
         let (stream, continuation) = AsyncStream.makeStream(of: GenerationEvent.self, bufferingPolicy: .unbounded)
         let s = Generation(request, continuation)
@@ -210,9 +214,6 @@ public final class BatchScheduler: @unchecked Sendable {
                 lock.unlock()
                 return
             }
-            for s in active where s.cancelled { s.abandon() }
-            cancelledCount += active.filter(\.cancelled).count
-            active.removeAll { $0.cancelled }
             var joining: [Generation] = []
             while !paused, active.count + joining.count < limits.maxBatch, !waiting.isEmpty { joining.append(waiting.removeFirst()) }
             running = active.count + joining.count
@@ -225,7 +226,6 @@ public final class BatchScheduler: @unchecked Sendable {
                 decode(active)
                 if throttle > 0 { Thread.sleep(forTimeInterval: throttle) }
             }
-            active.removeAll { $0.isDone }
             dropCancelled(&active)
             lock.lock()
             running = active.count
@@ -250,13 +250,8 @@ public final class BatchScheduler: @unchecked Sendable {
         let p = s.request.prompt
         do {
             let cache = model.makeCache(batch: 1, capacity: p.count + s.request.maxTokens)
-            let logits = try GradMode.withoutGrad { () -> [Float] in
-                let h = try model.hiddenStates(p, batch: 1, cache: cache)
-                cache.advance(by: p.count)
-                return try model.logits(h.slice(axis: 1, (p.count - 1)..<p.count)).scalars
-            }
             s.cache = cache
-            logits.withUnsafeBufferPointer { s.accept(Generator.sample($0, s.request.sampling, history: s.history, rng: &s.rng), codec) }
+            try model.nextTokenLogits(p, batch: 1, cache: cache).withUnsafeBufferPointer { s.sample($0, codec) }
         } catch {
             s.fail("\(error)")
         }
@@ -269,19 +264,10 @@ public final class BatchScheduler: @unchecked Sendable {
         do {
             if let engine {
                 let logits = try engine.step(tokens: active.map(\.last), caches: active.map { $0.cache! })
-                for (r, s) in active.enumerated() {
-                    let row = UnsafeBufferPointer(rebasing: logits[(r * v)..<((r + 1) * v)])
-                    s.accept(Generator.sample(row, s.request.sampling, history: s.history, rng: &s.rng), codec)
-                }
+                for (r, s) in active.enumerated() { s.sample(UnsafeBufferPointer(rebasing: logits[(r * v)..<((r + 1) * v)]), codec) }
             } else {
                 for s in active {
-                    let cache = s.cache!
-                    let logits = try GradMode.withoutGrad { () -> [Float] in
-                        let h = try model.hiddenStates([s.last], batch: 1, offset: cache.length, cache: cache)
-                        cache.advance(by: 1)
-                        return try model.logits(h).scalars
-                    }
-                    logits.withUnsafeBufferPointer { s.accept(Generator.sample($0, s.request.sampling, history: s.history, rng: &s.rng), codec) }
+                    try model.nextTokenLogits([s.last], batch: 1, cache: s.cache!).withUnsafeBufferPointer { s.sample($0, codec) }
                 }
             }
         } catch {
@@ -311,6 +297,11 @@ public final class BatchScheduler: @unchecked Sendable {
         }
 
         var last: Int32 { generated.last ?? request.prompt.last ?? 0 }
+
+        /// Draws the next token from `logits` with this generation's settings, seed and history.
+        func sample(_ logits: UnsafeBufferPointer<Float>, _ codec: TextCodec) {
+            accept(Generator.sample(logits, request.sampling, history: history, rng: &rng), codec)
+        }
 
         /// Takes the sampled token: a stop id ends the answer without its text; otherwise its text
         /// is sent, less anything that could still become a stop string; a stop string or the

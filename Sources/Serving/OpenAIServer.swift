@@ -99,6 +99,32 @@ public final class OpenAIServer: Sendable {
         try await group.run()
     }
 
+    /// `run` on a task of its own, for synchronous callers: returns once the server listens, with
+    /// its port, and a function that waits until it has stopped (throwing what `run` threw).
+    public func start(signals: Bool, logRequests: Bool = false) throws -> (port: Int, wait: @Sendable () throws -> Void) {
+        let ready = DispatchSemaphore(value: 0), stopped = DispatchSemaphore(value: 0)
+        let outcome = NIOLockedValueBox<(port: Int, error: (any Error)?)>((0, nil))
+        Task {
+            do {
+                try await run(logRequests: logRequests, signals: signals) { port in
+                    outcome.withLockedValue { $0.port = port }
+                    ready.signal()
+                }
+            } catch {
+                outcome.withLockedValue { $0.error = error }
+                ready.signal()  // a server that did not start
+            }
+            stopped.signal()
+        }
+        ready.wait()
+        let started = outcome.withLockedValue { $0 }
+        if let error = started.error, started.port == 0 { throw error }
+        return (started.port, {
+            stopped.wait()
+            if let error = outcome.withLockedValue({ $0.error }) { throw error }
+        })
+    }
+
     /// Shuts a running `run` down as SIGTERM would.
     public func stop() async {
         await running.withLockedValue { $0 }?.triggerGracefulShutdown()
@@ -122,10 +148,7 @@ public final class OpenAIServer: Sendable {
     }
 
     func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        jsonResponse(value, status: status)
     }
 
     /// Reads the body (bounded), decodes it, and runs `body`; every error becomes a JSON error response.
@@ -142,6 +165,7 @@ public final class OpenAIServer: Sendable {
             return e.response
         } catch let e as SubmitError {
             switch e {
+            case .invalid(let message, let field): return APIError(400, message, param: field).response
             case .busy:
                 var r = APIError(429, e.description, code: "server_busy").response
                 r.headers[.retryAfter] = "1"
@@ -221,12 +245,6 @@ public final class OpenAIServer: Sendable {
             case .texts(let t): prompts = try t.map(server.encode)
             case .ids(let ids): prompts = ids
             }
-            let v = server.scheduler.model.dims.vocabSize
-            for p in prompts {
-                if let bad = p.first(where: { $0 < 0 || Int($0) >= v }) {
-                    throw APIError(400, "prompt token id \(bad) is outside the vocabulary (0..<\(v))", param: "prompt")
-                }
-            }
             let requests = try prompts.map { p in
                 GenerationRequest(
                     prompt: p, maxTokens: try server.budget(r.max_tokens, prompt: p.count, default: server.settings.defaultCompletionTokens, field: "max_tokens",
@@ -251,8 +269,8 @@ public final class OpenAIServer: Sendable {
             let template = server.settings.chatTemplate
             let messages = r.messages.map { ChatMessage(role: $0.role == "developer" ? "system" : $0.role, content: $0.content?.text ?? "") }
             let prompt = try server.encode(template.render(messages))
-            var stopIDs = r.common.ignore_eos == true ? [] : server.settings.stopIDs
-            for marker in template.endOfTurn { if let id = server.scheduler.codec.specialID(marker) { stopIDs.insert(id) } }
+            let stopIDs = (r.common.ignore_eos == true ? [] : server.settings.stopIDs)
+                .union(server.scheduler.codec.specialIDs(template.endOfTurn))
             let asked = r.max_completion_tokens ?? r.max_tokens
             let field = r.max_completion_tokens != nil ? "max_completion_tokens" : "max_tokens"
             let request = GenerationRequest(
@@ -359,10 +377,8 @@ public final class OpenAIServer: Sendable {
             // handler about a closed connection only while it reads the request body.
             return try await whole(submitted, format: format, prefixes: prefixes, returnIDs: returnIDs)
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
         @Sendable func event(_ value: any Encodable) -> ByteBuffer {
-            ByteBuffer(string: "data: " + String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self) + "\n\n")
+            ByteBuffer(string: "data: " + String(decoding: wireJSON(value), as: UTF8.self) + "\n\n")
         }
         let body = ResponseBody { writer in
             var usage = Usage(prompt_tokens: 0, completion_tokens: 0, total_tokens: 0)
@@ -407,12 +423,20 @@ public final class OpenAIServer: Sendable {
 
 
 extension APIError {
-    var response: Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        let data = (try? encoder.encode(self)) ?? Data()
-        return Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
-    }
+    var response: Response { jsonResponse(self, status: .init(code: status)) }
+}
+
+/// One encoder for every body and event (slashes unescaped, as OpenAI writes them).
+private let wireEncoder: JSONEncoder = {
+    let e = JSONEncoder()
+    e.outputFormatting = [.withoutEscapingSlashes]
+    return e
+}()
+
+func wireJSON(_ value: any Encodable) -> Data { (try? wireEncoder.encode(value)) ?? Data("{}".utf8) }
+
+func jsonResponse(_ value: any Encodable, status: HTTPResponse.Status) -> Response {
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: wireJSON(value))))
 }
 
 /// Errors Hummingbird raises itself (no such route, wrong method) as OpenAI-style JSON bodies.

@@ -16,6 +16,9 @@ public struct TextCodec: Sendable {
         tokenizer.specialTokens.first { $0.content == content }.map { Int32($0.id) }
     }
 
+    /// The ids of those of `contents` that are special tokens (a chat template's end-of-turn markers).
+    public func specialIDs(_ contents: [String]) -> Set<Int32> { Set(contents.compactMap(specialID)) }
+
     /// Incremental decoding that never splits a UTF-8 character.
     public struct Streamer {
         var decoder: StreamingDecoder

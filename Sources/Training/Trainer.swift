@@ -178,8 +178,7 @@ public final class Trainer {
         var total = 0.0, count = 0, bytes = 0
         try GradMode.withoutGrad {
             for b in batches {
-                let logits = try model(b.input, batch: b.rows)
-                let ce = try Tensor.crossEntropy(logits: logits.reshaped([-1, model.dims.vocabSize]), targets: b.targets)
+                let ce = try model.crossEntropy(b.input, targets: b.targets, batch: b.rows)
                 let n = b.targets.filter { $0 != -100 }.count
                 total += Double(ce.item()) * Double(n)
                 count += n
@@ -243,7 +242,7 @@ public final class Trainer {
         /// Plans the total from the time left, a step's median time and the evaluations' cost.
         func plan(after step: Int) throws {
             guard let budget, stepSeconds.count >= 2 else { return }
-            let perStep = stepSeconds.suffix(20).sorted()[min(stepSeconds.suffix(20).count, 20) / 2]
+            let perStep = Stats.median(Array(stepSeconds.suffix(20)))
             let remaining = budget - (monotonicSeconds() - runStart)
             var total = step + max(0, Int(remaining / perStep))
             if autoEval {
@@ -267,6 +266,15 @@ public final class Trainer {
             throw ToolkitError("grad_accum (\(s.gradAccum)) must be a multiple of the number of processes (\(comm.size)): "
                                + "each process takes grad_accum / \(comm.size) micro-batches of every step")
         }
+        /// Evaluates at `step` and logs the row; false when there is nothing to evaluate.
+        func evaluateAndLog(_ step: Int) throws -> Bool {
+            guard let r = try evaluationRow(validation, step: step) else { return false }
+            lastVal = r.val_loss
+            lastEvalStep = step
+            try appendMetrics(r)
+            onEval?(r)
+            return true
+        }
         while state.step < s.steps {
             let step = state.step + 1
             let t0 = monotonicSeconds()
@@ -277,13 +285,7 @@ public final class Trainer {
             let lastMicro = s.gradAccum - comm.size + comm.rank
             for micro in stride(from: comm.rank, to: s.gradAccum, by: comm.size) {
                 let b = try data.batch(step: step, micro: micro, settings: s, seqLen: seqLen)
-                let ce: Tensor
-                if model.activationCheckpointing {
-                    ce = try model.checkpointedCrossEntropy(b.input, targets: b.targets, batch: b.rows)
-                } else {
-                    let logits = try model(b.input, batch: b.rows)
-                    ce = try Tensor.crossEntropy(logits: logits.reshaped([-1, model.dims.vocabSize]), targets: b.targets)
-                }
+                let ce = try model.crossEntropy(b.input, targets: b.targets, batch: b.rows)
                 var loss = ce
                 if let aux = try model.auxiliaryLoss() {
                     auxSum += Double(aux.item())
@@ -330,7 +332,7 @@ public final class Trainer {
             state.tokensSeen += tokens
             state.elapsedSeconds += dt
             lastLoss = meanLoss
-            var row = MetricsRow(step: step, loss: meanLoss, lr: s.lr * lr, grad_norm: norm, tokens_per_s: Double(tokens) / dt,
+            let row = MetricsRow(step: step, loss: meanLoss, lr: s.lr * lr, grad_norm: norm, tokens_per_s: Double(tokens) / dt,
                                  tokens: state.tokensSeen, aux_loss: auxSum > 0 ? auxSum / Double(s.gradAccum) : nil)
             try appendMetrics(row)
             onStep?(row, s)
@@ -340,13 +342,8 @@ public final class Trainer {
             let due = autoEval ? (evalStart - runStart >= nextEvalAt || step == s.steps)
                 : s.evalEvery > 0 && (step % s.evalEvery == 0 || step == s.steps)
 
-            if due, let r = try evaluationRow(validation, step: step) {
-                row = r
-                lastVal = r.val_loss
-                try appendMetrics(row)
-                onEval?(row)
+            if due, try evaluateAndLog(step) {
                 evalSeconds = monotonicSeconds() - evalStart
-                lastEvalStep = step
                 if autoEval {
                     evalInterval = max(evalInterval, 2 * evalSeconds)
                     let now = monotonicSeconds() - runStart
@@ -363,12 +360,7 @@ public final class Trainer {
             }
             if interrupted { stop = .interrupted; break }
             if let budget = timeBudgetSeconds, monotonicSeconds() - runStart >= budget {
-                if s.evalEvery > 0 || autoEval, lastEvalStep != step, let r = try evaluationRow(validation, step: step) {
-                    row = r
-                    lastVal = r.val_loss
-                    try appendMetrics(row)
-                    onEval?(row)
-                }
+                if s.evalEvery > 0 || autoEval, lastEvalStep != step { _ = try evaluateAndLog(step) }
                 break
             }
             if s.saveEvery > 0, step % s.saveEvery == 0, step < s.steps { lastCheckpoint = try save() }

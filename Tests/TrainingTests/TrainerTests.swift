@@ -109,7 +109,7 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
                 loss = try Tensor.crossEntropy(logits: m(b.input, batch: b.rows).reshaped([-1, 64]), targets: targets)
             } else {
                 m.activationCheckpointing = true
-                loss = try m.checkpointedCrossEntropy(b.input, targets: targets, batch: b.rows, chunk: chunk)
+                loss = try m.crossEntropy(b.input, targets: targets, batch: b.rows, chunk: chunk)
             }
             try loss.backward()
             results.append((loss.item(), m.namedParameters().map { $0.parameter.value.grad?.scalars ?? [] }))

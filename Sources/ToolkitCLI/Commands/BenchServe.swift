@@ -71,24 +71,9 @@ struct BenchServe: ParsableCommand {
 
     func run() throws {
         let server = try options.server(source, name: nil, host: "127.0.0.1", port: 0, quiet: json)
-        let port = LockedBox<Int>(0)
-        let ready = DispatchSemaphore(value: 0), stopped = DispatchSemaphore(value: 0)
-        let failure = LockedBox<(any Error)?>(nil)
-        Task {
-            do {
-                try await server.run(signals: false) { p in
-                    port.value = p
-                    ready.signal()
-                }
-            } catch {
-                failure.value = error
-                ready.signal()
-            }
-            stopped.signal()
-        }
-        ready.wait()
-        if let e = failure.value { throw ToolkitError("bench serve: the server did not start: \(e)") }
-        let client = HTTPClient(port: port.value)
+        let (port, wait): (Int, @Sendable () throws -> Void)
+        do { (port, wait) = try server.start(signals: false) } catch { throw ToolkitError("bench serve: the server did not start: \(error)") }
+        let client = HTTPClient(port: port)
         let v = server.scheduler.model.dims.vocabSize
         var rows: [Row] = []
         for n in try clientCounts() {
@@ -105,7 +90,7 @@ struct BenchServe: ParsableCommand {
             for e in Set(samples.compactMap(\.error)).prefix(3) { printError("bench serve: error: \(e)") }
         }
         Task { await server.stop() }
-        stopped.wait()
+        try wait()
         let out = Output(model: server.settings.modelID, prompt_len: promptLen, new_tokens: newTokens, max_batch: options.maxBatch,
                          cpu: "\(CPUFeatures.detect().model) (\(SIMDLevel.current.rawValue))", rows: rows)
         if json {

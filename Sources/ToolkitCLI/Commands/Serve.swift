@@ -74,21 +74,13 @@ struct Serve: ParsableCommand {
         let server = try options.server(source, name: name, host: host, port: port, shutdownGrace: shutdownGrace, quiet: false)
         let m = server.scheduler.model, id = server.settings.modelID
         let banner = "\(id) (\(m.recipe.name), context \(m.dims.contextLength), batch \(options.maxBatch))"
-        let done = DispatchSemaphore(value: 0)
-        let failure = LockedBox<(any Error)?>(nil)
-        let host = self.host, logRequests = self.logRequests
-        Task {
-            do {
-                try await server.run(logRequests: logRequests) { port in
-                    printError("serve: \(banner) on http://\(host):\(port)  (Ctrl-C stops)")
-                }
-            } catch {
-                failure.value = error
-            }
-            done.signal()
+        do {
+            let (port, wait) = try server.start(signals: true, logRequests: logRequests)
+            printError("serve: \(banner) on http://\(host):\(port)  (Ctrl-C stops)")
+            try wait()
+        } catch {
+            throw ToolkitError("serve: \(error)")
         }
-        done.wait()
-        if let error = failure.value { throw ToolkitError("serve: \(error)") }
         printError("serve: stopped")
     }
 }

@@ -15,7 +15,7 @@ struct ConversationSetup {
     let stopIDs: Set<Int32>
 
     /// Also the template's end-of-turn markers, where the tokenizer has them as special tokens.
-    var turnStopIDs: Set<Int32> { stopIDs.union(template.endOfTurn.compactMap { text.specialID($0) }) }
+    var turnStopIDs: Set<Int32> { stopIDs.union(text.specialIDs(template.endOfTurn)) }
 
     static func validate(template: String?) throws {
         if let template, ChatTemplate(rawValue: template) == nil {
