@@ -72,20 +72,6 @@ public enum ChatTemplate: String, CaseIterable, Sendable {
         }
     }
 
-    /// The part of a streamed answer that can be shown now: cut at a marker, and without a tail
-    /// that could still grow into one.
-    public static func printable(_ text: String, markers: [String]) -> String {
-        let s = text.truncated(atFirstOf: markers)
-        var keep = s.count
-        for m in markers {
-            for n in stride(from: min(m.count, s.count), to: 0, by: -1) where s.hasSuffix(String(m.prefix(n))) {
-                keep = min(keep, s.count - n)
-                break
-            }
-        }
-        return String(s.prefix(keep))
-    }
-
     /// The template a model's family uses (HF `model_type`), or one a fine-tuning recorded.
     public static func `default`(modelType: String?, recorded: String?) -> ChatTemplate {
         if let recorded, let t = ChatTemplate(rawValue: recorded) { return t }

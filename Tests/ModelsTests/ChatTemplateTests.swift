@@ -26,8 +26,9 @@ import Testing
         #expect(ChatTemplate.default(modelType: "qwen3", recorded: "alpaca") == .alpaca)
         #expect("yes<|im_end|>junk".truncated(atFirstOf: ["<|im_end|>"]) == "yes")
         // A tail that may grow into a marker waits.
-        #expect(ChatTemplate.printable("yes<|im_", markers: ["<|im_end|>"]) == "yes")
-        #expect(ChatTemplate.printable("yes<", markers: ["<|im_end|>"]) == "yes")
-        #expect(ChatTemplate.printable("yes", markers: ["<|im_end|>"]) == "yes")
+        func shown(_ text: String) -> String { var a = AnswerText(stops: ["<|im_end|>"]); return a.add(text).text }
+        #expect(shown("yes<|im_") == "yes")
+        #expect(shown("yes<") == "yes")
+        #expect(shown("yes") == "yes")
     }
 }

@@ -132,7 +132,9 @@ private func collect(_ s: Submission) async -> (tokens: [Int32], text: String, r
         scheduler.hold(true)
         let running = try scheduler.submit(GenerationRequest(prompt: [1, 2], maxTokens: 10))
         scheduler.hold(false)
-        while scheduler.stats.running == 0 && scheduler.stats.queued == 1 { try await Task.sleep(nanoseconds: 1_000_000) }
+        // Admitted (it may even have finished: the running count is refreshed at the end of a step,
+        // so a generation that just finished can still be counted for a moment).
+        try await waitUntil { scheduler.stats.queued == 0 }
         scheduler.hold(true)
         let queued = try scheduler.submit(GenerationRequest(prompt: [1, 2], maxTokens: 10))
         scheduler.shutdown()

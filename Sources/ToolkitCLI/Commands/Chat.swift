@@ -101,26 +101,20 @@ struct Chat: ParsableCommand {
             }
             settings.seed = seed &+ UInt64(turn)
             turn += 1
-            var streamer = text.streamer(), shown = "", answer = ""
-            let r = try Generator(model: model).generate(
+            // Streamed as decoded, less what could still begin an end-of-turn marker (the generator
+            // asks `stop` about every token that is not a stop id).
+            var streamer = text.streamer(), answer = AnswerText(stops: chat.endOfTurn)
+            _ = try Generator(model: model).generate(
                 prompts: [ids], maxNewTokens: budget, sampling: settings, eos: stops, useCache: true, engine: engine,
-                stop: { _, new in chat.endOfTurn.contains { text.decode(new).contains($0) } },
-                onStep: { next in
-                    guard !stops.contains(next[0]) else { return }
-                    answer += streamer.push(next[0])
-                    // Print what cannot be the start of an end-of-turn marker yet.
-                    let safe = ChatTemplate.printable(answer, markers: chat.endOfTurn)
-                    if safe.count > shown.count {
-                        FileHandle.standardOutput.write(Data(safe.dropFirst(shown.count).utf8))
-                        shown = safe
-                    }
+                stop: { _, new in
+                    let (piece, stopped) = answer.add(streamer.push(new.last!))
+                    FileHandle.standardOutput.write(Data(piece.utf8))
+                    return stopped
                 })
-            _ = r
-            answer += streamer.flush()
-            let final = answer.truncated(atFirstOf: chat.endOfTurn)
-            if final.count > shown.count { FileHandle.standardOutput.write(Data(final.dropFirst(shown.count).utf8)) }
+            let tail = answer.add(streamer.flush()).text + answer.rest()
+            FileHandle.standardOutput.write(Data(tail.utf8))
             print("")
-            messages.append(ChatMessage(role: "assistant", content: final))
+            messages.append(ChatMessage(role: "assistant", content: answer.text))
         }
     }
 }

@@ -98,10 +98,10 @@ struct Generate: ParsableCommand {
         }
         let sampling = sampling(defaults)
         let stops = Set(!eos.isEmpty ? eos : !defaults.eosTokenIds.isEmpty ? defaults.eosTokenIds : (text?.endOfText.map { [$0] } ?? []))
-        // Stop strings: the decoded output so far contains one (it is cut off there when printed).
-        let stopCheck: ((Int, [Int32]) -> Bool)? = stop.isEmpty ? nil : { _, new in
-            let s = text!.decode(new)
-            return stop.contains { s.contains($0) }
+        // Stop strings: each row's text, decoded token by token, reaches one (it is cut off there when printed).
+        var answers = prompts.map { _ in (text?.streamer(), AnswerText(stops: stop)) }
+        let stopCheck: ((Int, [Int32]) -> Bool)? = stop.isEmpty ? nil : { r, new in
+            answers[r].1.add(answers[r].0!.push(new.last!)).stopped
         }
         if prompts.count > 1 { return try runMany(model, prompts, sampling: sampling, stops: stops, text: text!, stopCheck: stopCheck) }
         let ids = prompts[0]
