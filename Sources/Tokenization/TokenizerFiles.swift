@@ -37,6 +37,18 @@ extension BPETokenizer {
         return tok
     }
 
+    /// The tokenizer a model folder carries, in the order HF and tiktoken users expect:
+    /// `tokenizer.json`, else `vocab.json` (with `merges.txt` beside it), else its single
+    /// `.tiktoken` file; nil when it has none.
+    public static func tokenizerFile(inFolder folder: String) -> String? {
+        let dir = URL(fileURLWithPath: folder), fm = FileManager.default
+        for name in ["tokenizer.json", "vocab.json"] where fm.fileExists(atPath: dir.appendingPathComponent(name).path) {
+            return dir.appendingPathComponent(name).path
+        }
+        let ranks = ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".tiktoken") }
+        return ranks.count == 1 ? dir.appendingPathComponent(ranks[0]).path : nil
+    }
+
     private static func detectAndLoad(path: String, pretokenizer: Pretokenizer?) throws
         -> BPETokenizer
     {
@@ -45,28 +57,11 @@ extension BPETokenizer {
             throw ToolkitError.file(path, "no such file or directory")
         }
         if isDir.boolValue {
-            let dir = URL(fileURLWithPath: path)
-            let fm = FileManager.default
-            if fm.fileExists(atPath: dir.appendingPathComponent("tokenizer.json").path) {
-                return try loadHuggingFace(path: dir.appendingPathComponent("tokenizer.json").path)
+            guard let file = tokenizerFile(inFolder: path) else {
+                throw ToolkitError.file(
+                    path, "directory holds no tokenizer.json, vocab.json + merges.txt, or single .tiktoken file")
             }
-            if fm.fileExists(atPath: dir.appendingPathComponent("vocab.json").path) {
-                return try loadVocabMerges(
-                    vocabPath: dir.appendingPathComponent("vocab.json").path,
-                    mergesPath: dir.appendingPathComponent("merges.txt").path,
-                    pretokenizer: pretokenizer)
-            }
-            let ranks =
-                (try? fm.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".tiktoken") }
-                .sorted() ?? []
-            if ranks.count == 1 {
-                return try loadTiktoken(
-                    path: dir.appendingPathComponent(ranks[0]).path, pretokenizer: pretokenizer)
-            }
-            throw ToolkitError.file(
-                path,
-                "directory holds no tokenizer.json, vocab.json + merges.txt, or single .tiktoken file"
-            )
+            return try detectAndLoad(path: file, pretokenizer: pretokenizer)
         }
         let name = URL(fileURLWithPath: path).lastPathComponent
         if name.hasSuffix(".tiktoken") {

@@ -68,8 +68,7 @@ struct Export: ParsableCommand {
         let model = try ModelIO.load(checkpoint)
         try ModelIO.exportHF(model, to: out)
         var written = ["config.json", "model.safetensors"]
-        let bundled = (checkpoint as NSString).appendingPathComponent("tokenizer.json")
-        if FileManager.default.fileExists(atPath: bundled) {
+        if let bundled = BPETokenizer.tokenizerFile(inFolder: checkpoint) {
             let tok = try BPETokenizer.load(path: bundled)
             try AtomicFile.write(tok.huggingFaceJSON(), to: out + "/tokenizer.json")
             let eos = tok.endOfTextID.flatMap { id in tok.specialTokens.first { $0.id == id } }

@@ -85,15 +85,11 @@ struct DataParallelFlags: ParsableArguments {
 
 /// The tokenizer a command uses with a model: `--tokenizer FILE`, or the one that travels with the
 /// model: its folder's `tokenizer.json` (an HF folder, or a toolkit checkpoint saved by `train` or
-/// `finetune`), else a single `.tiktoken` file there. A file whose content hash differs from the
+/// `finetune`), else `vocab.json` + `merges.txt`, else a single `.tiktoken` file there
+/// (`BPETokenizer.tokenizerFile(inFolder:)`). A file whose content hash differs from the
 /// model's is refused, naming both, unless the mismatch is allowed.
 func resolveTokenizer(explicit: String?, modelFolder: String?, allowMismatch: Bool) throws -> String? {
-    let bundled: String? = modelFolder.flatMap { folder in
-        let json = (folder as NSString).appendingPathComponent("tokenizer.json")
-        if FileManager.default.fileExists(atPath: json) { return json }
-        let ranks = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".tiktoken") }
-        return ranks.count == 1 ? (folder as NSString).appendingPathComponent(ranks[0]) : nil
-    }
+    let bundled = modelFolder.flatMap(BPETokenizer.tokenizerFile(inFolder:))
     guard let explicit else { return bundled }
     if let bundled, !allowMismatch {
         let (a, b) = (try BPETokenizer.load(path: explicit).contentHash, try BPETokenizer.load(path: bundled).contentHash)
