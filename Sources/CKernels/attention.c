@@ -23,6 +23,17 @@ static inline void key_range(const tk_attention *p, int pos0, int pos1, int *lo,
 
 static inline int div_up(int a, int b) { return (a + b - 1) / b; }
 
+/* The dropout mask row of attention weights (b, h, query i): one row per query, a column per key. */
+static inline uint32_t dropout_key(const tk_attention *p, int b, int h, int i) {
+    return tk_dropout_key(p->dropout_seed, ((uint64_t)b * (uint64_t)p->H + (uint64_t)h) * (uint64_t)p->Tq + (uint64_t)i);
+}
+
+void tk_attention_dropout_rows(const tk_attention *p, int b, int h, float *rows, int ld, int row_begin, int row_end) {
+    const uint32_t threshold = tk_dropout_threshold(p->dropout);
+    const float scale = 1.0f / (1.0f - p->dropout);
+    for (int i = row_begin; i < row_end; i++) tk_dropout_row(rows + (size_t)i * ld, p->Tk, dropout_key(p, b, h, i), 0, threshold, scale);
+}
+
 /* Forward work items: (batch, head, segment of query blocks). A segment transposes its keys once
  * and reuses them for all its query blocks; heads are cut into segments only when there are too
  * few (batch, head) pairs to keep the cores busy. */
@@ -206,6 +217,8 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
     if (segs <= 0) return; /* no queries */
     const int per_seg = div_up(nqb, segs);
     const int ldq = H * D, ldk = KVH * D;
+    const uint32_t threshold = tk_dropout_threshold(p->dropout);
+    const float keep_scale = p->dropout > 0.0f ? 1.0f / (1.0f - p->dropout) : 1.0f;
     const int ldt = p->Tk + BC; /* transposed keys of one segment: [D][ldt] */
     float *s = malloc(sizeof(float) * (size_t)BR * BC);
     float *kt = malloc(sizeof(float) * (size_t)D * ldt);
@@ -250,6 +263,8 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
                     m[r] = mx;
                     float *ar = acc + (size_t)r * D;
                     if (alpha != 1.0f) for (int d = 0; d < D; d++) ar[d] *= alpha;
+                    /* Dropout after the row sum: the softmax normalises the kept and the dropped weights. */
+                    if (p->dropout > 0.0f) tk_dropout_row(sr, nc, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, 1.0f);
                 }
                 acc_ab(tk_lvl, s, BC, vb + (size_t)j0 * ldk, ldk, nr, nc, D, acc, D);
             }
@@ -257,7 +272,7 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
                 float *o = out + ((size_t)b * p->Tq + i0 + r) * ldq + (size_t)h * D;
                 float rescale = 1.0f;
                 if (p->sinks) add_sink(p, h, &m[r], &l[r], &rescale);
-                float inv = l[r] == 0.0f ? 0.0f : rescale / l[r];  /* NaN stays NaN */
+                float inv = l[r] == 0.0f ? 0.0f : rescale / l[r] * keep_scale;  /* NaN stays NaN */
                 const float *ar = acc + (size_t)r * D;
                 for (int d = 0; d < D; d++) o[d] = ar[d] * inv;
                 lse[((size_t)b * H + h) * p->Tq + i0 + r] = l[r] == 0.0f ? -INFINITY : m[r] + logf(l[r]);
@@ -288,6 +303,9 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
     float *dkt = malloc(sizeof(float) * (size_t)BC * D);
     float *dvt = malloc(sizeof(float) * (size_t)BC * D);
     float *cg = p->softcap > 0.0f ? malloc(sizeof(float) * (size_t)BR * BC) : NULL; /* 1 - tanh^2 */
+    float *dm = p->dropout > 0.0f ? malloc(sizeof(float) * (size_t)BR * BC) : NULL; /* mask / (1 - dropout) */
+    const uint32_t threshold = tk_dropout_threshold(p->dropout);
+    const float keep_scale = p->dropout > 0.0f ? 1.0f / (1.0f - p->dropout) : 1.0f;
     for (int item = item_begin; item < item_end; item++) {
         int kvh = item % KVH, b = item / KVH;
         const float *kb = k + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
@@ -331,10 +349,17 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                         float L = lse_h[i0 + r];
                         for (int c = 0; c < nc; c++) sr[c] = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - L);
                     }
-                    /* dV += P^T dO */
-                    acc_atb(tk_lvl, s, BC, doi, ldq, nr, nc, D, dvt, D);
-                    /* dP = dO V^T ; dS = P * (dP - delta) */
+                    /* dP = dO V^T (with dropout, times the mask: the weights V met were Z = P * mask) */
                     scores_tile(tk_lvl, doi, ldq, vt, BC, nr, nc, D, 1.0f, dp, BC);
+                    if (dm)
+                        for (int r = 0; r < nr; r++) {
+                            float *mr = dm + (size_t)r * BC;
+                            for (int c = 0; c < nc; c++) mr[c] = 1.0f;
+                            tk_dropout_row(mr, nc, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, keep_scale);
+                            float *dpr = dp + (size_t)r * BC;
+                            for (int c = 0; c < nc; c++) dpr[c] *= mr[c];
+                        }
+                    /* dS = P * (dP - delta), delta = rowsum(dO * O) = rowsum(P * dP) */
                     for (int r = 0; r < nr; r++) {
                         float *dpr = dp + (size_t)r * BC;
                         const float *pr = s + (size_t)r * BC;
@@ -345,6 +370,14 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                             for (int c = 0; c < nc; c++) dpr[c] *= gr[c];
                         }
                     }
+                    /* dV += Z^T dO, Z = P (times the mask) */
+                    if (dm)
+                        for (int r = 0; r < nr; r++) {
+                            float *sr = s + (size_t)r * BC;
+                            const float *mr = dm + (size_t)r * BC;
+                            for (int c = 0; c < nc; c++) sr[c] *= mr[c];
+                        }
+                    acc_atb(tk_lvl, s, BC, doi, ldq, nr, nc, D, dvt, D);
                     /* dQ += scale * dS K ; dK += scale * dS^T Q (scale folded into dS) */
                     acc_ab(tk_lvl, dp, BC, kb + (size_t)j0 * ldk, ldk, nr, nc, D, dqi, ldq);
                     acc_atb(tk_lvl, dp, BC, qi, ldq, nr, nc, D, dkt, D);
@@ -358,7 +391,7 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
             }
         }
     }
-    free(s); free(dp); free(kt); free(vt); free(dkt); free(dvt); free(cg);
+    free(s); free(dp); free(kt); free(vt); free(dkt); free(dvt); free(cg); free(dm);
 }
 
 TK_KERNEL(tk_attention_masked_softmax, (const tk_attention *p, int h, float *scores, float *capgrad, float *lse, int lse_stride, int row_begin, int row_end), (p, h, scores, capgrad, lse, lse_stride, row_begin, row_end)) {

@@ -126,4 +126,47 @@ static inline __attribute__((always_inline)) float tk_row_sum_exp(const float *x
     return s;
 }
 
+
+/* MARK: dropout masks from a counter-based hash
+ *
+ * A dropout mask is never stored: element (row, col) of a mask with seed `seed` is kept when
+ * tk_mix32(key + col * 0x9E3779B9) >= threshold, with key = tk_dropout_key(seed, row) (64-bit
+ * SplitMix64 finaliser) and threshold = round(p * 2^32). The forward and the backward regenerate
+ * the same bits from (seed, row, col), so a T x T attention mask costs no memory, and the naive and
+ * tiled attention kernels drop the same entries. tk_mix32 is a bijection of 32-bit words (Wellons'
+ * "lowbias32"), so for a fixed row different columns never share an input word. */
+#include <stdint.h>
+
+static inline __attribute__((always_inline)) uint32_t tk_mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+static inline uint32_t tk_dropout_key(uint64_t seed, uint64_t row) {
+    uint64_t z = seed + (row + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (uint32_t)(z >> 32);
+}
+
+/* round(p * 2^32), clamped to the largest word (p < 1 is checked by the callers). */
+static inline uint32_t tk_dropout_threshold(float p) {
+    double t = (double)p * 4294967296.0 + 0.5;
+    return t >= 4294967295.0 ? 0xFFFFFFFFu : t <= 0 ? 0u : (uint32_t)t;
+}
+
+/* x[c] *= kept(row key, col0 + c) ? scale : 0 for c < n (a dropped NaN stays NaN, as in torch). */
+static inline __attribute__((always_inline)) void tk_dropout_row(float *x, int n, uint32_t key, uint32_t col0, uint32_t threshold,
+                                                                 float scale) {
+    for (int c = 0; c < n; c++) {
+        uint32_t u = tk_mix32(key + (col0 + (uint32_t)c) * 0x9E3779B9u);
+        x[c] *= u >= threshold ? scale : 0.0f;
+    }
+}
+
 #endif

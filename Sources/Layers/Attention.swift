@@ -48,8 +48,10 @@ public final class Attention: Component {
     }
 
     /// x `[B, T, C]` at positions `offset ..< offset+T` → `[B, T, C]`. With a cache, appends this
-    /// call's keys and values at `layer` and attends over everything stored.
-    public func callAsFunction(_ x: Tensor, offset: Int = 0, cache: KVCache? = nil, layer: Int = 0) throws -> Tensor {
+    /// call's keys and values at `layer` and attends over everything stored. `dropout` (a training
+    /// forward) drops attention weights at its `attention` rate.
+    public func callAsFunction(_ x: Tensor, offset: Int = 0, cache: KVCache? = nil, layer: Int = 0,
+                               dropout: DropoutPlan? = nil) throws -> Tensor {
         let (b, t) = (x.shape[0], x.shape[1])
         var q = try qProj(x), k = try kProj(x)
         if let qNorm, let kNorm, qkNormScope == .projection {
@@ -72,8 +74,12 @@ public final class Attention: Component {
             (k, v) = try cache.append(layer: layer, k: k, v: v)
             keyLength = offset + t
         }
-        let options = AttentionOptions(causal: true, window: window, alibiSlopes: slopes, queryOffset: queryOffset,
+        var options = AttentionOptions(causal: true, window: window, alibiSlopes: slopes, queryOffset: queryOffset,
                                        scale: scale, kernel: kernel, keyLength: keyLength, softcap: softcap.map { Float($0) })
+        if let dropout, dropout.rates.attention > 0 {
+            options.dropout = Float(dropout.rates.attention)
+            options.dropoutSeed = dropout.seed(layer: layer, .attentionWeights)
+        }
         let o = try Tensor.attention(q: q, k: k, v: v, sinks: sinks?.value, options: options)
         return try oProj(o.reshaped([b, t, heads * headDim]))
     }

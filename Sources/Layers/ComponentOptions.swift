@@ -154,6 +154,13 @@ public struct ComponentOptions {
         return v
     }
 
+    /// The raw value of a key that takes several forms (read by its own parser), or nil when absent.
+    public mutating func value(_ key: String) -> ConfigValue? {
+        used.insert(key)
+        if case .null? = values[key] { return nil }
+        return values[key]
+    }
+
     /// A nested block, or nil when absent.
     public mutating func nested(_ key: String) throws -> ComponentOptions? {
         used.insert(key)

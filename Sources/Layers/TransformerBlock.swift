@@ -50,12 +50,17 @@ public final class TransformerBlock: Module {
     /// Every norm of the block, in the order they apply.
     public var norms: [any Normalization] { [inputNorm, attentionOutputNorm, mlpNorm, mlpOutputNorm].compactMap { $0 } }
 
-    public func callAsFunction(_ x: Tensor, offset: Int = 0, cache: KVCache? = nil, layer: Int = 0) throws -> Tensor {
-        var a = try attention(inputNorm.map { try $0(x) } ?? x, offset: offset, cache: cache, layer: layer)
+    /// `dropout` (a training forward): attention weights, and each branch's output before it joins
+    /// the residual stream.
+    public func callAsFunction(_ x: Tensor, offset: Int = 0, cache: KVCache? = nil, layer: Int = 0,
+                               dropout: DropoutPlan? = nil) throws -> Tensor {
+        var a = try attention(inputNorm.map { try $0(x) } ?? x, offset: offset, cache: cache, layer: layer, dropout: dropout)
         if let attentionOutputNorm { a = try attentionOutputNorm(a) }
+        if let dropout { a = try dropout.residual(a, layer: layer, .attentionOutput) }
         let h = try x + a
         var m = try mlp(mlpNorm.map { try $0(h) } ?? h)
         if let mlpOutputNorm { m = try mlpOutputNorm(m) }
+        if let dropout { m = try dropout.residual(m, layer: layer, .mlpOutput) }
         return try h + m
     }
 

@@ -31,13 +31,17 @@ public final class DecoderModel: Module {
     public let embeddingScale: Float
     /// Logits become `cap · tanh(logits / cap)` (`final_logit_softcap`; Gemma 2, optional in Gemma 3).
     public let finalLogitSoftcap: Float?
+    /// Dropout rates (recipe `model.dropout`), applied only by forwards given a seed (training).
+    public var dropout: DropoutRates
     /// Training forwards keep only each block's input and recompute the block in the backward
     /// (`Tensor.checkpointed`): activation memory of one block instead of all of them, for one
     /// more forward pass. Off in evaluation and generation (nothing is recorded there).
     public var activationCheckpointing = false
 
     init(dims: ModelDimensions, embedTokens: Embedding, position: any PositionalEncoding, layers: [TransformerBlock],
-         norm: any Normalization, lmHead: Linear?, recipe: Recipe, embeddingScale: Float = 1, finalLogitSoftcap: Float? = nil) {
+         norm: any Normalization, lmHead: Linear?, recipe: Recipe, embeddingScale: Float = 1, finalLogitSoftcap: Float? = nil,
+         dropout: DropoutRates = .none) {
+        self.dropout = dropout
         self.embeddingScale = embeddingScale
         self.finalLogitSoftcap = finalLogitSoftcap
         self.dims = dims
@@ -72,10 +76,17 @@ public final class DecoderModel: Module {
     /// What each routed (MoE) layer's router did in the last forward pass, in layer order.
     public var routingRecords: [RoutingRecord] { layers.compactMap(\.mlp.lastRouting) }
 
+    /// The dropout of a training forward with `seed` (nil without a seed or without dropout).
+    public func dropoutPlan(seed: UInt64?) -> DropoutPlan? {
+        guard let seed, dropout.isActive else { return nil }
+        return DropoutPlan(rates: dropout, seed: seed)
+    }
+
     /// Final hidden states `[B, T, C]` for token ids `[B, T]` at positions `offset ..< offset+T`.
     /// `observe`, when given, receives the embedding output, every block's output and the final
-    /// norm's output, in order.
-    public func hiddenStates(_ ids: [Int32], batch: Int, offset: Int = 0, cache: KVCache? = nil,
+    /// norm's output, in order. `dropoutSeed` makes this a training forward with dropout (each
+    /// step and micro-batch has its own); without it nothing is dropped.
+    public func hiddenStates(_ ids: [Int32], batch: Int, offset: Int = 0, cache: KVCache? = nil, dropoutSeed: UInt64? = nil,
                              observe: ((Tensor) -> Void)? = nil) throws -> Tensor {
         guard batch > 0, ids.count % batch == 0 else {
             throw TensorError.invalidArgument(op: "model", message: "\(ids.count) ids do not split into \(batch) rows")
@@ -88,14 +99,16 @@ public final class DecoderModel: Module {
         var e = try embedTokens(ids, shape: [batch, t])
         if embeddingScale != 1 { e = e * embeddingScale }
         var h = try position.embed(e, offset: offset)
+        let plan = cache == nil ? dropoutPlan(seed: dropoutSeed) : nil
+        if let plan { h = try h.dropout(Float(plan.rates.embedding), seed: plan.seed(layer: 0, .embedding)) }
         observe?(h)
         for (i, block) in layers.enumerated() {
             if activationCheckpointing, cache == nil, GradMode.isEnabled {
                 h = try Tensor.checkpointed(h, parameters: block.namedParameters().map(\.parameter.value)) {
-                    try block($0, offset: offset, cache: nil, layer: i)
+                    try block($0, offset: offset, cache: nil, layer: i, dropout: plan)
                 }
             } else {
-                h = try block(h, offset: offset, cache: cache, layer: i)
+                h = try block(h, offset: offset, cache: cache, layer: i, dropout: plan)
             }
             observe?(h)
         }
@@ -111,8 +124,8 @@ public final class DecoderModel: Module {
     /// kept (at GPT-2's 50,257 tokens, B4×T1024 logits alone take 823 MB, and their gradient as
     /// much again). Each chunk's mean is weighted by its share of the scored positions, so with
     /// more than one chunk the result equals the one-piece loss up to float rounding.
-    public func crossEntropy(_ ids: [Int32], targets: [Int32], batch: Int, chunk: Int = 1024) throws -> Tensor {
-        let h = try hiddenStates(ids, batch: batch).reshaped([-1, dims.hiddenSize])
+    public func crossEntropy(_ ids: [Int32], targets: [Int32], batch: Int, chunk: Int = 1024, dropoutSeed: UInt64? = nil) throws -> Tensor {
+        let h = try hiddenStates(ids, batch: batch, dropoutSeed: dropoutSeed).reshaped([-1, dims.hiddenSize])
         let n = h.shape[0], scored = targets.filter { $0 != -100 }.count
         guard activationCheckpointing, GradMode.isEnabled, targets.count == n, scored > 0 else {
             return try Tensor.crossEntropy(logits: logits(h), targets: targets)
@@ -159,8 +172,8 @@ public final class DecoderModel: Module {
 
     /// Mean next-token cross-entropy of `logits` for already-aligned targets (−100 = ignored),
     /// plus the MoE auxiliary losses of the last forward (HF: CE + coef·aux).
-    public func loss(ids: [Int32], targets: [Int32], batch: Int) throws -> (total: Tensor, crossEntropy: Tensor) {
-        let ce = try crossEntropy(ids, targets: targets, batch: batch)
+    public func loss(ids: [Int32], targets: [Int32], batch: Int, dropoutSeed: UInt64? = nil) throws -> (total: Tensor, crossEntropy: Tensor) {
+        let ce = try crossEntropy(ids, targets: targets, batch: batch, dropoutSeed: dropoutSeed)
         if let aux = try auxiliaryLoss() { return (try ce + aux, ce) }
         return (ce, ce)
     }

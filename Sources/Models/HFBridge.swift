@@ -5,7 +5,8 @@ import ToolkitSupport
 extension Recipe {
     /// The recipe equivalent of an HF `config.json`, made by the config's family file.
     public static func fromHF(_ c: HFModelConfig, path: String) throws -> Recipe {
-        let model = try c.family.recipe(c, path: path)
+        var model = try c.family.recipe(c, path: path)
+        if let dropout = c.dropout.recipeValue { model["dropout"] = dropout }
         let name = URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
         return Recipe(name: name, path: path, description: "imported from \(path)", model: model)
     }

@@ -17,6 +17,7 @@ import ToolkitSupport
 ///   norm_placement: pre         # pre | post (OLMo 2: on the branch outputs) | sandwich (Gemma: both)
 ///   embedding_scale: 1.0        # float: token embeddings × this (Gemma: √hidden)
 ///   final_logit_softcap: null   # float or null: logits → cap·tanh(logits / cap)
+///   dropout: 0.0                # training only: one probability, or {embedding, attention, residual}
 ///   attention: {heads: 6, kv_heads: 6, head_dim: 64, bias: true, qk_norm: false, qk_norm_eps: 1.0e-6,
 ///               qk_norm_scope: head, scale: null, window: null, window_from_layer: 0, kernel: tiled, tile_size: 64}
 ///               # scale: the score scale (null: 1/√head_dim); softcap: null (Gemma 2: scores → c·tanh(s / c));
@@ -100,6 +101,7 @@ public enum ModelBuilder {
         let placement = NormPlacement(rawValue: try o.choice("norm_placement", NormPlacement.allCases.map(\.rawValue), default: "pre"))!
         let embeddingScale = try o.positiveFinite("embedding_scale", default: 1)
         let softcap = try o.optionalPositiveFinite("final_logit_softcap")
+        let dropout = try DropoutRates(o.value("dropout"), in: o)
         // QK-norm is the model's norm over head_dim (or the projection): Gemma's (1 + w) form too.
         let qkUnitOffset = normOptions.values["unit_offset"] == .bool(true)
         guard let posOptions = try o.nested("position") else { throw o.error("position", "missing (required)") }
@@ -155,7 +157,8 @@ public enum ModelBuilder {
         let dims = ModelDimensions(vocabSize: vocab, hiddenSize: hidden, layers: layerCount, heads: heads, kvHeads: kvHeads,
                                    headDim: headDim, contextLength: context, tieWordEmbeddings: tie)
         return DecoderModel(dims: dims, embedTokens: embed, position: position, layers: blocks, norm: finalNorm,
-                            lmHead: head, recipe: recipe, embeddingScale: Float(embeddingScale), finalLogitSoftcap: softcap.map { Float($0) })
+                            lmHead: head, recipe: recipe, embeddingScale: Float(embeddingScale), finalLogitSoftcap: softcap.map { Float($0) },
+                            dropout: dropout)
     }
 
     /// One layer's window, position block and feed-forward block (with the key path errors name),

@@ -43,7 +43,9 @@ public enum ModelIO {
         var w = SafetensorsWriter(metadata: ["format": "pt", "recipe": model.recipe.name].merging(metadata) { $1 })
         for (name, t) in hostTensors(model) { try w.add(name, t) }
         try w.write(to: dir + "/model.safetensors")
-        try AtomicFile.write(model.recipe.resolvedYAML(), to: dir + "/recipe.yaml")
+        var recipe = model.recipe
+        recipe.model["dropout"] = model.dropout.recipeValue  // the rates in force (a fine-tune may change them)
+        try AtomicFile.write(recipe.resolvedYAML(), to: dir + "/recipe.yaml")
     }
 
     /// Writes an HF folder (`config.json` + `model.safetensors`) that transformers can load.

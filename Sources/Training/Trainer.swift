@@ -152,6 +152,13 @@ public final class Trainer {
                              tokenizerHash: data.tokenizerHash, dataPosition: 0)
     }
 
+    /// The dropout masks of a step's micro-batch: a function of the run's seed, the step and the
+    /// micro-batch only, so a resumed run drops what the uninterrupted one dropped, and every
+    /// process of a data-parallel run (which takes its own micro-batches) draws its own masks.
+    public static func dropoutSeed(run seed: UInt64, step: Int, micro: Int) -> UInt64 {
+        Dropout.seed(Dropout.seed(Dropout.seed(seed, 0x6472_6F70), UInt64(step)), UInt64(micro))
+    }
+
     /// Restores optimizer state and progress from a checkpoint folder (the model must already hold
     /// that checkpoint's weights).
     public func restore(from dir: String) throws {
@@ -285,7 +292,8 @@ public final class Trainer {
             let lastMicro = s.gradAccum - comm.size + comm.rank
             for micro in stride(from: comm.rank, to: s.gradAccum, by: comm.size) {
                 let b = try data.batch(step: step, micro: micro, settings: s, seqLen: seqLen)
-                let ce = try model.crossEntropy(b.input, targets: b.targets, batch: b.rows)
+                let ce = try model.crossEntropy(b.input, targets: b.targets, batch: b.rows,
+                                                dropoutSeed: Self.dropoutSeed(run: s.seed, step: step, micro: micro))
                 var loss = ce
                 if let aux = try model.auxiliaryLoss() {
                     auxSum += Double(aux.item())

@@ -140,13 +140,14 @@ static void test_decode_attention(int H, int KVH, int D, int position, int windo
 
 /* MARK: tiled attention forward (training) */
 
-static void test_tiled_attention(int B, int T, int H, int KVH, int D, int window) {
+static void test_tiled_attention(int B, int T, int H, int KVH, int D, int window, float dropout) {
     size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * KVH * D;
     float *q = randoms(nq, 1), *k = randoms(nk, 1), *v = randoms(nk, 1);
     float *out = calloc(nq, sizeof(float)), *lse = calloc((size_t)B * H * T, sizeof(float));
-    tk_attention p = {B, T, T, H, KVH, D, 1, window, 0, NULL, 1.0f / sqrtf((float)D), 32, 64, T};
+    tk_attention p = {B, T, T, H, KVH, D, 1, window, 0, NULL, 1.0f / sqrtf((float)D), 32, 64, T, 0, NULL, dropout, 42};
     tk_attention_forward_tiled(&p, q, k, v, out, lse, 0, tk_attention_forward_items(&p));
     double worst = 0, *s = malloc(T * sizeof(double));
+    float *mask = malloc(T * sizeof(float));
     int group = H / KVH;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
@@ -162,18 +163,46 @@ static void test_tiled_attention(int B, int T, int H, int KVH, int D, int window
                     if (s[j] > m) m = s[j];
                 }
                 for (int j = lo; j <= i; j++) total += (s[j] = exp(s[j] - m));
+                /* dropout: the weights after the softmax, times the mask of row (b, h, i) / (1 - p) */
+                tk_dropout_mask(42, ((uint64_t)b * H + h) * T + i, 0, T, dropout, mask);
                 for (int d = 0; d < D; d++) {
                     double o = 0;
-                    for (int j = lo; j <= i; j++) o += s[j] / total * v[(((size_t)b * T + j) * KVH + h / group) * D + d];
+                    for (int j = lo; j <= i; j++)
+                        o += s[j] / total * mask[j] / (1.0 - dropout) * v[(((size_t)b * T + j) * KVH + h / group) * D + d];
                     double e = fabs(o - out[(((size_t)b * T + i) * H + h) * D + d]);
                     if (e > worst) worst = e;
                 }
             }
     double bound = (pow(D, 1.5) + 4 + T + 2 + 2 * T / 64) * U * 2; /* as above, plus one rescale per key tile */
     char what[96];
-    snprintf(what, sizeof what, "tiled attention B%d T%d H%d KVH%d D%d window%d", B, T, H, KVH, D, window);
-    check(worst <= bound, what, worst, bound);
-    free(q); free(k); free(v); free(out); free(lse); free(s);
+    snprintf(what, sizeof what, "tiled attention B%d T%d H%d KVH%d D%d window%d dropout%g", B, T, H, KVH, D, window, dropout);
+    check(worst <= bound / (1 - dropout), what, worst, bound / (1 - dropout)); /* the bound scales with the kept weights */
+    free(q); free(k); free(v); free(out); free(lse); free(s); free(mask);
+}
+
+/* MARK: dropout masks */
+
+static void test_dropout(void) {
+    enum { N = 1 << 18 };
+    const float p = 0.25f;
+    float *x = randoms(N, 1), *y = malloc(N * sizeof(float)), *mask = malloc(1024 * sizeof(float));
+    tk_dropout(x, y, 5, N - 3, 7, p, 1 / (1 - p));
+    int mismatched = 0;
+    long kept = 0;
+    for (long i = 5; i < N - 3; i += 1024 - i % 1024) {
+        long row = i / 1024, col = i % 1024, n = 1024 - col < N - 3 - i ? 1024 - col : N - 3 - i;
+        tk_dropout_mask(7, (uint64_t)row, (uint32_t)col, (int)n, p, mask);
+        for (long c = 0; c < n; c++) {
+            float want = x[i + c] * (mask[c] != 0 ? 1 / (1 - p) : 0);
+            mismatched += y[i + c] != want;
+            kept += mask[c] != 0;
+        }
+    }
+    check(mismatched == 0, "dropout: tk_dropout drops what tk_dropout_mask names", mismatched, 0);
+    /* The kept fraction is binomial: within 5 standard deviations of 1 - p. */
+    double n = N - 8, frac = kept / n, sd = sqrt(p * (1 - p) / n);
+    check(fabs(frac - (1 - p)) <= 5 * sd, "dropout: kept fraction near 1 - p", fabs(frac - (1 - p)), 5 * sd);
+    free(x); free(y); free(mask);
 }
 
 /* MARK: elementwise and row kernels */
@@ -336,8 +365,10 @@ static void run_level(int level) {
     test_decode_attention(8, 2, 128, 300, 0, 1);
     test_decode_attention(4, 2, 40, 100, 16, 0);
     test_decode_attention(2, 1, 96, 17, 0, 0);
-    test_tiled_attention(2, 70, 4, 2, 64, 0);
-    test_tiled_attention(1, 130, 2, 1, 48, 20);
+    test_tiled_attention(2, 70, 4, 2, 64, 0, 0);
+    test_tiled_attention(1, 130, 2, 1, 48, 20, 0);
+    test_tiled_attention(2, 70, 4, 2, 64, 0, 0.3f);
+    test_dropout();
     test_rows();
     test_adam();
     test_bytes();

@@ -4,6 +4,7 @@ import ToolkitSupport
 
 @testable import Checkpointing
 @testable import Models
+import Layers
 
 @Suite struct HFModelConfigTests {
     func load(_ model: String, v4: Bool = false) throws -> HFModelConfig {
@@ -99,6 +100,29 @@ import ToolkitSupport
                 + #""rope_scaling":{"type":"linear","factor":2}}"#)
         #expect(q.numKVHeads == 2 && q.ropeTheta == 10000 && !q.tieWordEmbeddings)
         #expect(q.eosTokenIds == [1, 2] && q.ropeScaling?.type == "linear")
+    }
+
+    /// Dropout maps in from HF configs and back out: GPT-2's three rates (GPT2Config's 0.1 when
+    /// absent), the Llama layout's `attention_dropout`; the recipe carries them; a model built from
+    /// it exports them again.
+    @Test func dropoutRatesMapBothWays() throws {
+        let g = try parse(#"{"model_type":"gpt2","n_embd":32,"n_head":2,"n_layer":1,"embd_pdrop":0.05,"attn_pdrop":0.2}"#)
+        #expect(g.dropout == DropoutRates(embedding: 0.05, attention: 0.2, residual: 0.1))
+        let gm = try ModelBuilder.build(Recipe.fromHF(g, path: "gpt2/config.json"), initializeWeights: false)
+        #expect(gm.dropout == g.dropout)
+        let gj = try #require(try JSONSerialization.jsonObject(with: Data(try gm.recipe.hfConfig(gm).hfConfigJSON().utf8)) as? [String: Any])
+        #expect(gj["embd_pdrop"] as? Double == 0.05 && gj["attn_pdrop"] as? Double == 0.2 && gj["resid_pdrop"] as? Double == 0.1)
+        let q = try parse(#"{"model_type":"qwen3","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,"#
+                          + #""num_attention_heads":2,"intermediate_size":16,"head_dim":4,"attention_dropout":0.1}"#)
+        #expect(q.dropout == DropoutRates(attention: 0.1))
+        let qm = try ModelBuilder.build(Recipe.fromHF(q, path: "qwen3/config.json"), initializeWeights: false)
+        #expect(qm.dropout == DropoutRates(attention: 0.1))
+        #expect(try qm.recipe.hfConfig(qm) .dropout == DropoutRates(attention: 0.1))
+        #expect(try HFModelConfig.parse(Data(q.hfConfigJSON().utf8)) == q)
+        #expect(try load("gpt2-tiny").dropout == .none)  // the fixtures were made without dropout
+        #expect { try parse(#"{"model_type":"gpt2","n_embd":32,"n_head":2,"n_layer":1,"resid_pdrop":1}"#) } throws: {
+            "\($0)".contains("resid_pdrop")
+        }
     }
 
     @Test func errorsNameTheKey() {

@@ -67,8 +67,9 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
     }
 
     /// Activation checkpointing recomputes each block in the backward: the same gradients bit for
-    /// bit (the same ops run on the same values), the same losses, and exact resume still holds.
-    @Test(arguments: [[String](), ["model.attention.kernel=naive"]])
+    /// bit (the same ops run on the same values, the same dropout masks from the same seeds), the
+    /// same losses, and exact resume still holds.
+    @Test(arguments: [[String](), ["model.attention.kernel=naive"], ["model.dropout=0.2"], ["model.dropout=0.2", "model.attention.kernel=naive"]])
     func activationCheckpointingChangesNothingButMemory(extra: [String]) throws {
         let data = try ShardTrainingData(directory: try makeShards(), expectedTokenizerHash: nil, allowMismatch: false)
         let batch = try data.batch(step: 1, micro: 0, settings: settings { _ in }, seqLen: 32)
@@ -76,8 +77,7 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
         for on in [false, true] {
             let m = try nanoModel(extra: extra)
             m.activationCheckpointing = on
-            let logits = try m(batch.input, batch: batch.rows)
-            try Tensor.crossEntropy(logits: logits.reshaped([-1, 64]), targets: batch.targets).backward()
+            try m.crossEntropy(batch.input, targets: batch.targets, batch: batch.rows, dropoutSeed: 9).backward()
             grads.append(m.namedParameters().map { $0.parameter.value.grad?.scalars ?? [] })
         }
         #expect(grads[0] == grads[1])
@@ -151,18 +151,19 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
         #expect(evals >= 5 && evals <= 13, "\(evals) evaluations")
     }
 
-    @Test(arguments: ["adamw", "muon", "sgd"])
-    func resumeIsBitExact(optimizer: String) throws {
+    /// Dropout included: its masks are a function of the run's seed, the step and the micro-batch.
+    @Test(arguments: [("adamw", [String]()), ("muon", []), ("sgd", []), ("adamw", ["model.dropout=0.2"])])
+    func resumeIsBitExact(optimizer: String, extra: [String]) throws {
         let shards = try makeShards()
         let s = settings { $0.optimizer = optimizer; $0.momentum = 0.9; $0.saveEvery = 3 }
         // Uninterrupted run.
-        let full = try Trainer(model: try nanoModel(), data: ShardTrainingData(directory: shards, expectedTokenizerHash: nil, allowMismatch: false), settings: s)
+        let full = try Trainer(model: try nanoModel(extra: extra), data: ShardTrainingData(directory: shards, expectedTokenizerHash: nil, allowMismatch: false), settings: s)
         let outA = tempDir("a")
         full.outputDirectory = outA
         full.metricsPath = outA + "/m.jsonl"
         _ = try full.run()
         // Interrupted after step 3 (as SIGINT does), then resumed from the checkpoint.
-        let first = try Trainer(model: try nanoModel(), data: ShardTrainingData(directory: shards, expectedTokenizerHash: nil, allowMismatch: false), settings: s)
+        let first = try Trainer(model: try nanoModel(extra: extra), data: ShardTrainingData(directory: shards, expectedTokenizerHash: nil, allowMismatch: false), settings: s)
         let outB = tempDir("b")
         first.outputDirectory = outB
         first.metricsPath = outB + "/m.jsonl"
@@ -188,6 +189,42 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
         #expect(losses(a) == losses(b), "\(optimizer)")
         let pa = ModelIO.hostTensors(full.model), pb = ModelIO.hostTensors(second.model)
         #expect(pa == pb, "\(optimizer): final weights differ")
+    }
+
+    /// Dropout acts only in training forwards: a forward without a seed (evaluation, validation,
+    /// generation) is the model without dropout; a seed fixes the masks; another seed draws others;
+    /// the checkpoint keeps the rates.
+    @Test func dropoutOnlyInTrainingForwards() throws {
+        let data = try ShardTrainingData(directory: try makeShards(), expectedTokenizerHash: nil, allowMismatch: false)
+        let b = try data.batch(step: 1, micro: 0, settings: settings { _ in }, seqLen: 32)
+        let plain = try nanoModel(), dropped = try nanoModel(extra: ["model.dropout={embedding: 0.1, attention: 0.2, residual: 0.3}"])
+        #expect(dropped.dropout == DropoutRates(embedding: 0.1, attention: 0.2, residual: 0.3))
+        func loss(_ m: DecoderModel, _ seed: UInt64?) throws -> Float {
+            try GradMode.withoutGrad { try m.crossEntropy(b.input, targets: b.targets, batch: b.rows, dropoutSeed: seed).item() }
+        }
+        #expect(try loss(plain, nil) == loss(dropped, nil))
+        #expect(try loss(plain, 3) == loss(plain, 3) && loss(plain, 3) == loss(plain, nil))  // no rates: seeds do nothing
+        #expect(try loss(dropped, 3) == loss(dropped, 3))
+        #expect(try loss(dropped, 3) != loss(dropped, nil))
+        #expect(try loss(dropped, 3) != loss(dropped, 4))
+        // Each rate acts alone too.
+        for rate in ["embedding", "attention", "residual"] {
+            let m = try nanoModel(extra: ["model.dropout={\(rate): 0.5}"])
+            #expect(try loss(m, 3) != loss(m, nil), "\(rate)")
+        }
+        // The rates travel with a checkpoint.
+        let dir = tempDir("dropout-ck")
+        try ModelIO.saveCheckpoint(dropped, to: dir)
+        #expect(try ModelIO.loadCheckpoint(dir).dropout == dropped.dropout)
+    }
+
+    @Test func badDropoutSettingsNameTheirKey() throws {
+        for (value, message) in [("1.5", "model.dropout: must be in [0, 1)"), ("{attention: -0.1}", "model.dropout.attention: must be in [0, 1)"),
+                                 ("{attn: 0.1}", "model.dropout.attn: unknown key"), ("yes", "model.dropout: expected a probability")] {
+            #expect {
+                _ = try nanoModel(extra: ["model.dropout=\(value)"])
+            } throws: { "\($0)".contains(message) }
+        }
     }
 
     @Test func gradientAccumulationEqualsTheLargerBatch() throws {

@@ -12,7 +12,11 @@
  * key j at position j. Key j is visible to query i iff (!causal || j <= p_i) and
  * (window <= 0 || |p_i - j| < window). A score is s = scale * q.k, then softcap * tanh(s / softcap) when
  * softcap > 0 (Gemma 2), then ALiBi adds -alibi[h] * |p_i - j|. With sinks, head h's softmax
- * denominator also holds exp(sinks[h]) (gpt-oss: a learned logit with no value); lse includes it. */
+ * denominator also holds exp(sinks[h]) (gpt-oss: a learned logit with no value); lse includes it.
+ * With dropout > 0 (training), each weight P_ij is multiplied by mask_ij / (1 - dropout) before the
+ * weighted sum of values (mask from dropout_seed, tk_math.h); lse is that of the weights before dropout. */
+#include <stdint.h>
+
 typedef struct {
     int B, Tq, Tk, H, KVH, D;
     int causal;
@@ -24,6 +28,8 @@ typedef struct {
     int tk_stride;      /* rows between batches in k/v (>= Tk; a KV cache's capacity) */
     float softcap;      /* 0: none */
     const float *sinks; /* [H] logits, or NULL */
+    float dropout;      /* probability of dropping an attention weight (training); 0: none */
+    uint64_t dropout_seed; /* the mask of weight (b, h, query i, key j) is row ((b*H + h)*Tq + i), column j */
 } tk_attention;
 
 /* Number of independent forward work items (B * H * query blocks). */
@@ -53,6 +59,10 @@ void tk_attention_backward_tiled(const tk_attention *p, const float *q, const fl
 void tk_attention_masked_softmax(const tk_attention *p, int h, float *scores, float *capgrad, float *lse, int lse_stride,
                                  int row_begin, int row_end);
 
+/* Naive helper: rows [row_begin, row_end) (width Tk, stride ld) of pair (b, h) times their dropout
+ * mask / (1 - dropout): the weights in the forward, dP in the backward. */
+void tk_attention_dropout_rows(const tk_attention *p, int b, int h, float *rows, int ld, int row_begin, int row_end);
+
 /* dS = P * (dP - rowsum(dP * P)) * scale, in place in dp, for rows [row_begin, row_end) of width n. */
 void tk_softmax_backward_rows(const float *p, float *dp, int n, float scale, int row_begin, int row_end);
 
@@ -60,7 +70,6 @@ void tk_softmax_backward_rows(const float *p, float *dp, int n, float scale, int
 
 /* MARK: single-token decoding (decode.c) */
 
-#include <stdint.h>
 
 /* Weight formats for matrix-vector products. */
 enum { TK_W_F32 = 0, TK_W_BF16 = 1, TK_W_Q8 = 2 };
@@ -182,5 +191,14 @@ ptrdiff_t tk_utf8_invalid_offset(const uint8_t *p, size_t n);
 /* Index of the first NaN or infinite value among n floats, or -1 when all are finite (blocks of
  * 64 are tested with one OR of exponent masks, so a clean tensor costs one pass at memory speed). */
 ptrdiff_t tk_first_nonfinite(const float *x, size_t n);
+
+/* MARK: dropout (dropout.c) */
+
+/* y[i] = x[i] * (kept(i) ? scale : 0) for i in [begin, end): element i is column i % 1024 of mask
+ * row i / 1024 of `seed` (see tk_math.h); y may be x. The backward is the same call on the gradient. */
+void tk_dropout(const float *x, float *y, long begin, long end, uint64_t seed, float p, float scale);
+
+/* out[c] = 1 where mask row `row` of `seed` keeps column col0 + c, else 0 (for tests and references). */
+void tk_dropout_mask(uint64_t seed, uint64_t row, uint32_t col0, int n, float p, float *out);
 
 #endif

@@ -11,7 +11,7 @@ extension HFModelConfig.ModelType {
 struct GPT2Family: ModelFamily {
     let modelType = "gpt2"
     let architecture = "GPT2LMHeadModel"
-    let traits = FamilyTraits(layerNorm: true, learnedPositions: true)
+    let traits = FamilyTraits(layerNorm: true, learnedPositions: true, residualDropout: true)
     let recipes = ["gpt2-124m"]
 
     /// GPT2Config (transformers `configuration_gpt2.py`), including its `attribute_map` aliases
@@ -19,7 +19,7 @@ struct GPT2Family: ModelFamily {
     func parse(_ c: ConfigObject) throws -> HFModelConfig {
         let hidden = try c.requiredInt("n_embd", "hidden_size")
         let heads = try c.requiredInt("n_head", "num_attention_heads")
-        return HFModelConfig(
+        var config = HFModelConfig(
             modelType: .gpt2,
             vocabSize: try c.int("vocab_size") ?? 50257,
             hiddenSize: hidden,
@@ -36,6 +36,10 @@ struct GPT2Family: ModelFamily {
             activation: try c.string("activation_function") ?? "gelu_new",
             bosTokenId: c.has("bos_token_id") ? try c.int("bos_token_id") : 50256,
             eosTokenIds: c.has("eos_token_id") ? try c.intList("eos_token_id") ?? [] : [50256])
+        // GPT2Config's defaults are 0.1 each: HF trains GPT-2 with dropout unless the config says otherwise.
+        config.dropout = DropoutRates(embedding: try c.double("embd_pdrop") ?? 0.1, attention: try c.double("attn_pdrop") ?? 0.1,
+                                      residual: try c.double("resid_pdrop") ?? 0.1)
+        return config
     }
 
     func write(_ config: HFModelConfig) -> [String: JSONValue] {
@@ -45,8 +49,9 @@ struct GPT2Family: ModelFamily {
             "n_inner": .int(Int64(config.intermediateSize)), "layer_norm_epsilon": .double(config.normEps),
             "activation_function": .string(config.activation),
         ]
-        // The toolkit's exported models are evaluated without dropout.
-        for k in ["attn_pdrop", "embd_pdrop", "resid_pdrop"] { o[k] = .double(0) }
+        o["embd_pdrop"] = .double(config.dropout.embedding)
+        o["attn_pdrop"] = .double(config.dropout.attention)
+        o["resid_pdrop"] = .double(config.dropout.residual)
         return o
     }
 

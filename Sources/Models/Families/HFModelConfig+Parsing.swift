@@ -117,6 +117,7 @@ extension HFModelConfig {
                 path, "unsupported model_type '\(typeName)' (supported: \(ModelFamilies.known))")
         }
         var config = try family.parse(c)
+        if !family.traits.residualDropout { config.dropout = DropoutRates(attention: try c.double("attention_dropout") ?? 0) }
         config.dtype = try c.string("dtype", "torch_dtype")
         try config.validate(path: path)
         return config
@@ -220,6 +221,9 @@ extension HFModelConfig {
                 "(\(numHeads)) must divide n_embd (\(hiddenSize))")
         }
         try check(headDim > 0, "head_dim", "must be positive (got \(headDim))")
+        let rates = gpt2 ? [(dropout.embedding, "embd_pdrop"), (dropout.attention, "attn_pdrop"), (dropout.residual, "resid_pdrop")]
+            : [(dropout.attention, "attention_dropout")]
+        for (p, key) in rates { try check(p >= 0 && p < 1, key, "must be a probability in [0, 1) (got \(p))") }
         try check(
             intermediateSize > 0, gpt2 ? "n_inner" : "intermediate_size",
             "must be positive (got \(intermediateSize))")

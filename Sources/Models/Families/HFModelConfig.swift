@@ -1,4 +1,5 @@
 import Checkpointing
+import Layers
 import ToolkitSupport
 
 /// A model configuration read from (or written to) a Hugging Face `config.json`, in neutral
@@ -124,6 +125,9 @@ public struct HFModelConfig: Codable, Equatable, Sendable {
     public var eosTokenIds: [Int]
     /// `dtype` (v5) / `torch_dtype` (v4) when given, e.g. `float32`, `bfloat16`.
     public var dtype: String?
+    /// Training dropout: GPT-2's `embd_pdrop`, `attn_pdrop`, `resid_pdrop`; the Llama layout's
+    /// `attention_dropout` (the only rate those models have).
+    public var dropout = DropoutRates()
 
     public init(
         modelType: ModelType, vocabSize: Int, hiddenSize: Int, numLayers: Int, numHeads: Int,

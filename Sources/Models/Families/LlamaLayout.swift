@@ -52,7 +52,7 @@ enum LlamaLayout {
             "head_dim": .int(Int64(config.headDim)), "intermediate_size": .int(Int64(config.intermediateSize)),
             "max_position_embeddings": .int(Int64(config.maxPositionEmbeddings)), "rms_norm_eps": .double(config.normEps),
             "hidden_act": .string(config.activation), "attention_bias": .bool(config.attentionBias),
-            "attention_dropout": .double(0),
+            "attention_dropout": .double(config.dropout.attention),
         ]
         let theta = config.ropeTheta ?? 10000
         var params: [String: JSONValue] = ["rope_theta": .double(theta)]

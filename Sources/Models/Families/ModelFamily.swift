@@ -33,6 +33,9 @@ package struct FamilyTraits: Sendable {
     var layerNorm = false
     var learnedPositions = false
     var qkNorm = false
+    /// The config has embedding and residual dropout rates (GPT-2's `embd_pdrop`, `resid_pdrop`,
+    /// parsed by the family); the others have only `attention_dropout`.
+    var residualDropout = false
 }
 
 /// The registered families, by `model_type`. Export tries them in `order`.
@@ -57,7 +60,11 @@ package enum ModelFamilies {
     package static func config(of model: DecoderModel) throws -> HFModelConfig {
         var reasons: [String] = []
         for family in order {
-            do { return try family.config(of: model) } catch { reasons.append("\(family.modelType): \(error)") }
+            do {
+                var config = try family.config(of: model)
+                config.dropout = family.traits.residualDropout ? model.dropout : DropoutRates(attention: model.dropout.attention)
+                return config
+            } catch { reasons.append("\(family.modelType): \(error)") }
         }
         throw ToolkitError("\(model.recipe.name): this architecture has no HF model_type here (\(reasons.joined(separator: "; ")))")
     }

@@ -30,9 +30,18 @@ public struct AttentionOptions: Sendable, Equatable {
     public var keyLength: Int?
     /// Scores become `softcap · tanh(score / softcap)` after scaling, before the mask (Gemma 2).
     public var softcap: Float?
+    /// Attention dropout (training): each weight after the softmax is dropped with this
+    /// probability and the kept ones are scaled by 1/(1 − p). The mask is regenerated from
+    /// `dropoutSeed` in the backward (`tk_dropout_row`), never stored; both kernels drop the same
+    /// weights for the same seed.
+    public var dropout: Float
+    public var dropoutSeed: UInt64
 
     public init(causal: Bool = true, window: Int? = nil, alibiSlopes: [Float]? = nil, queryOffset: Int = 0,
-                scale: Float, kernel: AttentionKernel = .defaultTiled, keyLength: Int? = nil, softcap: Float? = nil) {
+                scale: Float, kernel: AttentionKernel = .defaultTiled, keyLength: Int? = nil, softcap: Float? = nil,
+                dropout: Float = 0, dropoutSeed: UInt64 = 0) {
+        self.dropout = dropout
+        self.dropoutSeed = dropoutSeed
         self.keyLength = keyLength
         self.softcap = softcap
         self.causal = causal
@@ -81,6 +90,9 @@ extension Tensor {
         if let c = o.softcap, !(c > 0 && c.isFinite) {
             throw TensorError.invalidArgument(op: "attention", message: "softcap must be a positive finite number, got \(c)")
         }
+        guard o.dropout >= 0, o.dropout < 1 else {
+            throw TensorError.invalidArgument(op: "attention", message: "dropout must be in [0, 1), got \(o.dropout)")
+        }
         if let w = o.window, w <= 0 {
             throw TensorError.invalidArgument(op: "attention", message: "window must be positive, got \(w)")
         }
@@ -92,7 +104,8 @@ extension Tensor {
         var params = tk_attention(
             B: Int32(b), Tq: Int32(tq), Tk: Int32(tk), H: Int32(h), KVH: Int32(kvh), D: Int32(d),
             causal: o.causal ? 1 : 0, window: Int32(o.window ?? 0), q_offset: Int32(o.queryOffset),
-            alibi: nil, scale: o.scale, tile_q: 64, tile_k: 64, tk_stride: Int32(cap), softcap: o.softcap ?? 0, sinks: nil)
+            alibi: nil, scale: o.scale, tile_q: 64, tile_k: 64, tk_stride: Int32(cap), softcap: o.softcap ?? 0, sinks: nil,
+            dropout: o.dropout, dropout_seed: o.dropoutSeed)
         if case .tiled(let tq, let tkk) = o.kernel {
             guard tq > 0, tkk > 0 else {
                 throw TensorError.invalidArgument(op: "attention", message: "tile sizes must be positive")
@@ -171,6 +184,9 @@ extension Tensor {
             // With a softcap: d(capped)/d(score) for every entry, for backward.
             let capGrad = o.softcap != nil ? TensorStorage(count: b * h * tq * tk, zeroed: false) : nil
             let pc = capGrad.map { UnsafeSendablePointer($0.pointer) }
+            // With dropout: the weights after their mask, Z = P · mask / (1 − p), which V meets.
+            let dropped = o.dropout > 0 ? TensorStorage(count: b * h * tq * tk, zeroed: false) : nil
+            let pz = UnsafeSendablePointer((dropped ?? probs).pointer)
             let group = h / kvh
             for bi in 0..<b {
                 for hi in 0..<h {
@@ -186,14 +202,19 @@ extension Tensor {
                                                                  pl.pointer + (bi * h + hi) * tq, 1,
                                                                  Int32(r.lowerBound), Int32(r.upperBound)) }
                     }
-                    // O[Tq, D] = P V
-                    BLAS.gemm(transA: false, transB: false, m: tq, n: d, k: tk, alpha: 1, a: sp, lda: tk,
+                    let zp = pz.pointer + (bi * h + hi) * tq * tk
+                    if dropped != nil {
+                        zp.update(from: sp, count: tq * tk)
+                        withParams { tk_attention_dropout_rows($0, Int32(bi), Int32(hi), zp, Int32(tk), 0, Int32(tq)) }
+                    }
+                    // O[Tq, D] = Z V (Z = P without dropout)
+                    BLAS.gemm(transA: false, transB: false, m: tq, n: d, k: tk, alpha: 1, a: zp, lda: tk,
                               b: pv.pointer + bi * cap * kvh * d + (hi / group) * d, ldb: kvh * d, beta: 0,
                               c: po.pointer + bi * tq * h * d + hi * d, ldc: h * d)
                 }
             }
             record(&out, inputs) { g, nodes in
-                withExtendedLifetime((keep, probs, capGrad)) {}
+                withExtendedLifetime((keep, probs, capGrad, dropped)) {}
                 if nodes.count > 3, nodes[3] != nil {
                     let delta = rowDeltas(g)
                     withExtendedLifetime(delta) { sinkGradient(nodes[3], delta.pointer) }  // the pointer must not outlive it
@@ -205,15 +226,19 @@ extension Tensor {
                         let off = (bi * h + hi) * tq * tk
                         let qo = bi * tq * h * d + hi * d, ko = bi * cap * kvh * d + (hi / group) * d
                         let gp = g + qo
-                        // dV[Tk, D] += Pᵀ dO
+                        // dV[Tk, D] += Zᵀ dO
                         if let nv = nodes[2] {
-                            BLAS.gemm(transA: true, transB: false, m: tk, n: d, k: tq, alpha: 1, a: pp.pointer + off,
+                            BLAS.gemm(transA: true, transB: false, m: tk, n: d, k: tq, alpha: 1, a: pz.pointer + off,
                                       lda: tk, b: gp, ldb: h * d, beta: 1, c: nv.gradBuffer() + ko, ldc: kvh * d)
                         }
-                        // dP[Tq, Tk] = dO Vᵀ, then dS = P ∘ (dP − rowsum(dP∘P)) · scale
+                        // dP[Tq, Tk] = dO Vᵀ (times the mask with dropout), then dS = P ∘ (dP − rowsum(dP∘P)) · scale
                         BLAS.gemm(transA: false, transB: true, m: tq, n: tk, k: d, alpha: 1, a: gp, lda: h * d,
                                   b: pv.pointer + ko, ldb: kvh * d, beta: 0, c: pds.pointer, ldc: tk)
                         Parallel.forRange(tq, costPerItem: tk * 3) { r in
+                            if dropped != nil {
+                                withParams { tk_attention_dropout_rows($0, Int32(bi), Int32(hi), pds.pointer, Int32(tk),
+                                                                       Int32(r.lowerBound), Int32(r.upperBound)) }
+                            }
                             tk_softmax_backward_rows(pp.pointer + off, pds.pointer, Int32(tk), o.scale,
                                                      Int32(r.lowerBound), Int32(r.upperBound))
                             if let pc {  // through the softcap: × (1 − tanh²)

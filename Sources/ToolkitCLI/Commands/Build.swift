@@ -43,6 +43,7 @@ struct Build: ParsableCommand {
             print("recipe \(recipe.name) (\(recipe.path))\(recipe.description.map { ": " + $0 } ?? "")")
             print(stats.table())
             print("parameters: \(ModelStats.grouped(stats.totalParameters))")
+            if model.dropout.isActive { print("dropout (training only): \(model.dropout)") }
             if let dir { print("wrote \(dir)/model.safetensors and \(dir)/recipe.yaml") }
         }
     }

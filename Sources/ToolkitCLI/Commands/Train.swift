@@ -56,6 +56,8 @@ struct Train: ParsableCommand {
     var activationCheckpointing = false
     @Option(help: "Multiple-choice task file (HellaSwag or llm-foundry JSONL; needs a tokenizer and --data) scored at every evaluation: task_acc and task_acc_norm in the metrics.")
     var evalTask: String?
+    @Option(help: "Dropout on embeddings, attention weights and residual branches while training (recipe model.dropout; overrides the recipe's or the checkpoint's rates; never in evaluation or generation).")
+    var dropout: Double?
     @OptionGroup(title: "Data parallel (mpirun)") var parallel: DataParallelFlags
     @Flag(help: "With --resume and a new --steps: re-plan the decaying learning-rate schedule for the new total (the rate jumps).")
     var reschedule = false
@@ -125,6 +127,7 @@ struct Train: ParsableCommand {
             resumeDir = dir
             resumedState = s
         }
+        if let dropout { model.dropout = try DropoutRates.all(dropout, flag: "--dropout") }
         var flags = ComponentOptions(path: "flags", values: try flagValues())
         do { try settings.apply(&flags) } catch let e as ToolkitError {
             throw ValidationError(e.message.replacingOccurrences(of: "flags: ", with: "--").replacingOccurrences(of: "_", with: "-"))
@@ -313,7 +316,7 @@ final class TrainLog: @unchecked Sendable {
             train: \(model.recipe.name), \(ProgressBar.format(Double(model.parameterCount))) parameters (\(d.layers) layers × \(d.hiddenSize), context \(d.contextLength), vocabulary \(d.vocabSize))
             train: data \(dataText)
             train: \(s.batchSize) × \(seqLen) tokens × \(s.gradAccum) micro-batches = \(ProgressBar.format(Double(perStep))) tokens a step\(ranks > 1 ? " (micro-batches split over \(ranks) ranks)" : ""); steps \(from + 1)...\(s.steps): \(ProgressBar.format(Double(planned))) tokens planned
-            train: \(s.optimizer) lr \(s.lr) (\(s.schedule), warmup \(s.warmup)), evaluation every \(s.evalEvery) steps, output \(out ?? "-")
+            train: \(s.optimizer) lr \(s.lr) (\(s.schedule), warmup \(s.warmup)), evaluation every \(s.evalEvery) steps, output \(out ?? "-")\(model.dropout.isActive ? "\ntrain: dropout \(model.dropout)" : "")
             """
     }
 }
