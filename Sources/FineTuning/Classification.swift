@@ -91,16 +91,16 @@ public final class SequenceClassifier {
         return (ids, cut.map { max(1, $0.count) }, t)
     }
 
-    /// Class logits `[B, N]` for token sequences.
-    public func logits(_ seqs: [[Int32]]) throws -> Tensor {
+    /// Class logits `[B, N]` for token sequences (`dropoutSeed`: a training forward with the model's dropout).
+    public func logits(_ seqs: [[Int32]], dropoutSeed: UInt64? = nil) throws -> Tensor {
         let (ids, lengths, _) = collate(seqs.map { $0.isEmpty ? [padID] : $0 })
-        let h = try model.hiddenStates(ids, batch: seqs.count)
+        let h = try model.hiddenStates(ids, batch: seqs.count, dropoutSeed: dropoutSeed)
         return try Self.lastTokenLogits(hidden: h, lengths: lengths, weight: head.weight.value, bias: head.bias?.value)
     }
 
     /// Mean cross-entropy and accuracy over a batch.
-    public func loss(_ seqs: [[Int32]], labels y: [Int32]) throws -> (loss: Tensor, accuracy: Double) {
-        let lg = try logits(seqs)
+    public func loss(_ seqs: [[Int32]], labels y: [Int32], dropoutSeed: UInt64? = nil) throws -> (loss: Tensor, accuracy: Double) {
+        let lg = try logits(seqs, dropoutSeed: dropoutSeed)
         return (try Tensor.crossEntropy(logits: lg, targets: y), Self.accuracy(lg, y))
     }
 

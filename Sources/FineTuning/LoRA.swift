@@ -73,7 +73,9 @@ public final class LoRAAdapter: LinearAdapter, Module {
     public let dropout: Float
     /// Dropout is applied only while training.
     public var training = true
-    var rng: SplitMix64
+    /// The mask seed of this adapter's next forwards (`LoRAModel.setDropoutSeed`: one per training
+    /// micro-batch, so a resumed run and a recomputed forward drop what the first run dropped).
+    public var dropoutSeed: UInt64
 
     public init(inFeatures: Int, outFeatures: Int, rank: Int, scaling: Float, dropout: Float, seed: UInt64) {
         var init_ = SplitMix64(seed: seed)
@@ -82,7 +84,7 @@ public final class LoRAAdapter: LinearAdapter, Module {
         b = Parameter(Tensor(zeros: [outFeatures, rank]))
         self.scaling = scaling
         self.dropout = dropout
-        rng = SplitMix64(seed: seed ^ 0x9E37_79B9_7F4A_7C15)
+        dropoutSeed = seed ^ 0x9E37_79B9_7F4A_7C15
     }
 
     /// The low-rank term for input x (`mask`: optional dropout mask, already scaled by 1/(1−p)).
@@ -92,12 +94,8 @@ public final class LoRAAdapter: LinearAdapter, Module {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        var mask: Tensor? = nil
-        if training && dropout > 0 {
-            let keep = 1 / (1 - dropout)
-            mask = try Tensor(shape: x.shape, values: (0..<x.count).map { _ in Float(rng.nextUniform()) < dropout ? 0 : keep })
-        }
-        return try Self.delta(x, a: a.value, b: b.value, scaling: scaling, mask: mask)
+        let input = training && dropout > 0 ? try x.dropout(dropout, seed: dropoutSeed) : x
+        return try Self.delta(input, a: a.value, b: b.value, scaling: scaling)
     }
 
     /// `(α/r)·B·A` `[out, in]`.
@@ -171,6 +169,11 @@ public final class LoRAModel {
 
     /// Switches adapter dropout on or off.
     public func setTraining(_ on: Bool) { for e in adapters { e.adapter.training = on } }
+
+    /// Seeds the adapters' dropout masks for the next forward (each adapter its own, from `seed`).
+    public func setDropoutSeed(_ seed: UInt64) {
+        for (i, e) in adapters.enumerated() { e.adapter.dropoutSeed = Dropout.seed(seed, UInt64(i)) }
+    }
 
     /// Writes `adapter_model.safetensors` and `adapter_config.json` into `dir`.
     public func save(to dir: String, baseModel: String? = nil) throws {

@@ -167,11 +167,11 @@ public enum SequenceBatching {
     }
 }
 
-/// The SFT objective: mean next-token cross-entropy over response targets only.
+/// The SFT objective: mean next-token cross-entropy over response targets only (the model's LM
+/// loss, `DecoderModel.crossEntropy`, on targets masked to the responses).
 public enum SFTLoss {
-    public static func loss(model: DecoderModel, batch: Batch) throws -> Tensor {
-        let logits = try model(batch.input, batch: batch.rows)
-        return try Tensor.crossEntropy(logits: logits.reshaped([-1, model.dims.vocabSize]), targets: batch.targets)
+    public static func loss(model: DecoderModel, batch: Batch, dropoutSeed: UInt64? = nil) throws -> Tensor {
+        try model.crossEntropy(batch.input, targets: batch.targets, batch: batch.rows, dropoutSeed: dropoutSeed)
     }
 
     /// Token-weighted mean loss and perplexity over batches (no gradients).

@@ -63,8 +63,7 @@ public enum Evaluation {
                     let rows = idx[chunk..<min(chunk + 8, idx.count)].map { windows[$0] }
                     let input = rows.flatMap { $0.dropLast() }
                     let targets = rows.flatMap { $0.dropFirst() }
-                    let logits = try model(input, batch: rows.count)
-                    let ce = try Tensor.crossEntropy(logits: logits.reshaped([-1, v]), targets: targets)
+                    let ce = try model.crossEntropy(input, targets: targets, batch: rows.count)
                     total += Double(ce.item()) * Double(targets.count)
                     count += targets.count
                     if let tokenBytes { bytes += targets.reduce(0) { $0 + tokenBytes($1) } }

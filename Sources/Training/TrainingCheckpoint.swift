@@ -1,7 +1,9 @@
 import Checkpointing
 import Foundation
+import Layers
 import Models
 import Optimizers
+import TensorCore
 import ToolkitSupport
 
 /// Everything besides the weights that a resumed run needs.
@@ -17,12 +19,22 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var dataPosition: Int
     /// The metrics file the run writes (a resume without `--metrics` continues it).
     public var metricsPath: String? = nil
+    /// The best evaluation so far (`Trainer.keepBest`), so a resumed run compares with it.
+    public var best: Best? = nil
     public var format = "llmtoolkit-train-state"
     public var version = 1
+
+    public struct Best: Codable, Equatable, Sendable {
+        public var metric: String
+        public var value: Double
+        public var step: Int
+    }
 }
 
 /// A training checkpoint folder: `recipe.yaml` + `model.safetensors` (a loadable toolkit
-/// checkpoint) + `optimizer.safetensors` + `trainer_state.json`.
+/// checkpoint; absent when the model is frozen under adapters) + `extra.safetensors` (trained
+/// parameters outside the model: LoRA adapters, a classification head) + `optimizer.safetensors`
+/// + `trainer_state.json`.
 ///
 /// Guarantees on interruption (kill -9, power loss, a full disk) at any point:
 /// - a save is written into `<dir>.tmp` and renamed into place, so `step-*` is always complete;
@@ -32,13 +44,21 @@ public struct TrainerState: Codable, Equatable, Sendable {
 public enum TrainingCheckpoint {
     /// `tokenizerJSON` (HF `tokenizer.json` text), when the run knows its tokenizer, is saved
     /// beside the weights so that the checkpoint carries it.
-    public static func save(model: DecoderModel, optimizerState: OptimizerState, state: TrainerState, to dir: String,
-                            tokenizerJSON: String? = nil) throws {
+    public static func save(model: DecoderModel?, extra: [NamedParameter] = [], optimizerState: OptimizerState, state: TrainerState,
+                            to dir: String, tokenizerJSON: String? = nil, metadata: [String: String] = [:]) throws {
         let fm = FileManager.default
         let tmp = dir + ".tmp"
         try? fm.removeItem(atPath: tmp)
         do {
-            try ModelIO.saveCheckpoint(model, to: tmp, metadata: ["step": String(state.step)])
+            try AtomicFile.ensureDirectory(tmp)
+            if let model {
+                try ModelIO.saveCheckpoint(model, to: tmp, metadata: metadata.merging(["step": String(state.step)]) { $1 })
+            }
+            if !extra.isEmpty {
+                var w = SafetensorsWriter(metadata: ["format": "pt", "kind": "extra"])
+                for (name, p) in extra { try w.add(name, HostTensor(shape: p.shape, values: p.value.scalars)) }
+                try w.write(to: tmp + "/extra.safetensors")
+            }
             var w = SafetensorsWriter(metadata: ["format": "pt", "kind": "optimizer"])
             for (name, t) in optimizerState { try w.add(name, HostTensor(shape: t.shape, values: t.values)) }
             try w.write(to: tmp + "/optimizer.safetensors")
@@ -91,6 +111,23 @@ public enum TrainingCheckpoint {
         var opt: OptimizerState = [:]
         for (name, t) in try file.loadAll() { opt[name] = StateTensor(shape: t.shape, values: t.values) }
         return (state, opt)
+    }
+
+    /// Assigns a checkpoint's weights to `model` (when given) and its `extra.safetensors` to `extra`
+    /// (by name, shapes checked; every one must be there).
+    static func loadWeights(_ dir: String, model: DecoderModel?, extra parameters: [NamedParameter]) throws {
+        if let model {
+            let path = dir + "/model.safetensors"
+            try ModelIO.assign(SafetensorsFile(path: path).loadAll(), to: model, source: path)
+        }
+        guard !parameters.isEmpty else { return }
+        let path = dir + "/extra.safetensors"
+        let tensors = try SafetensorsFile(path: path).loadAll()
+        for (name, p) in parameters {
+            guard let t = tensors[name] else { throw ToolkitError.file(path, "missing tensor \(name) (was the run started with other settings?)") }
+            guard t.shape == p.shape else { throw ToolkitError.file(path, "tensor \(name) has shape \(t.shape), this run has \(p.shape)") }
+            try p.assign(Tensor(shape: t.shape, values: t.values))
+        }
     }
 
     /// The run folder of a `--resume` argument: the folder itself, or its parent when it is a

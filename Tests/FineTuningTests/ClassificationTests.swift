@@ -58,17 +58,16 @@ import _TestSupport
         let train = (0..<256).map { _ in example() }, val = (0..<128).map { _ in example() }
         let clf = try SequenceClassifier(model: try tinyModel(), labels: ["no", "yes"], padID: 0, seed: 1)
         let params = TrainableScope.all.apply(to: clf.model) + clf.headParameters
-        let loop = try FineTuneLoop(parameters: params, settings: settings(steps: 120, lr: 3e-3, batch: 16))
         let sampler = EpochSampler(count: train.count, seed: 1)
         let before = try clf.evaluate(val.map(\.0), labels: val.map(\.1), batchSize: 64)
-        let result = try loop.run(step: { step, _ in
+        let result = try fineTune(clf.model, params, settings(steps: 120, lr: 3e-3, batch: 16), step: { step, _ in
             let idx = sampler.batch(step - 1, size: 16)
             let (l, acc) = try clf.loss(idx.map { train[$0].0 }, labels: idx.map { train[$0].1 })
             return StepOutput(loss: l, metrics: ["accuracy": acc])
-        }, evaluate: { try clf.evaluate(val.map(\.0), labels: val.map(\.1), batchSize: 64) })
-        let acc = result.validation["accuracy"]!
+        }, validate: { try clf.evaluate(val.map(\.0), labels: val.map(\.1), batchSize: 64) })
+        let acc = result.validation["val_accuracy"]!
         #expect(acc > 0.85, "validation accuracy \(acc) (before \(before["accuracy"]!))")
-        #expect(result.validation["loss"]! < before["loss"]!)
+        #expect(result.validation["val_loss"]! < before["loss"]!)
 
         // Save / load round trip keeps the predictions.
         let dir = tempDir("clf")

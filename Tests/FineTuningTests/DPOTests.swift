@@ -69,20 +69,19 @@ import _TestSupport
         let dpo = try DPOTrainer(policy: policy, beta: 0.5, reduction: .mean, padID: 0)
         let start = try dpo.evaluate(val, batchSize: 8)
         #expect(abs(start["reward_margin"]!) < 1e-6 && abs(start["loss"]! - Foundation.log(2)) < 1e-5)
-        let loop = try FineTuneLoop(parameters: TrainableScope.all.apply(to: policy), settings: settings(steps: 30, lr: 2e-3))
         let sampler = EpochSampler(count: train.count, seed: 2)
         var margins: [Double] = []
-        let result = try loop.run(step: { step, _ in
+        let result = try fineTune(policy, TrainableScope.all.apply(to: policy), settings(steps: 30, lr: 2e-3), step: { step, _ in
             let o = try dpo.step(sampler.batch(step - 1, size: 8).map { train[$0] })
             margins.append(o.margin)
             return StepOutput(loss: o.loss, metrics: o.metrics)
-        }, evaluate: { try dpo.evaluate(val, batchSize: 8) })
+        }, validate: { try dpo.evaluate(val, batchSize: 8) })
         #expect(result.stop == .finished)
         #expect(dpo.reference.namedParameters().allSatisfy { !$0.parameter.isTrainable })
         let end = result.validation
-        #expect(end["preference_accuracy"]! >= 0.99, "\(end)")
-        #expect(end["reward_margin"]! > 0.5, "\(end)")
-        #expect(end["loss"]! < 0.5 * Foundation.log(2), "\(end)")
+        #expect(end["val_preference_accuracy"]! >= 0.99, "\(end)")
+        #expect(end["val_reward_margin"]! > 0.5, "\(end)")
+        #expect(end["val_loss"]! < 0.5 * Foundation.log(2), "\(end)")
         #expect(margins.suffix(5).reduce(0, +) > margins.prefix(5).reduce(0, +))
     }
 
@@ -96,12 +95,11 @@ import _TestSupport
         let dpo = try DPOTrainer(policy: policy, beta: 0.5, reduction: .sum, padID: 0)
         let base = ModelIO.hostTensors(policy)
         let lora = try LoRAModel(attachingTo: policy, config: LoRAConfig(rank: 4, alpha: 8, targets: LoRAConfig.moduleNames, seed: 2))
-        let loop = try FineTuneLoop(parameters: lora.trainableParameters, settings: settings(steps: 20, lr: 1e-2))
-        let result = try loop.run(step: { step, _ in
+        let result = try fineTune(policy, lora.trainableParameters, settings(steps: 20, lr: 1e-2), step: { step, _ in
             let o = try dpo.step(EpochSampler(count: 16, seed: 1).batch(step - 1, size: 8).map { pairs[$0] })
             return StepOutput(loss: o.loss, metrics: o.metrics)
-        }, evaluate: { try dpo.evaluate(pairs, batchSize: 8) })
-        #expect(result.validation["reward_margin"]! > 0.5 && result.validation["preference_accuracy"]! >= 0.9, "\(result.validation)")
+        }, validate: { try dpo.evaluate(pairs, batchSize: 8) })
+        #expect(result.validation["val_reward_margin"]! > 0.5 && result.validation["val_preference_accuracy"]! >= 0.9, "\(result.validation)")
         for (name, t) in ModelIO.hostTensors(policy) { #expect(t.values == base[name]!.values, "\(name) moved") }
         #expect(ModelIO.hostTensors(dpo.reference).allSatisfy { $0.value.values == base[$0.key]!.values })
     }

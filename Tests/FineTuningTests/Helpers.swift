@@ -1,4 +1,5 @@
 import Foundation
+import Optimizers
 import _TestSupport
 @testable import FineTuning
 @testable import Models
@@ -41,4 +42,14 @@ func logSoftmax(_ row: [Double]) -> [Double] {
 /// Random token ids in `range`.
 func randomTokens(_ n: Int, _ range: Range<Int>, _ rng: inout SplitMix64) -> [Int32] {
     (0..<n).map { _ in Int32(range.lowerBound + rng.nextInt(below: range.count)) }
+}
+
+/// Runs the one training loop (`Trainer`) on a fine-tuning objective, validating at the end.
+func fineTune(_ model: DecoderModel, _ params: [NamedParameter], _ s: TrainSettings,
+              step: @escaping (_ step: Int, _ micro: Int) throws -> StepOutput,
+              validate: (() throws -> [String: Double])? = nil) throws -> TrainingSummary {
+    let t = try Trainer(objective: FineTuneObjective(model: model, parameters: params, step: { s, m, _ in try step(s, m) }, validate: validate),
+                        settings: s)
+    t.evaluateAtEnd = true
+    return try t.run()
 }

@@ -87,8 +87,7 @@ import _TestSupport
         #expect(lora.trainableParameters.map(\.name).contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"))
 
         let seqs = (0..<4).map { _ in MaskedSequence(ids: randomTokens(12, 0..<64, &rng), trainable: Array(repeating: true, count: 12)) }
-        let loop = try FineTuneLoop(parameters: lora.trainableParameters, settings: settings(steps: 5, lr: 1e-2))
-        _ = try loop.run(step: { _, _ in
+        _ = try fineTune(model, lora.trainableParameters, settings(steps: 5, lr: 1e-2), step: { _, _ in
             StepOutput(loss: try SFTLoss.loss(model: model, batch: SequenceBatching.pad(seqs, padID: 0, maxLength: 16)))
         })
         for (name, p) in model.namedParameters() {
@@ -146,9 +145,8 @@ import _TestSupport
             return MaskedSequence(ids: [1, p, 2, p, 20, p], trainable: [false, false, false, true, true, true])
         }
         let batch = SequenceBatching.pad(data, padID: 0, maxLength: 31)
-        let loop = try FineTuneLoop(parameters: lora.trainableParameters, settings: settings(steps: 40, lr: 2e-2))
         var first: Double?, last = 0.0
-        _ = try loop.run(step: { _, _ in
+        _ = try fineTune(model, lora.trainableParameters, settings(steps: 40, lr: 2e-2), step: { _, _ in
             let l = try SFTLoss.loss(model: model, batch: batch)
             first = first ?? Double(l.item())
             last = Double(l.item())

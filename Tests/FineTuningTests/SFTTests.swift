@@ -96,10 +96,9 @@ import _TestSupport
                                   trainable: Array(repeating: false, count: 6) + Array(repeating: true, count: 5))
         }
         let train = Array(data.prefix(24))
-        let loop = try FineTuneLoop(parameters: TrainableScope.all.apply(to: model), settings: settings(steps: 60, lr: 3e-3))
         let sampler = EpochSampler(count: train.count, seed: 3)
         let before = try SFTLoss.evaluate(model: model, batches: [SequenceBatching.pad(train, padID: 0, maxLength: 31)])
-        let out = try loop.run(step: { step, _ in
+        let out = try fineTune(model, TrainableScope.all.apply(to: model), settings(steps: 60, lr: 3e-3), step: { step, _ in
             let b = SequenceBatching.pad(sampler.batch(step - 1, size: 8).map { train[$0] }, padID: 0, maxLength: 31)
             return StepOutput(loss: try SFTLoss.loss(model: model, batch: b), tokens: b.tokens)
         })

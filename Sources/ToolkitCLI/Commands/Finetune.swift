@@ -62,9 +62,34 @@ struct Finetune: ParsableCommand {
     @Option(help: "Validate every N steps (0 = only at the end).") var evalEvery = 0
     @Option(help: "Seed for data order, splits, dropout and new weights.") var seed = 1337
 
-    @Option(help: "Output folder (default Checkpoints/finetune-<method>).") var out: String?
+    @Option(help: "Dropout of the model itself while training (embeddings, attention weights, residual branches; default: the model's own rates, e.g. GPT-2's 0.1).")
+    var modelDropout: Double?
+
+    @Option(help: "Output folder (default Checkpoints/finetune-<method>): the result, and training checkpoints step-* to resume from.")
+    var out: String?
     @Option(help: "Metrics JSONL (default <out>/metrics.jsonl).") var metrics: String?
+    @Option(help: "Save a training checkpoint every N steps (0 = only at the end or on interruption).") var saveEvery = 0
+    @Option(help: "Training checkpoints kept.") var keepCheckpoints = 2
+    @Option(help: "Also keep the checkpoint with the best value of this evaluation metric as <out>/best (val_loss, val_accuracy, val_preference_accuracy, …).")
+    var keepBest: String?
+    @Flag(help: "Continue the run in --out from its newest checkpoint (the same flags as the run that made it).") var resume = false
+    @Option(help: "Off a terminal: a log line every N steps; 0: none.") var logEvery = 10
     @Flag(help: "Print a JSON summary at the end.") var json = false
+
+    /// The end of a run: what it trained and where its result went.
+    struct Summary: Encodable {
+        var method: String
+        var stop: TrainingStop
+        var steps: Int
+        var trainableParameters: Int
+        var totalParameters: Int
+        var final: [String: Double]
+        var validation: [String: Double]
+        var seconds: Double
+        var output: String?
+        var best: String?
+        var message: String?
+    }
 
     func validate() throws {
         guard steps >= 1, batchSize >= 1, gradAccum >= 1 else { throw ValidationError("--steps, --batch-size and --grad-accum must be at least 1") }
@@ -72,6 +97,7 @@ struct Finetune: ParsableCommand {
         guard LogProbReduction(rawValue: logprobReduction) != nil else { throw ValidationError("--logprob-reduction must be mean or sum") }
         if let seqLen, seqLen < 1 { throw ValidationError("--seq-len must be at least 1") }
         guard (1...65536).contains(rank) else { throw ValidationError("--rank must be in 1...65536, got \(rank)") }
+        guard saveEvery >= 0, keepCheckpoints >= 1 else { throw ValidationError("--save-every must be >= 0 and --keep-checkpoints >= 1") }
         if useLoRA && trainable != nil && method != .classify { throw ValidationError("--trainable does not apply with LoRA") }
     }
 
@@ -93,6 +119,7 @@ struct Finetune: ParsableCommand {
             "lr": .double(lr ?? (useLoRA ? (method == .dpo ? 5e-5 : 1e-3) : [Method.lora: 1e-3, .sft: 1e-4, .classify: 1e-4, .dpo: 5e-6][method]!)),
             "weight_decay": .double(weightDecay ?? (method == .classify ? 0.1 : 0.01)), "warmup": .int(warmup),
             "schedule": .string(schedule), "grad_clip": .double(gradClip), "eval_every": .int(evalEvery), "seed": .int(seed),
+            "save_every": .int(saveEvery), "keep_checkpoints": .int(keepCheckpoints),
         ]
         if let minLr { v["min_lr"] = .double(minLr) }
         var o = ComponentOptions(path: "flags", values: v)
@@ -110,30 +137,57 @@ struct Finetune: ParsableCommand {
         return (ti.map { all[$0] }, vi.map { all[$0] })
     }
 
+    /// What a method trains, and how its result is written when the run ends.
+    struct Plan {
+        var objective: FineTuneObjective
+        var write: () throws -> String
+        var metadata: [String: String] = [:]
+    }
+
     func run() throws {
         let settings = try trainSettings()
         let model = try source.load()
+        if let modelDropout { model.dropout = try DropoutRates.all(modelDropout, flag: "--model-dropout") }
         guard let tokenizer = try resolveTokenizer(explicit: tokenizer, modelFolder: source.path, allowMismatch: allowTokenizerMismatch) else {
             throw ValidationError("finetune needs a tokenizer: --tokenizer FILE, or a tokenizer.json in the model folder")
         }
         let text = try TextEncoder(path: tokenizer, model: model, padID: padId)
+        let tokenizerJSON = try BPETokenizer.load(path: tokenizer).huggingFaceJSON()
         /// The tokenizer travels with what this run saves.
-        func saveTokenizer(_ dir: String) throws {
-            try AtomicFile.write(try BPETokenizer.load(path: tokenizer).huggingFaceJSON(), to: dir + "/tokenizer.json")
-        }
+        func saveTokenizer(_ dir: String) throws { try AtomicFile.write(tokenizerJSON, to: dir + "/tokenizer.json") }
         let dir = out ?? "Checkpoints/finetune-\(method.rawValue)"
         let lock = try FolderLock(folder: dir, what: "toolkit finetune")
         defer { lock.release() }
+        TrainingCheckpoint.recover(dir)
         let metricsPath = metrics ?? dir + "/metrics.jsonl"
-        try AtomicFile.removeRegularFile(metricsPath)
+        var resumeFrom: String? = nil
+        if resume {
+            let ck = try TrainingCheckpoint.latest(in: dir)
+            let (state, _) = try TrainingCheckpoint.loadState(ck)
+            let changed = settingsDifferences(state.settings, settings)
+            guard changed.isEmpty else {
+                throw ValidationError("--resume: \(ck) was trained with other settings (\(changed.joined(separator: ", "))); give the flags the run started with")
+            }
+            try Trainer.dropMetricsRows(after: state.step, in: metricsPath)
+            resumeFrom = ck
+        } else {
+            if let last = TrainingCheckpoint.checkpoints(in: dir).last {
+                throw ToolkitError("\(dir) already holds training checkpoints (\(last)): continue with --resume, or choose another --out")
+            }
+            try AtomicFile.removeRegularFile(metricsPath)
+        }
         // Model parameters plus the new ones a method adds (LoRA adapters, the classification head).
         let modelParams = Set(model.namedParameters().map { ObjectIdentifier($0.parameter) })
         func totalWith(_ ps: [NamedParameter]) -> Int {
             model.parameterCount + ps.filter { !modelParams.contains(ObjectIdentifier($0.parameter)) }.reduce(0) { $0 + $1.parameter.count }
         }
         let sampler = { (n: Int) in EpochSampler(count: n, seed: settings.seed) }
+        /// The micro-batch's example indices.
+        func indices(_ order: EpochSampler, _ step: Int, _ micro: Int) -> [Int] {
+            order.batch((step - 1) * settings.gradAccum + micro, size: settings.batchSize)
+        }
         let start = monotonicSeconds()
-        var summary: FineTuneSummary
+        let plan: Plan
         switch method {
         case .lora, .sft:
             let ctx = model.dims.contextLength
@@ -155,29 +209,31 @@ struct Finetune: ParsableCommand {
                 SequenceBatching.pad(Array(valSet[$0..<min(valSet.count, $0 + batchSize)]), padID: text.pad, maxLength: ctx)
             }
             let order = sampler(pack ? packed.count : train.count)
-            let loop = try makeLoop(params, settings, metricsPath, total: totalWith(params))
-            let result = try loop.run(step: { step, micro in
-                let idx = order.batch((step - 1) * settings.gradAccum + micro, size: settings.batchSize)
-                let b = pack ? SequenceBatching.stack(idx.map { packed[$0] })
-                    : SequenceBatching.pad(idx.map { train[$0] }, padID: text.pad, maxLength: ctx)
-                return StepOutput(loss: try SFTLoss.loss(model: model, batch: b), tokens: b.tokens)
-            }, evaluate: valBatches.isEmpty ? nil : {
-                lora?.setTraining(false)
-                defer { lora?.setTraining(true) }
-                return try SFTLoss.evaluate(model: model, batches: valBatches)
-            })
-            var output = dir
-            if let lora {
-                output = dir + "/adapter"
-                if result.stop != .nonFinite { try lora.save(to: output, baseModel: source.path) }
-            } else if result.stop != .nonFinite {
-                // The prompt format the data taught, for `toolkit chat`.
-                var metadata = ["finetune": "sft"]
-                if let template = SFTData.chatTemplate(ofFile: data) { metadata["chat_template"] = template }
+            let objective = try FineTuneObjective(
+                model: model, parameters: params, extra: lora?.trainableParameters ?? [], savesModel: lora == nil,
+                step: { step, micro, seed in
+                    lora?.setDropoutSeed(seed)
+                    let idx = indices(order, step, micro)
+                    let b = pack ? SequenceBatching.stack(idx.map { packed[$0] })
+                        : SequenceBatching.pad(idx.map { train[$0] }, padID: text.pad, maxLength: ctx)
+                    return StepOutput(loss: try SFTLoss.loss(model: model, batch: b, dropoutSeed: seed), tokens: b.tokens)
+                }, validate: valBatches.isEmpty ? nil : {
+                    lora?.setTraining(false)
+                    defer { lora?.setTraining(true) }
+                    return try SFTLoss.evaluate(model: model, batches: valBatches)
+                })
+            // The prompt format the data taught, for `toolkit chat`.
+            var metadata = ["finetune": "sft"]
+            if let template = SFTData.chatTemplate(ofFile: data) { metadata["chat_template"] = template }
+            plan = Plan(objective: objective, write: {
+                if let lora {
+                    try lora.save(to: dir + "/adapter", baseModel: source.path)
+                    return dir + "/adapter"
+                }
                 try ModelIO.saveCheckpoint(model, to: dir, metadata: metadata)
                 try saveTokenizer(dir)
-            }
-            summary = makeSummary(result, params, totalWith(params), start, output)
+                return dir
+            }, metadata: metadata)
         case .classify:
             let load = { (p: String) in try LabelledTexts.load(p) }
             let all = try load(data)
@@ -203,22 +259,24 @@ struct Finetune: ParsableCommand {
             for (_, p) in adapterParams { p.isTrainable = true }
             let params = adapterParams + base + clf.headParameters
             let order = sampler(trainX.count)
-            let loop = try makeLoop(params, settings, metricsPath, total: totalWith(params))
-            let result = try loop.run(step: { step, micro in
-                let idx = order.batch((step - 1) * settings.gradAccum + micro, size: settings.batchSize)
-                let (l, acc) = try clf.loss(idx.map { trainX[$0] }, labels: idx.map { trainY[$0] })
-                return StepOutput(loss: l, metrics: ["accuracy": acc], tokens: idx.reduce(0) { $0 + trainX[$1].count })
-            }, evaluate: valX.isEmpty ? nil : {
-                adapters?.setTraining(false)
-                defer { adapters?.setTraining(true) }
-                return try clf.evaluate(valX, labels: valY, batchSize: settings.batchSize)
-            })
-            if result.stop != .nonFinite {
+            let objective = try FineTuneObjective(
+                model: model, parameters: params, extra: (adapters?.trainableParameters ?? []) + clf.headParameters,
+                step: { step, micro, seed in
+                    adapters?.setDropoutSeed(seed)
+                    let idx = indices(order, step, micro)
+                    let (l, acc) = try clf.loss(idx.map { trainX[$0] }, labels: idx.map { trainY[$0] }, dropoutSeed: seed)
+                    return StepOutput(loss: l, metrics: ["accuracy": acc], tokens: idx.reduce(0) { $0 + trainX[$1].count })
+                }, validate: valX.isEmpty ? nil : {
+                    adapters?.setTraining(false)
+                    defer { adapters?.setTraining(true) }
+                    return try clf.evaluate(valX, labels: valY, batchSize: settings.batchSize)
+                })
+            plan = Plan(objective: objective, write: {
                 try adapters?.merge()  // the classifier checkpoint is self-contained
                 try clf.save(to: dir, metadata: ["finetune": "classify"])
                 try saveTokenizer(dir)
-            }
-            summary = makeSummary(result, params, totalWith(params), start, dir)
+                return dir
+            })
         case .dpo:
             let load = { (p: String) in try PreferencePair.load(p, encode: text.encode, eos: text.eos) }
             let (train, valSet) = try split(try load(data), loadVal: load)
@@ -226,58 +284,88 @@ struct Finetune: ParsableCommand {
                                      reduction: LogProbReduction(rawValue: logprobReduction)!, padID: text.pad)
             let (adapters, params) = try trainables(model, defaultScope: "all")  // the reference copy has none
             let order = sampler(train.count)
-            let loop = try makeLoop(params, settings, metricsPath, total: totalWith(params))
-            let result = try loop.run(step: { step, micro in
-                let idx = order.batch((step - 1) * settings.gradAccum + micro, size: settings.batchSize)
-                let o = try dpo.step(idx.map { train[$0] })
-                return StepOutput(loss: o.loss, metrics: o.metrics)
-            }, evaluate: valSet.isEmpty ? nil : {
-                adapters?.setTraining(false)
-                defer { adapters?.setTraining(true) }
-                return try dpo.evaluate(valSet, batchSize: settings.batchSize)
-            })
-            let output = adapters == nil ? dir : dir + "/adapter"
-            if result.stop != .nonFinite {
-                if let adapters { try adapters.save(to: output, baseModel: source.path) }
-                else {
-                    try ModelIO.saveCheckpoint(model, to: dir, metadata: ["finetune": "dpo"])
-                    try saveTokenizer(dir)
+            // As TRL's DPOTrainer (disable_dropout): the policy's log-probabilities are compared with
+            // the reference's, so neither forward drops.
+            let objective = try FineTuneObjective(
+                model: model, parameters: params, extra: adapters?.trainableParameters ?? [], savesModel: adapters == nil,
+                step: { step, micro, seed in
+                    adapters?.setDropoutSeed(seed)  // adapter dropout (lora_dropout), as PEFT keeps it under TRL
+                    let o = try dpo.step(indices(order, step, micro).map { train[$0] })
+                    return StepOutput(loss: o.loss, metrics: o.metrics)
+                }, validate: valSet.isEmpty ? nil : {
+                    adapters?.setTraining(false)
+                    defer { adapters?.setTraining(true) }
+                    return try dpo.evaluate(valSet, batchSize: settings.batchSize)
+                })
+            plan = Plan(objective: objective, write: {
+                if let adapters {
+                    try adapters.save(to: dir + "/adapter", baseModel: source.path)
+                    return dir + "/adapter"
                 }
-            }
-            summary = makeSummary(result, params, totalWith(params), start, output)
+                try ModelIO.saveCheckpoint(model, to: dir, metadata: ["finetune": "dpo"])
+                try saveTokenizer(dir)
+                return dir
+            }, metadata: ["finetune": "dpo"])
         }
-        try report(summary)
+        let params = plan.objective.parameters, total = totalWith(params)
+        let trainer = try Trainer(objective: plan.objective, settings: settings)
+        trainer.outputDirectory = dir
+        trainer.metricsPath = metricsPath
+        trainer.tokenizerJSON = tokenizerJSON
+        trainer.checkpointMetadata = plan.metadata
+        trainer.keepBest = try keepBest.map { try KeepBest(metric: $0) }
+        trainer.evaluateAtEnd = true  // --eval-every 0: validate once, at the end
+        if let resumeFrom { try trainer.restore(from: resumeFrom) }
+        guard trainer.state.step < settings.steps else {
+            printError("nothing to train: \(resumeFrom ?? dir) is at step \(trainer.state.step) of \(settings.steps)")
+            return
+        }
+        observe(trainer, params: params, total: total)
+        let result = try trainer.run()
+        let output = result.stop == .nonFinite ? nil : try plan.write()
+        try report(Summary(method: method.rawValue, stop: result.stop, steps: result.steps,
+                           trainableParameters: params.reduce(0) { $0 + $1.parameter.count }, totalParameters: total,
+                           final: result.last, validation: result.validation, seconds: monotonicSeconds() - start,
+                           output: output, best: result.best, message: result.message))
     }
 
-    func makeLoop(_ params: [NamedParameter], _ s: TrainSettings, _ metricsPath: String, total: Int) throws -> FineTuneLoop {
-        let loop = try FineTuneLoop(parameters: params, settings: s)
-        loop.metricsPath = metricsPath
+    /// The settings keys whose values differ (a resume must continue the same run).
+    func settingsDifferences(_ a: TrainSettings, _ b: TrainSettings) -> [String] {
+        func values(_ s: TrainSettings) -> [String: String] {
+            guard let data = try? JSONEncoder().encode(s),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+            return object.mapValues { "\($0)" }
+        }
+        let (x, y) = (values(a), values(b))
+        return Set(x.keys).union(y.keys).sorted().filter { x[$0] != y[$0] }.map { "\($0): \(x[$0] ?? "-") → \(y[$0] ?? "-")" }
+    }
+
+    /// Progress bar on a terminal, log lines off one, evaluation lines.
+    func observe(_ trainer: Trainer, params: [NamedParameter], total: Int) {
+        let s = trainer.settings
         if !json {
             let trainableCount = params.reduce(0) { $0 + $1.parameter.count }
             printError("\(method.rawValue): \(trainableCount) trainable parameters of \(total) "
-                       + String(format: "(%.3f%%)", 100 * Double(trainableCount) / Double(max(total, 1))))
+                       + String(format: "(%.3f%%)", 100 * Double(trainableCount) / Double(max(total, 1)))
+                       + (trainer.model.dropout.isActive && method != .dpo ? "; dropout \(trainer.model.dropout)" : ""))
         }
         let bar = ProgressBar(total: Double(s.steps), label: method.rawValue, unit: "steps", enabled: !json)
-        loop.onStep = { row in
-            let extra = ["accuracy", "preference_accuracy", "reward_margin"].compactMap { k in row.values[k].map { String(format: " %@ %.3f", k, $0) } }.joined()
-            bar.update(Double(row.step), extra: String(format: "loss %.4f lr %.2e", row.values["loss"] ?? .nan, row.values["lr"] ?? 0) + extra)
+        bar.update(Double(trainer.state.step))
+        let log = TrainLog(every: !json && isatty(STDERR_FILENO) == 0 ? logEvery : 0, steps: s.steps, from: trainer.state.step)
+        trainer.onStep = { row, _ in
+            let extra = ["accuracy", "preference_accuracy", "reward_margin"].compactMap { k in row[k].map { String(format: " %@ %.3f", k, $0) } }.joined()
+            bar.update(Double(row.step), extra: String(format: "loss %.4f lr %.2e", row.loss ?? .nan, row.lr ?? 0) + extra)
+            log.step(row)
         }
-        loop.onEval = { row in
+        trainer.onEval = { row in
             guard !json else { return }
             bar.finish()
             printError("step \(row.step): " + row.values.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: " "))
         }
         Interrupt.install()
-        return loop
     }
 
-    func makeSummary(_ r: FineTuneResult,
-                     _ params: [NamedParameter], _ total: Int, _ start: Double, _ output: String) -> FineTuneSummary {
-        FineTuneSummary(method: method.rawValue, result: r, trainableParameters: params.reduce(0) { $0 + $1.parameter.count },
-                        totalParameters: total, seconds: monotonicSeconds() - start, output: output)
-    }
-
-    func report(_ s: FineTuneSummary) throws {
+    func report(_ s: Summary) throws {
         if json {
             print((try? jsonLine(s)) ?? "{}")
         } else {
@@ -287,11 +375,12 @@ struct Finetune: ParsableCommand {
             if !s.validation.isEmpty {
                 print("validation: " + s.validation.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: ", "))
             }
-            if let o = s.output, s.stop != .nonFinite { print("wrote \(o)") }
+            if let o = s.output { print("wrote \(o)") }
+            if let b = s.best { print("best checkpoint: \(b)") }
         }
         switch s.stop {
         case .finished: break
-        case .interrupted: printError("interrupted: saved \(s.output ?? "")"); throw ExitCode(130)
+        case .interrupted: printError("interrupted: saved \(s.output ?? "") and a training checkpoint (continue with --resume)"); throw ExitCode(130)
         case .nonFinite: printError("stopped: \(s.message ?? "non-finite values")"); throw ExitCode(3)
         }
     }

@@ -56,6 +56,8 @@ struct Train: ParsableCommand {
     var activationCheckpointing = false
     @Option(help: "Multiple-choice task file (HellaSwag or llm-foundry JSONL; needs a tokenizer and --data) scored at every evaluation: task_acc and task_acc_norm in the metrics.")
     var evalTask: String?
+    @Option(help: "Also keep the checkpoint with the best value of this evaluation metric as <out>/best (val_loss, val_bpb, task_acc, …).")
+    var keepBest: String?
     @Option(help: "Dropout on embeddings, attention weights and residual branches while training (recipe model.dropout; overrides the recipe's or the checkpoint's rates; never in evaluation or generation).")
     var dropout: Double?
     @OptionGroup(title: "Data parallel (mpirun)") var parallel: DataParallelFlags
@@ -153,12 +155,13 @@ struct Train: ParsableCommand {
         let comm = Job.world
         let trainer = try Trainer(model: model, data: source, settings: settings, communicator: comm, parallel: parallel.options)
         if let resumeDir {
-            try trainer.restore(from: resumeDir)
+            try trainer.restore(from: resumeDir, weights: false)  // the model was loaded from it
             trainer.outputDirectory = URL(fileURLWithPath: resumeDir).deletingLastPathComponent().path
         } else {
             trainer.outputDirectory = out ?? "Checkpoints/train-\(model.recipe.name)"
         }
         if let out { trainer.outputDirectory = out }
+        trainer.keepBest = try keepBest.map { try KeepBest(metric: $0) }
         trainer.metricsPath = metrics ?? resumedState?.metricsPath ?? trainer.outputDirectory.map { $0 + "/metrics.jsonl" }
         if !comm.isRoot {
             trainer.outputDirectory = nil
@@ -181,17 +184,8 @@ struct Train: ParsableCommand {
                 throw ToolkitError("\(dir) already holds checkpoints (\(last)): continue with --resume \(dir), or choose another --out")
             }
             if let m = trainer.metricsPath { try AtomicFile.removeRegularFile(m) }
-        } else if let r = resumedState, let m = trainer.metricsPath, FileManager.default.fileExists(atPath: m) {
-            // Resuming from an older step: the rows after it belong to the steps about to be
-            // trained again, so they go (rewritten atomically) instead of being duplicated.
-            let rows = try String(contentsOfFile: m, encoding: .utf8).split(whereSeparator: \.isNewline)
-            let kept = rows.filter { line in
-                guard let data = line.data(using: .utf8),
-                      let row = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let step = row["step"] as? Int
-                else { return true }
-                return step <= r.step
-            }
-            if kept.count != rows.count { try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: m) }
+        } else if let r = resumedState, let m = trainer.metricsPath {
+            try Trainer.dropMetricsRows(after: r.step, in: m)
         }
         // The tokenizer travels with every checkpoint: --tokenizer, or the one the resumed run saved.
         let tokenizerPath = try resolveTokenizer(explicit: tokenizer, modelFolder: resumeDir ?? initFrom,
