@@ -31,7 +31,10 @@ static inline uint32_t dropout_key(const tk_attention *p, int b, int h, int i) {
 void tk_attention_dropout_rows(const tk_attention *p, int b, int h, float *rows, int ld, int row_begin, int row_end) {
     const uint32_t threshold = tk_dropout_threshold(p->dropout);
     const float scale = 1.0f / (1.0f - p->dropout);
-    for (int i = row_begin; i < row_end; i++) tk_dropout_row(rows + (size_t)i * ld, p->Tk, dropout_key(p, b, h, i), 0, threshold, scale);
+    for (int i = row_begin; i < row_end; i++) {
+        float *r = rows + (size_t)i * ld;
+        tk_dropout_row(r, r, p->Tk, dropout_key(p, b, h, i), 0, threshold, scale, 0);
+    }
 }
 
 /* Forward work items: (batch, head, segment of query blocks). A segment transposes its keys once
@@ -264,7 +267,7 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
                     float *ar = acc + (size_t)r * D;
                     if (alpha != 1.0f) for (int d = 0; d < D; d++) ar[d] *= alpha;
                     /* Dropout after the row sum: the softmax normalises the kept and the dropped weights. */
-                    if (p->dropout > 0.0f) tk_dropout_row(sr, nc, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, 1.0f);
+                    if (p->dropout > 0.0f) tk_dropout_row(sr, sr, nc, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, 1.0f, 0);
                 }
                 acc_ab(tk_lvl, s, BC, vb + (size_t)j0 * ldk, ldk, nr, nc, D, acc, D);
             }
@@ -354,8 +357,7 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                     if (dm)
                         for (int r = 0; r < nr; r++) {
                             float *mr = dm + (size_t)r * BC;
-                            for (int c = 0; c < nc; c++) mr[c] = 1.0f;
-                            tk_dropout_row(mr, nc, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, keep_scale);
+                            tk_dropout_factors(mr, nc, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, keep_scale);
                             float *dpr = dp + (size_t)r * BC;
                             for (int c = 0; c < nc; c++) dpr[c] *= mr[c];
                         }

@@ -160,13 +160,25 @@ static inline uint32_t tk_dropout_threshold(float p) {
     return t >= 4294967295.0 ? 0xFFFFFFFFu : t <= 0 ? 0u : (uint32_t)t;
 }
 
-/* x[c] *= kept(row key, col0 + c) ? scale : 0 for c < n (a dropped NaN stays NaN, as in torch). */
-static inline __attribute__((always_inline)) void tk_dropout_row(float *x, int n, uint32_t key, uint32_t col0, uint32_t threshold,
-                                                                 float scale) {
-    for (int c = 0; c < n; c++) {
-        uint32_t u = tk_mix32(key + (col0 + (uint32_t)c) * 0x9E3779B9u);
-        x[c] *= u >= threshold ? scale : 0.0f;
+/* The factor of mask column col0 + c of a row with `key`: `scale` when kept, else 0. */
+#define TK_DROPOUT_FACTOR(key, col, threshold, scale) \
+    (tk_mix32((key) + (col) * 0x9E3779B9u) >= (threshold) ? (scale) : 0.0f)
+
+/* y[c] = x[c] * factor(col0 + c) (or += with accumulate) for c < n; y may be x. A dropped NaN stays
+ * NaN, as in torch (the mask multiplies). */
+static inline __attribute__((always_inline)) void tk_dropout_row(const float *x, float *y, int n, uint32_t key, uint32_t col0,
+                                                                 uint32_t threshold, float scale, int accumulate) {
+    if (accumulate) {
+        for (int c = 0; c < n; c++) y[c] += x[c] * TK_DROPOUT_FACTOR(key, col0 + (uint32_t)c, threshold, scale);
+    } else {
+        for (int c = 0; c < n; c++) y[c] = x[c] * TK_DROPOUT_FACTOR(key, col0 + (uint32_t)c, threshold, scale);
     }
+}
+
+/* m[c] = factor(col0 + c) for c < n: the mask itself, scaled. */
+static inline __attribute__((always_inline)) void tk_dropout_factors(float *m, int n, uint32_t key, uint32_t col0, uint32_t threshold,
+                                                                     float scale) {
+    for (int c = 0; c < n; c++) m[c] = TK_DROPOUT_FACTOR(key, col0 + (uint32_t)c, threshold, scale);
 }
 
 #endif

@@ -25,9 +25,15 @@ public struct DropoutRates: Codable, Equatable, Sendable, CustomStringConvertibl
 
     /// One probability for all three sites (a command-line flag; `flag` names it in the error).
     public static func all(_ p: Double, flag: String) throws -> DropoutRates {
-        guard p >= 0, p < 1 else { throw ToolkitError("\(flag): must be a probability in [0, 1), got \(p)") }
-        return DropoutRates(embedding: p, attention: p, residual: p)
+        DropoutRates(all: try checked(p) { ToolkitError("\(flag): \($0)") })
     }
+
+    /// `p` when it is a probability in [0, 1); otherwise the error `fail` makes of the reason.
+    static func checked(_ p: Double, _ fail: (String) -> ToolkitError) throws -> Double {
+        guard p >= 0, p < 1 else { throw fail("must be a probability in [0, 1), got \(p)") }
+        return p
+    }
+
     public var isActive: Bool { embedding > 0 || attention > 0 || residual > 0 }
 
     public var description: String { "embedding \(embedding), attention \(attention), residual \(residual)" }
@@ -36,31 +42,23 @@ public struct DropoutRates: Codable, Equatable, Sendable, CustomStringConvertibl
     /// `o` is the `model:` block, for error messages.
     public init(_ value: ConfigValue?, in o: ComponentOptions) throws {
         switch value {
-        case nil, .null?:
+        case nil:
             self.init()
         case .map(let m)?:
             var block = ComponentOptions(path: "\(o.path).dropout", values: m)
-            func rate(_ key: String) throws -> Double {
-                let p = try block.optionalDouble(key) ?? 0
-                guard p >= 0, p < 1 else { throw block.error(key, "must be in [0, 1), got \(p)") }
-                return p
-            }
+            func rate(_ key: String) throws -> Double { try Self.checked(block.optionalDouble(key) ?? 0) { block.error(key, $0) } }
             self.init(embedding: try rate("embedding"), attention: try rate("attention"), residual: try rate("residual"))
             try block.finish()
+        case .int(let i)?:
+            self.init(all: try Self.checked(Double(i)) { o.error("dropout", $0) })
+        case .double(let d)?:
+            self.init(all: try Self.checked(d) { o.error("dropout", $0) })
         case let v?:
-            let p = try Self.probability(v, o, "dropout")
-            self.init(embedding: p, attention: p, residual: p)
+            throw o.error("dropout", "expected a probability or a block {embedding, attention, residual}, got \(v)")
         }
     }
 
-    static func probability(_ v: ConfigValue, _ o: ComponentOptions, _ key: String) throws -> Double {
-        var single = ComponentOptions(path: o.path, values: [key: v])
-        guard let p = try? single.optionalDouble(key) else {
-            throw o.error(key, "expected a probability or a block {embedding, attention, residual}, got \(v)")
-        }
-        guard p >= 0, p < 1 else { throw o.error(key, "must be in [0, 1), got \(p)") }
-        return p
-    }
+    init(all p: Double) { self.init(embedding: p, attention: p, residual: p) }
 
     /// The recipe form (nil when no dropout).
     public var recipeValue: ConfigValue? {

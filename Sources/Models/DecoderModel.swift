@@ -76,12 +76,6 @@ public final class DecoderModel: Module {
     /// What each routed (MoE) layer's router did in the last forward pass, in layer order.
     public var routingRecords: [RoutingRecord] { layers.compactMap(\.mlp.lastRouting) }
 
-    /// The dropout of a training forward with `seed` (nil without a seed or without dropout).
-    public func dropoutPlan(seed: UInt64?) -> DropoutPlan? {
-        guard let seed, dropout.isActive else { return nil }
-        return DropoutPlan(rates: dropout, seed: seed)
-    }
-
     /// Final hidden states `[B, T, C]` for token ids `[B, T]` at positions `offset ..< offset+T`.
     /// `observe`, when given, receives the embedding output, every block's output and the final
     /// norm's output, in order. `dropoutSeed` makes this a training forward with dropout (each
@@ -99,7 +93,7 @@ public final class DecoderModel: Module {
         var e = try embedTokens(ids, shape: [batch, t])
         if embeddingScale != 1 { e = e * embeddingScale }
         var h = try position.embed(e, offset: offset)
-        let plan = cache == nil ? dropoutPlan(seed: dropoutSeed) : nil
+        let plan = cache == nil && dropout.isActive ? dropoutSeed.map { DropoutPlan(rates: dropout, seed: $0) } : nil
         if let plan { h = try h.dropout(Float(plan.rates.embedding), seed: plan.seed(layer: 0, .embedding)) }
         observe?(h)
         for (i, block) in layers.enumerated() {
@@ -170,12 +164,14 @@ public final class DecoderModel: Module {
         return (logits / cap).tanh() * cap
     }
 
-    /// Mean next-token cross-entropy of `logits` for already-aligned targets (−100 = ignored),
-    /// plus the MoE auxiliary losses of the last forward (HF: CE + coef·aux).
-    public func loss(ids: [Int32], targets: [Int32], batch: Int, dropoutSeed: UInt64? = nil) throws -> (total: Tensor, crossEntropy: Tensor) {
+    /// Mean next-token cross-entropy for already-aligned targets (−100 = ignored), plus the MoE
+    /// auxiliary losses of the same forward (HF: CE + coef·aux): the training objective.
+    public func loss(ids: [Int32], targets: [Int32], batch: Int, dropoutSeed: UInt64? = nil) throws
+        -> (total: Tensor, crossEntropy: Tensor, auxiliary: Tensor?)
+    {
         let ce = try crossEntropy(ids, targets: targets, batch: batch, dropoutSeed: dropoutSeed)
-        if let aux = try auxiliaryLoss() { return (try ce + aux, ce) }
-        return (ce, ce)
+        guard let aux = try auxiliaryLoss() else { return (ce, ce, nil) }
+        return (try ce + aux, ce, aux)
     }
 
     /// `router_aux_loss_coef · L_aux` (over all MoE layers, as HF concatenates them) plus any

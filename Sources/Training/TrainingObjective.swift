@@ -94,12 +94,9 @@ public final class LanguageModelObjective: TrainingObjective {
 
     public func loss(step: Int, micro: Int, settings: TrainSettings, dropoutSeed: UInt64) throws -> StepOutput {
         let b = try data.batch(step: step, micro: micro, settings: settings, seqLen: seqLen)
-        let ce = try model.crossEntropy(b.input, targets: b.targets, batch: b.rows, dropoutSeed: dropoutSeed)
-        var loss = ce, metrics = ["loss": Double(ce.item())]
-        if let aux = try model.auxiliaryLoss() {
-            metrics["aux_loss"] = Double(aux.item())
-            loss = try ce + aux
-        }
+        let (loss, ce, aux) = try model.loss(ids: b.input, targets: b.targets, batch: b.rows, dropoutSeed: dropoutSeed)
+        var metrics = ["loss": Double(ce.item())]
+        metrics["aux_loss"] = aux.map { Double($0.item()) }
         return StepOutput(loss: loss, metrics: metrics, tokens: b.tokens)
     }
 
@@ -148,7 +145,6 @@ public final class FineTuneObjective: TrainingObjective {
     public init(model: DecoderModel, parameters: [NamedParameter], extra: [NamedParameter] = [], savesModel: Bool = true,
                 step: @escaping (_ step: Int, _ micro: Int, _ dropoutSeed: UInt64) throws -> StepOutput,
                 validate: (() throws -> [String: Double])? = nil) throws {
-        guard !parameters.isEmpty else { throw ToolkitError("nothing to train: no trainable parameters") }
         let names = extra.map(\.name)
         guard Set(names).count == names.count else { throw ToolkitError("fine-tuning: two extra parameters share a name") }
         self.model = model

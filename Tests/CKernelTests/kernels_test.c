@@ -186,7 +186,7 @@ static void test_dropout(void) {
     enum { N = 1 << 18 };
     const float p = 0.25f;
     float *x = randoms(N, 1), *y = malloc(N * sizeof(float)), *mask = malloc(1024 * sizeof(float));
-    tk_dropout(x, y, 5, N - 3, 7, p, 1 / (1 - p));
+    tk_dropout(x, y, 5, N - 3, 7, p, 1 / (1 - p), 0);
     int mismatched = 0;
     long kept = 0;
     for (long i = 5; i < N - 3; i += 1024 - i % 1024) {

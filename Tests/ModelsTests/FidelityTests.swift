@@ -68,7 +68,7 @@ import _TestSupport
         let dir = Fixtures.root.appendingPathComponent(name).path
         let raw = try SafetensorsFile(path: dir + "/grads.safetensors").loadAll()
         let want = try WeightMap.forConfig(f.config).importTensors(raw, expected: f.config.canonicalShapes())
-        let (total, _) = try f.model.loss(ids: f.ids, targets: f.targets, batch: f.batch)
+        let (total, _, _) = try f.model.loss(ids: f.ids, targets: f.targets, batch: f.batch)
         try total.backward()
         var worst: (String, Float) = ("", 0)
         for (pname, p) in f.model.namedParameters() {

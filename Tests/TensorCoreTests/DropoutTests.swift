@@ -127,6 +127,17 @@ import _TestSupport
             v[0].enumerated().map { $0.element * Double(keep[$0.offset]) / (1 - Double(p)) }
         }
         #expect(r.passed, "\(r)")
+        // Beside another use of x, the masked gradient is written into x's gradient or added to it
+        // (whichever of the two backward steps runs first): both orders of the sum.
+        for dropoutFirst in [true, false] {
+            let r2 = try GradCheck.check([x], maxCoordinates: 256, op: { v in
+                let (d, h) = (try v[0].dropout(p, seed: seed), v[0] * 0.5)
+                return try dropoutFirst ? d + h : h + d
+            }) { v in
+                v[0].enumerated().map { $0.element * Double(keep[$0.offset]) / (1 - Double(p)) + $0.element * 0.5 }
+            }
+            #expect(r2.passed, "\(r2)")
+        }
     }
 
     /// The kept fraction and the mean of dropout(1): binomial, within 5 standard deviations.

@@ -219,7 +219,7 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
     }
 
     @Test func badDropoutSettingsNameTheirKey() throws {
-        for (value, message) in [("1.5", "model.dropout: must be in [0, 1)"), ("{attention: -0.1}", "model.dropout.attention: must be in [0, 1)"),
+        for (value, message) in [("1.5", "model.dropout: must be a probability in [0, 1)"), ("{attention: -0.1}", "model.dropout.attention: must be a probability in [0, 1)"),
                                  ("{attn: 0.1}", "model.dropout.attn: unknown key"), ("yes", "model.dropout: expected a probability")] {
             #expect {
                 _ = try nanoModel(extra: ["model.dropout=\(value)"])

@@ -194,9 +194,10 @@ ptrdiff_t tk_first_nonfinite(const float *x, size_t n);
 
 /* MARK: dropout (dropout.c) */
 
-/* y[i] = x[i] * (kept(i) ? scale : 0) for i in [begin, end): element i is column i % 1024 of mask
- * row i / 1024 of `seed` (see tk_math.h); y may be x. The backward is the same call on the gradient. */
-void tk_dropout(const float *x, float *y, long begin, long end, uint64_t seed, float p, float scale);
+/* y[i] = x[i] * (kept(i) ? scale : 0) (or += with accumulate) for i in [begin, end): element i is
+ * column i % 1024 of mask row i / 1024 of `seed` (see tk_math.h); y may be x. The backward is the
+ * same call on the gradient. */
+void tk_dropout(const float *x, float *y, long begin, long end, uint64_t seed, float p, float scale, int accumulate);
 
 /* out[c] = 1 where mask row `row` of `seed` keeps column col0 + c, else 0 (for tests and references). */
 void tk_dropout_mask(uint64_t seed, uint64_t row, uint32_t col0, int n, float p, float *out);

@@ -38,23 +38,14 @@ extension Tensor {
         var out = Tensor(storage: TensorStorage(count: n, zeroed: false), shape: shape)
         let px = UnsafeSendablePointer(storage.pointer), po = UnsafeSendablePointer(out.storage.pointer)
         Parallel.forRange(n, costPerItem: 8) { r in
-            tk_dropout(px.pointer, po.pointer, r.lowerBound, r.upperBound, seed, p, scale)
+            tk_dropout(px.pointer, po.pointer, r.lowerBound, r.upperBound, seed, p, scale, 0)
         }
         Tensor.record(&out, [self]) { g, nodes in
+            // The same mask on the gradient, written into a new gradient buffer or added to one.
             let (gx, fresh) = nodes[0]!.gradBufferForOverwrite()
             let pg = UnsafeSendablePointer(g), pgx = UnsafeSendablePointer(gx)
-            if fresh {
-                Parallel.forRange(n, costPerItem: 8) { r in
-                    tk_dropout(pg.pointer, pgx.pointer, r.lowerBound, r.upperBound, seed, p, scale)
-                }
-            } else {
-                let masked = TensorStorage(count: n, zeroed: false)
-                let pm = UnsafeSendablePointer(masked.pointer)
-                Parallel.forRange(n, costPerItem: 8) { r in
-                    tk_dropout(pg.pointer, pm.pointer, r.lowerBound, r.upperBound, seed, p, scale)
-                    for i in r { pgx[i] += pm[i] }
-                }
-                withExtendedLifetime(masked) {}
+            Parallel.forRange(n, costPerItem: 8) { r in
+                tk_dropout(pg.pointer, pgx.pointer, r.lowerBound, r.upperBound, seed, p, scale, fresh ? 0 : 1)
             }
         }
         return out

@@ -209,19 +209,14 @@ struct Finetune: ParsableCommand {
                 SequenceBatching.pad(Array(valSet[$0..<min(valSet.count, $0 + batchSize)]), padID: text.pad, maxLength: ctx)
             }
             let order = sampler(pack ? packed.count : train.count)
-            let objective = try FineTuneObjective(
-                model: model, parameters: params, extra: lora?.trainableParameters ?? [], savesModel: lora == nil,
+            let objective = try objective(
+                model, params, adapters: lora, savesModel: lora == nil,
                 step: { step, micro, seed in
-                    lora?.setDropoutSeed(seed)
                     let idx = indices(order, step, micro)
                     let b = pack ? SequenceBatching.stack(idx.map { packed[$0] })
                         : SequenceBatching.pad(idx.map { train[$0] }, padID: text.pad, maxLength: ctx)
                     return StepOutput(loss: try SFTLoss.loss(model: model, batch: b, dropoutSeed: seed), tokens: b.tokens)
-                }, validate: valBatches.isEmpty ? nil : {
-                    lora?.setTraining(false)
-                    defer { lora?.setTraining(true) }
-                    return try SFTLoss.evaluate(model: model, batches: valBatches)
-                })
+                }, validate: valBatches.isEmpty ? nil : { try SFTLoss.evaluate(model: model, batches: valBatches) })
             // The prompt format the data taught, for `toolkit chat`.
             var metadata = ["finetune": "sft"]
             if let template = SFTData.chatTemplate(ofFile: data) { metadata["chat_template"] = template }
@@ -259,18 +254,13 @@ struct Finetune: ParsableCommand {
             for (_, p) in adapterParams { p.isTrainable = true }
             let params = adapterParams + base + clf.headParameters
             let order = sampler(trainX.count)
-            let objective = try FineTuneObjective(
-                model: model, parameters: params, extra: (adapters?.trainableParameters ?? []) + clf.headParameters,
+            let objective = try objective(
+                model, params, adapters: adapters, extra: clf.headParameters, savesModel: true,
                 step: { step, micro, seed in
-                    adapters?.setDropoutSeed(seed)
                     let idx = indices(order, step, micro)
                     let (l, acc) = try clf.loss(idx.map { trainX[$0] }, labels: idx.map { trainY[$0] }, dropoutSeed: seed)
                     return StepOutput(loss: l, metrics: ["accuracy": acc], tokens: idx.reduce(0) { $0 + trainX[$1].count })
-                }, validate: valX.isEmpty ? nil : {
-                    adapters?.setTraining(false)
-                    defer { adapters?.setTraining(true) }
-                    return try clf.evaluate(valX, labels: valY, batchSize: settings.batchSize)
-                })
+                }, validate: valX.isEmpty ? nil : { try clf.evaluate(valX, labels: valY, batchSize: settings.batchSize) })
             plan = Plan(objective: objective, write: {
                 try adapters?.merge()  // the classifier checkpoint is self-contained
                 try clf.save(to: dir, metadata: ["finetune": "classify"])
@@ -286,17 +276,13 @@ struct Finetune: ParsableCommand {
             let order = sampler(train.count)
             // As TRL's DPOTrainer (disable_dropout): the policy's log-probabilities are compared with
             // the reference's, so neither forward drops.
-            let objective = try FineTuneObjective(
-                model: model, parameters: params, extra: adapters?.trainableParameters ?? [], savesModel: adapters == nil,
-                step: { step, micro, seed in
-                    adapters?.setDropoutSeed(seed)  // adapter dropout (lora_dropout), as PEFT keeps it under TRL
+            // Adapter dropout (lora_dropout) stays, as PEFT's under TRL.
+            let objective = try objective(
+                model, params, adapters: adapters, savesModel: adapters == nil,
+                step: { step, micro, _ in
                     let o = try dpo.step(indices(order, step, micro).map { train[$0] })
                     return StepOutput(loss: o.loss, metrics: o.metrics)
-                }, validate: valSet.isEmpty ? nil : {
-                    adapters?.setTraining(false)
-                    defer { adapters?.setTraining(true) }
-                    return try dpo.evaluate(valSet, batchSize: settings.batchSize)
-                })
+                }, validate: valSet.isEmpty ? nil : { try dpo.evaluate(valSet, batchSize: settings.batchSize) })
             plan = Plan(objective: objective, write: {
                 if let adapters {
                     try adapters.save(to: dir + "/adapter", baseModel: source.path)
@@ -327,6 +313,24 @@ struct Finetune: ParsableCommand {
                            trainableParameters: params.reduce(0) { $0 + $1.parameter.count }, totalParameters: total,
                            final: result.last, validation: result.validation, seconds: monotonicSeconds() - start,
                            output: output, best: result.best, message: result.message))
+    }
+
+    /// A method's objective. With LoRA `adapters`, they are trained and checkpointed beside `extra`,
+    /// their dropout masks follow each micro-batch's seed, and validation runs without their dropout.
+    func objective(_ model: DecoderModel, _ params: [NamedParameter], adapters: LoRAModel?, extra: [NamedParameter] = [],
+                   savesModel: Bool, step: @escaping (_ step: Int, _ micro: Int, _ dropoutSeed: UInt64) throws -> StepOutput,
+                   validate: (() throws -> [String: Double])?) throws -> FineTuneObjective {
+        try FineTuneObjective(
+            model: model, parameters: params, extra: (adapters?.trainableParameters ?? []) + extra, savesModel: savesModel,
+            step: { index, micro, seed in
+                adapters?.setDropoutSeed(seed)
+                return try step(index, micro, seed)
+            },
+            validate: validate.map { validate in {
+                adapters?.setTraining(false)
+                defer { adapters?.setTraining(true) }
+                return try validate()
+            } })
     }
 
     /// The settings keys whose values differ (a resume must continue the same run).
