@@ -38,6 +38,8 @@ let package = Package(
         // The HTTP server of `toolkit serve` (SwiftNIO underneath); its optional traits (swift-configuration
         // support, full Foundation) are not needed.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: []),
+        // Heap for choosing validation documents (already in the graph through SwiftNIO).
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // MARK: - System libraries
@@ -76,7 +78,9 @@ let package = Package(
             name: "Optimizers", dependencies: ["TensorCore", "Layers", "CKernels"], exclude: ["README.md"]),
         .target(name: "Tokenization", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
-            name: "TokenShards", dependencies: ["CZstd", "CKernels", "ToolkitSupport"], exclude: ["README.md"]),
+            name: "TokenShards",
+            dependencies: ["CZstd", "CKernels", "ToolkitSupport", .product(name: "HeapModule", package: "swift-collections")],
+            exclude: ["README.md"]),
         .target(name: "Checkpointing", dependencies: ["ToolkitSupport"], exclude: ["README.md"]),
         .target(
             name: "Models",

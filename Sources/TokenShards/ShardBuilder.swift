@@ -1,4 +1,5 @@
 import Foundation
+import HeapModule
 import ToolkitSupport
 
 /// Settings of a sharding run (`toolkit shard`).
@@ -9,6 +10,11 @@ public struct ShardBuildOptions: Sendable {
     public var writer = ShardWriterOptions()
     /// Fraction of the tokens (the last ones) held out for validation.
     public var valFraction = 0.0
+    /// Validation by documents instead: this many whole documents (a number ≥ 1), or this fraction
+    /// of the documents (below 1), chosen by `valSeed` from the whole corpus (`ValidationDocuments`)
+    /// and written after the training documents, so the split is still the stream's tail.
+    public var valDocuments: Double?
+    public var valSeed: UInt64 = 0
     /// Document separator inside files; nil makes every file one document.
     public var separator: String?
     /// JSON Lines input (one document per line); nil reads every file as text.
@@ -63,6 +69,8 @@ public struct ShardBuildReport: Codable, Sendable {
 /// (`invalid_utf8_bytes_skipped`) and the report names the first one.
 public enum ShardBuilder {
     public static let journalName = "journal.json"
+    /// The held validation documents' tokens while a run with `valDocuments` goes on.
+    static let heldName = "validation-documents.tokens"
 
     public static func build(_ options: ShardBuildOptions, encoder: any TokenEncoder) throws
         -> ShardBuildReport
@@ -82,15 +90,25 @@ public enum ShardBuilder {
                     + "(\(files.count) files, 0 bytes)")
         }
         let separator = Array((options.separator ?? "").utf8)
-        let fingerprint = Fingerprint(
+        var fingerprint = Fingerprint(
             tokenizer: info, files: files, separator: options.separator,
             // Only when some input is read as JSON Lines: a text-only run resumes a journal written before JSONL existed.
             jsonl: options.jsonl.flatMap { j in files.contains { j.applies(to: $0.path) } ? j : nil },
             shardTokens: shardTokens, frameTokens: options.writer.frameTokens,
             level: options.writer.level, layout: options.writer.layout)
         let dir = options.outputDirectory
+        let held = try options.valDocuments.map {
+            try ValidationDocuments(request: $0, seed: options.valSeed, documents: {
+                try countDocuments(ChunkStream(files: files, separator: separator, chunkBytes: options.chunkBytes, start: nil,
+                                               jsonl: options.jsonl))
+            })
+        }
+        fingerprint.validation = held.map { .init(documents: $0.chosen.count, seed: options.valSeed) }
         let journal = ShardJournal.resumable(directory: dir, fingerprint: fingerprint)
         try cleanDirectory(dir, keeping: Set(journal?.shards.map(\.file) ?? []))
+        // The chosen documents' tokens wait in a file until the training documents are written.
+        let heldFile = try held.map { _ in try HeldTokens(path: (dir as NSString).appendingPathComponent(heldName),
+                                                          keeping: journal?.resume.heldTokens ?? 0) }
 
         let writer = try ShardWriter(
             directory: dir, tokenizer: info, options: options.writer,
@@ -127,18 +145,32 @@ public enum ShardBuilder {
             })
         defer { pipeline.finish() }
         writer.runJob = { pipeline.runOnWorker($0) }
+        var holding = false  // the current document is a chosen validation document
         while var e = try pipeline.next() {
             let at = e.chunk.position
             if e.invalidBytes > 0, firstBad == nil, let bad = e.firstInvalid {
                 firstBad = "\(files[at.fileIndex].path) at byte offset \(at.offset + bad)"
             }
             let eot = at.atDocumentStart && documents > 0
+            if at.atDocumentStart { holding = held?.chosen.contains(documents) ?? false }
+            if holding, let heldFile {
+                // Into the held tokens (resume points lie in training chunks only, so `skip` is 0 here).
+                if eot { try heldFile.append([UInt32(info.eotID)]) }
+                try heldFile.append(e.tokens[...])
+                invalidBytes += e.invalidBytes
+                if at.atDocumentStart { documents += 1 }
+                consumed = e.chunk.consumedAfter
+                let (bytes, tokens) = e.takeBuffers()
+                stream.recycle(bytes)
+                spareTokens.put(tokens)
+                continue
+            }
             let length = e.tokens.count + (eot ? 1 : 0)
             var boundary = (position + shardTokens - 1) / shardTokens * shardTokens
             while boundary < position + length {
                 resumePoints[boundary / shardTokens] = ResumePoint(
                     position: at, skipTokens: boundary - position,
-                    documents: documents, invalidUTF8Bytes: invalidBytes)
+                    documents: documents, invalidUTF8Bytes: invalidBytes, heldTokens: heldFile?.count)
                 boundary += shardTokens
             }
             invalidBytes += e.invalidBytes
@@ -149,6 +181,7 @@ public enum ShardBuilder {
             position += length
             let durable = writer.durableShards
             if durable.count > journaled, let point = resumePoints[durable.count] {
+                try heldFile?.synchronize()  // the journal may name only held tokens on disk
                 try ShardJournal(fingerprint: fingerprint, shards: durable, resume: point)
                     .write(directory: dir)
                 journaled = durable.count
@@ -165,9 +198,15 @@ public enum ShardBuilder {
                 Double(consumed) / 1e6, extra: "\(ProgressBar.format(Double(position))) tok")
         }
         bar.finish()
+        var valTokens: Int? = nil
+        if let heldFile {
+            valTokens = heldFile.count
+            try heldFile.forEachBlock { try writer.append($0) }
+        }
         let manifest = try writer.finish(
             valFraction: options.valFraction, documents: documents,
-            invalidUTF8Bytes: invalidBytes)
+            invalidUTF8Bytes: invalidBytes, valTokens: valTokens, valDocuments: held?.chosen.count)
+        try heldFile?.remove()
         try? FileManager.default.removeItem(
             atPath: (dir as NSString).appendingPathComponent(journalName))
         let seconds = monotonicSeconds() - started
@@ -178,6 +217,16 @@ public enum ShardBuilder {
             seconds: seconds, megabytesPerSecond: Double(processed) / 1e6 / seconds,
             tokensPerSecond: Double(manifest.totalTokens - (journal?.tokens ?? 0)) / seconds,
             firstInvalidUTF8: firstBad)
+    }
+
+    /// Documents in the corpus (a pass that reads it without encoding it).
+    static func countDocuments(_ stream: ChunkStream) throws -> Int {
+        var n = 0
+        while let chunk = try stream.next() {
+            if chunk.position.atDocumentStart { n += 1 }
+            stream.recycle(chunk.bytes)
+        }
+        return n
     }
 
     /// Removes what an earlier run left (manifest, temporary files, shards not being resumed).
@@ -228,6 +277,13 @@ struct Fingerprint: Codable, Equatable {
     var frameTokens: Int
     var level: Int
     var layout: TokenLayout
+    /// With validation documents: how many and the seed that chose them (nil without).
+    var validation: HeldOut? = nil
+
+    struct HeldOut: Codable, Equatable {
+        var documents: Int
+        var seed: UInt64
+    }
 }
 
 /// Where to continue: the chunk holding the first token of the next shard.
@@ -238,6 +294,8 @@ struct ResumePoint: Codable, Equatable {
     /// Documents started before that chunk.
     var documents: Int
     var invalidUTF8Bytes: Int
+    /// Tokens of the held validation documents so far (nil without them).
+    var heldTokens: Int? = nil
 }
 
 /// `journal.json`: progress of an unfinished run, rewritten atomically after shards land.
@@ -268,5 +326,105 @@ struct ShardJournal: Codable {
             else { return nil }
         }
         return journal
+    }
+}
+
+/// The documents held out for validation: `chosen`, a set of document indices (0-based, in corpus
+/// order). Exactly N of the D documents are chosen (N = the request, or round(request · D) for a
+/// fraction below 1): those with the N smallest SplitMix64 hashes of (seed, index), so the choice
+/// is spread over the whole corpus, depends on nothing but the corpus and the seed, and takes
+/// memory for N indices only.
+struct ValidationDocuments {
+    let chosen: Set<Int>
+
+    init(request: Double, seed: UInt64, documents: () throws -> Int) throws {
+        guard request > 0, request.isFinite, request < 1 || request == request.rounded() else {
+            throw ToolkitError("--val-documents must be a whole number of documents or a fraction in (0, 1), got \(request)")
+        }
+        let total = try documents()
+        let n = request < 1 ? Int((request * Double(total)).rounded()) : Int(request)
+        guard n >= 1, n < total else {
+            throw ToolkitError("--val-documents \(request): the corpus has \(total) documents, so \(n) held out would leave "
+                               + (n < 1 ? "no validation document" : "no training document"))
+        }
+        chosen = Self.smallestHashes(n, of: total, seed: seed)
+    }
+
+    static func hash(_ index: Int, seed: UInt64) -> UInt64 {
+        var g = SplitMix64(seed: seed ^ (UInt64(index) &* 0xD1B5_4A32_D192_ED03))
+        return g.next()
+    }
+
+    /// The `n` indices below `total` with the smallest hashes (a heap bounded to `n` entries).
+    static func smallestHashes(_ n: Int, of total: Int, seed: UInt64) -> Set<Int> {
+        struct Entry: Comparable {
+            var hash: UInt64, index: Int
+            static func < (a: Entry, b: Entry) -> Bool { a.hash < b.hash }
+        }
+        var heap = Heap<Entry>()
+        for i in 0..<total {
+            let e = Entry(hash: hash(i, seed: seed), index: i)
+            if heap.count < n {
+                heap.insert(e)
+            } else if e < heap.max! {
+                _ = heap.replaceMax(with: e)
+            }
+        }
+        return Set(heap.unordered.map(\.index))
+    }
+}
+
+/// The held validation documents' tokens, appended to a file in the output folder (little-endian
+/// UInt32) until the training documents are written; a resumed run cuts it back to the count its
+/// journal names.
+final class HeldTokens {
+    let path: String
+    private let handle: FileHandle
+    private(set) var count: Int
+
+    init(path: String, keeping: Int) throws {
+        self.path = path
+        let fm = FileManager.default
+        try AtomicFile.ensureDirectory((path as NSString).deletingLastPathComponent)
+        if keeping == 0 || !fm.fileExists(atPath: path) {
+            guard keeping == 0 else { throw ToolkitError.file(path, "the held validation tokens are missing; remove the journal to start over") }
+            fm.createFile(atPath: path, contents: nil)
+        }
+        guard let h = FileHandle(forUpdatingAtPath: path) else { throw ToolkitError.file(path, "cannot open for writing") }
+        handle = h
+        do {
+            try h.truncate(atOffset: UInt64(keeping * 4))
+            try h.seekToEnd()
+        } catch {
+            throw ToolkitError.file(path, "cannot cut back to \(keeping) tokens: \(error)")
+        }
+        count = keeping
+    }
+
+    func append(_ tokens: ArraySlice<UInt32>) throws {
+        guard !tokens.isEmpty else { return }
+        try tokens.withUnsafeBytes { try handle.write(contentsOf: $0) }
+        count += tokens.count
+    }
+
+    func synchronize() throws { try handle.synchronize() }
+
+    /// The tokens from the start, in blocks of at most a million.
+    func forEachBlock(_ body: ([UInt32]) throws -> Void) throws {
+        try handle.seek(toOffset: 0)
+        var left = count
+        while left > 0 {
+            let n = min(left, 1 << 20)
+            guard let data = try handle.read(upToCount: n * 4), data.count == n * 4 else {
+                throw ToolkitError.file(path, "ended before its \(count) tokens")
+            }
+            try body(data.withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) })
+            left -= n
+        }
+    }
+
+    func remove() throws {
+        try handle.close()
+        try FileManager.default.removeItem(atPath: path)
     }
 }

@@ -41,18 +41,30 @@ public struct ShardEntry: Codable, Sendable, Equatable {
     }
 }
 
-/// The train/validation split: validation is the token range `valStart..<totalTokens`.
+/// The train/validation split: validation is the token range `valStart..<totalTokens`. With
+/// `valDocuments`, that tail holds whole documents chosen from the whole corpus (`shard
+/// --val-documents`), and `valFraction` is the share of tokens they came to.
 public struct SplitInfo: Codable, Sendable, Equatable {
     public var valFraction: Double
     public var trainTokens: Int
     public var valTokens: Int
     public var valStart: Int
+    public var valDocuments: Int?
+
+    public init(valFraction: Double, trainTokens: Int, valTokens: Int, valStart: Int, valDocuments: Int? = nil) {
+        self.valFraction = valFraction
+        self.trainTokens = trainTokens
+        self.valTokens = valTokens
+        self.valStart = valStart
+        self.valDocuments = valDocuments
+    }
 
     enum CodingKeys: String, CodingKey {
         case valFraction = "val_fraction"
         case trainTokens = "train_tokens"
         case valTokens = "val_tokens"
         case valStart = "val_start"
+        case valDocuments = "val_documents"
     }
 }
 

@@ -155,8 +155,10 @@ public final class ShardWriter {
     /// - Parameters:
     ///   - documents: documents in the stream; nil uses the count of `appendDocument` calls.
     ///   - invalidUTF8Bytes: recorded in the manifest.
-    public func finish(valFraction: Double, documents: Int? = nil, invalidUTF8Bytes: Int = 0)
-        throws -> ShardManifest
+    ///   - valTokens: the validation tail's length when it was chosen by documents (then
+    ///     `valDocuments` of them); nil: `valFraction` of the tokens.
+    public func finish(valFraction: Double, documents: Int? = nil, invalidUTF8Bytes: Int = 0, valTokens: Int? = nil,
+                       valDocuments: Int? = nil) throws -> ShardManifest
     {
         guard tokensWritten + buffer.count > 0 else {
             throw ToolkitError("no tokens to write: the input is empty")
@@ -166,7 +168,7 @@ public final class ShardWriter {
         try state.rethrow()
         let shards = state.durablePrefix()
         let total = shards.reduce(0) { $0 + $1.tokens }
-        let valTokens = Int((Double(total) * valFraction).rounded())
+        let valTokens = valTokens ?? Int((Double(total) * valFraction).rounded())
         let manifest = ShardManifest(
             tokenizer: tokenizer, dtype: dtype, layout: options.layout, zstdLevel: options.level,
             shardTokens: options.shardTokens, frameTokens: options.frameTokens,
@@ -174,8 +176,8 @@ public final class ShardWriter {
             invalidUTF8BytesSkipped: invalidUTF8Bytes,
             shards: shards,
             split: SplitInfo(
-                valFraction: valFraction, trainTokens: total - valTokens, valTokens: valTokens,
-                valStart: total - valTokens))
+                valFraction: valDocuments == nil ? valFraction : Double(valTokens) / Double(total), trainTokens: total - valTokens,
+                valTokens: valTokens, valStart: total - valTokens, valDocuments: valDocuments))
         try manifest.validate(path: ShardManifest.fileName)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -206,4 +206,79 @@ import ToolkitSupport
             expectError(fragments) { _ = try buildShards(dir, files: [], out: "o\(i)") { $0.inputs = [dir.file("bad.jsonl")] } }
         }
     }
+
+    /// Validation by documents: the chosen documents are whole, come from all over the corpus and
+    /// form the tail (after the training documents, in corpus order), so training never sees them;
+    /// the choice depends only on the corpus and the seed; a fraction below 1 takes round(f · D).
+    @Test func validationDocumentsAreWholeAndHeldOut() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let docs = (0..<40).map { "document \($0): " + sampleText(UInt64(100 + $0), bytes: 150 + 37 * ($0 % 5)) }
+        let file = docs.joined(separator: "<|sep|>")
+        let report = try buildShards(dir, files: [file], separator: "<|sep|>", shardTokens: 500) { $0.valDocuments = 6; $0.valSeed = 3 }
+        let chosen = ValidationDocuments.smallestHashes(6, of: 40, seed: 3).sorted()
+        #expect(chosen.count == 6 && chosen.last! - chosen.first! > 10, "\(chosen)")  // spread, not a block
+        let kept = docs.indices.filter { !chosen.contains($0) }.map { docs[$0] }
+        let encoder = ByteTokenEncoder(), eot = UInt32(encoder.info.eotID)
+        // Training documents first, then each chosen document after an end-of-text.
+        let want = expectedTokens(kept, encoder) + chosen.flatMap { [eot] + encoder.encode(docs[$0]).map { UInt32($0) } }
+        let tokens = try allTokens(dir.file("out"))
+        #expect(tokens == want)
+        let m = report.manifest
+        #expect(m.split.valDocuments == 6 && m.documents == 40)
+        #expect(m.split.valStart == expectedTokens(kept, encoder).count && m.split.valTokens == tokens.count - m.split.valStart)
+        #expect(try ShardVerifier.verify(directory: dir.file("out")).ok)
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out/" + ShardBuilder.heldName)))
+        // Deterministic; another seed chooses others; a fraction takes round(f · D) documents.
+        let again = try buildShards(dir, files: [file], separator: "<|sep|>", shardTokens: 500, out: "again") {
+            $0.valDocuments = 6; $0.valSeed = 3
+        }
+        #expect(again.manifest == report.manifest)
+        #expect(ValidationDocuments.smallestHashes(6, of: 40, seed: 4).sorted() != chosen)
+        let fraction = try buildShards(dir, files: [file], separator: "<|sep|>", shardTokens: 500, out: "fraction") {
+            $0.valDocuments = 0.1
+        }
+        #expect(fraction.manifest.split.valDocuments == 4)
+        // Holding out none, or all, of the documents is refused.
+        for bad in [40.0, 0.001, 2.5] {
+            expectError(["--val-documents"]) {
+                _ = try buildShards(dir, files: [file], separator: "<|sep|>", out: "bad") { $0.valDocuments = bad }
+            }
+        }
+    }
+
+    /// The smallest-hash choice equals sorting every document's hash.
+    @Test func validationChoiceEqualsAFullSort() {
+        for (n, total, seed) in [(1, 1000, 0 as UInt64), (17, 1000, 5), (999, 1000, 9), (50, 50_000, 2)] {
+            let full = (0..<total).sorted { ValidationDocuments.hash($0, seed: seed) < ValidationDocuments.hash($1, seed: seed) }
+            #expect(ValidationDocuments.smallestHashes(n, of: total, seed: seed) == Set(full.prefix(n)), "\(n) of \(total)")
+        }
+    }
+
+    /// Interrupted after some shards (with documents already held), resumed: the same shards and
+    /// manifest as a run that was never interrupted.
+    @Test func interruptedRunWithValidationDocumentsResumes() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let docs = (0..<30).map { "doc \($0) " + sampleText(UInt64(200 + $0), bytes: 400) }
+        let file = docs.joined(separator: "<|sep|>")
+        let configure: (inout ShardBuildOptions) -> Void = { $0.valDocuments = 8; $0.valSeed = 1 }
+        let clean = try buildShards(dir, files: [file], separator: "<|sep|>", shardTokens: 700, out: "clean", configure: configure)
+        expectError(["interrupted after"]) {
+            _ = try buildShards(dir, files: [file], separator: "<|sep|>", shardTokens: 700, out: "resumed") {
+                configure(&$0)
+                $0.stopAfterJournaledShards = 4
+            }
+        }
+        #expect(FileManager.default.fileExists(atPath: dir.file("resumed/" + ShardBuilder.heldName)))
+        // Held tokens written after the journal's point (as a kill would leave them) are cut back.
+        let held = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.file("resumed/" + ShardBuilder.heldName)))
+        try held.seekToEnd()
+        try held.write(contentsOf: Data(repeating: 7, count: 40))
+        try held.close()
+        let resumed = try buildShards(dir, files: [file], separator: "<|sep|>", shardTokens: 700, out: "resumed", configure: configure)
+        #expect(resumed.resumedShards >= 4)
+        #expect(resumed.manifest == clean.manifest)
+        #expect(try allTokens(dir.file("resumed")) == allTokens(dir.file("clean")))
+    }
 }

@@ -197,6 +197,18 @@ enum CLI {
                              "--val-fraction", "0.1", "--json"])
         #expect(s.code == 0, "\(s.err)")
         #expect(try CLI.run(["shard", "verify", shards]).code == 0)
+        // Validation by documents (JSON Lines, a document per line), and the two split flags refused together.
+        let jsonl = tmp.appendingPathComponent("docs.jsonl").path
+        try (0..<60).map { "{\"text\": \"The quick brown fox \($0) jumps over the lazy dog number \($0 % 5).\"}" }
+            .joined(separator: "\n").write(toFile: jsonl, atomically: true, encoding: .utf8)
+        let byDocs = try CLI.run(["shard", "--tokenizer", tok, "--input", jsonl, "--out", tmp.appendingPathComponent("docs").path,
+                                  "--val-documents", "6", "--json"])
+        #expect(byDocs.code == 0, "\(byDocs.err)")
+        let split = try #require((try CLI.json(byDocs.out)["manifest"] as? [String: Any])?["split"] as? [String: Any])
+        #expect(split["val_documents"] as? Int == 6 && (split["val_tokens"] as? Int ?? 0) > 0, "\(split)")
+        let both = try CLI.run(["shard", "--tokenizer", tok, "--input", jsonl, "--out", tmp.appendingPathComponent("both").path,
+                                "--val-documents", "6", "--val-fraction", "0.1"])
+        #expect(both.code != 0 && both.err.contains("give one of them"), "\(both.err)")
         // The shard benchmark: both sides run and count the same text.
         let b = try CLI.run(["bench", "shard", "--tokenizer", tok, "--input", corpus, "--rounds", "2", "--json"])
         #expect(b.code == 0, "\(b.err)")

@@ -34,8 +34,11 @@ struct ShardWrite: ParsableCommand {
     var inputs: [String]
     @Option(help: "Output directory.") var out: String
     @Option(help: "Tokens per shard.") var shardTokens = 1 << 20
-    @Option(help: "Fraction of the tokens (the last ones) held out for validation.")
-    var valFraction = 0.1
+    @Option(help: "Fraction of the tokens (the last ones) held out for validation (default 0.1).")
+    var valFraction: Double?
+    @Option(help: "Hold out whole documents for validation instead: N documents, or a fraction below 1 of them, chosen over the whole corpus by --val-seed.")
+    var valDocuments: Double?
+    @Option(help: "Seed of the --val-documents choice.") var valSeed: UInt64 = 0
     @Option(help: "Document separator inside files (\\n, \\t and \\\\ are unescaped).")
     var docSeparator: String?
     @Option(help: "auto (*.jsonl and *.ndjson files are JSON Lines, others text), jsonl (every file) or text.")
@@ -53,8 +56,9 @@ struct ShardWrite: ParsableCommand {
         guard chunkBytes >= 1024 else { throw ValidationError("--chunk-bytes must be ≥ 1024") }
         guard shardTokens >= 1 else { throw ValidationError("--shard-tokens must be positive") }
         guard frameTokens >= 1 else { throw ValidationError("--frame-tokens must be positive") }
-        guard (0..<1).contains(valFraction) else {
-            throw ValidationError("--val-fraction must be in [0, 1)")
+        if let valFraction, !(0..<1).contains(valFraction) { throw ValidationError("--val-fraction must be in [0, 1)") }
+        if valDocuments != nil && valFraction != nil {
+            throw ValidationError("--val-fraction and --val-documents both choose the validation split: give one of them")
         }
         guard (1...22).contains(level) else { throw ValidationError("--level must be in 1...22") }
         guard TokenLayout(rawValue: layout) != nil else {
@@ -76,7 +80,9 @@ struct ShardWrite: ParsableCommand {
         let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
         options.writer.threads = threads
         options.threads = threads
-        options.valFraction = valFraction
+        options.valFraction = valDocuments == nil ? valFraction ?? 0.1 : 0
+        options.valDocuments = valDocuments
+        options.valSeed = valSeed
         options.chunkBytes = chunkBytes
         options.separator = docSeparator.map(Self.unescape)
         options.jsonl = inputFormat == "text" ? nil : JSONLInput(files: inputFormat == "jsonl" ? .all : .byExtension, field: jsonlField)
@@ -93,7 +99,8 @@ struct ShardWrite: ParsableCommand {
             print("resumed          \(report.resumedShards) shards from an interrupted run")
         }
         print(
-            "tokens           \(m.totalTokens) (train \(m.split.trainTokens), val \(m.split.valTokens))"
+            "tokens           \(m.totalTokens) (train \(m.split.trainTokens), val \(m.split.valTokens)"
+                + (m.split.valDocuments.map { " in \($0) whole documents" } ?? "") + ")"
         )
         print(
             "documents        \(m.documents) from \(report.inputFiles) files, \(report.inputBytes) bytes"
