@@ -16,6 +16,22 @@ public struct SafetensorsWriter: Sendable {
     private enum Payload: Sendable {
         case floats([Float])
         case ints([Int])
+        case view(FloatView)
+    }
+
+    /// F32 values that stay where they are until the file is written (a model's weights, an
+    /// optimizer's moments): saving copies nothing. The memory must stay alive (`owner` keeps it)
+    /// and unchanged until `write` returns.
+    public struct FloatView: @unchecked Sendable {
+        public let base: UnsafePointer<Float>
+        public let count: Int
+        let owner: AnyObject?
+
+        public init(base: UnsafePointer<Float>, count: Int, owner: AnyObject?) {
+            self.base = base
+            self.count = count
+            self.owner = owner
+        }
     }
 
     private struct Entry: Sendable {
@@ -45,6 +61,14 @@ public struct SafetensorsWriter: Sendable {
             Entry(
                 name: name, dtype: dtype, shape: tensor.shape, payload: .floats(tensor.values),
                 count: tensor.values.count))
+    }
+
+    /// Adds an F32 tensor read in place when the file is written (see `FloatView`).
+    public mutating func add(_ name: String, shape: [Int], view: FloatView) throws {
+        guard HostTensor.elementCount(shape) == view.count else {
+            throw ToolkitError("safetensors: tensor '\(name)': shape \(shape) does not match \(view.count) values")
+        }
+        try insert(Entry(name: name, dtype: .f32, shape: shape, payload: .view(view), count: view.count))
     }
 
     /// Adds an integer tensor stored as `dtype` (I64, I32, …, or BOOL for 0/1 values).
@@ -118,10 +142,15 @@ public struct SafetensorsWriter: Sendable {
         return out
     }
 
-    /// Streams the file: header, then each tensor's bytes.
-    private func emit(_ sink: ([UInt8]) throws -> Void) throws {
-        try sink(headerBytes())
+    /// Streams the file: header, then each tensor's bytes (views without a copy; the host is
+    /// little-endian, so F32 is the memory itself).
+    private func emit(_ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try headerBytes().withUnsafeBytes(sink)
         for e in ordered {
+            if case .view(let v) = e.payload {
+                try sink(UnsafeRawBufferPointer(start: v.base, count: v.count * 4))
+                continue
+            }
             var bytes: [UInt8] = []
             bytes.reserveCapacity(e.byteCount)
             switch e.payload {
@@ -133,8 +162,10 @@ public struct SafetensorsWriter: Sendable {
                         "safetensors: tensor '\(e.name)': value \(v[bad]) at index \(bad) does not "
                             + "fit \(e.dtype.rawValue)")
                 }
+            case .view:
+                break
             }
-            try sink(bytes)
+            try bytes.withUnsafeBytes(sink)
         }
     }
 

@@ -112,16 +112,17 @@ public final class DecoderModel: Module {
     }
 
     /// Mean next-token cross-entropy of `ids` against aligned `targets` (−100 = ignored): the LM
-    /// loss of training. With `activationCheckpointing` (while recording), the LM head is
-    /// checkpointed too: the positions go through the head and the loss `chunk` rows at a time,
-    /// each chunk's `[chunk, V]` logits recomputed in the backward instead of all `[B·T, V]` being
-    /// kept (at GPT-2's 50,257 tokens, B4×T1024 logits alone take 823 MB, and their gradient as
+    /// loss of training, validation and evaluation. The positions go through the head and the
+    /// loss `chunk` rows at a time when not recording (validation, eval: a chunk's logits are
+    /// freed before the next), and with `activationCheckpointing` while recording, each chunk's
+    /// `[chunk, V]` logits then recomputed in the backward instead of all `[B·T, V]` being kept (at GPT-2's 50,257 tokens, B4×T1024 logits alone take 823 MB, and their gradient as
     /// much again). Each chunk's mean is weighted by its share of the scored positions, so with
     /// more than one chunk the result equals the one-piece loss up to float rounding.
     public func crossEntropy(_ ids: [Int32], targets: [Int32], batch: Int, chunk: Int = 1024, dropoutSeed: UInt64? = nil) throws -> Tensor {
         let h = try hiddenStates(ids, batch: batch, dropoutSeed: dropoutSeed).reshaped([-1, dims.hiddenSize])
         let n = h.shape[0], scored = targets.filter { $0 != -100 }.count
-        guard activationCheckpointing, GradMode.isEnabled, targets.count == n, scored > 0 else {
+        // Without recording (validation, eval) chunks cost nothing extra, so they are always used.
+        guard activationCheckpointing || !GradMode.isEnabled, targets.count == n, scored > 0 else {
             return try Tensor.crossEntropy(logits: logits(h), targets: targets)
         }
         var total: Tensor?

@@ -41,7 +41,7 @@ public enum ModelIO {
     /// Writes `recipe.yaml` and `model.safetensors` (canonical names, F32) into `dir`, atomically.
     public static func saveCheckpoint(_ model: DecoderModel, to dir: String, metadata: [String: String] = [:]) throws {
         var w = SafetensorsWriter(metadata: ["format": "pt", "recipe": model.recipe.name].merging(metadata) { $1 })
-        for (name, t) in hostTensors(model) { try w.add(name, t) }
+        for (name, p) in model.namedParameters() { try w.add(name, shape: p.shape, view: view(p.value.storage)) }
         try w.write(to: dir + "/model.safetensors")
         var recipe = model.recipe
         recipe.model["dropout"] = model.dropout.recipeValue  // the rates in force (a fine-tune may change them)
@@ -52,6 +52,11 @@ public enum ModelIO {
     public static func exportHF(_ model: DecoderModel, to dir: String) throws {
         let config = try model.recipe.hfConfig(model)
         try HFCheckpoint.save(config: config, tensors: hostTensors(model), to: dir)
+    }
+
+    /// A tensor's values for a safetensors file, read in place when it is written.
+    public static func view(_ storage: TensorStorage) -> SafetensorsWriter.FloatView {
+        SafetensorsWriter.FloatView(base: UnsafePointer(storage.pointer), count: storage.count, owner: storage)
     }
 
     /// Every parameter by canonical name.

@@ -91,6 +91,13 @@ public final class MultiOptimizer: Optimizer {
         return out
     }
 
+    /// Every group's state in place (`ParameterGroup.stateBuffers`).
+    public func stateBuffers() -> [String: (shape: [Int], storage: TensorStorage)] {
+        var out: [String: (shape: [Int], storage: TensorStorage)] = [:]
+        for g in groups { out.merge(g.stateBuffers()) { a, _ in a } }
+        return out
+    }
+
     public func loadStateTensors(_ state: OptimizerState) throws {
         var parts = Array(repeating: OptimizerState(), count: groups.count)
         for (key, t) in state {

@@ -167,6 +167,19 @@ public class OptimizerGroup: Optimizer {
 
     // MARK: State
 
+    /// The state in place, for saving without a copy: each slot's buffer, and each step count in a
+    /// one-element buffer (same keys as `stateTensors`).
+    public func stateBuffers() -> [String: (shape: [Int], storage: TensorStorage)] {
+        var out: [String: (shape: [Int], storage: TensorStorage)] = [:]
+        for (i, (name, p)) in parameters.enumerated() where stepCounts[i] > 0 {
+            out["\(name).step"] = ([], TensorStorage([Float(stepCounts[i])]))
+            for (s, slotName) in slotNames.enumerated() {
+                if let b = slots[i][s] { out["\(name).\(slotName)"] = (p.shape, b) }
+            }
+        }
+        return out
+    }
+
     public func stateTensors() -> OptimizerState {
         var out: OptimizerState = [:]
         for (i, (name, p)) in parameters.enumerated() where stepCounts[i] > 0 {

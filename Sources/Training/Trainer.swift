@@ -320,8 +320,10 @@ public final class Trainer {
         let gathered = try sync.flatMap { $0.isSharded ? try $0.gatherOptimizerState(optimizer.stateTensors()) : nil }
         guard let path = outputDirectory == nil ? nil : explicit ?? checkpointPath(state.step) else { return nil }
         state.metricsPath = metricsPath
+        // A gathered (sharded) state arrives as copies; one process's state is written in place.
+        let buffers = gathered?.mapValues { (shape: $0.shape, storage: TensorStorage($0.values)) } ?? optimizer.stateBuffers()
         try TrainingCheckpoint.save(model: objective.savesModel ? model : nil, extra: objective.extraParameters,
-                                    optimizerState: gathered ?? optimizer.stateTensors(), state: state, to: path,
+                                    optimizerState: buffers, state: state, to: path,
                                     tokenizerJSON: tokenizerJSON, metadata: checkpointMetadata)
         if explicit == nil { try TrainingCheckpoint.prune(outputDirectory!, keep: settings.keepCheckpoints) }
         return path

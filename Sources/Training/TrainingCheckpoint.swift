@@ -44,7 +44,10 @@ public struct TrainerState: Codable, Equatable, Sendable {
 public enum TrainingCheckpoint {
     /// `tokenizerJSON` (HF `tokenizer.json` text), when the run knows its tokenizer, is saved
     /// beside the weights so that the checkpoint carries it.
-    public static func save(model: DecoderModel?, extra: [NamedParameter] = [], optimizerState: OptimizerState, state: TrainerState,
+    /// Weights and optimizer state are written from memory in place (`SafetensorsWriter.FloatView`):
+    /// a save adds no copy of them to the run's memory.
+    public static func save(model: DecoderModel?, extra: [NamedParameter] = [],
+                            optimizerState: [String: (shape: [Int], storage: TensorStorage)], state: TrainerState,
                             to dir: String, tokenizerJSON: String? = nil, metadata: [String: String] = [:]) throws {
         let fm = FileManager.default
         let tmp = dir + ".tmp"
@@ -56,11 +59,11 @@ public enum TrainingCheckpoint {
             }
             if !extra.isEmpty {
                 var w = SafetensorsWriter(metadata: ["format": "pt", "kind": "extra"])
-                for (name, p) in extra { try w.add(name, HostTensor(shape: p.shape, values: p.value.scalars)) }
+                for (name, p) in extra { try w.add(name, shape: p.shape, view: ModelIO.view(p.value.storage)) }
                 try w.write(to: tmp + "/extra.safetensors")
             }
             var w = SafetensorsWriter(metadata: ["format": "pt", "kind": "optimizer"])
-            for (name, t) in optimizerState { try w.add(name, HostTensor(shape: t.shape, values: t.values)) }
+            for (name, t) in optimizerState { try w.add(name, shape: t.shape, view: ModelIO.view(t.storage)) }
             try w.write(to: tmp + "/optimizer.safetensors")
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -61,6 +61,24 @@ import ToolkitSupport
             }
             #expect(try w.serialized() == original, "\(file)")
         }
+        // F32 tensors added as in-place views write the same bytes as copies do.
+        let original = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("gpt2-tiny/model.safetensors")))
+        let st = try SafetensorsFile(data: original)
+        let tensors = try st.names.map { try ($0, st.tensor($0)) }
+        var w = SafetensorsWriter(metadata: st.metadata.isEmpty ? nil : st.metadata)
+        var buffers: [UnsafeMutableBufferPointer<Float>] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        for (name, t) in tensors {
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: t.values.count)
+            _ = b.initialize(from: t.values)
+            buffers.append(b)
+            try w.add(name, shape: t.shape, view: .init(base: UnsafePointer(b.baseAddress!), count: b.count, owner: nil))
+        }
+        #expect(try w.serialized() == original)
+        #expect(throws: ToolkitError.self) {
+            var bad = SafetensorsWriter()
+            try bad.add("x", shape: [3], view: .init(base: UnsafePointer(buffers[0].baseAddress!), count: 2, owner: nil))
+        }
     }
 
     @Test func widensBF16AndF16Exactly() throws {

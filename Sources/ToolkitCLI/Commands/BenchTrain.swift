@@ -31,6 +31,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Run under mpirun with each of these rank counts (e.g. 1,2) and report the scaling.") var ranks: String?
     @Option(help: "Extra mpirun arguments with --ranks, e.g. \"--mca btl tcp,self\".") var mpiArgs = ""
     @OptionGroup(title: "Data parallel (mpirun)") var parallel: DataParallelFlags
+    @Flag(help: "Recompute each block in the backward (train --activation-checkpointing).") var activationCheckpointing = false
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -100,6 +101,7 @@ struct BenchTrain: ParsableCommand {
         settings.schedule = "constant"
         settings.lr = 1e-4
         settings.gradAccum = gradAccum ?? comm.size
+        if activationCheckpointing { settings.activationCheckpointing = true }
         let data = RandomTokens(vocabSize: model.dims.vocabSize)
         let trainer = try Trainer(model: model, data: data, settings: settings, communicator: comm, parallel: parallel.options)
         var times: [Double] = [], busyTimes: [Double] = [], waits: [Double] = []
