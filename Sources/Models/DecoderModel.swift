@@ -113,11 +113,12 @@ public final class DecoderModel: Module {
 
     /// Mean next-token cross-entropy of `ids` against aligned `targets` (−100 = ignored): the LM
     /// loss of training, validation and evaluation. The positions go through the head and the
-    /// loss `chunk` rows at a time when not recording (validation, eval: a chunk's logits are
+    /// loss `chunk` rows at a time when not recording (validation, eval: each chunk's logits are
     /// freed before the next), and with `activationCheckpointing` while recording, each chunk's
-    /// `[chunk, V]` logits then recomputed in the backward instead of all `[B·T, V]` being kept (at GPT-2's 50,257 tokens, B4×T1024 logits alone take 823 MB, and their gradient as
-    /// much again). Each chunk's mean is weighted by its share of the scored positions, so with
-    /// more than one chunk the result equals the one-piece loss up to float rounding.
+    /// `[chunk, V]` logits then recomputed in the backward instead of all `[B·T, V]` being kept
+    /// (at GPT-2's 50,257 tokens, B4×T1024 logits alone take 823 MB, and their gradient as much
+    /// again). Each chunk's mean is weighted by its share of the scored positions, so with more
+    /// than one chunk the result equals the one-piece loss up to float rounding.
     public func crossEntropy(_ ids: [Int32], targets: [Int32], batch: Int, chunk: Int = 1024, dropoutSeed: UInt64? = nil) throws -> Tensor {
         let h = try hiddenStates(ids, batch: batch, dropoutSeed: dropoutSeed).reshaped([-1, dims.hiddenSize])
         let n = h.shape[0], scored = targets.filter { $0 != -100 }.count

@@ -386,15 +386,18 @@ final class HeldTokens {
         self.path = path
         let fm = FileManager.default
         try AtomicFile.ensureDirectory((path as NSString).deletingLastPathComponent)
-        if keeping == 0 || !fm.fileExists(atPath: path) {
-            guard keeping == 0 else { throw ToolkitError.file(path, "the held validation tokens are missing; remove the journal to start over") }
-            fm.createFile(atPath: path, contents: nil)
-        }
+        if !fm.fileExists(atPath: path) { fm.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forUpdatingAtPath: path) else { throw ToolkitError.file(path, "cannot open for writing") }
         handle = h
         do {
+            // A resumed run needs the tokens its journal names (a shorter file would be padded with zeros).
+            guard try h.seekToEnd() >= UInt64(keeping * 4) else {
+                throw ToolkitError.file(path, "holds fewer than the \(keeping) tokens the journal names; remove journal.json to start over")
+            }
             try h.truncate(atOffset: UInt64(keeping * 4))
             try h.seekToEnd()
+        } catch let e as ToolkitError {
+            throw e
         } catch {
             throw ToolkitError.file(path, "cannot cut back to \(keeping) tokens: \(error)")
         }

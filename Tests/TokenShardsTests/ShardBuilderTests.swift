@@ -271,6 +271,17 @@ import ToolkitSupport
             }
         }
         #expect(FileManager.default.fileExists(atPath: dir.file("resumed/" + ShardBuilder.heldName)))
+        let journal = try JSONDecoder().decode(ShardJournal.self, from: Data(contentsOf: URL(fileURLWithPath: dir.file("resumed/journal.json"))))
+        let heldAtJournal = try #require(journal.resume.heldTokens)
+        #expect(heldAtJournal > 0, "the interruption comes after some documents were held")
+        // A held file shorter than the journal names is refused (it would be padded with zeros).
+        try FileManager.default.copyItem(atPath: dir.file("resumed"), toPath: dir.file("short"))
+        let short = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.file("short/" + ShardBuilder.heldName)))
+        try short.truncate(atOffset: 4)
+        try short.close()
+        expectError(["fewer than"]) {
+            _ = try buildShards(dir, files: [file], separator: "<|sep|>", shardTokens: 700, out: "short", configure: configure)
+        }
         // Held tokens written after the journal's point (as a kill would leave them) are cut back.
         let held = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.file("resumed/" + ShardBuilder.heldName)))
         try held.seekToEnd()
