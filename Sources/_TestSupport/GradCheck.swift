@@ -23,7 +23,7 @@ public enum GradCheck {
     public static func check(
         _ inputs: [Tensor],
         differentiable: [Bool]? = nil,
-        atol: Double = 1e-4, rtol: Double = 1e-3,
+        atol: Double = Tolerance.FiniteDifference.float64Absolute, rtol: Double = Tolerance.FiniteDifference.float64Relative,
         maxCoordinates: Int = 64, seed: UInt64 = 1,
         op: ([Tensor]) throws -> Tensor,
         reference: ([[Double]]) -> [Double]
@@ -53,7 +53,7 @@ public enum GradCheck {
         func projected(_ xs: [[Double]]) -> Double {
             zip(reference(xs), r).reduce(0) { $0 + $1.0 * $1.1 }
         }
-        let eps = 1e-6
+        let eps = Tolerance.FiniteDifference.float64Step
         for (i, leaf) in leaves.enumerated() where diff[i] {
             let g = leaf.grad?.scalars ?? [Float](repeating: 0, count: leaf.count)
             let n = xs[i].count
@@ -87,7 +87,8 @@ extension GradCheck {
     /// `f` (module parameters or inputs): for components built from already-checked ops.
     /// `leaves` are tensors on the tape (`requiringGrad` or parameter values); f must read them.
     public static func checkFloat32(
-        _ leaves: [Tensor], eps: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 2e-2,
+        _ leaves: [Tensor], eps: Float = Tolerance.FiniteDifference.float32Step, atol: Double = Tolerance.FiniteDifference.float32Absolute,
+        rtol: Double = Tolerance.FiniteDifference.float32Relative,
         maxCoordinates: Int = 24, seed: UInt64 = 3, _ f: () throws -> Tensor
     ) throws -> Report {
         let out = try f()

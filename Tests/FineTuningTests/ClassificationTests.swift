@@ -75,10 +75,10 @@ import _TestSupport
         let again = try SequenceClassifier.load(dir)
         #expect(again.labels == ["no", "yes"])
         let p1 = try clf.probabilities(val[0].0), p2 = try again.probabilities(val[0].0)
-        #expect(zip(p1, p2).allSatisfy { abs($0 - $1) < 1e-6 })
+        #expect(zip(p1, p2).allSatisfy { abs($0 - $1) < Tolerance.fewRoundings })
         // Right padding does not change a sequence's prediction.
         let alone = try GradMode.withoutGrad { try clf.logits([val[0].0]).scalars }
         let padded = try GradMode.withoutGrad { try clf.logits([val[0].0, Array(repeating: 5, count: 20)]).scalars }
-        #expect(zip(alone, padded.prefix(2)).allSatisfy { abs($0 - $1) < 1e-4 })
+        #expect(zip(alone, padded.prefix(2)).allSatisfy { abs($0 - $1) < Tolerance.Model.logits })
     }
 }

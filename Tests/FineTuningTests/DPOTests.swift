@@ -29,7 +29,8 @@ import _TestSupport
         let o = try DPO.loss(policyChosen: Tensor(shape: [2], values: [-1, -2]), policyRejected: Tensor(shape: [2], values: [-3, -1]),
                              referenceChosen: Tensor(shape: [2], values: [-2, -2]), referenceRejected: Tensor(shape: [2], values: [-2, -2]),
                              beta: 0.5)
-        #expect(abs(o.chosenReward - 0.25) < 1e-6 && abs(o.rejectedReward - 0.0) < 1e-6 && abs(o.margin - 0.25) < 1e-6)
+        let bound = Tolerance.fewRoundings
+        #expect(abs(o.chosenReward - 0.25) < bound && abs(o.rejectedReward - 0.0) < bound && abs(o.margin - 0.25) < bound)
         #expect(o.accuracy == 0.5)
     }
 
@@ -68,7 +69,7 @@ import _TestSupport
         let policy = try tinyModel(seed: 3)
         let dpo = try DPOTrainer(policy: policy, beta: 0.5, reduction: .mean, padID: 0)
         let start = try dpo.evaluate(val, batchSize: 8)
-        #expect(abs(start["reward_margin"]!) < 1e-6 && abs(start["loss"]! - Foundation.log(2)) < 1e-5)
+        #expect(abs(start["reward_margin"]!) < Tolerance.fewRoundings && abs(start["loss"]! - Foundation.log(2)) < Tolerance.Model.loss)
         let sampler = EpochSampler(count: train.count, seed: 2)
         var margins: [Double] = []
         let result = try fineTune(policy, TrainableScope.all.apply(to: policy), settings(steps: 30, lr: 2e-3), step: { step, _ in

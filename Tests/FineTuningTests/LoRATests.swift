@@ -47,7 +47,7 @@ import _TestSupport
         lin.adapter = adapter
         let with = try lin(x).scalars
         let delta = try LoRAAdapter.delta(x, a: adapter.a.value, b: adapter.b.value, scaling: 2).scalars
-        for i in 0..<base.count { #expect(abs(with[i] - base[i] - delta[i]) < 1e-5) }
+        for i in 0..<base.count { #expect(abs(with[i] - base[i] - delta[i]) < Tolerance.LoRA.hookedOutput) }
         lin.adapter = nil
         #expect(try lin(x).scalars == base)
         // Kaiming-uniform(a=√5) bound 1/√in, B zero.
@@ -128,10 +128,10 @@ import _TestSupport
         for (name, want) in expected {
             for (x, y) in zip(merged[name]!.value.scalars, want) { worst = max(worst, abs(Double(x) - y)) }
         }
-        #expect(worst < 1e-5, "merged weights differ by \(worst)")
+        #expect(worst < Tolerance.LoRA.mergedWeights, "merged weights differ by \(worst)")
         let mergedLogits = try GradMode.withoutGrad { try model(ids, batch: 2).scalars }
         let diff = zip(mergedLogits, adapted).map { abs($0 - $1) }.max() ?? 0
-        #expect(diff < 1e-4, "merged logits differ by \(diff)")
+        #expect(diff < Tolerance.Model.logits, "merged logits differ by \(diff)")
     }
 
     /// LoRA alone can fit a fixed mapping: the loss falls a lot.

@@ -29,10 +29,10 @@ import Tokenization
                     // The same ids (the tokenizer agrees; the context is cut on the left to fit).
                     let full = item.context + item.choices[c]
                     #expect(Array(full.suffix(limit)).map(Int.init) == choice["ids"] as! [Int], "\(task) item \(i) choice \(c)")
-                    // Per-token loss of the continuation within 1e-5 of transformers'.
+                    // Per-token loss of the continuation within `Tolerance.Model.loss` of transformers'.
                     let tokens = Double(choice["continuation_tokens"] as! Int)
                     let mine = result.scores[i].nll[c] / tokens, theirs = (choice["nll"] as! Double) / tokens
-                    #expect(abs(mine - theirs) < 1e-5, "\(name) \(task) item \(i) choice \(c): \(mine) vs \(theirs)")
+                    #expect(abs(mine - theirs) < Tolerance.Model.loss, "\(name) \(task) item \(i) choice \(c): \(mine) vs \(theirs)")
                     #expect(item.choiceCharacters[c] == choice["chars"] as! Int)
                 }
                 #expect(result.scores[i].pick == r["pick"] as! Int && result.scores[i].pickNorm == r["pick_norm"] as! Int)

@@ -158,7 +158,7 @@ private func leaves(_ m: any Module) -> [Tensor] { m.namedParameters().map(\.par
                 }
             }
             let inc = try Tensor.concat(parts, axis: 1)
-            #expect(Fixtures.maxAbsDiff(inc.scalars, full.scalars) < 1e-5, "\(posKind)")
+            #expect(Fixtures.maxAbsDiff(inc.scalars, full.scalars) < Tolerance.Attention.incrementalVsFull, "\(posKind)")
         }
     }
 
@@ -192,10 +192,10 @@ private func leaves(_ m: any Module) -> [Tensor] { m.namedParameters().map(\.par
             let want = f["rope.cos"]!
             let t = want.shape[0]
             let rope = try RotaryEmbedding(headDim: 16, theta: 1e6, scaling: scaling, maxPositions: 128)
-            #expect(Fixtures.maxAbsDiff(rope.inverseFrequencies, f["rope.inv_freq"]!.floats) < 1e-9, "\(folder) inv_freq")
+            #expect(Fixtures.maxAbsDiff(rope.inverseFrequencies, f["rope.inv_freq"]!.floats) < Tolerance.RoPE.inverseFrequencies, "\(folder) inv_freq")
             let tables = rope.hfTables(positions: t)
-            #expect(Fixtures.maxAbsDiff(tables.cos, want.floats) < 2e-6, "\(folder) cos")
-            #expect(Fixtures.maxAbsDiff(tables.sin, f["rope.sin"]!.floats) < 2e-6, "\(folder) sin")
+            #expect(Fixtures.maxAbsDiff(tables.cos, want.floats) < Tolerance.RoPE.tables, "\(folder) cos")
+            #expect(Fixtures.maxAbsDiff(tables.sin, f["rope.sin"]!.floats) < Tolerance.RoPE.tables, "\(folder) sin")
         }
     }
 
@@ -210,14 +210,14 @@ private func leaves(_ m: any Module) -> [Tensor] { m.namedParameters().map(\.par
         let plain = try RotaryEmbedding(headDim: 16, theta: 500_000, maxPositions: 64)
         let want = f["rope.inv_freq"]!.floats
         // Both sides compute in fp32: θ^(2i/d) rounded once, then at most four fp32 operations of the
-        // blend, each within half an ulp, so a few ulps (2^-23 ≈ 1.2e-7 relative each) apart at most.
+        // blend (the bound's derivation is beside it).
         let relative = zip(rope.inverseFrequencies, want).map { abs($0 - $1) / $1 }.max()!
-        #expect(relative < 1e-6, "inv_freq relative difference \(relative)")
+        #expect(relative < Tolerance.RoPE.inverseFrequencyRelative, "inv_freq relative difference \(relative)")
         #expect(plain.inverseFrequencies[0..<4] == rope.inverseFrequencies[0..<4])
         #expect((4..<8).allSatisfy { plain.inverseFrequencies[$0] > rope.inverseFrequencies[$0] })
         let tables = rope.hfTables(positions: f["rope.cos"]!.shape[0])
-        #expect(Fixtures.maxAbsDiff(tables.cos, f["rope.cos"]!.floats) < 2e-6)
-        #expect(Fixtures.maxAbsDiff(tables.sin, f["rope.sin"]!.floats) < 2e-6)
+        #expect(Fixtures.maxAbsDiff(tables.cos, f["rope.cos"]!.floats) < Tolerance.RoPE.tables)
+        #expect(Fixtures.maxAbsDiff(tables.sin, f["rope.sin"]!.floats) < Tolerance.RoPE.tables)
         #expect(scaling.options["original_max_position_embeddings"] == .int(8192))
     }
 

@@ -63,13 +63,13 @@ public final class ScaleNorm: Normalization {
         let analytic = Double(scale.gain.grad!.scalars[0])
         let normalised = try Tensor.rmsNorm(x, weight: nil, eps: 1e-6).scalars
         let expected = zip(normalised, x.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }  // d/dg Σ g·n·x
-        #expect(abs(analytic - expected) < 1e-4 * max(1, abs(expected)))
+        #expect(abs(analytic - expected) < Tolerance.Reduction.broadcastGradientRelative * max(1, abs(expected)))
         // The fast decoder lowers it through the protocol: one row equals the tensor path.
         let (lowered, _) = try DecodeWeights.lower(format: .f32) { try scale.decodeNorm($0) }
         var row = Array(x.scalars[0..<8]), out = [Float](repeating: 0, count: 8), stats = [Float](repeating: 0, count: 2)
         lowered.apply(&row, &out, 8, 1, &stats)
         let want = try scale(x).scalars[0..<8]
-        #expect(zip(out, want).allSatisfy { abs($0 - $1) < 1e-6 })
+        #expect(zip(out, want).allSatisfy { abs($0 - $1) < Float(Tolerance.fewRoundings) })
     }
 
     /// docs/architecture-notes.md, the repository's record of the contract, quotes the example verbatim.

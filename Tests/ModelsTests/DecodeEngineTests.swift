@@ -91,7 +91,7 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         let m = try Self.build(recipe, overrides)
         let r = try Self.compare(m, format: .f32, prompt: Self.randomIDs(7, vocab: m.dims.vocabSize, seed: 1),
                                  tokens: Self.randomIDs(12, vocab: m.dims.vocabSize, seed: 2))
-        #expect(r.maxDiff < 1e-5 * max(1, r.scale), "\(recipe) \(overrides): \(r.maxDiff)")
+        #expect(r.maxDiff < Tolerance.Model.decodeLogitsRelative * max(1, r.scale), "\(recipe) \(overrides): \(r.maxDiff)")
         #expect(r.argmaxAgree == 12)
     }
 
@@ -149,7 +149,7 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
             for (s, logits) in r.stepLogits.enumerated() {
                 let start = (s * prompts.count + row) * v
                 let d = Fixtures.maxAbsDiff(logits, Array(stepLogits[start..<(start + v)]))
-                #expect(d < 1e-4, "\(name) row \(row) step \(s): \(d)")
+                #expect(d < Tolerance.Model.logits, "\(name) row \(row) step \(s): \(d)")
             }
         }
     }
@@ -161,7 +161,7 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         let m = try ModelBuilder.build(Recipe.load("\(recipesDir)/\(recipe).yaml"))
         let r = try Self.compare(m, format: format, prompt: Self.randomIDs(9, vocab: m.dims.vocabSize, seed: 3),
                                  tokens: Self.randomIDs(16, vocab: m.dims.vocabSize, seed: 4))
-        let bound: Float = format == .bf16 ? 0.02 : 0.05
+        let bound = format == .bf16 ? Tolerance.Quantized.bf16LogitsRelative : Tolerance.Quantized.int8LogitsRelative
         #expect(r.maxDiff < bound * r.scale, "\(recipe) \(format): \(r.maxDiff) vs scale \(r.scale)")
         #expect(r.maxDiff > 0, "\(format) weights must differ from f32")
         #expect(r.argmaxAgree >= 14, "\(recipe) \(format): argmax agreed on \(r.argmaxAgree) of 16")
@@ -197,7 +197,7 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         for r in 0..<rows {
             let row = w[(r * cols)..<((r + 1) * cols)]
             #expect(s[r] == (row.map(abs).max() ?? 0) / 127)
-            for c in 0..<cols { #expect(abs(Float(q[r * cols + c]) * s[r] - w[r * cols + c]) <= s[r] / 2 + 1e-7) }
+            for c in 0..<cols { #expect(abs(Float(q[r * cols + c]) * s[r] - w[r * cols + c]) <= s[r] / 2 + Tolerance.Quantized.int8HalfStepSlack) }
         }
     }
 
@@ -234,7 +234,7 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
                 for r in 0..<rows {
                     var ref = 0.5 + Double(bias[r])
                     for c in 0..<cols { ref += Double(wd[r * cols + c]) * Double(x[c]) }
-                    #expect(abs(Double(y[r]) - ref) < 1e-4, "format \(format) \(rows)x\(cols) row \(r)")
+                    #expect(abs(Double(y[r]) - ref) < Tolerance.GEMM.matrixVectorVsFloat64, "format \(format) \(rows)x\(cols) row \(r)")
                 }
             }
         }
@@ -247,9 +247,9 @@ private let recipesDir = Fixtures.root.deletingLastPathComponent().deletingLastP
         let ref = try Evaluation.score(m, sequences: seqs)
         let f32 = try Evaluation.score(m, sequences: seqs, engine: DecodeEngine(model: m))
         #expect(f32.tokens == ref.tokens && ref.tokens == 29 + 99)
-        #expect(abs(f32.loss - ref.loss) < 1e-5, "\(f32.loss) vs \(ref.loss)")
+        #expect(abs(f32.loss - ref.loss) < Tolerance.Model.loss, "\(f32.loss) vs \(ref.loss)")
         let q = try Evaluation.score(m, sequences: seqs, engine: DecodeEngine(model: m, format: .int8))
-        #expect(abs(q.loss - ref.loss) < 0.01 * ref.loss && q.loss != ref.loss)
+        #expect(abs(q.loss - ref.loss) < Tolerance.Quantized.int8LossRelative * ref.loss && q.loss != ref.loss)
     }
 
     @Test func unsupportedModelsSayWhy() throws {

@@ -50,14 +50,14 @@ import _TestSupport
                 return (lg, (try aux.map { try ce + $0 } ?? ce, ce))
             }
             let dl = Fixtures.maxAbsDiff(logits.scalars, f.outputs["logits"]!.floats)
-            #expect(dl < 1e-4, "\(name) \(kernel) logits max diff \(dl)")
+            #expect(dl < Tolerance.Model.logits, "\(name) \(kernel) logits max diff \(dl)")
             let want = f.outputs["loss"]!.floats[0]
-            #expect(abs(loss.0.item() - want) < 1e-5, "\(name) loss \(loss.0.item()) vs \(want)")
-            if let ce = f.outputs["ce_loss"] { #expect(abs(loss.1.item() - ce.floats[0]) < 1e-5) }
+            #expect(abs(loss.0.item() - want) < Float(Tolerance.Model.loss), "\(name) loss \(loss.0.item()) vs \(want)")
+            if let ce = f.outputs["ce_loss"] { #expect(abs(loss.1.item() - ce.floats[0]) < Float(Tolerance.Model.loss)) }
             let names = ["hidden.embed"] + (0..<f.config.numLayers).map { "hidden.layer\($0)" } + ["hidden.final_norm"]
             for (i, n) in names.enumerated() {
                 let d = Fixtures.maxAbsDiff(hidden[i].scalars, f.outputs[n]!.floats)
-                #expect(d < 1e-4, "\(name) \(n): \(d)")
+                #expect(d < Tolerance.Model.hiddenStates, "\(name) \(n): \(d)")
             }
         }
     }
@@ -80,7 +80,7 @@ import _TestSupport
             let d = Fixtures.maxAbsDiff(g, want[pname]!.values)
             if d > worst.1 { worst = (pname, d) }
         }
-        #expect(worst.1 < 1e-5, "\(name): worst gradient \(worst.0) differs by \(worst.1)")
+        #expect(worst.1 < Tolerance.Model.gradients, "\(name): worst gradient \(worst.0) differs by \(worst.1)")
         #expect(f.model.namedParameters().count == want.count)
     }
 
@@ -102,7 +102,7 @@ import _TestSupport
                                                           keepStepLogits: true)
             #expect(r.newTokens == expected, "\(name) cache \(useCache)")
             let flat = r.stepLogits.flatMap { $0 }
-            #expect(Fixtures.maxAbsDiff(flat, stepLogits.floats) < 1e-4, "\(name) cache \(useCache) step logits")
+            #expect(Fixtures.maxAbsDiff(flat, stepLogits.floats) < Tolerance.Model.logits, "\(name) cache \(useCache) step logits")
         }
     }
 
@@ -111,11 +111,11 @@ import _TestSupport
         _ = try GradMode.withoutGrad { try f.model(f.ids, batch: f.batch) }
         for (l, r) in f.model.routingRecords.enumerated() {
             #expect(r.topK.map(Int.init) == f.outputs["router_topk_index.layer\(l)"]!.ints, "layer \(l) top-k")
-            #expect(Fixtures.maxAbsDiff(r.weights, f.outputs["router_topk_weight.layer\(l)"]!.floats) < 1e-5)
-            #expect(Fixtures.maxAbsDiff(r.logits.scalars, f.outputs["router_logits.layer\(l)"]!.floats) < 1e-4)
+            #expect(Fixtures.maxAbsDiff(r.weights, f.outputs["router_topk_weight.layer\(l)"]!.floats) < Tolerance.Model.routingWeights)
+            #expect(Fixtures.maxAbsDiff(r.logits.scalars, f.outputs["router_logits.layer\(l)"]!.floats) < Tolerance.Model.logits)
         }
         let aux = try loadBalancingLoss(f.model.routingRecords, experts: 4, topK: 2)!.item()
-        #expect(abs(aux - f.outputs["aux_loss"]!.floats[0]) < 1e-5)
+        #expect(abs(aux - f.outputs["aux_loss"]!.floats[0]) < Float(Tolerance.Model.loss))
     }
 
     /// A NaN weight is refused at load time, naming the tensor (one NaN in GPT-2's c_attn would

@@ -3,6 +3,7 @@ import Layers
 import Optimizers
 import TensorCore
 import Testing
+import _TestSupport
 
 @Suite struct ConfigurationTests {
     func decode<T: Decodable>(_ json: String, as: T.Type = T.self) throws -> T {
@@ -72,7 +73,7 @@ import Testing
         let wsd = try OptimizerCatalog.schedule("wsd")!.build(10, 100, 0, 0.2)
         #expect(wsd.decayStart == 80 && wsd.multiplier(at: 100) == 0 && wsd.multiplier(at: 0) == 0.1)
         let cosine = try OptimizerCatalog.schedule("cosine")!.build(0, 50, 0.1, 0.2)
-        #expect(abs(cosine.multiplier(at: 50) - 0.1) < 1e-12)
+        #expect(abs(cosine.multiplier(at: 50) - 0.1) < Tolerance.double)
         #expect(throws: OptimizerError.self) { try OptimizerCatalog.schedule("linear")!.build(0, 100, 2, 0.2) }
     }
 }

@@ -3,6 +3,7 @@ import Layers
 import Optimizers
 import TensorCore
 import Testing
+import _TestSupport
 
 /// Five steps of each optimizer on the fixture problem, compared with PyTorch at every step:
 /// the loss, both gradients (evaluated before the step) and both parameters (after it).
@@ -18,44 +19,31 @@ import Testing
         var description: String { name }
     }
 
-    /// Muon against the same update with Newton–Schulz in float64 (derivation; u = 2⁻²⁴):
-    /// - NS iteration = three fp32 GEMMs with inner dimension k ≤ 16 (W is 16×8) on operands of
-    ///   magnitude ≤ 1 (X has unit Frobenius norm, so ‖A‖ = ‖XXᵀ‖ ≤ 1). The BLAS kernel fixes the
-    ///   summation order (AVX-512 and AVX2 kernels block differently), so the error is a rounding
-    ///   walk: √k·u per dot product (Higham's rule of thumb for the γ_k = k·u worst case), scaled by
-    ///   the coefficients: (|a| + |b|·√16 + |c|·(√8 + √16))·u ≈ (3.4 + 19.1 + 13.9)·u ≈ 36u a step.
-    /// - Later iterations amplify it by |p′(σ)| = |a + 3bσ² + 5cσ⁴|: about 3 while the singular
-    ///   values are small (σ ≈ 1/√8 after normalising), at most 1.6 on [0.7, 1.2] where they
-    ///   settle. Summed over the five iterations: 3·3·1.6·1.6 + 3·1.6·1.6 + 3·1.6 + 1.6 + 1 ≈ 36.
-    /// - So |ΔO| ≲ 36·36u ≈ 1300u ≈ 7.7e-5, and W moves by lr·√max(1, rows/cols) = 0.02·√2 times
-    ///   that: ≈ 2.2e-6 a step; five independent steps ≈ √5·2.2e-6 ≈ 4.9e-6 (the fp32 gradient,
-    ///   with inner dimension 32, adds √32·u·|W| ≈ 3e-7).
-    /// - Bound 5e-6 (measured: 4e-7 with OpenBLAS SkylakeX, 1.4e-6 with Haswell). Against the fp32
-    ///   NS reference both sides round independently: √2 · 5e-6 ≈ 7e-6. Against torch's bfloat16
-    ///   NS (u_bf16 = 2⁻⁸) the fixture records 8.8e-4.
-    static let muonVsFloat64 = 5e-6
-    static let muonVsFloat32 = 7e-6
+    // Bounds and their derivations: `Tolerance.Optimizer` (Sources/_TestSupport/Tolerance.swift).
 
     static let runs: [Run] = [
-        Run(name: "sgd", references: [("sgd", 1e-6)]) { try SGD($0.named, learningRate: 0.05) },
-        Run(name: "sgd_momentum", references: [("sgd_momentum", 1e-6)]) {
+        Run(name: "sgd", references: [("sgd", Tolerance.Optimizer.fixtureStep)]) { try SGD($0.named, learningRate: 0.05) },
+        Run(name: "sgd_momentum", references: [("sgd_momentum", Tolerance.Optimizer.fixtureStep)]) {
             try SGD($0.named, learningRate: 0.05, momentum: 0.9, weightDecay: 0.01)
         },
-        Run(name: "sgd_nesterov", references: [("sgd_nesterov", 1e-6)]) {
+        Run(name: "sgd_nesterov", references: [("sgd_nesterov", Tolerance.Optimizer.fixtureStep)]) {
             try SGD($0.named, learningRate: 0.05, momentum: 0.9, nesterov: true, weightDecay: 0.01)
         },
-        Run(name: "adam", references: [("adam", 1e-6)]) { try Adam($0.named, learningRate: 0.01) },
-        Run(name: "adam_l2", references: [("adam_l2", 1e-6)]) {
+        Run(name: "adam", references: [("adam", Tolerance.Optimizer.fixtureStep)]) { try Adam($0.named, learningRate: 0.01) },
+        Run(name: "adam_l2", references: [("adam_l2", Tolerance.Optimizer.fixtureStep)]) {
             try Adam($0.named, learningRate: 0.01, weightDecay: 0.1)
         },
-        Run(name: "adamw", references: [("adamw", 1e-6)]) {
+        Run(name: "adamw", references: [("adamw", Tolerance.Optimizer.fixtureStep)]) {
             try AdamW($0.named, learningRate: 0.01, weightDecay: 0.1)
         },
         // torch.optim.Muon runs Newton–Schulz in bfloat16: loose against it, tight against the
         // same update with NS in float32 / float64.
         Run(
             name: "muon",
-            references: [("muon_ns_fp32", muonVsFloat32), ("muon_ns_fp64", muonVsFloat64), ("muon", 5e-3)],
+            references: [
+                ("muon_ns_fp32", Tolerance.Optimizer.muonVsFloat32), ("muon_ns_fp64", Tolerance.Optimizer.muonVsFloat64),
+                ("muon", Tolerance.Optimizer.muonVsTorchBFloat16),
+            ],
             accumulatedGradB: ["muon"]
         ) {
             try Muon([("W", $0.w)], learningRate: 0.02, weightDecay: 0.1, momentum: 0.95)

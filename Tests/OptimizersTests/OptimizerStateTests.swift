@@ -2,6 +2,7 @@ import Layers
 import Optimizers
 import TensorCore
 import Testing
+import _TestSupport
 
 @Suite struct OptimizerStateTests {
     typealias Factory = @Sendable (RegressionProblem) throws -> any Optimizer
@@ -73,7 +74,7 @@ import Testing
         // First Adam step: exp_avg = (1 − β1)·g.
         let g = try #require(p.b.grad).scalars
         let m = try #require(state["b.exp_avg"]).values
-        for i in 0..<8 { #expect(abs(m[i] - 0.1 * g[i]) <= 1e-7) }
+        for i in 0..<8 { #expect(abs(m[i] - 0.1 * g[i]) <= Tolerance.Optimizer.adamFirstMoment) }
     }
 
     @Test func badStateIsRejectedAndLeavesStateUnchanged() throws {

@@ -1,8 +1,9 @@
 import Optimizers
 import Testing
+import _TestSupport
 
 @Suite struct ScheduleTests {
-    func close(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 1e-12 }
+    func close(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= Tolerance.double }
 
     @Test func cosineWarmupThenDecayToMinimum() throws {
         let s = try LRSchedule(.cosine, warmupSteps: 10, totalSteps: 110, minRatio: 0.1)

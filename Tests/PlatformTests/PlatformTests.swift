@@ -2,6 +2,7 @@ import CPlatform
 import Foundation
 import Platform
 import Testing
+import _TestSupport
 
 @Suite struct PlatformTests {
     private func candidates(_ f: tk_cpu_info, _ level: Int32) -> [String] {
@@ -33,7 +34,7 @@ import Testing
 
     @Test func startupSelectionIsConsistent() {
         // The constructor checked the kernel in use against float64 before main.
-        #expect(BLASLibrary.startupError < 1e-5, "\(BLASLibrary.kernel): \(BLASLibrary.startupError)")
+        #expect(BLASLibrary.startupError < Tolerance.GEMM.startupCheckRelative, "\(BLASLibrary.kernel): \(BLASLibrary.startupError)")
         #expect(BLASLibrary.threads == 1)
         if BLASLibrary.source == .toolkit {
             // OpenBLAS spells some names differently from the OPENBLAS_CORETYPE value ("Sandybridge").

@@ -1,15 +1,16 @@
 import Foundation
 import Testing
 import ToolkitSupport
+import _TestSupport
 
 @testable import Reporting
 
 @Suite struct CompareReportTests {
     @Test func aggregateUsesSampleStandardDeviation() {
         let a = Aggregate([3.0, 3.2, 3.4, 3.8])
-        #expect(abs(a.mean - 3.35) < 1e-12)
+        #expect(abs(a.mean - 3.35) < Tolerance.double)
         // Σ(x − 3.35)² = 0.1225 + 0.0225 + 0.0025 + 0.2025 = 0.35; /(4 − 1); sqrt.
-        #expect(abs(a.sd! - (0.35 / 3).squareRoot()) < 1e-12)
+        #expect(abs(a.sd! - (0.35 / 3).squareRoot()) < Tolerance.double)
         #expect(Aggregate([2.5]).sd == nil)
         #expect(Aggregate([2.5]).mean == 2.5)
     }
@@ -213,10 +214,10 @@ import ToolkitSupport
         let gpt2 = report.curves[0]
         #expect(gpt2.name == "gpt2")
         #expect(gpt2.train.map(\.tokens) == (1...6).map { Double($0 * 4096) })
-        #expect(abs(gpt2.train[0].mean - 7.05) < 1e-12)
-        #expect(abs(gpt2.train[0].sd! - 0.1 / 2.0.squareRoot()) < 1e-12)
+        #expect(abs(gpt2.train[0].mean - 7.05) < Tolerance.double)
+        #expect(abs(gpt2.train[0].sd! - 0.1 / 2.0.squareRoot()) < Tolerance.double)
         #expect(gpt2.val.map(\.tokens) == [12288, 24576])
-        #expect(abs(gpt2.val[1].mean - 5.3) < 1e-12)
+        #expect(abs(gpt2.val[1].mean - 5.3) < Tolerance.double)
         // A seed that stopped early limits the average to the common points.
         let short = MetricsLog(steps: [
             StepRow(step: 1, loss: 1, tokens: 4096), StepRow(step: 2, loss: 2, tokens: 8192),

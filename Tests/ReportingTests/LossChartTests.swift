@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import _TestSupport
 
 @testable import Reporting
 
@@ -70,7 +71,7 @@ import Testing
         #expect(a.ticks == [3, 4, 5, 6, 7])
         #expect(a.label(3) == "3")
         let padded = Axis(min: 2.87, max: 7.31, padding: 0.04)
-        #expect(abs(padded.low - (2.87 - 0.1776)) < 1e-12 && padded.ticks == [3, 4, 5, 6, 7])
+        #expect(abs(padded.low - (2.87 - 0.1776)) < Tolerance.double && padded.ticks == [3, 4, 5, 6, 7])
         let b = Axis(min: 0, max: 1_310_720)
         #expect(b.step == 200_000)
         #expect(b.ticks.first == 0 && b.ticks.last == 1_200_000 && b.ticks.count == 7)

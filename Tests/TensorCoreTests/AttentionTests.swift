@@ -40,7 +40,7 @@ private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: Att
             ]
             for (name, got, want) in expect {
                 let diff = Fixtures.maxAbsDiff(got, want.scalars)
-                #expect(diff < 2e-5, "\(kernel) \(mode) \(name): max diff \(diff)")
+                #expect(diff < Tolerance.Attention.vsFloat64Fixture, "\(kernel) \(mode) \(name): max diff \(diff)")
             }
         }
     }
@@ -67,7 +67,7 @@ private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: Att
             for (name, a, c) in [("out", n.out, ti.out), ("lse", n.lse, ti.lse), ("dq", n.dq, ti.dq),
                                  ("dk", n.dk, ti.dk), ("dv", n.dv, ti.dv)] {
                 let diff = Fixtures.maxAbsDiff(a, c)
-                #expect(diff < 1e-5, "T \(t) D \(d) H \(h)/\(kvh) window \(String(describing: window)) causal \(causal) alibi \(alibi) \(name): \(diff)")
+                #expect(diff < Tolerance.Attention.tiledVsNaive, "T \(t) D \(d) H \(h)/\(kvh) window \(String(describing: window)) causal \(causal) alibi \(alibi) \(name): \(diff)")
             }
         }
     }
@@ -99,7 +99,7 @@ private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: Att
             let tail = try Tensor.attention(q: q.slice(axis: 1, 17..<20), k: k, v: v,
                                             options: AttentionOptions(window: 6, alibiSlopes: slopes, queryOffset: 17, scale: 0.25, kernel: kernel))
             let want = try full.slice(axis: 1, 17..<20)
-            #expect(Fixtures.maxAbsDiff(tail.scalars, want.scalars) < 1e-6)
+            #expect(Fixtures.maxAbsDiff(tail.scalars, want.scalars) < Tolerance.Attention.queryOffsetRows)
         }
     }
 
@@ -182,7 +182,7 @@ private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: Att
             let names = ["out", "lse", "dq", "dk", "dv", "dsinks"]
             for (i, name) in names.enumerated() {
                 let (a, c) = (naive[i], tiled[i])
-                #expect(Fixtures.maxAbsDiff(a, c) < 1e-5, "T \(t) D \(d) window \(String(describing: window)) \(name): \(Fixtures.maxAbsDiff(a, c))")
+                #expect(Fixtures.maxAbsDiff(a, c) < Tolerance.Attention.tiledVsNaive, "T \(t) D \(d) window \(String(describing: window)) \(name): \(Fixtures.maxAbsDiff(a, c))")
             }
         }
     }
@@ -191,7 +191,8 @@ private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: Att
         #expect(ALiBi.slopes(heads: 4) == [0.25, 0.0625, 0.015625, 0.00390625])
         #expect(ALiBi.slopes(heads: 3) == [0.0625, 0.00390625, 0.25])
         let s12 = ALiBi.slopes(heads: 12)
-        #expect(abs(s12[8] - 0.70710678) < 1e-6 && abs(s12[11] - 0.08838835) < 1e-6)
+        let slopeBound = Float(Tolerance.fewRoundings)
+        #expect(abs(s12[8] - 0.70710678) < slopeBound && abs(s12[11] - 0.08838835) < slopeBound)
         let s6 = ALiBi.slopes(heads: 6)
         #expect(s6 == [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125])
     }

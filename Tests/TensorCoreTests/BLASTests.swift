@@ -1,4 +1,5 @@
 import Testing
+import _TestSupport
 @testable import TensorCore
 
 @Suite struct BLASTests {
@@ -34,7 +35,7 @@ import Testing
                 for (i, r) in results.enumerated().dropFirst() {
                     var worst: Float = 0
                     for (x, y) in zip(r, results[0]) { worst = max(worst, abs(x - y)) }
-                    #expect(worst < 1e-5, "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) split \(i): \(worst)")
+                    #expect(worst < Tolerance.GEMM.splitVsUnsplit, "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) split \(i): \(worst)")
                     // Padding columns of C (beyond n) are never written.
                     for row in 0..<m { for j in n..<ldc { #expect(r[row * ldc + j] == c0[row * ldc + j]) } }
                 }
@@ -75,7 +76,7 @@ import Testing
                         s += Double(av) * Double(bv)
                     }
                     let want = Double(alpha) * s + Double(beta)
-                    #expect(abs(Double(c[j]) - want) < 1e-4, "ta \(ta) tb \(tb) alpha \(alpha) beta \(beta) j \(j)")
+                    #expect(abs(Double(c[j]) - want) < Tolerance.GEMM.matrixVectorVsFloat64, "ta \(ta) tb \(tb) alpha \(alpha) beta \(beta) j \(j)")
                 }
             }
         }
@@ -112,7 +113,7 @@ import Testing
                     worst = max(worst, abs(Double(pass) * s - Double(dw[o * inF + i])))
                 }
             }
-            #expect(worst < 1e-3, "pass \(pass): max |Δ| \(worst)")
+            #expect(worst < Tolerance.GEMM.largeBackwardVsFloat64, "pass \(pass): max |Δ| \(worst)")
         }
     }
 }

@@ -70,7 +70,7 @@ import _TestSupport
                 // kernel's sums (which fold it into the final division): a few ulps of the
                 // attention's own tolerance, as in the tests without dropout.
                 let diff = Fixtures.maxAbsDiff(naive[i], tiled[i])
-                #expect(diff < 1e-5, "T \(t) D \(d) window \(String(describing: window)) \(name): \(diff)")
+                #expect(diff < Tolerance.Attention.tiledVsNaive, "T \(t) D \(d) window \(String(describing: window)) \(name): \(diff)")
             }
         }
     }
@@ -99,7 +99,7 @@ import _TestSupport
                         let wv = weights[hi][i][j] * x[2][(j * h + hi) * d + e]
                         return acc + wv * wv
                     } * Double(p) / (1 - Double(p))
-                    let bound = 5 * (variance / Double(n)).squareRoot() + 1e-6
+                    let bound = Tolerance.Statistics.sigmas * (variance / Double(n)).squareRoot() + Tolerance.fewRoundings
                     #expect(abs(sum[idx] / Double(n) - Double(exact[idx])) <= bound, "row \(i) head \(hi) e \(e)")
                 }
             }
@@ -147,9 +147,9 @@ import _TestSupport
             let y = try Tensor.ones([n]).dropout(p, seed: 3).scalars
             let kept = Double(y.filter { $0 != 0 }.count) / Double(n)
             let sdKept = (Double(p) * (1 - Double(p)) / Double(n)).squareRoot()
-            #expect(abs(kept - (1 - Double(p))) <= 5 * sdKept, "p \(p): kept \(kept)")
+            #expect(abs(kept - (1 - Double(p))) <= Tolerance.Statistics.sigmas * sdKept, "p \(p): kept \(kept)")
             let mean = y.reduce(0.0) { $0 + Double($1) } / Double(n)
-            #expect(abs(mean - 1) <= 5 * sdKept / (1 - Double(p)), "p \(p): mean \(mean)")
+            #expect(abs(mean - 1) <= Tolerance.Statistics.sigmas * sdKept / (1 - Double(p)), "p \(p): mean \(mean)")
             #expect(y.allSatisfy { $0 == 0 || $0 == 1 / (1 - p) })
         }
     }
@@ -162,7 +162,7 @@ import _TestSupport
         // Independent masks agree on about half the entries (5 standard deviations: 160 of 4096).
         for other in [otherSeed, otherRow] {
             let same = zip(a, other).filter { $0 == $1 }.count
-            #expect(abs(same - 2048) < 160, "\(same) of 4096 agree")
+            #expect(Double(abs(same - 2048)) < Tolerance.Statistics.sigmas * (4096 * 0.25).squareRoot(), "\(same) of 4096 agree")
         }
         #expect(try Tensor.ones([10]).dropout(0, seed: 1).scalars == [Float](repeating: 1, count: 10))
         #expect(throws: TensorError.self) { try Tensor.ones([10]).dropout(1, seed: 1) }

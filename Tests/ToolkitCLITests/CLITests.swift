@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import _TestSupport
 
 /// End-to-end checks of the `toolkit` binary that `swift test` builds next to the test bundle.
 enum CLI {
@@ -176,7 +177,7 @@ enum CLI {
         let ef = try CLI.run(["eval", "--model", dir, "--tokens", tokens, "--weights", "f32", "--json"])
         #expect(ef.code == 0, "\(ef.err)")
         let jf = try CLI.json(ef.out)
-        #expect(abs((jf["loss"] as? Double ?? 0) - (j["loss"] as? Double ?? 1)) < 1e-5 && jf["weights"] as? String == "f32")
+        #expect(abs((jf["loss"] as? Double ?? 0) - (j["loss"] as? Double ?? 1)) < Tolerance.Model.loss && jf["weights"] as? String == "f32")
         try "[[1,2,100000]]".write(toFile: tokens, atomically: true, encoding: .utf8)
         let bad = try CLI.run(["eval", "--model", dir, "--tokens", tokens])
         #expect(bad.code != 0 && bad.err.contains("100000"))

@@ -1,17 +1,15 @@
 import Checkpointing
 import Foundation
 import Testing
+import _TestSupport
 
 /// `mpirun -np 2 toolkit train` against one process with the same global batch.
 ///
 /// Bound: both runs sum the same two micro-batch gradients, but one process accumulates the second
 /// into the first inside the backward kernels while MPI adds two finished buffers, so each gradient
-/// element differs by a few fp32 ulps. AdamW divides every update by √v̂, so an element whose
-/// gradient is at that noise level can move by up to 2·lr per step in one run and not the other:
-/// after 20 steps at lr 3e-3 the weights may differ by that much at worst (observed 1.2e-5). The
-/// losses average over all weights and stay within 1e-5 (observed 2.4e-7, half an ulp of the loss).
-/// A real fault (a rank's gradients missing from the sum, a wrong scale, the same micro-batch on
-/// both ranks) moves the losses by 1e-3 or more from the first step on.
+/// element differs by a few fp32 ulps and the losses by `Tolerance.Training.reorderedLoss` (its
+/// derivation is beside it). A real fault (a rank's gradients missing from the sum, a wrong scale,
+/// the same micro-batch on both ranks) moves the losses by 1e-3 or more from the first step on.
 @Suite(.serialized) struct DistributedTests {
     static let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
                                  "OMPI_MCA_rmaps_base_oversubscribe": "1"]
@@ -52,7 +50,7 @@ import Testing
         #expect(b.code == 0, "\(b.err)")
         let la = try Self.losses(one), lb = try Self.losses(two)
         #expect(la.count == 20 && lb.count == 20)
-        for (i, (x, y)) in zip(la, lb).enumerated() { #expect(abs(x - y) < 1e-5, "step \(i + 1): \(x) vs \(y)") }
+        for (i, (x, y)) in zip(la, lb).enumerated() { #expect(abs(x - y) < Tolerance.Training.reorderedLoss, "step \(i + 1): \(x) vs \(y)") }
         // A run saved with 2 ranks resumes in one process (and the other way) on the same batches.
         let mixed = tmp.appendingPathComponent("mixed").path
         #expect(try Self.mpirun(["train"] + common + ["--steps", "10", "--out", mixed]).code == 0)
@@ -60,7 +58,7 @@ import Testing
         #expect(r.code == 0, "\(r.err)")
         let lm = try Self.losses(mixed)
         #expect(lm.count == 20)
-        for (i, (x, y)) in zip(la, lm).enumerated() { #expect(abs(x - y) < 1e-5, "resumed step \(i + 1): \(x) vs \(y)") }
+        for (i, (x, y)) in zip(la, lm).enumerated() { #expect(abs(x - y) < Tolerance.Training.reorderedLoss, "resumed step \(i + 1): \(x) vs \(y)") }
         // MoE: an expert no token chose on any rank keeps no gradient, and the optimizer skips it
         // exactly as in one process.
         let moe = ["--recipe", "nano-moe", "--set", "model.vocab_size=300", "--set", "model.mlp.experts=16", "--data", shards, "--batch-size", "1", "--seq-len", "8",
@@ -69,7 +67,7 @@ import Testing
         #expect(try CLI.run(["train"] + moe + ["--out", m1]).code == 0)
         #expect(try Self.mpirun(["train"] + moe + ["--out", m2]).code == 0)
         for (i, (x, y)) in zip(try Self.losses(m1), try Self.losses(m2)).enumerated() {
-            #expect(abs(x - y) < 1e-5, "moe step \(i + 1): \(x) vs \(y)")
+            #expect(abs(x - y) < Tolerance.Training.reorderedLoss, "moe step \(i + 1): \(x) vs \(y)")
         }
         // grad_accum must split evenly over the ranks; every rank reports it and the job ends non-zero.
         let bad = try Self.mpirun(["train"] + common.map { $0 == "2" ? "3" : $0 } + ["--steps", "2", "--out", tmp.appendingPathComponent("bad").path])
@@ -92,10 +90,9 @@ import Testing
     /// Bounds: with two ranks every gradient element is a + b whichever collective sums it
     /// (allreduce in buckets, allreduce after the backward, reduce to the owner), and IEEE addition
     /// commutes, so overlap on and off give bit-identical weights (asserted == 0). ZeRO-1 sums the
-    /// squared gradient norm as two Double partial sums instead of one running sum; that moves the
-    /// clipping factor (rounded to Float) by at most one Float ulp in a step, and the resulting
-    /// relative change of 6e-8 in an update of at most lr = 3e-3 is far below the 1e-6 asserted
-    /// on the weights. Against one process the bound of the suite's header applies (losses 1e-5).
+    /// squared gradient norm as two Double partial sums instead of one running sum, which moves the
+    /// clipping factor by at most one Float ulp a step (`Tolerance.Training.shardedOptimizerWeights`).
+    /// Against one process the bound of the suite's header applies (`Tolerance.Training.reorderedLoss`).
     @Test func overlapAndShardedOptimizerMatch() throws {
         let tmp = CLI.temp("mpi-zero"), shards = try Self.shards(in: tmp)
         for optimizer in ["adamw", "muon"] {
@@ -115,13 +112,13 @@ import Testing
             let sharded = try run("zero1", ["--shard-optimizer"], ranks: 2)
             #expect(try Self.weightDifference(overlapped, after, step: 20) == 0, "\(optimizer): overlap changed the sums")
             let zero = try Self.weightDifference(overlapped, sharded, step: 20)
-            #expect(zero <= 1e-6, "\(optimizer): ZeRO-1 weights differ by \(zero)")
+            #expect(zero <= Tolerance.Training.shardedOptimizerWeights, "\(optimizer): ZeRO-1 weights differ by \(zero)")
             let reference = try Self.losses(one)
             #expect(reference.count == 20)
             for run in [overlapped, after, sharded] {
                 let l = try Self.losses(run)
                 #expect(l.count == 20)
-                for (i, (x, y)) in zip(reference, l).enumerated() { #expect(abs(x - y) < 1e-5, "\(run) step \(i + 1): \(x) vs \(y)") }
+                for (i, (x, y)) in zip(reference, l).enumerated() { #expect(abs(x - y) < Tolerance.Training.reorderedLoss, "\(run) step \(i + 1): \(x) vs \(y)") }
             }
             // A sharded optimizer state is saved whole: 10 steps on two ranks with ZeRO-1, then 10
             // more in one process, and the other way round, follow the one-process run.
@@ -136,7 +133,7 @@ import Testing
                 #expect(r.code == 0, "\(name): \(r.err)")
                 let l = try Self.losses(out)
                 #expect(l.count == 20)
-                for (i, (x, y)) in zip(reference, l).enumerated() { #expect(abs(x - y) < 1e-5, "\(name) step \(i + 1): \(x) vs \(y)") }
+                for (i, (x, y)) in zip(reference, l).enumerated() { #expect(abs(x - y) < Tolerance.Training.reorderedLoss, "\(name) step \(i + 1): \(x) vs \(y)") }
             }
         }
     }
@@ -144,7 +141,8 @@ import Testing
     /// `mpirun -np 2 toolkit compare` trains runs 1, 3 on rank 0 and 2, 4 on rank 1 and writes the
     /// serial compare's report. Each run is one process either way, but a rank runs its products on
     /// one core where the serial compare uses two, and a split reduction (a bias or norm gradient
-    /// summed in two halves) rounds differently: the losses agree to 1e-5, not bit for bit.
+    /// summed in two halves) rounds differently: the losses agree to `Tolerance.Training.reorderedLoss`,
+    /// not bit for bit.
     @Test func compareSpreadsItsRunsOverRanks() throws {
         let tmp = CLI.temp("mpi-compare"), shards = try Self.shards(in: tmp)
         let args = ["compare", "nano", "vs", "nano-qwen3", "--data", shards, "--steps", "4", "--seeds", "2",
@@ -168,7 +166,7 @@ import Testing
             for seed in 1...2 {
                 let x = try Self.losses("\(serial)/\(variant)/seed-\(seed)"), y = try Self.losses("\(spread)/\(variant)/seed-\(seed)")
                 #expect(x.count == 4 && y.count == 4)
-                for (i, (p, q)) in zip(x, y).enumerated() { #expect(abs(p - q) < 1e-5, "\(variant) seed \(seed) step \(i + 1): \(p) vs \(q)") }
+                for (i, (p, q)) in zip(x, y).enumerated() { #expect(abs(p - q) < Tolerance.Training.reorderedLoss, "\(variant) seed \(seed) step \(i + 1): \(p) vs \(q)") }
             }
         }
     }

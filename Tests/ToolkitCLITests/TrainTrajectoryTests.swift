@@ -1,12 +1,13 @@
 import Foundation
 import Testing
+import _TestSupport
 
 /// `toolkit train --init HF-DIR --tokens FILE` against PyTorch: the 5-step full-batch loss
 /// trajectories in `Fixtures/hf-trajectories/expected.json`, made by
 /// `scripts/fixtures/make-train-trajectories.py` from small random HF models (gpt2, qwen3 with GQA,
 /// qwen3_moe with router aux loss, qwen3 with an untied head) with torch.optim.AdamW / SGD.
 @Suite struct TrainTrajectoryTests {
-    static let tolerance = 1e-4
+    static let tolerance = Tolerance.Training.trajectoryLoss
 
     static var root: URL {
         get throws {
@@ -81,7 +82,7 @@ import Testing
             let e = try CLI.run(["eval", "--model", dir.path, "--tokens", tokens, "--json"] + extra)
             #expect(e.code == 0, "\(e.err)")
             let loss = try CLI.json(e.out)["loss"] as? Double ?? .nan
-            #expect(abs(loss - wantLoss) < 1e-5, "\(model) \(extra): \(loss) vs \(wantLoss)")
+            #expect(abs(loss - wantLoss) < Tolerance.Model.loss, "\(model) \(extra): \(loss) vs \(wantLoss)")
         }
     }
 }

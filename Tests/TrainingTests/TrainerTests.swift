@@ -95,7 +95,7 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
 
     /// The LM head and loss in chunks (each recomputed in the backward) give the one-piece loss and
     /// gradients up to float rounding: the chunk means are weighted sums of the same terms, added
-    /// in another order (a few ulps of values of order 1–10, hence 1e-5).
+    /// in another order (`Tolerance.Model.loss`, `Tolerance.Model.gradients`).
     @Test func chunkedHeadLossMatchesTheWholeOne() throws {
         let data = try ShardTrainingData(directory: try makeShards(), expectedTokenizerHash: nil, allowMismatch: false)
         let b = try data.batch(step: 1, micro: 0, settings: settings { _ in }, seqLen: 32)
@@ -114,10 +114,10 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
             try loss.backward()
             results.append((loss.item(), m.namedParameters().map { $0.parameter.value.grad?.scalars ?? [] }))
         }
-        #expect(abs(results[0].0 - results[1].0) < 1e-5)
+        #expect(abs(results[0].0 - results[1].0) < Float(Tolerance.Model.loss))
         for (g0, g1) in zip(results[0].1, results[1].1) {
             #expect(!g0.isEmpty && g0.count == g1.count)
-            #expect(zip(g0, g1).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($0)) })
+            #expect(zip(g0, g1).allSatisfy { abs($0 - $1) <= Tolerance.Model.gradients * max(1, abs($0)) })
         }
     }
 
@@ -241,8 +241,8 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
             weights.append(ModelIO.hostTensors(t.model).mapValues(\.values))
         }
         for i in 1..<3 {
-            for (x, y) in zip(losses[0], losses[i]) { #expect(abs(x - y) < 1e-5) }
-            for (k, v) in weights[0] { #expect(Fixtures.maxAbsDiff(v, weights[i][k]!) < 1e-5, "\(k)") }
+            for (x, y) in zip(losses[0], losses[i]) { #expect(abs(x - y) < Tolerance.Training.reorderedLoss) }
+            for (k, v) in weights[0] { #expect(Fixtures.maxAbsDiff(v, weights[i][k]!) < Tolerance.Training.reorderedWeights, "\(k)") }
         }
     }
 
@@ -283,7 +283,7 @@ private func settings(_ f: (inout TrainSettings) -> Void) -> TrainSettings {
         var first: Double? = nil
         t.onStep = { row, _ in if first == nil { first = row.loss } }
         _ = try t.run()
-        #expect(abs(first! - before) < 1e-6)  // step 1 logs the initial loss, as toolkit eval computes it
+        #expect(abs(first! - before) < Tolerance.fewRoundings)  // step 1 logs the initial loss, as toolkit eval computes it
     }
 
     @Test func tokenFileBatchReadsEveryTokenAsPyTorchLabelsEqualIds() throws {
