@@ -1,5 +1,6 @@
 #include "ckernels.h"
 #include "tk_math.h"
+#include <string.h>
 #include <math.h>
 
 /* tanh(u) = 1 - 2 / (exp(2u) + 1), with |u| clamped to 9 (tanh(9) = 1 in float32). */
@@ -53,20 +54,20 @@ TK_KERNEL(tk_swiglu_forward, (const float *gate, const float *up, float *y, size
     for (size_t i = begin; i < end; i++) y[i] = gate[i] * sigm(gate[i]) * up[i];
 }
 
-TK_KERNEL(tk_swiglu_backward, (const float *gate, const float *up, const float *dy, float *dgate, float *dup, size_t begin, size_t end), (gate, up, dy, dgate, dup, begin, end)) {
+TK_KERNEL(tk_swiglu_backward, (const float *gate, const float *up, const float *dy, float *dgate, float *dup, int accumulate, size_t begin, size_t end), (gate, up, dy, dgate, dup, accumulate, begin, end)) {
     if (dgate && dup) {
         for (size_t i = begin; i < end; i++) {
             float g = gate[i], s = sigm(g);
-            dgate[i] += dy[i] * up[i] * s * (1.0f + g * (1.0f - s));
-            dup[i] += dy[i] * g * s;
+            TK_PUT(dgate[i], dy[i] * up[i] * s * (1.0f + g * (1.0f - s)));
+            TK_PUT(dup[i], dy[i] * g * s);
         }
     } else if (dgate) {
         for (size_t i = begin; i < end; i++) {
             float g = gate[i], s = sigm(g);
-            dgate[i] += dy[i] * up[i] * s * (1.0f + g * (1.0f - s));
+            TK_PUT(dgate[i], dy[i] * up[i] * s * (1.0f + g * (1.0f - s)));
         }
     } else if (dup) {
-        for (size_t i = begin; i < end; i++) dup[i] += dy[i] * gate[i] * sigm(gate[i]);
+        for (size_t i = begin; i < end; i++) TK_PUT(dup[i], dy[i] * gate[i] * sigm(gate[i]));
     }
 }
 
@@ -100,14 +101,17 @@ TK_KERNEL(tk_cross_entropy_forward, (const float *logits, const int *targets, in
     }
 }
 
-TK_KERNEL(tk_cross_entropy_backward, (const float *logits, const int *targets, int ignore_index, int n, const float *lse, float scale, float *dlogits, int row_begin, int row_end), (logits, targets, ignore_index, n, lse, scale, dlogits, row_begin, row_end)) {
+TK_KERNEL(tk_cross_entropy_backward, (const float *logits, const int *targets, int ignore_index, int n, const float *lse, float scale, float *dlogits, int accumulate, int row_begin, int row_end), (logits, targets, ignore_index, n, lse, scale, dlogits, accumulate, row_begin, row_end)) {
     for (int r = row_begin; r < row_end; r++) {
         int t = targets[r];
-        if (t == ignore_index) continue;
-        const float *xr = logits + (size_t)r * n;
         float *dr = dlogits + (size_t)r * n;
+        if (t == ignore_index) {
+            if (!accumulate) memset(dr, 0, sizeof(float) * (size_t)n);
+            continue;
+        }
+        const float *xr = logits + (size_t)r * n;
         float m = lse[r];
-        for (int j = 0; j < n; j++) dr[j] += scale * tk_expf1(xr[j] - m);
+        for (int j = 0; j < n; j++) TK_PUT(dr[j], scale * tk_expf1(xr[j] - m));
         dr[t] -= scale;
     }
 }

@@ -108,6 +108,7 @@ static inline __attribute__((always_inline)) void mk_gemm(const int lvl, int M, 
         for (; n0 + 16 <= N; n0 += 16) {
             int m0 = 0;
             for (; m0 + 6 <= M; m0 += 6) TK_MK_BLOCK(6, 1);
+            for (; m0 + 4 <= M; m0 += 4) TK_MK_BLOCK(4, 1);
             for (; m0 + 2 <= M; m0 += 2) TK_MK_BLOCK(2, 1);
             for (; m0 < M; m0++) TK_MK_BLOCK(1, 1);
         }

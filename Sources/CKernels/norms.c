@@ -74,7 +74,7 @@ TK_KERNEL(tk_rmsnorm_forward, (const float *x, const float *w, float eps, int c,
     }
 }
 
-TK_KERNEL(tk_rmsnorm_backward, (const float *x, const float *g, const float *w, const float *rstd_in, int c, float *dx, int row_begin, int row_end), (x, g, w, rstd_in, c, dx, row_begin, row_end)) {
+TK_KERNEL(tk_rmsnorm_backward, (const float *x, const float *g, const float *w, const float *rstd_in, int c, float *dx, int accumulate, int row_begin, int row_end), (x, g, w, rstd_in, c, dx, accumulate, row_begin, row_end)) {
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
         float *dr = dx + (size_t)row * c;
@@ -92,7 +92,7 @@ TK_KERNEL(tk_rmsnorm_backward, (const float *x, const float *g, const float *w, 
         float m = s / (float)c;
         for (j = 0; j < c; j++) {
             float dn = w ? gr[j] * w[j] : gr[j];
-            dr[j] += rstd * (dn - xr[j] * rstd * m);
+            TK_PUT(dr[j], rstd * (dn - xr[j] * rstd * m));
         }
     }
 }

@@ -68,6 +68,10 @@ static inline float tk_expf1(float x) {
 
 /* max(a, b) that propagates NaN (a NaN operand wins), unlike fmaxf and a plain comparison: a NaN
  * score must reach the output, never be taken for a masked (-inf) entry. */
+/* dst += v when the kernel's `accumulate` flag is set, dst = v otherwise (a new gradient buffer,
+ * never zero-filled, may hold anything). The flag is loop-invariant, so the compiler unswitches. */
+#define TK_PUT(dst, v) do { if (accumulate) (dst) += (v); else (dst) = (v); } while (0)
+
 #define TK_MAX_NAN(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
 
 static inline __attribute__((always_inline)) float tk_row_max(const float *x, int n) {

@@ -20,10 +20,12 @@ public final class Node: @unchecked Sendable {
     /// Accumulated gradient (same shape as the value), allocated on first use.
     public internal(set) var grad: TensorStorage?
     var parents: [Node]
-    /// Reads this node's gradient and accumulates (+=) into the parents' gradient buffers.
-    var backwardFn: ((UnsafeMutablePointer<Float>) -> Void)?
+    /// Reads this node's gradient and accumulates (+=) into the parents' gradient buffers. It is
+    /// this node's last use of the buffer, so it may hand the buffer itself to a parent
+    /// (`accumulate(taking:)`).
+    var backwardFn: ((TensorStorage) -> Void)?
 
-    init(shape: [Int], isLeaf: Bool, parents: [Node] = [], backward: ((UnsafeMutablePointer<Float>) -> Void)? = nil) {
+    init(shape: [Int], isLeaf: Bool, parents: [Node] = [], backward: ((TensorStorage) -> Void)? = nil) {
         self.shape = shape
         self.count = Shape.count(shape)
         self.isLeaf = isLeaf
@@ -49,6 +51,16 @@ public final class Node: @unchecked Sendable {
         return (g.pointer, true)
     }
 
+    /// Adds `g` (same count) into this node's gradient, or, when it has none yet, takes `g` itself
+    /// as its gradient: an op whose input gradient equals its output gradient (a reshape, either
+    /// side of a sum) then hands the buffer on instead of zero-filling a new one and adding into
+    /// it. The caller must not write `g` afterwards (its own node is done with it).
+    func accumulate(taking g: TensorStorage) {
+        guard let own = grad else { grad = g; return }
+        let dst = UnsafeSendablePointer(own.pointer), src = UnsafeSendablePointer(g.pointer)
+        Parallel.forRange(count) { r in for i in r { dst[i] += src[i] } }
+    }
+
     /// Drops the accumulated gradient.
     public func zeroGrad() { grad = nil }
 }
@@ -69,8 +81,19 @@ extension Tensor {
         let nodes = inputs.map(\.node)
         let parents = nodes.compactMap { $0 }
         out.node = Node(shape: out.shape, isLeaf: false, parents: parents) { dOut in
-            backward(dOut, nodes)
+            backward(dOut.pointer, nodes)
         }
+    }
+
+    /// `record` for an op whose backward receives dOut's buffer itself (`TensorStorage`), so it can
+    /// pass it on with `Node.accumulate(taking:)`.
+    @inline(__always)
+    static func recordPassingGradient(
+        _ out: inout Tensor, _ inputs: [Tensor], _ backward: @escaping (_ dOut: TensorStorage, _ nodes: [Node?]) -> Void
+    ) {
+        guard GradMode.isEnabled, inputs.contains(where: { $0.node != nil }) else { return }
+        let nodes = inputs.map(\.node)
+        out.node = Node(shape: out.shape, isLeaf: false, parents: nodes.compactMap { $0 }) { dOut in backward(dOut, nodes) }
     }
 
     /// Back-propagates from this scalar: accumulates d(self)/d(leaf) into every leaf's gradient.
@@ -120,7 +143,7 @@ extension Tensor {
             for n in order { for p in n.parents where p.isLeaf { uses[ObjectIdentifier(p), default: 0] += 1 } }
         }
         for n in order.reversed() {
-            if let fn = n.backwardFn, let g = n.grad { fn(g.pointer) }
+            if let fn = n.backwardFn, let g = n.grad { fn(g) }
             if let onLeafReady {
                 for p in n.parents where p.isLeaf {
                     let id = ObjectIdentifier(p), left = uses[id, default: 1] - 1
@@ -172,15 +195,13 @@ extension Tensor {
             let input = xNode == nil ? saved : saved.requiringGrad()
             do {
                 let y = try body(input)  // recorded: grad mode is on during backward
-                if y.node != nil { try y.backward(gradient: dOut) }
+                if y.node != nil { try y.backward(gradient: dOut.pointer) }
             } catch {
                 // The same forward succeeded on the same values moments ago.
                 fatalError("activation checkpointing: the recomputed forward failed: \(error)")
             }
-            if let xNode, let g = input.node?.grad {
-                let dst = xNode.gradBuffer()
-                for i in 0..<xNode.count { dst[i] += g.pointer[i] }
-            }
+            // The recomputation's input leaf is dropped here, so its gradient buffer can be handed on.
+            if let xNode, let g = input.node?.grad { xNode.accumulate(taking: g) }
         }
         return out
     }

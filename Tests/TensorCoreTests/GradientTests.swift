@@ -236,6 +236,8 @@ private func expectPass(_ r: GradCheck.Report, sourceLocation: SourceLocation = 
         expectPass(try GradCheck.check([g, u], op: { try Tensor.swiglu(gate: $0[0], up: $0[1]) }) { v in
             zip(v[0], v[1]).map { Reference.silu($0) * $1 }
         })
+        // One tensor as both inputs: its new gradient buffer is written by one half and added into by the other.
+        expectPass(try GradCheck.check([g], op: { try Tensor.swiglu(gate: $0[0], up: $0[0]) }) { v in v[0].map { Reference.silu($0) * $0 } })
     }
 }
 
@@ -278,5 +280,60 @@ private func expectPass(_ r: GradCheck.Report, sourceLocation: SourceLocation = 
             return out
         }
         #expect(s.passed, "\(s)")
+    }
+}
+
+/// Backward kernels write a gradient buffer that is new (never zero-filled: it may hold an old
+/// tensor's values) and add into one that already holds a gradient; identity-gradient ops (a
+/// reshape, either side of a sum) hand dOut's buffer on. Each op applied twice to the same inputs
+/// must give exactly twice the gradient of one application (the two backward passes compute the
+/// same values, so 2g is exact), with the buffer pool primed with NaN-filled buffers so that a
+/// kernel adding into a new buffer shows.
+@Suite struct GradientBufferReuseTests {
+    /// Returns NaN-filled buffers of these element counts to the pool (each count a few times).
+    static func primePool(_ counts: [Int]) {
+        var held: [TensorStorage] = []
+        for n in counts { for _ in 0..<4 { let s = TensorStorage(count: n, zeroed: false); s.pointer.initialize(repeating: .nan, count: n); held.append(s) } }
+        held.removeAll()
+    }
+
+    static func weightedSum(_ y: Tensor) throws -> Tensor {
+        let w = GradCheck.random(y.shape, seed: 99)
+        return try (y * w).sum()
+    }
+
+    @Test func backwardWritesNewAndAddsIntoExistingGradients() throws {
+        let x = GradCheck.random([4, 2, 6], seed: 40), y = GradCheck.random([4, 2, 6], seed: 41, low: 0.5, high: 1.5)
+        let w = GradCheck.random([6], seed: 42, low: 0.5, high: 1.5)
+        let angles = (0..<12).map { Float($0) * 0.37 }
+        let cosT = try Tensor(shape: [4, 3], values: angles.map { cos($0) }), sinT = try Tensor(shape: [4, 3], values: angles.map { sin($0) })
+        let targets: [Int32] = [3, -100, 0, 5, 1, -100, 2, 4]
+        // Weight gradients of norms are sums over rows added into the buffer one row at a time, so
+        // two applications round differently from one doubled: only the other inputs compare exactly.
+        let cases: [(String, [Tensor], ([Tensor]) throws -> Tensor)] = [
+            ("+", [x, y], { try Self.weightedSum($0[0] + $0[1]) }), ("-", [x, y], { try Self.weightedSum($0[0] - $0[1]) }),
+            ("*", [x, y], { try Self.weightedSum($0[0] * $0[1]) }), ("/", [x, y], { try Self.weightedSum($0[0] / $0[1]) }),
+            ("x + x", [x], { try Self.weightedSum($0[0] + $0[0]) }), ("x - x", [x], { try Self.weightedSum($0[0] - $0[0]) }),
+            ("reshape", [x], { try Self.weightedSum($0[0].reshaped([8, 6])) }),
+            ("rmsNorm", [x, w], { try Self.weightedSum(Tensor.rmsNorm($0[0], weight: $0[1], eps: 1e-6)) }),
+            ("swiglu", [x, y], { try Self.weightedSum(Tensor.swiglu(gate: $0[0], up: $0[1])) }),
+            ("rope", [x], { try Self.weightedSum(Tensor.rope($0[0].reshaped([1, 4, 2, 6]), cos: cosT, sin: sinT, offset: 0, layout: .half)) }),
+            ("crossEntropy", [x], { try Tensor.crossEntropy(logits: $0[0].reshaped([8, 6]), targets: targets) }),
+            ("checkpointed", [x, w], { t in try Self.weightedSum(Tensor.checkpointed(t[0], parameters: [t[1]]) { try Tensor.rmsNorm($0, weight: t[1], eps: 1e-6) + $0 }) }),
+        ]
+        for (name, inputs, op) in cases {
+            func gradients(applications: Int) throws -> [[Float]] {
+                Self.primePool([x.count, w.count, 1])
+                let leaves = inputs.map { $0.detached().requiringGrad() }
+                var loss = try op(leaves)
+                for _ in 1..<applications { loss = try loss + op(leaves) }
+                try loss.backward()
+                return leaves.map { $0.grad!.scalars }
+            }
+            let once = try gradients(applications: 1), twice = try gradients(applications: 2)
+            for (i, (a, b)) in zip(once, twice).enumerated() where !(name == "rmsNorm" || name == "checkpointed") || i == 0 {
+                #expect(a.allSatisfy(\.isFinite) && zip(a, b).allSatisfy { 2 * $0 == $1 }, "\(name) input \(i): \(a) vs \(b)")
+            }
+        }
     }
 }

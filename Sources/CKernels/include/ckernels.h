@@ -142,10 +142,11 @@ void tk_gelu_tanh_forward(const float *x, float *y, size_t begin, size_t end);
 void tk_gelu_tanh_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end);
 void tk_silu_forward(const float *x, float *y, size_t begin, size_t end);
 void tk_silu_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end);
-/* y = silu(gate) * up; dgate/dup may be NULL. */
+/* y = silu(gate) * up; dgate/dup may be NULL. The backward adds into dgate and dup when accumulate
+ * is nonzero and writes them otherwise (new gradient buffers need no zero-filling). */
 void tk_swiglu_forward(const float *gate, const float *up, float *y, size_t begin, size_t end);
 void tk_swiglu_backward(const float *gate, const float *up, const float *dy, float *dgate, float *dup,
-                        size_t begin, size_t end);
+                        int accumulate, size_t begin, size_t end);
 
 /* Row kernels over rows [row_begin, row_end) of width n. */
 void tk_softmax_rows(const float *x, float *y, int n, int row_begin, int row_end);
@@ -153,9 +154,10 @@ void tk_logsumexp_rows(const float *x, float *lse, int n, int row_begin, int row
 /* Cross-entropy: loss[r] = lse[r] - x[r, target[r]] (0 for ignored rows), lse[r] stored. */
 void tk_cross_entropy_forward(const float *logits, const int *targets, int ignore_index, int n, float *lse,
                               float *loss, int row_begin, int row_end);
-/* dlogits[r] += scale * (softmax(x[r]) - onehot(target[r])) for non-ignored rows. */
+/* dlogits[r] += scale * (softmax(x[r]) - onehot(target[r])) for non-ignored rows; without accumulate,
+ * dlogits[r] = that, and 0 for ignored rows. */
 void tk_cross_entropy_backward(const float *logits, const int *targets, int ignore_index, int n, const float *lse,
-                               float scale, float *dlogits, int row_begin, int row_end);
+                               float scale, float *dlogits, int accumulate, int row_begin, int row_end);
 
 /* LayerNorm and RMSNorm (HF: x * rsqrt(mean(x^2) + eps) * w) over rows [row_begin, row_end) of width
  * c, for training and for the decode engine. LayerNorm stores (mean, rstd) per row in stats[2·row],
@@ -166,8 +168,9 @@ void tk_layernorm_backward(const float *x, const float *g, const float *w, const
                            float *dx, int row_begin, int row_end);
 void tk_rmsnorm_forward(const float *x, const float *w, float eps, int c, float *y, float *rstd,
                         int row_begin, int row_end);
+/* RMSNorm's backward writes dx instead when accumulate is 0. */
 void tk_rmsnorm_backward(const float *x, const float *g, const float *w, const float *rstd, int c,
-                         float *dx, int row_begin, int row_end);
+                         float *dx, int accumulate, int row_begin, int row_end);
 /* gw[j] += sum_rows g[row, j] * normalised x[row, j] for columns [col_begin, col_end); stats as above
  * (layernorm = 1) or rstd (layernorm = 0). */
 void tk_norm_weight_grad(const float *x, const float *g, const float *stats, int layernorm, int rows, int c,

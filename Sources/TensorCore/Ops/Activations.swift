@@ -63,11 +63,17 @@ extension Tensor {
         record(&out, [gate, up]) { g, nodes in
             withExtendedLifetime(keep) {}
             let gp = UnsafeSendablePointer(g)
-            let gg = nodes[0].map { UnsafeSendablePointer($0.gradBuffer()) }
-            let gu = nodes[1].map { UnsafeSendablePointer($0.gradBuffer()) }
-            Parallel.forRange(n, costPerItem: 16) { r in
-                tk_swiglu_backward(pg.pointer, pu.pointer, gp.pointer, gg?.pointer, gu?.pointer, r.lowerBound, r.upperBound)
+            // New buffers are written, existing ones added into; one call when both are the same kind.
+            let gg = nodes[0].map { $0.gradBufferForOverwrite() }, gu = nodes[1].map { $0.gradBufferForOverwrite() }
+            func run(_ dg: (pointer: UnsafeMutablePointer<Float>, fresh: Bool)?, _ du: (pointer: UnsafeMutablePointer<Float>, fresh: Bool)?) {
+                guard dg != nil || du != nil else { return }
+                let a = dg.map { UnsafeSendablePointer($0.pointer) }, b = du.map { UnsafeSendablePointer($0.pointer) }
+                let accumulate: Int32 = (dg ?? du)!.fresh ? 0 : 1
+                Parallel.forRange(n, costPerItem: 16) { r in
+                    tk_swiglu_backward(pg.pointer, pu.pointer, gp.pointer, a?.pointer, b?.pointer, accumulate, r.lowerBound, r.upperBound)
+                }
             }
+            if let gg, let gu, gg.fresh != gu.fresh { run(gg, nil); run(nil, gu) } else { run(gg, gu) }
         }
         return out
     }

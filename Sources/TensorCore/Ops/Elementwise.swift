@@ -6,9 +6,16 @@ import Foundation
     static func f(_ a: Float, _ b: Float) -> Float
     static func da(_ g: Float, _ a: Float, _ b: Float) -> Float
     static func db(_ g: Float, _ a: Float, _ b: Float) -> Float
+    /// Whether ∂out/∂a is 1, so a's gradient is dOut itself (same shapes).
+    static var aGradientIsDOut: Bool { get }
+}
+
+extension BinaryOpKind {
+    @usableFromInline static var aGradientIsDOut: Bool { false }
 }
 
 @usableFromInline enum AddOp: BinaryOpKind {
+    @usableFromInline static let aGradientIsDOut = true
     @usableFromInline static let name = "add"
     @inline(__always) @usableFromInline static func f(_ a: Float, _ b: Float) -> Float { a + b }
     @inline(__always) @usableFromInline static func da(_ g: Float, _ a: Float, _ b: Float) -> Float { g }
@@ -16,6 +23,7 @@ import Foundation
 }
 
 @usableFromInline enum SubOp: BinaryOpKind {
+    @usableFromInline static let aGradientIsDOut = true
     @usableFromInline static let name = "subtract"
     @inline(__always) @usableFromInline static func f(_ a: Float, _ b: Float) -> Float { a - b }
     @inline(__always) @usableFromInline static func da(_ g: Float, _ a: Float, _ b: Float) -> Float { g }
@@ -66,17 +74,26 @@ extension Tensor {
         }
         let aShape = a.shape, bShape = b.shape
         let keep = (a.storage, b.storage)
-        record(&out, [a, b]) { g, nodes in
+        recordPassingGradient(&out, [a, b]) { dOut, nodes in
             withExtendedLifetime(keep) {}
-            let gp = UnsafeSendablePointer(g)
+            let g = dOut.pointer, gp = UnsafeSendablePointer(g)
             if sameShape {
-                if let na = nodes[0] {
-                    let ga = UnsafeSendablePointer(na.gradBuffer())
-                    Parallel.forRange(na.count) { r in for i in r { ga[i] += Op.da(gp[i], pa[i], pb[i]) } }
-                }
+                // A new gradient buffer is written, an existing one added into (no zero-filling);
+                // b first, because a may take dOut's buffer itself.
                 if let nb = nodes[1] {
-                    let gb = UnsafeSendablePointer(nb.gradBuffer())
-                    Parallel.forRange(nb.count) { r in for i in r { gb[i] += Op.db(gp[i], pa[i], pb[i]) } }
+                    let (buffer, fresh) = nb.gradBufferForOverwrite()
+                    let gb = UnsafeSendablePointer(buffer)
+                    Parallel.forRange(nb.count) { r in
+                        if fresh { for i in r { gb[i] = Op.db(gp[i], pa[i], pb[i]) } } else { for i in r { gb[i] += Op.db(gp[i], pa[i], pb[i]) } }
+                    }
+                }
+                if let na = nodes[0] {
+                    if Op.aGradientIsDOut { na.accumulate(taking: dOut); return }
+                    let (buffer, fresh) = na.gradBufferForOverwrite()
+                    let ga = UnsafeSendablePointer(buffer)
+                    Parallel.forRange(na.count) { r in
+                        if fresh { for i in r { ga[i] = Op.da(gp[i], pa[i], pb[i]) } } else { for i in r { ga[i] += Op.da(gp[i], pa[i], pb[i]) } }
+                    }
                 }
                 return
             }

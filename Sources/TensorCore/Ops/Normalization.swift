@@ -87,9 +87,10 @@ extension Tensor {
             withExtendedLifetime(keep) {}
             let gp = UnsafeSendablePointer(g)
             if let nx = nodes[0] {
-                let gx = UnsafeSendablePointer(nx.gradBuffer())
+                let (buffer, fresh) = nx.gradBufferForOverwrite()
+                let gx = UnsafeSendablePointer(buffer)
                 Parallel.forRange(rows, costPerItem: c * 4) { r in
-                    tk_rmsnorm_backward(px.pointer, gp.pointer, pw?.pointer, pr.pointer, Int32(c), gx.pointer,
+                    tk_rmsnorm_backward(px.pointer, gp.pointer, pw?.pointer, pr.pointer, Int32(c), gx.pointer, fresh ? 0 : 1,
                                         Int32(r.lowerBound), Int32(r.upperBound))
                 }
             }

@@ -58,7 +58,8 @@ extension Tensor {
         let keep = (cos.storage, sin.storage)
         record(&out, [x]) { g, nodes in
             withExtendedLifetime(keep) {}
-            rotate(g, nodes[0]!.gradBuffer(), dir: -1, accumulate: true)
+            let (gx, fresh) = nodes[0]!.gradBufferForOverwrite()
+            rotate(g, gx, dir: -1, accumulate: !fresh)
         }
         return out
     }

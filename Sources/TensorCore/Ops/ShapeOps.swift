@@ -13,11 +13,8 @@ extension Tensor {
             throw TensorError.shapeMismatch(op: "reshape", lhs: shape, rhs: newShape)
         }
         var out = Tensor(storage: storage, shape: s)
-        let n = count
-        Tensor.record(&out, [self]) { g, nodes in
-            let gx = UnsafeSendablePointer(nodes[0]!.gradBuffer()), gp = UnsafeSendablePointer(g)
-            Parallel.forRange(n) { r in for i in r { gx[i] += gp[i] } }
-        }
+        // The gradient is the output's gradient with the input's shape: the same buffer.
+        Tensor.recordPassingGradient(&out, [self]) { g, nodes in nodes[0]!.accumulate(taking: g) }
         return out
     }
 

@@ -101,10 +101,11 @@ extension Tensor {
             withExtendedLifetime(keep) {}
             guard counted > 0 else { return }
             let scale = g[0] / Float(counted)
-            let gx = UnsafeSendablePointer(nodes[0]!.gradBuffer())
+            let (buffer, fresh) = nodes[0]!.gradBufferForOverwrite()
+            let gx = UnsafeSendablePointer(buffer)
             withExtendedLifetime(pt) {}
             Parallel.forRange(rows, costPerItem: v * 8) { r in
-                tk_cross_entropy_backward(px.pointer, pt.pointer, ignoreIndex, Int32(v), pl.pointer, scale, gx.pointer,
+                tk_cross_entropy_backward(px.pointer, pt.pointer, ignoreIndex, Int32(v), pl.pointer, scale, gx.pointer, fresh ? 0 : 1,
                                           Int32(r.lowerBound), Int32(r.upperBound))
             }
         }
