@@ -54,7 +54,8 @@ TK_KERNEL(tk_swiglu_forward, (const float *gate, const float *up, float *y, size
     for (size_t i = begin; i < end; i++) y[i] = gate[i] * sigm(gate[i]) * up[i];
 }
 
-TK_KERNEL(tk_swiglu_backward, (const float *gate, const float *up, const float *dy, float *dgate, float *dup, int accumulate, size_t begin, size_t end), (gate, up, dy, dgate, dup, accumulate, begin, end)) {
+static inline __attribute__((always_inline)) void swiglu_backward(const float *gate, const float *up, const float *dy, float *dgate,
+                                                                   float *dup, const int accumulate, size_t begin, size_t end) {
     if (dgate && dup) {
         for (size_t i = begin; i < end; i++) {
             float g = gate[i], s = sigm(g);
@@ -69,6 +70,10 @@ TK_KERNEL(tk_swiglu_backward, (const float *gate, const float *up, const float *
     } else if (dup) {
         for (size_t i = begin; i < end; i++) TK_PUT(dup[i], dy[i] * gate[i] * sigm(gate[i]));
     }
+}
+
+TK_KERNEL(tk_swiglu_backward, (const float *gate, const float *up, const float *dy, float *dgate, float *dup, int accumulate, size_t begin, size_t end), (gate, up, dy, dgate, dup, accumulate, begin, end)) {
+    TK_ACCUMULATE_OR_WRITE(accumulate, swiglu_backward(gate, up, dy, dgate, dup, accumulate_, begin, end));
 }
 
 static inline __attribute__((always_inline)) float row_lse(const float *x, int n) {
@@ -101,6 +106,12 @@ TK_KERNEL(tk_cross_entropy_forward, (const float *logits, const int *targets, in
     }
 }
 
+static inline __attribute__((always_inline)) void cross_entropy_backward_row(const float *xr, int t, int n, float m, float scale,
+                                                                              float *dr, const int accumulate) {
+    for (int j = 0; j < n; j++) TK_PUT(dr[j], scale * tk_expf1(xr[j] - m));
+    dr[t] -= scale;
+}
+
 TK_KERNEL(tk_cross_entropy_backward, (const float *logits, const int *targets, int ignore_index, int n, const float *lse, float scale, float *dlogits, int accumulate, int row_begin, int row_end), (logits, targets, ignore_index, n, lse, scale, dlogits, accumulate, row_begin, row_end)) {
     for (int r = row_begin; r < row_end; r++) {
         int t = targets[r];
@@ -109,9 +120,6 @@ TK_KERNEL(tk_cross_entropy_backward, (const float *logits, const int *targets, i
             if (!accumulate) memset(dr, 0, sizeof(float) * (size_t)n);
             continue;
         }
-        const float *xr = logits + (size_t)r * n;
-        float m = lse[r];
-        for (int j = 0; j < n; j++) TK_PUT(dr[j], scale * tk_expf1(xr[j] - m));
-        dr[t] -= scale;
+        TK_ACCUMULATE_OR_WRITE(accumulate, cross_entropy_backward_row(logits + (size_t)r * n, t, n, lse[r], scale, dr, accumulate_));
     }
 }

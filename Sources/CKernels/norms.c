@@ -34,31 +34,39 @@ TK_KERNEL(tk_layernorm_forward, (const float *x, const float *w, const float *b,
     }
 }
 
+/* One row of LayerNorm's backward (adds into dr); inlined with constant w == NULL or not, so w is
+ * not a per-element branch (if-converted, it became masked loads). */
+static inline __attribute__((always_inline)) void layernorm_backward_row(const float *xr, const float *gr, const float *w, float mean,
+                                                                          float rstd, int c, float *dr) {
+    float l1[TK_RL] = {0}, l2[TK_RL] = {0};
+    int j = 0;
+    for (; j + TK_RL <= c; j += TK_RL)
+        for (int i = 0; i < TK_RL; i++) {
+            float n = (xr[j + i] - mean) * rstd, dn = w ? gr[j + i] * w[j + i] : gr[j + i];
+            l1[i] += dn;
+            l2[i] += dn * n;
+        }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int i = 0; i < TK_RL; i++) { s1 += l1[i]; s2 += l2[i]; }
+    for (; j < c; j++) {
+        float n = (xr[j] - mean) * rstd, dn = w ? gr[j] * w[j] : gr[j];
+        s1 += dn;
+        s2 += dn * n;
+    }
+    float m1 = s1 / (float)c, m2 = s2 / (float)c;
+    for (j = 0; j < c; j++) {
+        float n = (xr[j] - mean) * rstd, dn = w ? gr[j] * w[j] : gr[j];
+        dr[j] += rstd * (dn - m1 - n * m2);
+    }
+}
+
 TK_KERNEL(tk_layernorm_backward, (const float *x, const float *g, const float *w, const float *stats, int c, float *dx, int row_begin, int row_end), (x, g, w, stats, c, dx, row_begin, row_end)) {
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
         float *dr = dx + (size_t)row * c;
         float mean = stats[2 * row], rstd = stats[2 * row + 1];
-        float l1[TK_RL] = {0}, l2[TK_RL] = {0};
-        int j = 0;
-        for (; j + TK_RL <= c; j += TK_RL)
-            for (int i = 0; i < TK_RL; i++) {
-                float n = (xr[j + i] - mean) * rstd, dn = w ? gr[j + i] * w[j + i] : gr[j + i];
-                l1[i] += dn;
-                l2[i] += dn * n;
-            }
-        float s1 = 0.0f, s2 = 0.0f;
-        for (int i = 0; i < TK_RL; i++) { s1 += l1[i]; s2 += l2[i]; }
-        for (; j < c; j++) {
-            float n = (xr[j] - mean) * rstd, dn = w ? gr[j] * w[j] : gr[j];
-            s1 += dn;
-            s2 += dn * n;
-        }
-        float m1 = s1 / (float)c, m2 = s2 / (float)c;
-        for (j = 0; j < c; j++) {
-            float n = (xr[j] - mean) * rstd, dn = w ? gr[j] * w[j] : gr[j];
-            dr[j] += rstd * (dn - m1 - n * m2);
-        }
+        if (w) layernorm_backward_row(xr, gr, w, mean, rstd, c, dr);
+        else layernorm_backward_row(xr, gr, NULL, mean, rstd, c, dr);
     }
 }
 
@@ -74,26 +82,33 @@ TK_KERNEL(tk_rmsnorm_forward, (const float *x, const float *w, float eps, int c,
     }
 }
 
+/* One row of RMSNorm's backward; inlined with constant w == NULL or not and accumulate 0 or 1, so
+ * neither is a per-element branch (if-converted, it became masked loads and stores). */
+static inline __attribute__((always_inline)) void rmsnorm_backward_row(const float *xr, const float *gr, const float *w, float rstd,
+                                                                        int c, float *dr, const int accumulate) {
+    float lane[TK_RL] = {0};
+    int j = 0;
+    for (; j + TK_RL <= c; j += TK_RL)
+        for (int i = 0; i < TK_RL; i++) {
+            float dn = w ? gr[j + i] * w[j + i] : gr[j + i];
+            lane[i] += dn * xr[j + i] * rstd;
+        }
+    float s = 0.0f;
+    for (int i = 0; i < TK_RL; i++) s += lane[i];
+    for (; j < c; j++) { float dn = w ? gr[j] * w[j] : gr[j]; s += dn * xr[j] * rstd; }
+    float m = s / (float)c;
+    for (j = 0; j < c; j++) {
+        float dn = w ? gr[j] * w[j] : gr[j];
+        TK_PUT(dr[j], rstd * (dn - xr[j] * rstd * m));
+    }
+}
+
 TK_KERNEL(tk_rmsnorm_backward, (const float *x, const float *g, const float *w, const float *rstd_in, int c, float *dx, int accumulate, int row_begin, int row_end), (x, g, w, rstd_in, c, dx, accumulate, row_begin, row_end)) {
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
         float *dr = dx + (size_t)row * c;
-        float rstd = rstd_in[row];
-        float lane[TK_RL] = {0};
-        int j = 0;
-        for (; j + TK_RL <= c; j += TK_RL)
-            for (int i = 0; i < TK_RL; i++) {
-                float dn = w ? gr[j + i] * w[j + i] : gr[j + i];
-                lane[i] += dn * xr[j + i] * rstd;
-            }
-        float s = 0.0f;
-        for (int i = 0; i < TK_RL; i++) s += lane[i];
-        for (; j < c; j++) { float dn = w ? gr[j] * w[j] : gr[j]; s += dn * xr[j] * rstd; }
-        float m = s / (float)c;
-        for (j = 0; j < c; j++) {
-            float dn = w ? gr[j] * w[j] : gr[j];
-            TK_PUT(dr[j], rstd * (dn - xr[j] * rstd * m));
-        }
+        if (w) TK_ACCUMULATE_OR_WRITE(accumulate, rmsnorm_backward_row(xr, gr, w, rstd_in[row], c, dr, accumulate_));
+        else TK_ACCUMULATE_OR_WRITE(accumulate, rmsnorm_backward_row(xr, gr, NULL, rstd_in[row], c, dr, accumulate_));
     }
 }
 
