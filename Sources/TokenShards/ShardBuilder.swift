@@ -386,7 +386,8 @@ final class HeldTokens {
         self.path = path
         let fm = FileManager.default
         try AtomicFile.ensureDirectory((path as NSString).deletingLastPathComponent)
-        if !fm.fileExists(atPath: path) { fm.createFile(atPath: path, contents: nil) }
+        // A file that cannot be created fails the open just below, which names it.
+        if !fm.fileExists(atPath: path) { _ = fm.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forUpdatingAtPath: path) else { throw ToolkitError.file(path, "cannot open for writing") }
         handle = h
         do {

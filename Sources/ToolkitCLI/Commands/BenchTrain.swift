@@ -67,6 +67,8 @@ struct BenchTrain: ParsableCommand {
         /// so A/B comparisons are steadier on this than on the median.
         var best_step_seconds: Double
         var best_tokens_per_s: Double
+        /// Every timed step, in order (idle steps; not the --contend ones).
+        var step_seconds: [Double]
         var gflops: Double
         var flops_per_token: Double
         var peak_rss_bytes: Int
@@ -128,7 +130,7 @@ struct BenchTrain: ParsableCommand {
         let out = Output(recipe: r.name, ranks: comm.size, batch_size: batchSize, grad_accum: settings.gradAccum, seq_len: seqLen,
                          steps: steps, tokens_per_s: tokens / med,
                          median_step_seconds: med, best_step_seconds: times.min() ?? med,
-                         best_tokens_per_s: tokens / (times.min() ?? med), gflops: 3 * stats.flopsPerToken * tokens / med / 1e9,
+                         best_tokens_per_s: tokens / (times.min() ?? med), step_seconds: times, gflops: 3 * stats.flopsPerToken * tokens / med / 1e9,
                          flops_per_token: stats.flopsPerToken, peak_rss_bytes: peakRSSBytes(),
                          optimizer_state_bytes: trainer.optimizer.stateTensors().values.reduce(0) { $0 + 4 * $1.values.count }, kernel: BLASRuntime.kernelName,
                          simd: SIMDLevel.current.rawValue, median_wait_seconds: comm.size > 1 ? Stats.median(waits) : nil,
