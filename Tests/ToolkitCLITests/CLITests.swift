@@ -217,6 +217,12 @@ enum CLI {
         #expect((bench["rounds"] as? [Any])?.count == 2)
         #expect(bench["bytes"] as? Int == text.utf8.count)
         #expect((bench["medianRatio"] as? Double ?? 0) > 0)
+        // The training benchmark lists every timed step, and its median is theirs.
+        let bt = try CLI.run(["bench", "train", "--recipe", "nano", "--batch-size", "2", "--seq-len", "16", "--steps", "3", "--json"])
+        #expect(bt.code == 0, "\(bt.err)")
+        let btj = try CLI.json(bt.out), steps = btj["step_seconds"] as? [Double] ?? []
+        #expect(steps.count == 3 && steps.allSatisfy { $0 > 0 }, "\(btj)")
+        #expect(steps.sorted()[1] == btj["median_step_seconds"] as? Double && steps.min() == btj["best_step_seconds"] as? Double)
         let run = tmp.appendingPathComponent("run").path
         let t = try CLI.run(["train", "--recipe", "nano", "--set", "model.vocab_size=300", "--data", shards, "--steps", "4",
                              "--batch-size", "2", "--seq-len", "32", "--eval-every", "2", "--out", run, "--json"])
