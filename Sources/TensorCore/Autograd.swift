@@ -61,6 +61,16 @@ public final class Node: @unchecked Sendable {
         Parallel.forRange(count) { r in for i in r { dst[i] += src[i] } }
     }
 
+    /// Writes `value(i)` for every i into this node's gradient when it is new (never zero-filled)
+    /// and adds it into one that earlier ops filled, split over the cores.
+    @inline(__always) func writeOrAddGradient(costPerItem: Int = 1, _ value: @escaping @Sendable (Int) -> Float) {
+        let (buffer, fresh) = gradBufferForOverwrite()
+        let g = UnsafeSendablePointer(buffer)
+        Parallel.forRange(count, costPerItem: costPerItem) { r in
+            if fresh { for i in r { g[i] = value(i) } } else { for i in r { g[i] += value(i) } }
+        }
+    }
+
     /// Drops the accumulated gradient.
     public func zeroGrad() { grad = nil }
 }
@@ -74,15 +84,7 @@ extension Tensor {
         _ out: inout Tensor, _ inputs: [Tensor],
         _ backward: @escaping (_ dOut: UnsafeMutablePointer<Float>, _ nodes: [Node?]) -> Void
     ) {
-        guard GradMode.isEnabled else { return }
-        var any = false
-        for t in inputs where t.node != nil { any = true; break }
-        guard any else { return }
-        let nodes = inputs.map(\.node)
-        let parents = nodes.compactMap { $0 }
-        out.node = Node(shape: out.shape, isLeaf: false, parents: parents) { dOut in
-            backward(dOut.pointer, nodes)
-        }
+        recordPassingGradient(&out, inputs) { dOut, nodes in backward(dOut.pointer, nodes) }
     }
 
     /// `record` for an op whose backward receives dOut's buffer itself (`TensorStorage`), so it can

@@ -165,25 +165,9 @@ private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: Att
 
     /// The tiled kernel against the naive one with soft-capping and sinks, over tile edges, GQA and windows.
     @Test func softcapAndSinksTiledEqualsNaive() throws {
-        for (t, d, h, kvh, window, tile) in [(7, 16, 4, 2, nil as Int?, 4), (65, 16, 4, 1, 9, 16), (40, 64, 4, 2, nil, 8)] {
-            let b = 2
-            let q = GradCheck.random([b, t, h, d], seed: 21), k = GradCheck.random([b, t, kvh, d], seed: 22)
-            let v = GradCheck.random([b, t, kvh, d], seed: 23), g = GradCheck.random([b, t, h, d], seed: 24)
-            let sinkValues = (0..<h).map { Float($0) * 0.5 - 0.6 }
-            func go(_ kernel: AttentionKernel) throws -> [[Float]] {
-                let (ql, kl, vl) = (q.requiringGrad(), k.requiringGrad(), v.requiringGrad())
-                let sl = try Tensor(shape: [h], values: sinkValues).requiringGrad()
-                let o = AttentionOptions(window: window, scale: 2 / Float(d).squareRoot(), kernel: kernel, softcap: 2)
-                let (out, lse) = try Tensor.attentionWithLSE(q: ql, k: kl, v: vl, sinks: sl, options: o)
-                try (out * g).sum().backward()
-                return [out.scalars, lse.scalars, ql.grad!.scalars, kl.grad!.scalars, vl.grad!.scalars, sl.grad!.scalars]
-            }
-            let naive = try go(.naive), tiled = try go(.tiled(queryTile: tile, keyTile: tile))
-            let names = ["out", "lse", "dq", "dk", "dv", "dsinks"]
-            for (i, name) in names.enumerated() {
-                let (a, c) = (naive[i], tiled[i])
-                #expect(Fixtures.maxAbsDiff(a, c) < Tolerance.Attention.tiledVsNaive, "T \(t) D \(d) window \(String(describing: window)) \(name): \(Fixtures.maxAbsDiff(a, c))")
-            }
+        try expectTiledEqualsNaive(cases: [(7, 16, 4, 2, nil, 4), (65, 16, 4, 1, 9, 16), (40, 64, 4, 2, nil, 8)], seed: 21,
+                                   sinks: true) { kernel, d, window in
+            AttentionOptions(window: window, scale: 2 / Float(d).squareRoot(), kernel: kernel, softcap: 2)
         }
     }
 
@@ -200,5 +184,34 @@ private func run(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ dOut: Tensor, _ o: Att
     @Test func badShapesThrow() {
         let q = Tensor(zeros: [1, 4, 3, 8]), k = Tensor(zeros: [1, 4, 2, 8])
         #expect(throws: TensorError.self) { try Tensor.attention(q: q, k: k, v: k, options: AttentionOptions(scale: 1)) }
+    }
+}
+
+/// Runs attention with the naive and the tiled kernel (tile `tile`) on the same random inputs for
+/// each case (T, D, heads, KV heads, window, tile) and expects the outputs and the gradients of q,
+/// k, v (and, with `sinks`, the log-sum-exp and the sinks' gradient) to agree.
+func expectTiledEqualsNaive(cases: [(t: Int, d: Int, h: Int, kvh: Int, window: Int?, tile: Int)], seed: UInt64, sinks: Bool = false,
+                            options: (AttentionKernel, _ d: Int, _ window: Int?) -> AttentionOptions,
+                            sourceLocation: SourceLocation = #_sourceLocation) throws {
+    for (t, d, h, kvh, window, tile) in cases {
+        let b = 2
+        let q = GradCheck.random([b, t, h, d], seed: seed), k = GradCheck.random([b, t, kvh, d], seed: seed + 1)
+        let v = GradCheck.random([b, t, kvh, d], seed: seed + 2), g = GradCheck.random([b, t, h, d], seed: seed + 3)
+        let sinkValues = (0..<h).map { Float($0) * 0.5 - 0.6 }
+        func go(_ kernel: AttentionKernel) throws -> [[Float]] {
+            let (ql, kl, vl) = (q.requiringGrad(), k.requiringGrad(), v.requiringGrad())
+            let sl = sinks ? try Tensor(shape: [h], values: sinkValues).requiringGrad() : nil
+            let (out, lse) = try Tensor.attentionWithLSE(q: ql, k: kl, v: vl, sinks: sl, options: options(kernel, d, window))
+            try (out * g).sum().backward()
+            let grads = [ql.grad!.scalars, kl.grad!.scalars, vl.grad!.scalars]
+            return sinks ? [out.scalars, lse.scalars] + grads + [sl!.grad!.scalars] : [out.scalars] + grads
+        }
+        let naive = try go(.naive), tiled = try go(.tiled(queryTile: tile, keyTile: tile))
+        let names = sinks ? ["out", "lse", "dq", "dk", "dv", "dsinks"] : ["out", "dq", "dk", "dv"]
+        for (i, name) in names.enumerated() {
+            let diff = Fixtures.maxAbsDiff(naive[i], tiled[i])
+            #expect(diff < Tolerance.Attention.tiledVsNaive, "T \(t) D \(d) window \(String(describing: window)) \(name): \(diff)",
+                    sourceLocation: sourceLocation)
+        }
     }
 }

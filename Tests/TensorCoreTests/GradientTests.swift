@@ -315,6 +315,7 @@ private func expectPass(_ r: GradCheck.Report, sourceLocation: SourceLocation = 
             ("*", [x, y], { try Self.weightedSum($0[0] * $0[1]) }), ("/", [x, y], { try Self.weightedSum($0[0] / $0[1]) }),
             ("x + x", [x], { try Self.weightedSum($0[0] + $0[0]) }), ("x - x", [x], { try Self.weightedSum($0[0] - $0[0]) }),
             ("reshape", [x], { try Self.weightedSum($0[0].reshaped([8, 6])) }),
+            ("exp", [x], { try Self.weightedSum($0[0].exp()) }), ("x * 1.7", [x], { try Self.weightedSum($0[0] * 1.7) }),
             ("rmsNorm", [x, w], { try Self.weightedSum(Tensor.rmsNorm($0[0], weight: $0[1], eps: 1e-6)) }),
             ("swiglu", [x, y], { try Self.weightedSum(Tensor.swiglu(gate: $0[0], up: $0[1])) }),
             ("rope", [x], { try Self.weightedSum(Tensor.rope($0[0].reshaped([1, 4, 2, 6]), cos: cosT, sin: sinT, offset: 0, layout: .half)) }),

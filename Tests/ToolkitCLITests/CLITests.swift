@@ -63,6 +63,23 @@ enum CLI {
         try? FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
         return u
     }
+
+    /// A toy tokenizer (300 ids) trained on a few repeated sentences, written to `out`.
+    static func toyTokenizer(_ tmp: URL, out: String) throws {
+        var text = ""
+        for i in 0..<300 { text += "the cat sat on the mat \(i % 7) and the dog ran to the park.\n" }
+        let corpus = tmp.appendingPathComponent("c.txt").path
+        try text.write(toFile: corpus, atomically: true, encoding: .utf8)
+        #expect(try run(["train-tokenizer", "--input", corpus, "--vocab-size", "300", "--out", out]).code == 0)
+    }
+
+    /// A `nano` checkpoint at `tmp/name` with the toy tokenizer inside it.
+    static func toyCheckpoint(_ tmp: URL, name: String = "m") throws -> String {
+        let model = tmp.appendingPathComponent(name).path
+        #expect(try run(["build", "--recipe", "nano", "--set", "model.vocab_size=300", "--out", model]).code == 0)
+        try toyTokenizer(tmp, out: model + "/tokenizer.json")
+        return model
+    }
 }
 
 @Suite(.serialized) struct CLITests {

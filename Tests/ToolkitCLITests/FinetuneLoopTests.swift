@@ -5,16 +5,9 @@ import Testing
 /// exactly (full SFT with model dropout, LoRA with adapter dropout), the best checkpoint kept by
 /// an evaluation metric, and a resume with other settings refused.
 @Suite(.serialized) struct FinetuneLoopTests {
-    /// A 300-token tokenizer, a nano checkpoint that uses it, and instruction data.
+    /// A nano checkpoint with the toy tokenizer, and instruction data.
     static func setup(_ tmp: URL) throws -> (checkpoint: String, data: String) {
-        var text = ""
-        for i in 0..<300 { text += "the cat sat on the mat \(i % 7) and the dog ran \(i % 5).\n" }
-        let corpus = tmp.appendingPathComponent("c.txt").path, tok = tmp.appendingPathComponent("tok.json").path
-        try text.write(toFile: corpus, atomically: true, encoding: .utf8)
-        #expect(try CLI.run(["train-tokenizer", "--input", corpus, "--vocab-size", "300", "--out", tok]).code == 0)
-        let ck = tmp.appendingPathComponent("base").path
-        #expect(try CLI.run(["build", "--recipe", "nano", "--set", "model.vocab_size=300", "--out", ck]).code == 0)
-        try FileManager.default.copyItem(atPath: tok, toPath: ck + "/tokenizer.json")
+        let ck = try CLI.toyCheckpoint(tmp, name: "base")
         let data = tmp.appendingPathComponent("sft.jsonl").path
         try (0..<24).map { "{\"prompt\": \"the cat \($0 % 7):\", \"completion\": \" the cat sat on the mat \($0 % 7)\"}" }
             .joined(separator: "\n").write(toFile: data, atomically: true, encoding: .utf8)

@@ -5,15 +5,6 @@ import Testing
 /// `toolkit serve` as a user runs it: the binary on a free port, answers equal to
 /// `toolkit generate --greedy`, and SIGTERM while a stream runs (it finishes, the server exits 0).
 @Suite struct ServeTests {
-    /// A toy tokenizer (300 ids) in `tmp`.
-    static func tokenizer(_ tmp: URL, out: String) throws {
-        var text = ""
-        for i in 0..<300 { text += "the cat sat on the mat \(i % 7) and the dog ran to the park.\n" }
-        let corpus = tmp.appendingPathComponent("c.txt").path
-        try text.write(toFile: corpus, atomically: true, encoding: .utf8)
-        #expect(try CLI.run(["train-tokenizer", "--input", corpus, "--vocab-size", "300", "--out", out]).code == 0)
-    }
-
     /// Starts `toolkit serve ARGS --port 0` and returns the process, its stderr and the port.
     static func start(_ args: [String]) throws -> (Process, Pipe, Int) {
         let err = Pipe()
@@ -34,7 +25,7 @@ import Testing
     func serveAndChatOnTheHFFixtures(name: String) throws {
         let tmp = CLI.temp("serve-\(name)")
         let tok = tmp.appendingPathComponent("tokenizer.json").path
-        try Self.tokenizer(tmp, out: tok)
+        try CLI.toyTokenizer(tmp, out: tok)
         let folder = CLI.packageRoot.appendingPathComponent("Tests/Fixtures/\(name)").path
         let gen = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/generation.json"))) as! [String: Any]
         let prompts = gen["prompt_ids"] as! [[Int]], expected = gen["new_tokens"] as! [[Int]]
@@ -53,9 +44,7 @@ import Testing
 
     @Test func serveAnswersLikeGenerateAndStopsGracefully() throws {
         let tmp = CLI.temp("serve")
-        let model = tmp.appendingPathComponent("m").path
-        #expect(try CLI.run(["build", "--recipe", "nano", "--set", "model.vocab_size=300", "--out", model]).code == 0)
-        try Self.tokenizer(tmp, out: model + "/tokenizer.json")
+        let model = try CLI.toyCheckpoint(tmp)
         let g = try CLI.run(["generate", "--checkpoint", model, "--prompt", "the dog ran", "--max-new-tokens", "12", "--greedy", "--json"])
         #expect(g.code == 0, "\(g.err)")
         let expected = try CLI.json(g.out)["text"] as? String ?? "?"

@@ -80,20 +80,9 @@ extension Tensor {
             if sameShape {
                 // A new gradient buffer is written, an existing one added into (no zero-filling);
                 // b first, because a may take dOut's buffer itself.
-                if let nb = nodes[1] {
-                    let (buffer, fresh) = nb.gradBufferForOverwrite()
-                    let gb = UnsafeSendablePointer(buffer)
-                    Parallel.forRange(nb.count) { r in
-                        if fresh { for i in r { gb[i] = Op.db(gp[i], pa[i], pb[i]) } } else { for i in r { gb[i] += Op.db(gp[i], pa[i], pb[i]) } }
-                    }
-                }
+                nodes[1]?.writeOrAddGradient { i in Op.db(gp[i], pa[i], pb[i]) }
                 if let na = nodes[0] {
-                    if Op.aGradientIsDOut { na.accumulate(taking: dOut); return }
-                    let (buffer, fresh) = na.gradBufferForOverwrite()
-                    let ga = UnsafeSendablePointer(buffer)
-                    Parallel.forRange(na.count) { r in
-                        if fresh { for i in r { ga[i] = Op.da(gp[i], pa[i], pb[i]) } } else { for i in r { ga[i] += Op.da(gp[i], pa[i], pb[i]) } }
-                    }
+                    if Op.aGradientIsDOut { na.accumulate(taking: dOut) } else { na.writeOrAddGradient { i in Op.da(gp[i], pa[i], pb[i]) } }
                 }
                 return
             }
@@ -131,12 +120,9 @@ extension Tensor {
         let input = self
         let output = out.storage
         Tensor.record(&out, [input]) { g, nodes in
-            let gx = UnsafeSendablePointer(nodes[0]!.gradBuffer())
             let gp = UnsafeSendablePointer(g), py = UnsafeSendablePointer(output.pointer)
             _ = input
-            Parallel.forRange(input.count, costPerItem: 4) { r in
-                for i in r { gx[i] += df(gp[i], px[i], py[i]) }
-            }
+            nodes[0]!.writeOrAddGradient(costPerItem: 4) { i in df(gp[i], px[i], py[i]) }
         }
         return out
     }
