@@ -24,13 +24,18 @@ TK_KERNEL(tk_gelu_tanh_forward, (const float *x, float *y, size_t begin, size_t 
     }
 }
 
-TK_KERNEL(tk_gelu_tanh_backward, (const float *x, const float *dy, float *dx, size_t begin, size_t end), (x, dy, dx, begin, end)) {
+static inline __attribute__((always_inline)) void gelu_tanh_backward(const float *x, const float *dy, float *dx, const int accumulate,
+                                                                      size_t begin, size_t end) {
     for (size_t i = begin; i < end; i++) {
         float v = x[i];
         float t = th(K0 * (v + K1 * v * v * v));
         float g = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * K0 * (1.0f + 3.0f * K1 * v * v);
-        dx[i] += dy[i] * g;
+        TK_PUT(dx[i], dy[i] * g);
     }
+}
+
+TK_KERNEL(tk_gelu_tanh_backward, (const float *x, const float *dy, float *dx, int accumulate, size_t begin, size_t end), (x, dy, dx, accumulate, begin, end)) {
+    TK_ACCUMULATE_OR_WRITE(accumulate, gelu_tanh_backward(x, dy, dx, accumulate_, begin, end));
 }
 
 TK_KERNEL(tk_silu_forward, (const float *x, float *y, size_t begin, size_t end), (x, y, begin, end)) {
@@ -40,11 +45,16 @@ TK_KERNEL(tk_silu_forward, (const float *x, float *y, size_t begin, size_t end),
     for (size_t i = begin; i < end; i++) y[i] = x[i] * sigm(x[i]);
 }
 
-TK_KERNEL(tk_silu_backward, (const float *x, const float *dy, float *dx, size_t begin, size_t end), (x, dy, dx, begin, end)) {
+static inline __attribute__((always_inline)) void silu_backward(const float *x, const float *dy, float *dx, const int accumulate,
+                                                                 size_t begin, size_t end) {
     for (size_t i = begin; i < end; i++) {
         float s = sigm(x[i]);
-        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+        TK_PUT(dx[i], dy[i] * s * (1.0f + x[i] * (1.0f - s)));
     }
+}
+
+TK_KERNEL(tk_silu_backward, (const float *x, const float *dy, float *dx, int accumulate, size_t begin, size_t end), (x, dy, dx, accumulate, begin, end)) {
+    TK_ACCUMULATE_OR_WRITE(accumulate, silu_backward(x, dy, dx, accumulate_, begin, end));
 }
 
 TK_KERNEL(tk_swiglu_forward, (const float *gate, const float *up, float *y, size_t begin, size_t end), (gate, up, y, begin, end)) {

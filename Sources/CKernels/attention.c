@@ -206,6 +206,29 @@ static inline __attribute__((always_inline)) void softcap_tile(const tk_attentio
     }
 }
 
+/* Causal tiles that cross the diagonal are computed in strips of TK_STRIP query rows, each only over
+ * the key columns its last row can see (rounded up to the micro-kernel's column block; the mask
+ * fills the rest of those), instead of whole: at T = 256 with 64-wide tiles, 4 of the 10 tiles
+ * computed cross the diagonal, and strips do 62.5 % of their work. */
+#define TK_STRIP 16
+
+/* Columns [0, n) of the key tile at j0 (nc wide) that query row i (and the rows before it) can see
+ * under the causal mask, rounded up to whole column blocks, at most nc; 0 when it sees none. */
+static inline __attribute__((always_inline)) int causal_columns(const int lvl, const tk_attention *p, int i, int j0, int nc) {
+    const long block = lvl == TK_SIMD_AVX512 ? 32 : 16;
+    long n = (long)p->q_offset + i - j0 + 1;
+    if (n <= 0) return 0;
+    n = (n + block - 1) / block * block;
+    return n < nc ? (int)n : nc;
+}
+
+/* Rows per strip for the tile of query rows [i0, i0 + nr) and keys [j0, j0 + nc): TK_STRIP when the
+ * causal mask hides whole column blocks from the first strip, nr (the whole tile) otherwise. */
+static inline __attribute__((always_inline)) int strip_rows(const int lvl, const tk_attention *p, int i0, int j0, int nr, int nc) {
+    if (!p->causal || nr <= TK_STRIP) return nr;
+    return causal_columns(lvl, p, i0 + TK_STRIP - 1, j0, nc) < nc ? TK_STRIP : nr;
+}
+
 /* Folds head h's sink logit into a finished row's running max m and sum l (exp relative to m). */
 static inline void add_sink(const tk_attention *p, int h, float *m, float *l, float *rescale) {
     float sink = p->sinks[h], mx = TK_MAX_NAN(*m, sink);
@@ -250,27 +273,35 @@ TK_KERNEL(tk_attention_forward_tiled, (const tk_attention *p, const float *q, co
             key_range(p, p->q_offset + i0, p->q_offset + i0 + nr - 1, &lo, &hi);
             for (int j0 = (lo / BC) * BC; j0 < hi; j0 += BC) {
                 int nc = hi - j0 < BC ? hi - j0 : BC;
-                scores_tile(tk_lvl, qb_ptr, ldq, kt + (j0 - kt0), ldt, nr, nc, D, p->scale, s, BC);
-                if (p->softcap > 0.0f) softcap_tile(p, nr, nc, s, BC, NULL);
-                bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
-                for (int r = 0; r < nr; r++) {
-                    float *sr = s + (size_t)r * BC;
-                    float mx = tk_row_max(sr, nc);
-                    mx = TK_MAX_NAN(m[r], mx);
-                    if (mx == -INFINITY) {  /* whole row masked in this tile and before */
-                        for (int c = 0; c < nc; c++) sr[c] = 0.0f;
-                        continue;
+                /* A tile across the causal diagonal goes in strips of rows, each over the columns it can see. */
+                int strip = strip_rows(tk_lvl, p, i0, j0, nr, nc);
+                for (int r0 = 0; r0 < nr; r0 += strip) {
+                    int rn = nr - r0 < strip ? nr - r0 : strip;
+                    int cn = strip < nr ? causal_columns(tk_lvl, p, i0 + r0 + rn - 1, j0, nc) : nc;
+                    if (cn == 0) continue; /* these rows see no key of this tile */
+                    float *st = s + (size_t)r0 * BC;
+                    scores_tile(tk_lvl, qb_ptr + (size_t)r0 * ldq, ldq, kt + (j0 - kt0), ldt, rn, cn, D, p->scale, st, BC);
+                    if (p->softcap > 0.0f) softcap_tile(p, rn, cn, st, BC, NULL);
+                    bias_and_mask(p, h, i0 + r0, j0, rn, cn, st, BC);
+                    for (int r = r0; r < r0 + rn; r++) {
+                        float *sr = s + (size_t)r * BC;
+                        float mx = tk_row_max(sr, cn);
+                        mx = TK_MAX_NAN(m[r], mx);
+                        if (mx == -INFINITY) {  /* whole row masked in this tile and before */
+                            for (int c = 0; c < cn; c++) sr[c] = 0.0f;
+                            continue;
+                        }
+                        float alpha = m[r] == -INFINITY ? 0.0f : tk_expf1(m[r] - mx);
+                        float sum = tk_row_sum_exp(sr, mx, cn, sr); /* exp(-inf - mx) = 0 */
+                        l[r] = alpha * l[r] + sum;
+                        m[r] = mx;
+                        float *ar = acc + (size_t)r * D;
+                        if (alpha != 1.0f) for (int d = 0; d < D; d++) ar[d] *= alpha;
+                        /* Dropout after the row sum: the softmax normalises the kept and the dropped weights. */
+                        if (p->dropout > 0.0f) tk_dropout_row(sr, sr, cn, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, 1.0f, 0);
                     }
-                    float alpha = m[r] == -INFINITY ? 0.0f : tk_expf1(m[r] - mx);
-                    float sum = tk_row_sum_exp(sr, mx, nc, sr); /* exp(-inf - mx) = 0 */
-                    l[r] = alpha * l[r] + sum;
-                    m[r] = mx;
-                    float *ar = acc + (size_t)r * D;
-                    if (alpha != 1.0f) for (int d = 0; d < D; d++) ar[d] *= alpha;
-                    /* Dropout after the row sum: the softmax normalises the kept and the dropped weights. */
-                    if (p->dropout > 0.0f) tk_dropout_row(sr, sr, nc, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, 1.0f, 0);
+                    acc_ab(tk_lvl, st, BC, vb + (size_t)j0 * ldk, ldk, rn, cn, D, acc + (size_t)r0 * D, D);
                 }
-                acc_ab(tk_lvl, s, BC, vb + (size_t)j0 * ldk, ldk, nr, nc, D, acc, D);
             }
             for (int r = 0; r < nr; r++) {
                 float *o = out + ((size_t)b * p->Tq + i0 + r) * ldq + (size_t)h * D;
@@ -296,7 +327,7 @@ TK_KERNEL(tk_attention_backward_delta, (const tk_attention *p, const float *out,
     }
 }
 
-TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, const float *k, const float *v, const float *dout, const float *lse, const float *delta, float *dq, float *dk, float *dv, int item_begin, int item_end), (p, q, k, v, dout, lse, delta, dq, dk, dv, item_begin, item_end)) {
+TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, const float *k, const float *v, const float *dout, const float *lse, const float *delta, float *dq, float *dk, float *dv, int clear, int item_begin, int item_end), (p, q, k, v, dout, lse, delta, dq, dk, dv, clear, item_begin, item_end)) {
     const int D = p->D, H = p->H, KVH = p->KVH, BR = p->tile_q, BC = p->tile_k;
     const int group = H / KVH;
     const int ldq = H * D, ldk = KVH * D;
@@ -314,6 +345,16 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
         int kvh = item % KVH, b = item / KVH;
         const float *kb = k + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
         const float *vb = v + (size_t)b * p->tk_stride * ldk + (size_t)kvh * D;
+        /* New gradient buffers are cleared here, each item its own slices (in parallel, and still in
+         * cache when the tiles add into them), instead of zero-filled whole beforehand. */
+        if (clear & 1)
+            for (int i = 0; i < p->Tq; i++)
+                memset(dq + ((size_t)b * p->Tq + i) * ldq + (size_t)kvh * group * D, 0, sizeof(float) * (size_t)group * D);
+        for (int j = 0; j < p->tk_stride && (clear & 6); j++) {
+            size_t o = ((size_t)b * p->tk_stride + j) * ldk + (size_t)kvh * D;
+            if (clear & 2) memset(dk + o, 0, sizeof(float) * (size_t)D);
+            if (clear & 4) memset(dv + o, 0, sizeof(float) * (size_t)D);
+        }
         for (int j0 = 0; j0 < p->Tk; j0 += BC) {
             int nc = p->Tk - j0 < BC ? p->Tk - j0 : BC;
             transpose_tile(kb + (size_t)j0 * ldk, ldk, nc, D, kt, BC);
@@ -344,46 +385,70 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                     const float *qi = q + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
                     const float *doi = dout + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
                     float *dqi = dq + ((size_t)b * p->Tq + i0) * ldq + (size_t)h * D;
-                    /* P = exp(S - lse) */
-                    scores_tile(tk_lvl, qi, ldq, kt, BC, nr, nc, D, p->scale, s, BC);
-                    if (cg) softcap_tile(p, nr, nc, s, BC, cg);
-                    bias_and_mask(p, h, i0, j0, nr, nc, s, BC);
-                    for (int r = 0; r < nr; r++) {
-                        float *sr = s + (size_t)r * BC;
-                        float L = lse_h[i0 + r];
-                        for (int c = 0; c < nc; c++) sr[c] = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - L);
-                    }
-                    /* dP = dO V^T (with dropout, times the mask: the weights V met were Z = P * mask) */
-                    scores_tile(tk_lvl, doi, ldq, vt, BC, nr, nc, D, 1.0f, dp, BC);
-                    if (dm)
-                        for (int r = 0; r < nr; r++) {
-                            float *mr = dm + (size_t)r * BC;
-                            tk_dropout_factors(mr, nc, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, keep_scale);
+                    /* A tile across the causal diagonal goes in strips of query rows, each over the
+                     * key columns it can see; the columns past them are zero in P and dS. */
+                    int strip = strip_rows(tk_lvl, p, i0, j0, nr, nc);
+                    for (int r0 = 0; r0 < nr; r0 += strip) {
+                        int rn = nr - r0 < strip ? nr - r0 : strip;
+                        int cn = strip < nr ? causal_columns(tk_lvl, p, i0 + r0 + rn - 1, j0, nc) : nc;
+                        float *st = s + (size_t)r0 * BC, *dpt = dp + (size_t)r0 * BC;
+                        for (int r = 0; r < rn && cn < nc; r++) {
+                            memset(st + (size_t)r * BC + cn, 0, sizeof(float) * (size_t)(nc - cn));
+                            memset(dpt + (size_t)r * BC + cn, 0, sizeof(float) * (size_t)(nc - cn));
+                        }
+                        if (cn == 0) continue;
+                        /* P = exp(S - lse) */
+                        scores_tile(tk_lvl, qi + (size_t)r0 * ldq, ldq, kt, BC, rn, cn, D, p->scale, st, BC);
+                        if (cg) softcap_tile(p, rn, cn, st, BC, cg + (size_t)r0 * BC);
+                        bias_and_mask(p, h, i0 + r0, j0, rn, cn, st, BC);
+                        for (int r = 0; r < rn; r++) {
+                            float *sr = st + (size_t)r * BC;
+                            float L = lse_h[i0 + r0 + r];
+                            for (int c = 0; c < cn; c++) sr[c] = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - L);
+                        }
+                        /* dP = dO V^T (with dropout, times the mask: the weights V met were Z = P * mask) */
+                        scores_tile(tk_lvl, doi + (size_t)r0 * ldq, ldq, vt, BC, rn, cn, D, 1.0f, dpt, BC);
+                        if (dm)
+                            for (int r = r0; r < r0 + rn; r++) {
+                                float *mr = dm + (size_t)r * BC;
+                                tk_dropout_factors(mr, cn, dropout_key(p, b, h, i0 + r), (uint32_t)j0, threshold, keep_scale);
+                                float *dpr = dp + (size_t)r * BC;
+                                for (int c = 0; c < cn; c++) dpr[c] *= mr[c];
+                            }
+                        /* dS = P * (dP - delta), delta = rowsum(dO * O) = rowsum(P * dP) */
+                        for (int r = r0; r < r0 + rn; r++) {
                             float *dpr = dp + (size_t)r * BC;
-                            for (int c = 0; c < nc; c++) dpr[c] *= mr[c];
+                            const float *pr = s + (size_t)r * BC;
+                            float dl = delta_h[i0 + r];
+                            for (int c = 0; c < cn; c++) dpr[c] = pr[c] * (dpr[c] - dl) * p->scale;
+                            if (cg) {
+                                const float *gr = cg + (size_t)r * BC;
+                                for (int c = 0; c < cn; c++) dpr[c] *= gr[c];
+                            }
                         }
-                    /* dS = P * (dP - delta), delta = rowsum(dO * O) = rowsum(P * dP) */
-                    for (int r = 0; r < nr; r++) {
-                        float *dpr = dp + (size_t)r * BC;
-                        const float *pr = s + (size_t)r * BC;
-                        float dl = delta_h[i0 + r];
-                        for (int c = 0; c < nc; c++) dpr[c] = pr[c] * (dpr[c] - dl) * p->scale;
-                        if (cg) {
-                            const float *gr = cg + (size_t)r * BC;
-                            for (int c = 0; c < nc; c++) dpr[c] *= gr[c];
-                        }
+                        /* Z = P times the mask, for dV */
+                        if (dm)
+                            for (int r = r0; r < r0 + rn; r++) {
+                                float *sr = s + (size_t)r * BC;
+                                const float *mr = dm + (size_t)r * BC;
+                                for (int c = 0; c < cn; c++) sr[c] *= mr[c];
+                            }
+                        /* dQ += scale * dS K (scale folded into dS) */
+                        acc_ab(tk_lvl, dpt, BC, kb + (size_t)j0 * ldk, ldk, rn, cn, D, dqi + (size_t)r0 * ldq, ldq);
                     }
-                    /* dV += Z^T dO, Z = P (times the mask) */
-                    if (dm)
-                        for (int r = 0; r < nr; r++) {
-                            float *sr = s + (size_t)r * BC;
-                            const float *mr = dm + (size_t)r * BC;
-                            for (int c = 0; c < nc; c++) sr[c] *= mr[c];
-                        }
-                    acc_atb(tk_lvl, s, BC, doi, ldq, nr, nc, D, dvt, D);
-                    /* dQ += scale * dS K ; dK += scale * dS^T Q (scale folded into dS) */
-                    acc_ab(tk_lvl, dp, BC, kb + (size_t)j0 * ldk, ldk, nr, nc, D, dqi, ldq);
-                    acc_atb(tk_lvl, dp, BC, qi, ldq, nr, nc, D, dkt, D);
+                    /* dV += Z^T dO ; dK += scale * dS^T Q. Striped: in strips of key columns, each over
+                     * the query rows that can see them (the rows before see none: zero in Z and dS). */
+                    int kstrip = strip < nr ? TK_STRIP : nc;
+                    for (int c0 = 0; c0 < nc; c0 += kstrip) {
+                        int kn = nc - c0 < kstrip ? nc - c0 : kstrip;
+                        int rs = 0; /* the first row that sees key j0 + c0 */
+                        if (strip < nr && j0 + c0 - i0 - p->q_offset > 0) rs = j0 + c0 - i0 - p->q_offset;
+                        if (rs >= nr) break;
+                        acc_atb(tk_lvl, s + (size_t)rs * BC + c0, BC, doi + (size_t)rs * ldq, ldq, nr - rs, kn, D,
+                                dvt + (size_t)c0 * D, D);
+                        acc_atb(tk_lvl, dp + (size_t)rs * BC + c0, BC, qi + (size_t)rs * ldq, ldq, nr - rs, kn, D,
+                                dkt + (size_t)c0 * D, D);
+                    }
                 }
             }
             for (int c = 0; c < nc; c++) {

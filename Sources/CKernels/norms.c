@@ -34,10 +34,10 @@ TK_KERNEL(tk_layernorm_forward, (const float *x, const float *w, const float *b,
     }
 }
 
-/* One row of LayerNorm's backward (adds into dr); inlined with constant w == NULL or not, so w is
- * not a per-element branch (if-converted, it became masked loads). */
+/* One row of LayerNorm's backward; inlined with constant w == NULL or not and accumulate 0 or 1, so
+ * neither is a per-element branch (if-converted, they became masked loads and stores). */
 static inline __attribute__((always_inline)) void layernorm_backward_row(const float *xr, const float *gr, const float *w, float mean,
-                                                                          float rstd, int c, float *dr) {
+                                                                          float rstd, int c, float *dr, const int accumulate) {
     float l1[TK_RL] = {0}, l2[TK_RL] = {0};
     int j = 0;
     for (; j + TK_RL <= c; j += TK_RL)
@@ -56,17 +56,17 @@ static inline __attribute__((always_inline)) void layernorm_backward_row(const f
     float m1 = s1 / (float)c, m2 = s2 / (float)c;
     for (j = 0; j < c; j++) {
         float n = (xr[j] - mean) * rstd, dn = w ? gr[j] * w[j] : gr[j];
-        dr[j] += rstd * (dn - m1 - n * m2);
+        TK_PUT(dr[j], rstd * (dn - m1 - n * m2));
     }
 }
 
-TK_KERNEL(tk_layernorm_backward, (const float *x, const float *g, const float *w, const float *stats, int c, float *dx, int row_begin, int row_end), (x, g, w, stats, c, dx, row_begin, row_end)) {
+TK_KERNEL(tk_layernorm_backward, (const float *x, const float *g, const float *w, const float *stats, int c, float *dx, int accumulate, int row_begin, int row_end), (x, g, w, stats, c, dx, accumulate, row_begin, row_end)) {
     for (int row = row_begin; row < row_end; row++) {
         const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
         float *dr = dx + (size_t)row * c;
         float mean = stats[2 * row], rstd = stats[2 * row + 1];
-        if (w) layernorm_backward_row(xr, gr, w, mean, rstd, c, dr);
-        else layernorm_backward_row(xr, gr, NULL, mean, rstd, c, dr);
+        if (w) TK_ACCUMULATE_OR_WRITE(accumulate, layernorm_backward_row(xr, gr, w, mean, rstd, c, dr, accumulate_));
+        else TK_ACCUMULATE_OR_WRITE(accumulate, layernorm_backward_row(xr, gr, NULL, mean, rstd, c, dr, accumulate_));
     }
 }
 

@@ -317,6 +317,8 @@ private func expectPass(_ r: GradCheck.Report, sourceLocation: SourceLocation = 
             ("reshape", [x], { try Self.weightedSum($0[0].reshaped([8, 6])) }),
             ("exp", [x], { try Self.weightedSum($0[0].exp()) }), ("x * 1.7", [x], { try Self.weightedSum($0[0] * 1.7) }),
             ("rmsNorm", [x, w], { try Self.weightedSum(Tensor.rmsNorm($0[0], weight: $0[1], eps: 1e-6)) }),
+            ("layerNorm", [x, w], { try Self.weightedSum(Tensor.layerNorm($0[0], weight: $0[1], bias: nil, eps: 1e-5)) }),
+            ("gelu tanh", [x], { try Self.weightedSum($0[0].gelu(.tanh)) }), ("silu", [x], { try Self.weightedSum($0[0].silu()) }),
             ("swiglu", [x, y], { try Self.weightedSum(Tensor.swiglu(gate: $0[0], up: $0[1])) }),
             ("rope", [x], { try Self.weightedSum(Tensor.rope($0[0].reshaped([1, 4, 2, 6]), cos: cosT, sin: sinT, offset: 0, layout: .half)) }),
             ("crossEntropy", [x], { try Tensor.crossEntropy(logits: $0[0].reshaped([8, 6]), targets: targets) }),
@@ -332,7 +334,7 @@ private func expectPass(_ r: GradCheck.Report, sourceLocation: SourceLocation = 
                 return leaves.map { $0.grad!.scalars }
             }
             let once = try gradients(applications: 1), twice = try gradients(applications: 2)
-            for (i, (a, b)) in zip(once, twice).enumerated() where !(name == "rmsNorm" || name == "checkpointed") || i == 0 {
+            for (i, (a, b)) in zip(once, twice).enumerated() where !(name == "rmsNorm" || name == "layerNorm" || name == "checkpointed") || i == 0 {
                 #expect(a.allSatisfy(\.isFinite) && zip(a, b).allSatisfy { 2 * $0 == $1 }, "\(name) input \(i): \(a) vs \(b)")
             }
         }

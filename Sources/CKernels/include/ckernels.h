@@ -48,10 +48,11 @@ void tk_attention_backward_delta(const tk_attention *p, const float *out, const 
 int tk_attention_backward_items(const tk_attention *p);
 
 /* Tiled backward for work items [item_begin, item_end): recomputes score tiles from lse,
- * accumulates (+=) into dq, dk, dv. Memory: O(tile) scratch per call. */
+ * accumulates (+=) into dq, dk, dv. Bits of `clear` (1: dq, 2: dk, 4: dv) name new, unzeroed
+ * buffers: each item zeroes its own slices of those first. Memory: O(tile) scratch per call. */
 void tk_attention_backward_tiled(const tk_attention *p, const float *q, const float *k, const float *v,
                                  const float *dout, const float *lse, const float *delta,
-                                 float *dq, float *dk, float *dv, int item_begin, int item_end);
+                                 float *dq, float *dk, float *dv, int clear, int item_begin, int item_end);
 
 /* Naive helpers: in-place masked softmax of score rows. scores: [rows, Tk] for one (b, h) pair
  * whose rows are query rows [0, Tq); also writes lse[Tq] (stride lse_stride) and, with a softcap
@@ -137,11 +138,12 @@ typedef struct {
 } tk_adam_scalars;
 void tk_adam_update(float *p, const float *g, float *m, float *v, long begin, long end, const tk_adam_scalars *s);
 
-/* Elementwise activations over [begin, end) of flat arrays. Backward kernels accumulate (+=). */
+/* Elementwise activations over [begin, end) of flat arrays. Backward kernels add into dx when
+ * accumulate is 1 and write it (a new, unzeroed gradient buffer) when it is 0. */
 void tk_gelu_tanh_forward(const float *x, float *y, size_t begin, size_t end);
-void tk_gelu_tanh_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end);
+void tk_gelu_tanh_backward(const float *x, const float *dy, float *dx, int accumulate, size_t begin, size_t end);
 void tk_silu_forward(const float *x, float *y, size_t begin, size_t end);
-void tk_silu_backward(const float *x, const float *dy, float *dx, size_t begin, size_t end);
+void tk_silu_backward(const float *x, const float *dy, float *dx, int accumulate, size_t begin, size_t end);
 /* y = silu(gate) * up; dgate/dup may be NULL. The backward adds into dgate and dup when accumulate
  * is nonzero and writes them otherwise (new gradient buffers need no zero-filling). */
 void tk_swiglu_forward(const float *gate, const float *up, float *y, size_t begin, size_t end);
@@ -161,14 +163,14 @@ void tk_cross_entropy_backward(const float *logits, const int *targets, int igno
 
 /* LayerNorm and RMSNorm (HF: x * rsqrt(mean(x^2) + eps) * w) over rows [row_begin, row_end) of width
  * c, for training and for the decode engine. LayerNorm stores (mean, rstd) per row in stats[2·row],
- * RMSNorm rstd[row]; w and b may be NULL; y may be x. Backward kernels accumulate into dx. */
+ * RMSNorm rstd[row]; w and b may be NULL; y may be x. Backward kernels add into dx when accumulate is
+ * 1 and write it when it is 0. */
 void tk_layernorm_forward(const float *x, const float *w, const float *b, float eps, int c, float *y,
                           float *stats, int row_begin, int row_end);
 void tk_layernorm_backward(const float *x, const float *g, const float *w, const float *stats, int c,
-                           float *dx, int row_begin, int row_end);
+                           float *dx, int accumulate, int row_begin, int row_end);
 void tk_rmsnorm_forward(const float *x, const float *w, float eps, int c, float *y, float *rstd,
                         int row_begin, int row_end);
-/* RMSNorm's backward writes dx instead when accumulate is 0. */
 void tk_rmsnorm_backward(const float *x, const float *g, const float *w, const float *rstd, int c,
                          float *dx, int accumulate, int row_begin, int row_end);
 /* gw[j] += sum_rows g[row, j] * normalised x[row, j] for columns [col_begin, col_end); stats as above

@@ -24,11 +24,11 @@ extension Tensor {
     /// SiLU (swish): y = x·σ(x), y' = σ(x)(1 + x(1 − σ(x))).
     public func silu() -> Tensor { unaryC(tk_silu_forward, tk_silu_backward) }
 
-    /// An elementwise op computed by a vectorised C kernel pair (forward writes y; backward adds
-    /// dy·f'(x) into dx), split across workers.
+    /// An elementwise op computed by a vectorised C kernel pair (forward writes y; backward writes
+    /// dy·f'(x) into a new dx buffer or adds it into an existing one), split across workers.
     func unaryC(
         _ forward: @escaping @Sendable (UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int, Int) -> Void,
-        _ backward: @escaping @Sendable (UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int, Int) -> Void
+        _ backward: @escaping @Sendable (UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int32, Int, Int) -> Void
     ) -> Tensor {
         var out = Tensor(storage: TensorStorage(count: count, zeroed: false), shape: shape)
         let px = UnsafeSendablePointer(storage.pointer), po = UnsafeSendablePointer(out.storage.pointer)
@@ -37,8 +37,9 @@ extension Tensor {
         let n = count
         Tensor.record(&out, [self]) { g, nodes in
             withExtendedLifetime(keep) {}
-            let gx = UnsafeSendablePointer(nodes[0]!.gradBuffer()), gp = UnsafeSendablePointer(g)
-            Parallel.forRange(n, costPerItem: 16) { r in backward(px.pointer, gp.pointer, gx.pointer, r.lowerBound, r.upperBound) }
+            let (buffer, fresh) = nodes[0]!.gradBufferForOverwrite()
+            let gx = UnsafeSendablePointer(buffer), gp = UnsafeSendablePointer(g), accumulate: Int32 = fresh ? 0 : 1
+            Parallel.forRange(n, costPerItem: 16) { r in backward(px.pointer, gp.pointer, gx.pointer, accumulate, r.lowerBound, r.upperBound) }
         }
         return out
     }

@@ -161,18 +161,26 @@ extension Tensor {
                 withExtendedLifetime(keep) {}
                 let delta = rowDeltas(g)
                 let pd = UnsafeSendablePointer(delta.pointer), pg = UnsafeSendablePointer(g)
-                // dq/dk/dv accumulate into the leaves' buffers (scratch when an input needs none).
+                // dq/dk/dv accumulate into the inputs' gradient buffers (scratch when an input needs
+                // none); new buffers are not zero-filled here: the kernel clears each item's slices.
+                var clear: Int32 = 0
                 func target(_ i: Int, _ count: Int) -> (UnsafeSendablePointer<Float>, TensorStorage?) {
-                    if let n = nodes[i] { return (UnsafeSendablePointer(n.gradBuffer()), nil) }
-                    let s = TensorStorage(count: count)
+                    if let n = nodes[i] {
+                        let (buffer, fresh) = n.gradBufferForOverwrite()
+                        if fresh { clear |= 1 << Int32(i) }
+                        return (UnsafeSendablePointer(buffer), nil)
+                    }
+                    let s = TensorStorage(count: count, zeroed: false)
+                    clear |= 1 << Int32(i)
                     return (UnsafeSendablePointer(s.pointer), s)
                 }
                 let (dq, s0) = target(0, q.count), (dk, s1) = target(1, k.count), (dv, s2) = target(2, v.count)
                 let items = withParams { Int(tk_attention_backward_items($0)) }
+                let clearing = clear
                 Parallel.forRange(items, costPerItem: 1 << 20) { r in
                     withParams { tk_attention_backward_tiled($0, pq.pointer, pk.pointer, pv.pointer, pg.pointer,
                                                              pl.pointer, pd.pointer, dq.pointer, dk.pointer, dv.pointer,
-                                                             Int32(r.lowerBound), Int32(r.upperBound)) }
+                                                             clearing, Int32(r.lowerBound), Int32(r.upperBound)) }
                 }
                 sinkGradient(nodes.count > 3 ? nodes[3] : nil, delta.pointer)
                 withExtendedLifetime((delta, s0, s1, s2)) {}

@@ -33,9 +33,10 @@ extension Tensor {
             withExtendedLifetime(keep) {}
             let gp = UnsafeSendablePointer(g)
             if let nx = nodes[0] {
-                let gx = UnsafeSendablePointer(nx.gradBuffer())
+                let (buffer, fresh) = nx.gradBufferForOverwrite()
+                let gx = UnsafeSendablePointer(buffer), accumulate: Int32 = fresh ? 0 : 1
                 Parallel.forRange(rows, costPerItem: c * 6) { r in
-                    tk_layernorm_backward(px.pointer, gp.pointer, pw?.pointer, ps.pointer, Int32(c), gx.pointer,
+                    tk_layernorm_backward(px.pointer, gp.pointer, pw?.pointer, ps.pointer, Int32(c), gx.pointer, accumulate,
                                           Int32(r.lowerBound), Int32(r.upperBound))
                 }
             }
