@@ -133,3 +133,35 @@ TK_KERNEL(tk_cross_entropy_backward, (const float *logits, const int *targets, i
         TK_ACCUMULATE_OR_WRITE(accumulate, cross_entropy_backward_row(logits + (size_t)r * n, t, n, lse[r], scale, dr, accumulate_));
     }
 }
+
+/* One head's rotation: pairs (i, i + half) (`rotate_half`) or (2i, 2i + 1) (interleaved); the dims
+ * past 2 * half pass through. Inlined per (layout, accumulate), so each loop vectorises. */
+static inline __attribute__((always_inline)) void rope_head(const float *xs, float *ys, const float *c, const float *s, int half,
+                                                             int d, float dir, const int interleaved, const int accumulate) {
+    if (interleaved) {
+        for (int i = 0; i < half; i++) {
+            float a = xs[2 * i], b = xs[2 * i + 1], cs = c[i], sn = dir * s[i];
+            TK_PUT(ys[2 * i], a * cs - b * sn);
+            TK_PUT(ys[2 * i + 1], b * cs + a * sn);
+        }
+    } else {
+        for (int i = 0; i < half; i++) {
+            float a = xs[i], b = xs[i + half], cs = c[i], sn = dir * s[i];
+            TK_PUT(ys[i], a * cs - b * sn);
+            TK_PUT(ys[i + half], b * cs + a * sn);
+        }
+    }
+    for (int j = 2 * half; j < d; j++) TK_PUT(ys[j], xs[j]);
+}
+
+TK_KERNEL(tk_rope_rows, (const float *x, float *y, const float *cos_table, const float *sin_table, int t, int h, int d, int half, int offset, int interleaved, float dir, int accumulate, int row_begin, int row_end), (x, y, cos_table, sin_table, t, h, d, half, offset, interleaved, dir, accumulate, row_begin, row_end)) {
+    for (int row = row_begin; row < row_end; row++) {
+        int pos = offset + row % t;
+        const float *c = cos_table + (size_t)pos * half, *s = sin_table + (size_t)pos * half;
+        for (int hh = 0; hh < h; hh++) {
+            size_t base = ((size_t)row * h + hh) * d;
+            if (interleaved) TK_ACCUMULATE_OR_WRITE(accumulate, rope_head(x + base, y + base, c, s, half, d, dir, 1, accumulate_));
+            else TK_ACCUMULATE_OR_WRITE(accumulate, rope_head(x + base, y + base, c, s, half, d, dir, 0, accumulate_));
+        }
+    }
+}

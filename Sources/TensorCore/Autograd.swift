@@ -56,9 +56,23 @@ public final class Node: @unchecked Sendable {
     /// side of a sum) then hands the buffer on instead of zero-filling a new one and adding into
     /// it. The caller must not write `g` afterwards (its own node is done with it).
     func accumulate(taking g: TensorStorage) {
-        guard let own = grad else { grad = g; return }
-        let dst = UnsafeSendablePointer(own.pointer), src = UnsafeSendablePointer(g.pointer)
-        Parallel.forRange(count) { r in for i in r { dst[i] += src[i] } }
+        guard grad != nil else { grad = g; return }
+        writeOrAdd(g.pointer, times: 1)
+    }
+
+    /// Writes `factor · g` (same count) into this node's gradient when it is new (never
+    /// zero-filled) and adds it into one that earlier ops filled, in one vectorised pass.
+    func writeOrAdd(_ g: UnsafePointer<Float>, times factor: Float) {
+        let (buffer, fresh) = gradBufferForOverwrite()
+        let dst = UnsafeSendablePointer(buffer), src = UnsafeSendablePointer(UnsafeMutablePointer(mutating: g))
+        Parallel.forRange(count) { r in
+            switch (fresh, factor == 1) {
+            case (true, true): (dst.pointer + r.lowerBound).update(from: src.pointer + r.lowerBound, count: r.count)
+            case (true, false): for i in r { dst[i] = factor * src[i] }
+            case (false, true): for i in r { dst[i] += src[i] }
+            case (false, false): for i in r { dst[i] += factor * src[i] }
+            }
+        }
     }
 
     /// Writes `value(i)` for every i into this node's gradient when it is new (never zero-filled)

@@ -8,14 +8,19 @@ import Foundation
     static func db(_ g: Float, _ a: Float, _ b: Float) -> Float
     /// Whether ∂out/∂a is 1, so a's gradient is dOut itself (same shapes).
     static var aGradientIsDOut: Bool { get }
+    /// ∂out/∂b when it is a constant (1 for a sum, −1 for a difference), so b's gradient is dOut
+    /// scaled (same shapes); nil otherwise.
+    static var bGradientFactor: Float? { get }
 }
 
 extension BinaryOpKind {
     @usableFromInline static var aGradientIsDOut: Bool { false }
+    @usableFromInline static var bGradientFactor: Float? { nil }
 }
 
 @usableFromInline enum AddOp: BinaryOpKind {
     @usableFromInline static let aGradientIsDOut = true
+    @usableFromInline static let bGradientFactor: Float? = 1
     @usableFromInline static let name = "add"
     @inline(__always) @usableFromInline static func f(_ a: Float, _ b: Float) -> Float { a + b }
     @inline(__always) @usableFromInline static func da(_ g: Float, _ a: Float, _ b: Float) -> Float { g }
@@ -24,6 +29,7 @@ extension BinaryOpKind {
 
 @usableFromInline enum SubOp: BinaryOpKind {
     @usableFromInline static let aGradientIsDOut = true
+    @usableFromInline static let bGradientFactor: Float? = -1
     @usableFromInline static let name = "subtract"
     @inline(__always) @usableFromInline static func f(_ a: Float, _ b: Float) -> Float { a - b }
     @inline(__always) @usableFromInline static func da(_ g: Float, _ a: Float, _ b: Float) -> Float { g }
@@ -80,7 +86,10 @@ extension Tensor {
             if sameShape {
                 // A new gradient buffer is written, an existing one added into (no zero-filling);
                 // b first, because a may take dOut's buffer itself.
-                nodes[1]?.writeOrAddGradient { i in Op.db(gp[i], pa[i], pb[i]) }
+                if let nb = nodes[1] {
+                    // A constant ∂out/∂b: one vectorised pass (the closure below is a call per element).
+                    if let factor = Op.bGradientFactor { nb.writeOrAdd(g, times: factor) } else { nb.writeOrAddGradient { i in Op.db(gp[i], pa[i], pb[i]) } }
+                }
                 if let na = nodes[0] {
                     if Op.aGradientIsDOut { na.accumulate(taking: dOut) } else { na.writeOrAddGradient { i in Op.da(gp[i], pa[i], pb[i]) } }
                 }

@@ -43,11 +43,7 @@ extension Tensor {
             var k = 1
             if hasW {
                 if let nw = nodes[k] {
-                    let gw = UnsafeSendablePointer(nw.gradBuffer())
-                    Parallel.forRange(c, costPerItem: rows * 2) { cr in
-                        tk_norm_weight_grad(px.pointer, gp.pointer, ps.pointer, 1, Int32(rows), Int32(c), gw.pointer,
-                                            Int32(cr.lowerBound), Int32(cr.upperBound))
-                    }
+                    Kernels.addNormWeightGradient(x: px, g: gp, stats: ps, layerNorm: true, rows: rows, columns: c, into: nw.gradBuffer())
                 }
                 k += 1
             }
@@ -96,13 +92,42 @@ extension Tensor {
                 }
             }
             if nodes.count > 1, let nw = nodes[1] {
-                let gw = UnsafeSendablePointer(nw.gradBuffer())
-                Parallel.forRange(c, costPerItem: rows * 2) { cr in
-                    tk_norm_weight_grad(px.pointer, gp.pointer, pr.pointer, 0, Int32(rows), Int32(c), gw.pointer,
-                                        Int32(cr.lowerBound), Int32(cr.upperBound))
-                }
+                Kernels.addNormWeightGradient(x: px, g: gp, stats: pr, layerNorm: false, rows: rows, columns: c, into: nw.gradBuffer())
             }
         }
         return out
+    }
+}
+
+extension Kernels {
+    /// Rows per block of `addNormWeightGradient` (fixed, so the sum does not depend on the cores).
+    static let normWeightGradientBlockRows = 256
+
+    /// A norm's weight gradient, gw[j] += Σ_rows g[row, j] · x̂[row, j], with x̂ the normalised
+    /// input (`stats`: LayerNorm's (mean, rstd) pairs or RMSNorm's rstd per row). Fixed blocks of
+    /// rows are summed into partial rows in parallel, each reading whole rows, and the partials
+    /// are then added in block order, so the result is the same on any number of cores. (Split by
+    /// columns instead, QK-norm's 64-wide rows gave each worker 8 floats of every row.)
+    static func addNormWeightGradient(x: UnsafeSendablePointer<Float>, g: UnsafeSendablePointer<Float>, stats: UnsafeSendablePointer<Float>,
+                                      layerNorm: Bool, rows: Int, columns c: Int, into gw: UnsafeMutablePointer<Float>) {
+        let blockRows = normWeightGradientBlockRows, blocks = (rows + blockRows - 1) / blockRows
+        let kind: Int32 = layerNorm ? 1 : 0, statsPerRow = layerNorm ? 2 : 1
+        guard blocks > 1 else {
+            tk_norm_weight_grad(x.pointer, g.pointer, stats.pointer, kind, Int32(rows), Int32(c), gw, 0, Int32(c))
+            return
+        }
+        let partial = TensorStorage(count: blocks * c)
+        let pp = UnsafeSendablePointer(partial.pointer)
+        Parallel.forRange(blocks, costPerItem: blockRows * c * 2) { range in
+            for block in range {
+                let r0 = block * blockRows, n = Swift.min(blockRows, rows - r0)
+                tk_norm_weight_grad(x.pointer + r0 * c, g.pointer + r0 * c, stats.pointer + r0 * statsPerRow, kind, Int32(n), Int32(c),
+                                    pp.pointer + block * c, 0, Int32(c))
+            }
+        }
+        for block in 0..<blocks {
+            let row = partial.pointer + block * c
+            for j in 0..<c { gw[j] += row[j] }
+        }
     }
 }

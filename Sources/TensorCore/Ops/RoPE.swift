@@ -1,3 +1,5 @@
+import CKernels
+
 /// Rotary embedding layouts.
 public enum RoPELayout: String, Sendable, Codable, CaseIterable {
     /// HF/Qwen/NeoX `rotate_half`: pairs (i, i + r/2).
@@ -35,23 +37,8 @@ extension Tensor {
         @Sendable func rotate(_ srcPtr: UnsafePointer<Float>, _ dstPtr: UnsafeMutablePointer<Float>, dir: Float, accumulate: Bool) {
             let src = UnsafeSendablePointer(UnsafeMutablePointer(mutating: srcPtr)), dst = UnsafeSendablePointer(dstPtr)
             Parallel.forRange(b * t, costPerItem: h * d * 2) { rows in
-                for row in rows {
-                    let pos = offset + row % t
-                    let c = pc.pointer + pos * half, s = ps.pointer + pos * half
-                    for hh in 0..<h {
-                        let base = (row * h + hh) * d
-                        let xs = src.pointer + base, ys = dst.pointer + base
-                        for i in 0..<half {
-                            let (ia, ib) = interleaved ? (2 * i, 2 * i + 1) : (i, i + half)
-                            let a = xs[ia], bb = xs[ib], cs = c[i], sn = dir * s[i]
-                            let ya = a * cs - bb * sn, yb = bb * cs + a * sn
-                            if accumulate { ys[ia] += ya; ys[ib] += yb } else { ys[ia] = ya; ys[ib] = yb }
-                        }
-                        if r < d {
-                            for j in r..<d { if accumulate { ys[j] += xs[j] } else { ys[j] = xs[j] } }
-                        }
-                    }
-                }
+                tk_rope_rows(src.pointer, dst.pointer, pc.pointer, ps.pointer, Int32(t), Int32(h), Int32(d), Int32(half), Int32(offset),
+                             interleaved ? 1 : 0, dir, accumulate ? 1 : 0, Int32(rows.lowerBound), Int32(rows.upperBound))
             }
         }
         rotate(px.pointer, po.pointer, dir: 1, accumulate: false)
