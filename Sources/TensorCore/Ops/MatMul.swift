@@ -99,8 +99,11 @@ extension Tensor {
         var out = Tensor(storage: TensorStorage(count: rows * outF, zeroed: false), shape: Array(x.shape.dropLast()) + [outF])
         let px = x.storage.pointer, pw = w.storage.pointer, py = out.storage.pointer
         if let bias {
-            let pbias = bias.storage.pointer
-            for r in 0..<rows { (py + r * outF).update(from: pbias, count: outF) }
+            // Each row starts as the bias; the GEMM then adds x · Wᵀ (beta = 1).
+            let pbias = UnsafeSendablePointer(bias.storage.pointer), pout = UnsafeSendablePointer(py)
+            Parallel.forRange(rows, costPerItem: outF) { r in
+                for row in r { (pout.pointer + row * outF).update(from: pbias.pointer, count: outF) }
+            }
         }
         BLAS.gemm(transA: false, transB: true, m: rows, n: outF, k: inF, alpha: 1, a: px, lda: inF,
                   b: pw, ldb: inF, beta: bias == nil ? 0 : 1, c: py, ldc: outF)
@@ -129,15 +132,5 @@ extension Tensor {
             }
         }
         return out
-    }
-}
-
-extension Kernels {
-    /// dst[c] += Σ_r src[r, c], columns split across workers.
-    public static func addColumnSums(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
-        let s = UnsafeSendablePointer(UnsafeMutablePointer(mutating: src)), d = UnsafeSendablePointer(dst)
-        Parallel.forRange(cols, costPerItem: rows) { cr in
-            tk_add_column_sums(s.pointer, Int32(rows), Int32(cols), d.pointer, Int32(cr.lowerBound), Int32(cr.upperBound))
-        }
     }
 }

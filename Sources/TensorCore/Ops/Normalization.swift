@@ -100,34 +100,48 @@ extension Tensor {
 }
 
 extension Kernels {
-    /// Rows per block of `addNormWeightGradient` (fixed, so the sum does not depend on the cores).
-    static let normWeightGradientBlockRows = 256
+    /// Rows per block of `addRowBlockSums` (fixed, so a sum does not depend on the cores).
+    static let rowBlock = 256
 
-    /// A norm's weight gradient, gw[j] += Σ_rows g[row, j] · x̂[row, j], with x̂ the normalised
-    /// input (`stats`: LayerNorm's (mean, rstd) pairs or RMSNorm's rstd per row). Fixed blocks of
-    /// rows are summed into partial rows in parallel, each reading whole rows, and the partials
-    /// are then added in block order, so the result is the same on any number of cores. (Split by
-    /// columns instead, QK-norm's 64-wide rows gave each worker 8 floats of every row.)
-    static func addNormWeightGradient(x: UnsafeSendablePointer<Float>, g: UnsafeSendablePointer<Float>, stats: UnsafeSendablePointer<Float>,
-                                      layerNorm: Bool, rows: Int, columns c: Int, into gw: UnsafeMutablePointer<Float>) {
-        let blockRows = normWeightGradientBlockRows, blocks = (rows + blockRows - 1) / blockRows
-        let kind: Int32 = layerNorm ? 1 : 0, statsPerRow = layerNorm ? 2 : 1
-        guard blocks > 1 else {
-            tk_norm_weight_grad(x.pointer, g.pointer, stats.pointer, kind, Int32(rows), Int32(c), gw, 0, Int32(c))
-            return
-        }
-        let partial = TensorStorage(count: blocks * c)
-        let pp = UnsafeSendablePointer(partial.pointer)
-        Parallel.forRange(blocks, costPerItem: blockRows * c * 2) { range in
+    /// dst[j] += Σ_rows f(rows)[j] for a reduction over rows whose per-block part `partial(rows,
+    /// into)` adds the rows' contributions into a zeroed row of `columns` floats: fixed blocks of
+    /// `rowBlock` rows go in parallel, each reading whole rows, and their partial rows are then added
+    /// in block order, so the result is the same on any number of cores. (Split by columns instead,
+    /// QK-norm's 64-wide rows gave each worker 8 floats of every row.)
+    static func addRowBlockSums(rows: Int, columns c: Int, into dst: UnsafeMutablePointer<Float>,
+                                _ partial: @escaping @Sendable (_ rows: Range<Int>, _ into: UnsafeMutablePointer<Float>) -> Void) {
+        let blocks = (rows + rowBlock - 1) / rowBlock
+        guard blocks > 1 else { partial(0..<rows, dst); return }
+        let partials = TensorStorage(count: blocks * c)
+        let pp = UnsafeSendablePointer(partials.pointer)
+        Parallel.forRange(blocks, costPerItem: rowBlock * c) { range in
             for block in range {
-                let r0 = block * blockRows, n = Swift.min(blockRows, rows - r0)
-                tk_norm_weight_grad(x.pointer + r0 * c, g.pointer + r0 * c, stats.pointer + r0 * statsPerRow, kind, Int32(n), Int32(c),
-                                    pp.pointer + block * c, 0, Int32(c))
+                let r0 = block * rowBlock
+                partial(r0..<Swift.min(rows, r0 + rowBlock), pp.pointer + block * c)
             }
         }
         for block in 0..<blocks {
-            let row = partial.pointer + block * c
-            for j in 0..<c { gw[j] += row[j] }
+            let row = partials.pointer + block * c
+            for j in 0..<c { dst[j] += row[j] }
+        }
+    }
+
+    /// A norm's weight gradient, gw[j] += Σ_rows g[row, j] · x̂[row, j], with x̂ the normalised
+    /// input (`stats`: LayerNorm's (mean, rstd) pairs or RMSNorm's rstd per row).
+    static func addNormWeightGradient(x: UnsafeSendablePointer<Float>, g: UnsafeSendablePointer<Float>, stats: UnsafeSendablePointer<Float>,
+                                      layerNorm: Bool, rows: Int, columns c: Int, into gw: UnsafeMutablePointer<Float>) {
+        let kind: Int32 = layerNorm ? 1 : 0, statsPerRow = layerNorm ? 2 : 1
+        addRowBlockSums(rows: rows, columns: c, into: gw) { r, into in
+            tk_norm_weight_grad(x.pointer + r.lowerBound * c, g.pointer + r.lowerBound * c, stats.pointer + r.lowerBound * statsPerRow,
+                                kind, Int32(r.count), Int32(c), into, 0, Int32(c))
+        }
+    }
+
+    /// dst[c] += Σ_r src[r, c] (a bias gradient).
+    public static func addColumnSums(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+        let s = UnsafeSendablePointer(UnsafeMutablePointer(mutating: src))
+        addRowBlockSums(rows: rows, columns: cols, into: dst) { r, into in
+            tk_add_column_sums(s.pointer + r.lowerBound * cols, Int32(r.count), Int32(cols), into, 0, Int32(cols))
         }
     }
 }
