@@ -144,14 +144,14 @@ void tk_gelu_tanh_forward(const float *x, float *y, size_t begin, size_t end);
 void tk_gelu_tanh_backward(const float *x, const float *dy, float *dx, int accumulate, size_t begin, size_t end);
 void tk_silu_forward(const float *x, float *y, size_t begin, size_t end);
 void tk_silu_backward(const float *x, const float *dy, float *dx, int accumulate, size_t begin, size_t end);
-/* y = silu(gate) * up; dgate/dup may be NULL. The backward adds into dgate and dup when accumulate
- * is nonzero and writes them otherwise (new gradient buffers need no zero-filling). */
 /* Rotary embedding of rows [row_begin, row_end) of x [B*T, H, D] at positions offset + row % t:
  * y = x rotated by the angles of cos/sin tables [positions, half] (dir 1) or by their negatives
  * (dir -1, the backward), over the first 2*half dims of each head; the rest pass through. Pairs
  * (i, i + half) or, with interleaved, (2i, 2i + 1). y += instead when accumulate is 1. */
 void tk_rope_rows(const float *x, float *y, const float *cos_table, const float *sin_table, int t, int h, int d, int half,
                   int offset, int interleaved, float dir, int accumulate, int row_begin, int row_end);
+/* y = silu(gate) * up; dgate/dup may be NULL. The backward adds into dgate and dup when accumulate
+ * is nonzero and writes them otherwise (new gradient buffers need no zero-filling). */
 void tk_swiglu_forward(const float *gate, const float *up, float *y, size_t begin, size_t end);
 void tk_swiglu_backward(const float *gate, const float *up, const float *dy, float *dgate, float *dup,
                         int accumulate, size_t begin, size_t end);
