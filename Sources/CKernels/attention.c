@@ -392,18 +392,18 @@ TK_KERNEL(tk_attention_backward_tiled, (const tk_attention *p, const float *q, c
                         int rn = nr - r0 < strip ? nr - r0 : strip;
                         int cn = strip < nr ? causal_columns(tk_lvl, p, i0 + r0 + rn - 1, j0, nc) : nc;
                         float *st = s + (size_t)r0 * BC, *dpt = dp + (size_t)r0 * BC;
-                        for (int r = 0; r < rn && cn < nc; r++) {
-                            memset(st + (size_t)r * BC + cn, 0, sizeof(float) * (size_t)(nc - cn));
-                            memset(dpt + (size_t)r * BC + cn, 0, sizeof(float) * (size_t)(nc - cn));
+                        for (int r = r0; r < r0 + rn && cn < nc; r++) {
+                            memset(s + (size_t)r * BC + cn, 0, sizeof(float) * (size_t)(nc - cn));
+                            memset(dp + (size_t)r * BC + cn, 0, sizeof(float) * (size_t)(nc - cn));
                         }
                         if (cn == 0) continue;
                         /* P = exp(S - lse) */
                         scores_tile(tk_lvl, qi + (size_t)r0 * ldq, ldq, kt, BC, rn, cn, D, p->scale, st, BC);
                         if (cg) softcap_tile(p, rn, cn, st, BC, cg + (size_t)r0 * BC);
                         bias_and_mask(p, h, i0 + r0, j0, rn, cn, st, BC);
-                        for (int r = 0; r < rn; r++) {
-                            float *sr = st + (size_t)r * BC;
-                            float L = lse_h[i0 + r0 + r];
+                        for (int r = r0; r < r0 + rn; r++) {
+                            float *sr = s + (size_t)r * BC;
+                            float L = lse_h[i0 + r];
                             for (int c = 0; c < cn; c++) sr[c] = sr[c] == -INFINITY ? 0.0f : tk_expf1(sr[c] - L);
                         }
                         /* dP = dO V^T (with dropout, times the mask: the weights V met were Z = P * mask) */

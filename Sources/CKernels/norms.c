@@ -112,23 +112,23 @@ TK_KERNEL(tk_rmsnorm_backward, (const float *x, const float *g, const float *w, 
     }
 }
 
-TK_KERNEL(tk_norm_weight_grad, (const float *x, const float *g, const float *stats, int layernorm, int rows, int c, float *gw, int col_begin, int col_end), (x, g, stats, layernorm, rows, c, gw, col_begin, col_end)) {
+TK_KERNEL(tk_norm_weight_grad, (const float *x, const float *g, const float *stats, int layernorm, int rows, int c, float *gw), (x, g, stats, layernorm, rows, c, gw)) {
     for (int row = 0; row < rows; row++) {
         const float *xr = x + (size_t)row * c, *gr = g + (size_t)row * c;
         if (layernorm) {
             float mean = stats[2 * row], rstd = stats[2 * row + 1];
-            for (int j = col_begin; j < col_end; j++) gw[j] += gr[j] * ((xr[j] - mean) * rstd);
+            for (int j = 0; j < c; j++) gw[j] += gr[j] * ((xr[j] - mean) * rstd);
         } else {
             float rstd = stats[row];
-            for (int j = col_begin; j < col_end; j++) gw[j] += gr[j] * (xr[j] * rstd);
+            for (int j = 0; j < c; j++) gw[j] += gr[j] * (xr[j] * rstd);
         }
     }
 }
 
-TK_KERNEL(tk_add_column_sums, (const float *src, int rows, int cols, float *dst, int col_begin, int col_end), (src, rows, cols, dst, col_begin, col_end)) {
+TK_KERNEL(tk_add_column_sums, (const float *src, int rows, int cols, float *dst), (src, rows, cols, dst)) {
     /* Blocks of 64 columns accumulate over all rows in registers, then add once. */
-    for (int c0 = col_begin; c0 < col_end; c0 += 64) {
-        int c1 = c0 + 64 < col_end ? c0 + 64 : col_end;
+    for (int c0 = 0; c0 < cols; c0 += 64) {
+        int c1 = c0 + 64 < cols ? c0 + 64 : cols;
         float acc[64] = {0};
         for (int r = 0; r < rows; r++) {
             const float *row = src + (size_t)r * cols;

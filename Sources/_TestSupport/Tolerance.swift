@@ -75,6 +75,15 @@ public enum Tolerance {
         /// (a row skipped or summed twice) is off by ≈ 86.
         public static let rowSumVsFloat64: Double = 1e-3
 
+        /// Column sums over 600 rows (x uniform in [−1, 1]; three 256-row blocks summed in fp32,
+        /// then the partial rows added in order) against a Double sum of the same values; also the
+        /// norm weight gradient Σ g·x·rstd with |g·x·rstd| ≲ 1.7 the same way.
+        ///
+        /// Worst case γ₆₀₀·Σ|terms| ≈ 600u·300 = 1.1e-2 (sums) and ≈ 600u·500 = 1.8e-2 (gradient);
+        /// walk u·√600·(partial sums ≲ 25) ≈ 3.6e-5. Kept at 1e-3: ≈ 30× the walk, well under the
+        /// worst case. A block skipped or added twice moves a column by ≈ √256·0.58 ≈ 9.
+        public static let rowBlockSumsVsFloat64: Double = 1e-3
+
         /// The fused cross-entropy (per row: max, V exps through tk_expf1 at ≤ 4u each, a V-term sum,
         /// a log; rows summed in Double, the mean rounded to Float) against a Double log-softmax of
         /// the same fp32 logits, V = 256, loss ≈ ln 256 ≈ 5.5.

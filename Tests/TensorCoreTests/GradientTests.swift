@@ -340,3 +340,35 @@ private func expectPass(_ r: GradCheck.Report, sourceLocation: SourceLocation = 
         }
     }
 }
+
+/// Bias and norm-weight gradients sum fixed 256-row blocks in parallel, then the partial rows in
+/// order (`Kernels.addRowBlockSums`); the small tensors of the gradient checks take the one-block
+/// path, so these use 600 rows (three blocks, the last one short).
+@Suite struct RowBlockSumTests {
+    @Test func columnSumsAndNormWeightGradientOverBlocks() throws {
+        let (rows, c) = (600, 37)
+        let x = GradCheck.random([rows, c], seed: 50).scalars, g = GradCheck.random([rows, c], seed: 51).scalars
+        let rstd = (0..<rows).map { Float(0.5 + Double($0 % 7) * 0.1) }
+        var sums = [Float](repeating: 0.25, count: c), gw = [Float](repeating: -0.5, count: c)  // added into
+        x.withUnsafeBufferPointer { px in sums.withUnsafeMutableBufferPointer { Kernels.addColumnSums(px.baseAddress!, rows: rows, cols: c, into: $0.baseAddress!) } }
+        x.withUnsafeBufferPointer { px in
+            g.withUnsafeBufferPointer { pg in
+                rstd.withUnsafeBufferPointer { ps in
+                    gw.withUnsafeMutableBufferPointer { out in
+                        Kernels.addNormWeightGradient(
+                            x: UnsafeSendablePointer(UnsafeMutablePointer(mutating: px.baseAddress!)),
+                            g: UnsafeSendablePointer(UnsafeMutablePointer(mutating: pg.baseAddress!)),
+                            stats: UnsafeSendablePointer(UnsafeMutablePointer(mutating: ps.baseAddress!)),
+                            layerNorm: false, rows: rows, columns: c, into: out.baseAddress!)
+                    }
+                }
+            }
+        }
+        for j in 0..<c {
+            let wantSum = 0.25 + (0..<rows).reduce(0.0) { $0 + Double(x[$1 * c + j]) }
+            let wantGrad = -0.5 + (0..<rows).reduce(0.0) { $0 + Double(g[$1 * c + j]) * Double(x[$1 * c + j]) * Double(rstd[$1]) }
+            #expect(abs(Double(sums[j]) - wantSum) < Tolerance.Reduction.rowBlockSumsVsFloat64, "column \(j): \(sums[j]) vs \(wantSum)")
+            #expect(abs(Double(gw[j]) - wantGrad) < Tolerance.Reduction.rowBlockSumsVsFloat64, "column \(j): \(gw[j]) vs \(wantGrad)")
+        }
+    }
+}

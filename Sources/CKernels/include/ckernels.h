@@ -179,12 +179,12 @@ void tk_rmsnorm_forward(const float *x, const float *w, float eps, int c, float 
                         int row_begin, int row_end);
 void tk_rmsnorm_backward(const float *x, const float *g, const float *w, const float *rstd, int c,
                          float *dx, int accumulate, int row_begin, int row_end);
-/* gw[j] += sum_rows g[row, j] * normalised x[row, j] for columns [col_begin, col_end); stats as above
- * (layernorm = 1) or rstd (layernorm = 0). */
+/* gw[j] += sum_rows g[row, j] * normalised x[row, j] over rows of width c; stats as above
+ * (layernorm = 1) or rstd (layernorm = 0). Kernels.addRowBlockSums runs blocks of rows in parallel. */
 void tk_norm_weight_grad(const float *x, const float *g, const float *stats, int layernorm, int rows, int c,
-                         float *gw, int col_begin, int col_end);
-/* dst[c] += sum_r src[r, c] for columns [col_begin, col_end). */
-void tk_add_column_sums(const float *src, int rows, int cols, float *dst, int col_begin, int col_end);
+                         float *gw);
+/* dst[c] += sum_r src[r, c] (a bias gradient; blocks of rows in parallel as above). */
+void tk_add_column_sums(const float *src, int rows, int cols, float *dst);
 
 /* ---- byte streams (bytes.c) ---- */
 

@@ -133,7 +133,7 @@ extension Kernels {
         let kind: Int32 = layerNorm ? 1 : 0, statsPerRow = layerNorm ? 2 : 1
         addRowBlockSums(rows: rows, columns: c, into: gw) { r, into in
             tk_norm_weight_grad(x.pointer + r.lowerBound * c, g.pointer + r.lowerBound * c, stats.pointer + r.lowerBound * statsPerRow,
-                                kind, Int32(r.count), Int32(c), into, 0, Int32(c))
+                                kind, Int32(r.count), Int32(c), into)
         }
     }
 
@@ -141,7 +141,7 @@ extension Kernels {
     public static func addColumnSums(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
         let s = UnsafeSendablePointer(UnsafeMutablePointer(mutating: src))
         addRowBlockSums(rows: rows, columns: cols, into: dst) { r, into in
-            tk_add_column_sums(s.pointer + r.lowerBound * cols, Int32(r.count), Int32(cols), into, 0, Int32(cols))
+            tk_add_column_sums(s.pointer + r.lowerBound * cols, Int32(r.count), Int32(cols), into)
         }
     }
 }
