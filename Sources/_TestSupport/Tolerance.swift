@@ -115,6 +115,11 @@ public enum Tolerance {
         /// walk √50·u·3.1·1.5 ≈ 2e-6 per side, √2 × that = 2.8e-6 for two orders: 1e-5 is 3.6×.
         /// Worst case γ₅₀·(3.1·1.5 + 0.25·0.5) = 1.4e-5. A block written at the wrong offset is off
         /// by O(1).
+        ///
+        /// The same bound holds a narrow product computed transposed (`BLAS.narrowColumns`) against
+        /// the direct one, with beta 0, 1 or 0.25: the products are the same sums, and the transposed
+        /// path rounds αAB once before adding β·C, one more rounding of |C| ≤ 1.5·3.1 + 0.5 ≈ 5.2,
+        /// u·5.2 = 3e-7 beside the 2.8e-6 above.
         public static let splitVsUnsplit: Float = 1e-5
 
         /// A matrix-vector product against a float64 reference on the same (decoded) operands:

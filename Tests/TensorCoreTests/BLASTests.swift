@@ -43,6 +43,45 @@ import _TestSupport
         }
     }
 
+    /// A narrow C (32 ≤ n ≤ `narrowColumns`, m ≥ 4n) is computed transposed and transposed back:
+    /// it equals the direct product in every transpose combination, for beta 0, 1 and 0.25, split
+    /// or not, and leaves C's padding columns alone.
+    @Test func narrowProductsComputedTransposedEqualTheDirectProduct() {
+        var rng = SplitMix64(seed: 23)
+        for (m, n, k) in [(160, 40, 40), (203, 48, 33), (300, 64, 50)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = (0..<(m * k)).map { _ in Float(rng.nextUniform() - 0.5) }
+                let b = (0..<(k * n)).map { _ in Float(rng.nextUniform() - 0.5) }
+                let ldc = n + 3
+                let c0 = (0..<(m * ldc)).map { _ in Float(rng.nextUniform() - 0.5) }
+                for beta: Float in [0, 1, 0.25] {
+                    for parts in [1, 2] {
+                        var results: [[Float]] = []
+                        for narrow in [0, 320] {
+                            var c = c0
+                            a.withUnsafeBufferPointer { pa in
+                                b.withUnsafeBufferPointer { pb in
+                                    c.withUnsafeMutableBufferPointer { pc in
+                                        BLAS.gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1.5, a: pa.baseAddress!,
+                                                  lda: ta ? m : k, b: pb.baseAddress!, ldb: tb ? k : n, beta: beta,
+                                                  c: pc.baseAddress!, ldc: ldc, parts: parts, minimumWork: 0,
+                                                  narrowColumns: narrow)
+                                    }
+                                }
+                            }
+                            results.append(c)
+                        }
+                        var worst: Float = 0
+                        for (x, y) in zip(results[1], results[0]) { worst = max(worst, abs(x - y)) }
+                        #expect(worst < Tolerance.GEMM.splitVsUnsplit,
+                                "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) beta \(beta) parts \(parts): \(worst)")
+                        for row in 0..<m { for j in n..<ldc { #expect(results[1][row * ldc + j] == c0[row * ldc + j]) } }
+                    }
+                }
+            }
+        }
+    }
+
     @Test func splitMixIsDeterministic() {
         var a = SplitMix64(seed: 7), b = SplitMix64(seed: 7)
         let xs = (0..<5).map { _ in a.next() }

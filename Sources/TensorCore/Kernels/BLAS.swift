@@ -1,6 +1,7 @@
 import CKernels
 import CPlatform
 import Dispatch
+import Foundation
 
 /// Thin wrappers over the platform seam's `tk_sgemm` (CBLAS `sgemm`, row-major). No copies: transposes are BLAS flags.
 ///
@@ -49,12 +50,19 @@ public enum BLAS {
     /// workers sleep between jobs and so never compete with the elementwise loops of training.
     nonisolated(unsafe) public static var spinningPoolWork = 1 << 24
 
-    /// `gemm` split into at most `parts` blocks when m·n·k ≥ `minimumWork` (tests force the split).
+    /// `gemm` split into at most `parts` blocks when m·n·k ≥ `minimumWork` (tests force the split;
+    /// `narrow` is `narrowColumns` unless a test compares both paths).
     static func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int, minimumWork: Int
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int, minimumWork: Int,
+        narrowColumns narrow: Int = BLAS.narrowColumns
     ) {
+        if narrow > 0, n >= 32, n <= narrow, m >= 4 &* n, k >= 32 {
+            gemmTransposed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                           b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, parts: parts, minimumWork: minimumWork)
+            return
+        }
         // A matrix-vector product (m = 1) streams the matrix from memory: weigh each element as ~32
         // multiply-adds of a cache-blocked GEMM, so decoding-sized products are split too.
         let work = m == 1 ? n &* k &* 32 : m &* n &* k
@@ -85,6 +93,54 @@ public enum BLAS {
             let shared = job
             DispatchQueue.concurrentPerform(iterations: blocks) { i in shared.run(block: i) }
         }
+    }
+
+    /// Products whose C has at most this many columns (and at least 4× as many rows) are computed
+    /// as Cᵀ = op(B)ᵀ · op(A)ᵀ into a scratch buffer and transposed into C (0 turns this off;
+    /// `TOOLKIT_GEMM_NARROW` overrides). OpenBLAS 0.3.21's driver takes another path when C has
+    /// few columns (its M, the contiguous dimension, fits one block), and on the AVX2-only AMD EPYC
+    /// of session 12 that path ran at under half speed: 2048×n×384, one thread, Haswell kernel,
+    /// n = 128: 17 GFLOP/s, n = 256: 14, n = 320: 13, against 39–41 from n = 352 on, and the
+    /// transposed product n×2048×384 ran at 32–36. `qwen3-small`'s k_proj and v_proj (n = 128) are
+    /// such products. The transpose reads and writes m·n floats once, a few per cent of the
+    /// product's time.
+    nonisolated(unsafe) public static var narrowColumns: Int =
+        Int(ProcessInfo.processInfo.environment["TOOLKIT_GEMM_NARROW"] ?? "") ?? 320
+
+    /// `gemm` for a narrow C: Cᵀ[n,m] = op(B)ᵀ · op(A)ᵀ (the same products of rows and columns,
+    /// each summed over k in the same order), then C = beta · C + (Cᵀ)ᵀ in 16-row blocks.
+    private static func gemmTransposed(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int, minimumWork: Int
+    ) {
+        let scratch = TensorStorage(count: m * n, zeroed: false)
+        let t = scratch.pointer
+        // op(B)ᵀ is B read with the other transpose flag, and likewise op(A)ᵀ.
+        gemm(transA: !transB, transB: !transA, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
+             beta: 0, c: t, ldc: m, parts: parts, minimumWork: minimumWork)
+        let pt = UnsafeSendablePointer(t), pc = UnsafeSendablePointer(c)
+        let block = 16, blocks = (m + block - 1) / block
+        let body: @Sendable (Range<Int>) -> Void = { range in
+            withExtendedLifetime(scratch) {
+                let t = pt.pointer, c = pc.pointer
+                for blk in range {
+                    let lo = blk * block, hi = Swift.min(m, lo + block)
+                    for j in 0..<n {
+                        let tj = t + j * m
+                        if beta == 0 {
+                            for i in lo..<hi { c[i * ldc + j] = tj[i] }
+                        } else if beta == 1 {
+                            for i in lo..<hi { c[i * ldc + j] += tj[i] }
+                        } else {
+                            for i in lo..<hi { c[i * ldc + j] = beta * c[i * ldc + j] + tj[i] }
+                        }
+                    }
+                }
+            }
+        }
+        // One part: a product that runs beside another on the other core (`accumulate`).
+        if parts > 1 { Parallel.forRange(blocks, costPerItem: block * n, body) } else { body(0..<blocks) }
     }
 
     /// One block of a split product: rows (or columns) [block·size, (block+1)·size) of C.
