@@ -43,12 +43,13 @@ import _TestSupport
         }
     }
 
-    /// A narrow C (32 ≤ n ≤ `narrowColumns`, m ≥ 4n) is computed transposed and transposed back:
-    /// it equals the direct product in every transpose combination, for beta 0, 1 and 0.25, split
-    /// or not, and leaves C's padding columns alone.
+    /// A narrow C (32 ≤ n ≤ `narrowColumns`, m ≥ 4n) is computed transposed and transposed back,
+    /// block by block of rows: it equals the direct product in every transpose combination, for
+    /// beta 0, 1 and 0.25, split or not, and leaves C's padding columns alone.
     @Test func narrowProductsComputedTransposedEqualTheDirectProduct() {
         var rng = SplitMix64(seed: 23)
-        for (m, n, k) in [(160, 40, 40), (203, 48, 33), (300, 64, 50)] {
+        // The last shape spans two blocks of `BLAS.narrowBlockRows` rows.
+        for (m, n, k) in [(160, 40, 40), (203, 48, 33), (300, 64, 50), (BLAS.narrowBlockRows + 200, 32, 32)] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = (0..<(m * k)).map { _ in Float(rng.nextUniform() - 0.5) }
                 let b = (0..<(k * n)).map { _ in Float(rng.nextUniform() - 0.5) }

@@ -107,9 +107,26 @@ public enum BLAS {
     nonisolated(unsafe) public static var narrowColumns: Int =
         Int(ProcessInfo.processInfo.environment["TOOLKIT_GEMM_NARROW"] ?? "") ?? 320
 
-    /// `gemm` for a narrow C: Cᵀ[n,m] = op(B)ᵀ · op(A)ᵀ (the same products of rows and columns,
-    /// each summed over k in the same order), then C = beta · C + (Cᵀ)ᵀ in 16-row blocks.
+    /// Rows of C per transposed block: the scratch is at most 320 × 4096 floats (5 MiB), whatever m is.
+    static let narrowBlockRows = 4096
+
+    /// `gemm` for a narrow C: for each block of up to `narrowBlockRows` rows of C, Cᵀ[n,rows] =
+    /// op(B)ᵀ · op(A)ᵀ (the same products of rows and columns, each summed over k in the same order),
+    /// then C = beta · C + (Cᵀ)ᵀ in 16-row blocks.
     private static func gemmTransposed(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int, minimumWork: Int
+    ) {
+        for lo in stride(from: 0, to: m, by: narrowBlockRows) {
+            // Rows lo..<lo+rows of C need rows lo..<lo+rows of op(A).
+            gemmTransposedBlock(transA: transA, transB: transB, m: Swift.min(narrowBlockRows, m - lo), n: n, k: k,
+                                alpha: alpha, a: transA ? a + lo : a + lo * lda, lda: lda, b: b, ldb: ldb, beta: beta,
+                                c: c + lo * ldc, ldc: ldc, parts: parts, minimumWork: minimumWork)
+        }
+    }
+
+    private static func gemmTransposedBlock(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int, minimumWork: Int
