@@ -97,11 +97,11 @@ public enum BLAS {
 
     /// Products whose C has at most this many columns (and at least 4× as many rows) are computed
     /// as Cᵀ = op(B)ᵀ · op(A)ᵀ into a scratch buffer and transposed into C (0 turns this off;
-    /// `TOOLKIT_GEMM_NARROW` overrides). OpenBLAS 0.3.21's driver takes another path when C has
-    /// few columns (its M, the contiguous dimension, fits one block), and on the AVX2-only AMD EPYC
-    /// of session 12 that path ran at under half speed: 2048×n×384, one thread, Haswell kernel,
-    /// n = 128: 17 GFLOP/s, n = 256: 14, n = 320: 13, against 39–41 from n = 352 on, and the
-    /// transposed product n×2048×384 ran at 32–36. `qwen3-small`'s k_proj and v_proj (n = 128) are
+    /// `TOOLKIT_GEMM_NARROW` overrides). On the AVX2-only AMD EPYC of session 12, OpenBLAS 0.3.21
+    /// ran such products at under half speed: 2048×n×384, one thread, Haswell kernel, n = 128:
+    /// 17 GFLOP/s, n = 256: 14, n = 320: 13, against 39–41 from n = 352 on (whatever m and k; a
+    /// cliff in C's contiguous dimension, which points at the driver's blocking, not verified), and
+    /// the transposed product n×2048×384 ran at 32–36. `qwen3-small`'s k_proj and v_proj (n = 128) are
     /// such products. The transpose reads and writes m·n floats once, a few per cent of the
     /// product's time.
     nonisolated(unsafe) public static var narrowColumns: Int =
@@ -133,9 +133,10 @@ public enum BLAS {
     ) {
         let scratch = TensorStorage(count: m * n, zeroed: false)
         let t = scratch.pointer
-        // op(B)ᵀ is B read with the other transpose flag, and likewise op(A)ᵀ.
+        // op(B)ᵀ is B read with the other transpose flag, and likewise op(A)ᵀ. Never transposed again
+        // (a short last block could otherwise qualify the other way round).
         gemm(transA: !transB, transB: !transA, m: n, n: m, k: k, alpha: alpha, a: b, lda: ldb, b: a, ldb: lda,
-             beta: 0, c: t, ldc: m, parts: parts, minimumWork: minimumWork)
+             beta: 0, c: t, ldc: m, parts: parts, minimumWork: minimumWork, narrowColumns: 0)
         let pt = UnsafeSendablePointer(t), pc = UnsafeSendablePointer(c)
         let block = 16, blocks = (m + block - 1) / block
         let body: @Sendable (Range<Int>) -> Void = { range in
