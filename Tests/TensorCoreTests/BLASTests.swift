@@ -14,30 +14,12 @@ import _TestSupport
         var rng = SplitMix64(seed: 21)
         for (m, n, k) in [(1, 300, 40), (5, 97, 33), (70, 19, 50), (203, 130, 17), (33, 401, 9)] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let a = (0..<(m * k)).map { _ in Float(rng.nextUniform() - 0.5) }
-                let b = (0..<(k * n)).map { _ in Float(rng.nextUniform() - 0.5) }
-                let ldc = n + 3
-                let c0 = (0..<(m * ldc)).map { _ in Float(rng.nextUniform() - 0.5) }
-                var results: [[Float]] = []
-                for parts in [1, 2, 3, 7] {
-                    var c = c0
-                    a.withUnsafeBufferPointer { pa in
-                        b.withUnsafeBufferPointer { pb in
-                            c.withUnsafeMutableBufferPointer { pc in
-                                BLAS.gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1.5, a: pa.baseAddress!,
-                                          lda: ta ? m : k, b: pb.baseAddress!, ldb: tb ? k : n, beta: 0.25,
-                                          c: pc.baseAddress!, ldc: ldc, parts: parts, minimumWork: 0)
-                            }
-                        }
-                    }
-                    results.append(c)
-                }
-                for (i, r) in results.enumerated().dropFirst() {
-                    var worst: Float = 0
-                    for (x, y) in zip(r, results[0]) { worst = max(worst, abs(x - y)) }
-                    #expect(worst < Tolerance.GEMM.splitVsUnsplit, "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) split \(i): \(worst)")
-                    // Padding columns of C (beyond n) are never written.
-                    for row in 0..<m { for j in n..<ldc { #expect(r[row * ldc + j] == c0[row * ldc + j]) } }
+                let p = RandomProduct(m: m, n: n, k: k, transA: ta, transB: tb, rng: &rng)
+                let unsplit = p.run(beta: 0.25, parts: 1)
+                for parts in [2, 3, 7] {
+                    let r = p.run(beta: 0.25, parts: parts)
+                    #expect(p.maxDifference(r, unsplit) < Tolerance.GEMM.splitVsUnsplit, "\(p) split \(parts)")
+                    #expect(p.paddingUntouched(r), "\(p) split \(parts)")
                 }
             }
         }
@@ -51,32 +33,13 @@ import _TestSupport
         // The last shape spans two blocks of `BLAS.narrowBlockRows` rows.
         for (m, n, k) in [(160, 40, 40), (203, 48, 33), (300, 64, 50), (BLAS.narrowBlockRows + 200, 32, 32)] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let a = (0..<(m * k)).map { _ in Float(rng.nextUniform() - 0.5) }
-                let b = (0..<(k * n)).map { _ in Float(rng.nextUniform() - 0.5) }
-                let ldc = n + 3
-                let c0 = (0..<(m * ldc)).map { _ in Float(rng.nextUniform() - 0.5) }
+                let p = RandomProduct(m: m, n: n, k: k, transA: ta, transB: tb, rng: &rng)
                 for beta: Float in [0, 1, 0.25] {
                     for parts in [1, 2] {
-                        var results: [[Float]] = []
-                        for narrow in [0, 320] {
-                            var c = c0
-                            a.withUnsafeBufferPointer { pa in
-                                b.withUnsafeBufferPointer { pb in
-                                    c.withUnsafeMutableBufferPointer { pc in
-                                        BLAS.gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1.5, a: pa.baseAddress!,
-                                                  lda: ta ? m : k, b: pb.baseAddress!, ldb: tb ? k : n, beta: beta,
-                                                  c: pc.baseAddress!, ldc: ldc, parts: parts, minimumWork: 0,
-                                                  narrowColumns: narrow)
-                                    }
-                                }
-                            }
-                            results.append(c)
-                        }
-                        var worst: Float = 0
-                        for (x, y) in zip(results[1], results[0]) { worst = max(worst, abs(x - y)) }
-                        #expect(worst < Tolerance.GEMM.splitVsUnsplit,
-                                "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) beta \(beta) parts \(parts): \(worst)")
-                        for row in 0..<m { for j in n..<ldc { #expect(results[1][row * ldc + j] == c0[row * ldc + j]) } }
+                        let direct = p.run(beta: beta, parts: parts, narrow: 0)
+                        let transposed = p.run(beta: beta, parts: parts, narrow: 320)
+                        #expect(p.maxDifference(transposed, direct) < Tolerance.GEMM.splitVsUnsplit, "\(p) beta \(beta) parts \(parts)")
+                        #expect(p.paddingUntouched(transposed), "\(p) beta \(beta) parts \(parts)")
                     }
                 }
             }
@@ -155,5 +118,46 @@ import _TestSupport
             }
             #expect(worst < Tolerance.GEMM.largeBackwardVsFloat64, "pass \(pass): max |Δ| \(worst)")
         }
+    }
+}
+
+/// C = 1.5·op(A)·op(B) + beta·C₀ on random operands in [−0.5, 0.5], C three columns wider than n
+/// (padding that no product may write).
+private struct RandomProduct: CustomStringConvertible {
+    let m: Int, n: Int, k: Int, transA: Bool, transB: Bool
+    let a: [Float], b: [Float], c0: [Float]
+    var ldc: Int { n + 3 }
+
+    init(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, rng: inout SplitMix64) {
+        (self.m, self.n, self.k, self.transA, self.transB) = (m, n, k, transA, transB)
+        a = (0..<(m * k)).map { _ in Float(rng.nextUniform() - 0.5) }
+        b = (0..<(k * n)).map { _ in Float(rng.nextUniform() - 0.5) }
+        c0 = (0..<(m * (n + 3))).map { _ in Float(rng.nextUniform() - 0.5) }
+    }
+
+    var description: String { "m \(m) n \(n) k \(k) ta \(transA) tb \(transB)" }
+
+    /// `BLAS.gemm` split into at most `parts` blocks (always split: minimumWork 0).
+    func run(beta: Float, parts: Int, narrow: Int = BLAS.narrowColumns) -> [Float] {
+        var c = c0
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                c.withUnsafeMutableBufferPointer { pc in
+                    BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.5, a: pa.baseAddress!,
+                              lda: transA ? m : k, b: pb.baseAddress!, ldb: transB ? k : n, beta: beta,
+                              c: pc.baseAddress!, ldc: ldc, parts: parts, minimumWork: 0, narrowColumns: narrow)
+                }
+            }
+        }
+        return c
+    }
+
+    func maxDifference(_ x: [Float], _ y: [Float]) -> Float {
+        zip(x, y).reduce(0) { max($0, abs($1.0 - $1.1)) }
+    }
+
+    /// Columns n..<ldc of every row still hold C₀.
+    func paddingUntouched(_ c: [Float]) -> Bool {
+        (0..<m).allSatisfy { row in (n..<ldc).allSatisfy { c[row * ldc + $0] == c0[row * ldc + $0] } }
     }
 }

@@ -3,7 +3,8 @@ import CPlatform
 import Dispatch
 import Foundation
 
-/// Thin wrappers over the platform seam's `tk_sgemm` (CBLAS `sgemm`, row-major). No copies: transposes are BLAS flags.
+/// Thin wrappers over the platform seam's `tk_sgemm` (CBLAS `sgemm`, row-major). Transposes are BLAS
+/// flags; the one copy is a narrow C's, computed transposed (`narrowColumns`).
 ///
 /// Threading is ours, not OpenBLAS's: OpenBLAS runs single-threaded (`BLASRuntime` sets it), and a
 /// large product is cut into `threads` contiguous blocks of rows of C (or of columns, when C has
