@@ -98,7 +98,7 @@ public enum BLAS {
 
     /// Products whose C has at most this many columns (and at least 4× as many rows) are computed
     /// as Cᵀ = op(B)ᵀ · op(A)ᵀ into a scratch buffer and transposed into C (0 turns this off;
-    /// `TOOLKIT_GEMM_NARROW` overrides). On the AVX2-only AMD EPYC of session 12, OpenBLAS 0.3.21
+    /// `TOOLKIT_GEMM_NARROW` overrides). On the AVX2-only AMD EPYC (avx2 ) of session 12, OpenBLAS 0.3.21
     /// ran such products at under half speed: 2048×n×384, one thread, Haswell kernel, n = 128:
     /// 17 GFLOP/s, n = 256: 14, n = 320: 13, against 39–41 from n = 352 on (whatever m and k; a
     /// cliff in C's contiguous dimension, which points at the driver's blocking, not verified), and
